@@ -1,0 +1,103 @@
+//! The data plane's counters: one slot per event in a per-CPU array map.
+//!
+//! Per-CPU slots mean the kernel increments without atomics and userspace sums the CPUs
+//! on read. The enum's discriminant is the slot index, so kernel and daemon agree by
+//! construction; [`Counter::ALL`] and [`Counter::name`] let the daemon print every slot.
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )+) => {
+        /// One per-CPU counter slot.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Counter {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl Counter {
+            /// Every counter, in slot order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)+];
+
+            /// The counter's metric-style name (`snake_case`, stable across releases).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( Counter::$variant => $name, )+
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames the program saw at all.
+    Received = "received",
+    /// ARP frames (always passed).
+    Arp = "arp",
+    /// IPv4 packets that parsed cleanly.
+    Ipv4 = "ipv4",
+    /// IPv6 packets that parsed cleanly.
+    Ipv6 = "ipv6",
+    /// Frames of other ethertypes (passed untouched).
+    OtherEthertype = "other_ethertype",
+    /// Frames that carried at least one 802.1Q/802.1ad tag.
+    Vlan = "vlan",
+    /// TCP segments.
+    Tcp = "tcp",
+    /// UDP datagrams.
+    Udp = "udp",
+    /// ICMP messages.
+    Icmp = "icmp",
+    /// ICMPv6 messages.
+    Icmpv6 = "icmpv6",
+    /// Other IP protocols.
+    OtherL4 = "other_l4",
+    /// Non-first IP fragments (no transport header to look at).
+    Fragment = "fragment",
+    /// Dropped: shorter than an Ethernet header.
+    TruncatedEthernet = "malformed_truncated_ethernet",
+    /// Dropped: a VLAN tag cut short.
+    TruncatedVlan = "malformed_truncated_vlan",
+    /// Dropped: more than two stacked VLAN tags.
+    TooManyVlans = "malformed_too_many_vlans",
+    /// Dropped: IPv4 header cut short.
+    TruncatedIpv4 = "malformed_truncated_ipv4",
+    /// Dropped: IPv4 version field is not 4.
+    BadIpVersion = "malformed_bad_ip_version",
+    /// Dropped: IPv4 IHL below 5 words.
+    BadIhl = "malformed_bad_ihl",
+    /// Dropped: IP total/payload length disagrees with the frame.
+    BadIpLength = "malformed_bad_ip_length",
+    /// Dropped: IPv6 header cut short.
+    TruncatedIpv6 = "malformed_truncated_ipv6",
+    /// Dropped: an IPv6 extension header cut short.
+    TruncatedExtHeader = "malformed_truncated_ext_header",
+    /// Dropped: more IPv6 extension headers than the parser follows.
+    TooManyExtHeaders = "malformed_too_many_ext_headers",
+    /// Dropped: TCP header cut short.
+    TruncatedTcp = "malformed_truncated_tcp",
+    /// Dropped: TCP data offset below 5 words or past the packet.
+    BadTcpOffset = "malformed_bad_tcp_offset",
+    /// Dropped: UDP header cut short.
+    TruncatedUdp = "malformed_truncated_udp",
+    /// Dropped: UDP length field below 8 or past the IP payload.
+    BadUdpLength = "malformed_bad_udp_length",
+    /// Dropped: ICMP/ICMPv6 header cut short.
+    TruncatedIcmp = "malformed_truncated_icmp",
+}
+
+/// Number of counter slots (the per-CPU array's size).
+pub const COUNTER_SLOTS: u32 = Counter::ALL.len() as u32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_dense_and_names_unique() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+            for other in &Counter::ALL[i + 1..] {
+                assert_ne!(c.name(), other.name());
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Types and pure packet logic shared by foobar's XDP programs and its daemon.
+//!
+//! Everything here is `no_std` and free of kernel helpers so that the exact code the
+//! kernel runs can be unit-tested, property-tested and fuzzed on the host.
+//!
+//! # Layout
+//! - [`bytes`]: the [`bytes::PacketBytes`] trait, the parser's only window on a packet.
+//! - [`parse`]: Ethernet / VLAN / IPv4 / IPv6 / TCP / UDP / ICMP parsing into a [`parse::Parsed`]
+//!   summary, or the [`parse::Malformed`] reason a packet was refused.
+//! - [`counters`]: the catalogue of per-CPU counters the data plane keeps and their names.
+#![no_std]
+
+pub mod bytes;
+pub mod counters;
+pub mod parse;
+
+/// Name of the XDP program in the eBPF object, as `bpftool prog show` lists it.
+pub const XDP_PROGRAM: &str = "foobar_xdp";
+/// Name of the per-CPU counter array in the eBPF object.
+pub const STATS_MAP: &str = "FOOBAR_STATS";

@@ -1,0 +1,30 @@
+//! The kernel-side packet window: every read is checked against `data_end` right before it,
+//! in the shape the verifier can follow.
+
+use aya_ebpf::programs::XdpContext;
+use foobar_common::bytes::{MAX_PARSE_OFFSET, PacketBytes};
+
+/// An XDP frame seen through [`PacketBytes`].
+pub struct Frame<'a>(pub &'a XdpContext);
+
+impl PacketBytes for Frame<'_> {
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        self.0.data_end() - self.0.data()
+    }
+
+    #[inline(always)]
+    fn load<T: Copy>(&self, off: usize) -> Option<T> {
+        let start = self.0.data();
+        let end = self.0.data_end();
+        if off > MAX_PARSE_OFFSET {
+            return None;
+        }
+        if start + off + core::mem::size_of::<T>() > end {
+            return None;
+        }
+        // SAFETY: the range [start + off, start + off + size_of::<T>()) was just checked to lie
+        // inside the packet, and `T` is a plain integer or byte array.
+        Some(unsafe { core::ptr::read_unaligned((start + off) as *const T) })
+    }
+}

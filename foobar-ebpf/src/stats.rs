@@ -1,0 +1,17 @@
+//! Per-CPU event counters (slot = [`Counter`] discriminant).
+
+use aya_ebpf::{macros::map, maps::PerCpuArray};
+use foobar_common::counters::{COUNTER_SLOTS, Counter};
+
+#[map(name = "FOOBAR_STATS")]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// Adds one to `c` on this CPU. Per-CPU slots need no atomics: no other CPU writes them.
+#[inline(always)]
+pub fn count(c: Counter) {
+    if let Some(slot) = STATS.get_ptr_mut(c as u32) {
+        // SAFETY: the pointer is this CPU's slot, valid for the program's run; XDP programs
+        // are not preempted on a CPU, so no other writer races this increment.
+        unsafe { *slot += 1 };
+    }
+}

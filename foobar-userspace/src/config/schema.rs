@@ -1,0 +1,280 @@
+//! The config file's shape, one struct per table, exactly as `examples/lab.toml` spells it.
+//!
+//! Every struct denies unknown keys. Values that a later check must point back at carry
+//! their position (`Spanned`) so the error can name the line.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::values::{Cidr, Span};
+use crate::xdp_mode::XdpMode;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub daemon: Daemon,
+    #[serde(default)]
+    pub firewall: Firewall,
+    #[serde(default, rename = "service")]
+    pub services: Vec<Service>,
+    pub dns: Option<Dns>,
+    pub replication: Option<Replication>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Daemon {
+    /// Interfaces XDP attaches to.
+    pub interfaces: Vec<Spanned<String>>,
+    /// The subset of `interfaces` the firewall applies on.
+    #[serde(default)]
+    pub untrusted: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+    #[serde(default = "defaults::pin_dir")]
+    pub pin_dir: PathBuf,
+    #[serde(default = "defaults::control_socket")]
+    pub control_socket: PathBuf,
+    #[serde(default = "defaults::metrics_listen")]
+    pub metrics_listen: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    #[default]
+    Drop,
+    Accept,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    #[serde(default)]
+    pub default_policy: Policy,
+    #[serde(default)]
+    pub deny_sources: Vec<Cidr>,
+    /// New TCP connections per second per source; 0 turns the limit off.
+    #[serde(default)]
+    pub syn_rate_per_source: u32,
+    /// Bucket depth (SYNs a source may send at once); defaults to the rate.
+    pub syn_burst: Option<u32>,
+    #[serde(default)]
+    pub allow: Vec<AllowRule>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRule {
+    pub proto: Spanned<Proto>,
+    pub to: Cidr,
+    /// Destination ports; empty allows every port (and is the only choice for ICMP).
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Optional source prefix.
+    pub from: Option<Cidr>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardMode {
+    #[default]
+    Nat,
+    Dsr,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheduler {
+    #[default]
+    RoundRobin,
+    WeightedRoundRobin,
+    Maglev,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: Spanned<String>,
+    pub vip: Spanned<IpAddr>,
+    pub ports: Vec<u16>,
+    pub proto: Proto,
+    #[serde(default)]
+    pub mode: ForwardMode,
+    #[serde(default)]
+    pub scheduler: Scheduler,
+    pub health: Option<Health>,
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<Backend>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthKind {
+    Tcp,
+    Http,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub kind: HealthKind,
+    #[serde(default = "defaults::http_path")]
+    pub path: String,
+    #[serde(default = "defaults::expect_status")]
+    pub expect_status: u16,
+    /// Substring the response body must contain (http only).
+    pub expect_body: Option<String>,
+    #[serde(default = "defaults::interval")]
+    pub interval: Span,
+    #[serde(default = "defaults::timeout")]
+    pub timeout: Spanned<Span>,
+    #[serde(default = "defaults::rise")]
+    pub rise: u32,
+    #[serde(default = "defaults::fall")]
+    pub fall: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub name: Spanned<String>,
+    pub address: IpAddr,
+    #[serde(default = "defaults::weight")]
+    pub weight: u32,
+    /// Used only while no non-backup backend of the service is up (active-passive).
+    #[serde(default)]
+    pub backup: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    pub listen: Vec<SocketAddr>,
+    pub zone: Spanned<String>,
+    #[serde(default = "defaults::dns_ttl")]
+    pub ttl: u32,
+    #[serde(default, rename = "record")]
+    pub records: Vec<Record>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum RecordType {
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+    #[serde(rename = "CNAME")]
+    Cname,
+    #[serde(rename = "MX")]
+    Mx,
+    #[serde(rename = "TXT")]
+    Txt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationTarget {
+    Primary,
+    Replicas,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub name: Spanned<String>,
+    #[serde(rename = "type")]
+    pub kind: RecordType,
+    /// Static data: an address, a target name, `"10 mail"` for MX, text for TXT.
+    pub value: Option<String>,
+    /// Answer the service's VIP while it has a healthy backend.
+    pub service: Option<Spanned<String>>,
+    /// Answer from the replication monitor's view.
+    pub replication: Option<ReplicationTarget>,
+    pub ttl: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbServer {
+    pub name: String,
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replication {
+    pub primary: Spanned<DbServer>,
+    #[serde(default)]
+    pub replicas: Vec<DbServer>,
+    pub user: String,
+    pub password_file: PathBuf,
+    #[serde(default = "defaults::repl_interval")]
+    pub interval: Span,
+    #[serde(default = "defaults::max_lag")]
+    pub max_lag: Span,
+    #[serde(default = "defaults::yes")]
+    pub heartbeat: bool,
+}
+
+mod defaults {
+    use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+    use super::Span;
+
+    pub fn pin_dir() -> PathBuf {
+        PathBuf::from("/sys/fs/bpf/foobar")
+    }
+    pub fn control_socket() -> PathBuf {
+        PathBuf::from("/run/foobar/control.sock")
+    }
+    pub fn metrics_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9469))
+    }
+    pub fn http_path() -> String {
+        "/".to_owned()
+    }
+    pub fn expect_status() -> u16 {
+        200
+    }
+    pub fn interval() -> Span {
+        Span(Duration::from_secs(2))
+    }
+    /// Position 0..0 marks the value as defaulted (errors then point at the service).
+    pub fn timeout() -> toml::Spanned<Span> {
+        toml::Spanned::new(0..0, Span(Duration::from_secs(1)))
+    }
+    pub fn rise() -> u32 {
+        2
+    }
+    pub fn fall() -> u32 {
+        3
+    }
+    pub fn weight() -> u32 {
+        1
+    }
+    pub fn dns_ttl() -> u32 {
+        30
+    }
+    pub fn repl_interval() -> Span {
+        Span(Duration::from_secs(1))
+    }
+    pub fn max_lag() -> Span {
+        Span(Duration::from_secs(5))
+    }
+    pub fn yes() -> bool {
+        true
+    }
+}

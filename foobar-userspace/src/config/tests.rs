@@ -1,0 +1,168 @@
+//! Table-driven config tests: each case edits the lab config and names the exact error.
+
+use std::path::Path;
+
+use super::parse;
+
+const LAB: &str = include_str!("../../../examples/lab.toml");
+
+fn lab_interfaces(name: &str) -> bool {
+    matches!(name, "front" | "back")
+}
+
+/// Parses the lab config with `from` replaced by `to` (which must occur exactly once).
+fn edited(from: &str, to: &str) -> Result<super::Config, String> {
+    assert_eq!(
+        LAB.matches(from).count(),
+        1,
+        "`{from}` must occur once in examples/lab.toml"
+    );
+    let text = LAB.replacen(from, to, 1);
+    parse(Path::new("lab.toml"), &text, &lab_interfaces).map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_lab_config_is_valid() {
+    let cfg = parse(Path::new("lab.toml"), LAB, &lab_interfaces)
+        .expect("examples/lab.toml must stay valid");
+    assert_eq!(cfg.services.len(), 1);
+    assert_eq!(cfg.services[0].backends.len(), 2);
+    assert_eq!(cfg.firewall.allow.len(), 2);
+    assert_eq!(cfg.dns.as_ref().map(|d| d.records.len()), Some(3));
+}
+
+#[test]
+fn good_values_are_accepted() {
+    for (from, to) in [
+        (r#"xdp_mode = "auto""#, r#"xdp_mode = "native""#),
+        (r#"xdp_mode = "auto""#, r#"xdp_mode = "generic""#),
+        (r#"default_policy = "drop""#, r#"default_policy = "accept""#),
+        (
+            r#"deny_sources = ["192.0.2.66/32"]"#,
+            r#"deny_sources = ["192.0.2.0/24", "2001:db8:1::/64", "203.0.113.7"]"#,
+        ),
+        ("syn_rate_per_source = 200", "syn_rate_per_source = 0"),
+        (
+            "syn_rate_per_source = 200",
+            "syn_rate_per_source = 50\nsyn_burst = 100",
+        ),
+        (r#"mode = "nat""#, r#"mode = "dsr""#),
+        (r#"scheduler = "round-robin""#, r#"scheduler = "maglev""#),
+        (
+            r#"scheduler = "round-robin""#,
+            r#"scheduler = "weighted-round-robin""#,
+        ),
+        (r#"kind = "http""#, r#"kind = "tcp""#),
+        (r#"interval = "500ms""#, r#"interval = "1m""#),
+        (
+            r#"address = "198.51.100.12""#,
+            "address = \"198.51.100.12\"\nweight = 3\nbackup = true",
+        ),
+        ("ttl = 30", "ttl = 300"),
+        ("heartbeat = true", "heartbeat = false"),
+    ] {
+        if let Err(e) = edited(from, to) {
+            panic!("`{to}` rejected: {e}");
+        }
+    }
+}
+
+#[test]
+fn bad_values_name_file_line_and_key() {
+    let mut mismatches = Vec::new();
+    for (from, to, expected) in [
+        (
+            "syn_rate_per_source = 200",
+            "syn_rate_per_sourc = 200",
+            "lab.toml:15: firewall.syn_rate_per_sourc: unknown field `syn_rate_per_sourc`, expected one of `default_policy`, `deny_sources`, `syn_rate_per_source`, `syn_burst`, `allow`",
+        ),
+        (
+            r#"xdp_mode = "auto""#,
+            r#"xdp_mode = "fast""#,
+            "lab.toml:7: daemon.xdp_mode: unknown variant `fast`, expected one of `native`, `generic`, `auto`",
+        ),
+        (
+            r#"interval = "500ms""#,
+            r#"interval = "500""#,
+            "lab.toml:39: service.health.interval: `500`: duration unit must be ms, s or m",
+        ),
+        (
+            r#"deny_sources = ["192.0.2.66/32"]"#,
+            r#"deny_sources = ["192.0.2.66/40"]"#,
+            "lab.toml:14: firewall.deny_sources: `192.0.2.66/40`: prefix length must be 0..=32",
+        ),
+        (
+            r#"deny_sources = ["192.0.2.66/32"]"#,
+            r#"deny_sources = ["192.0.2.66/24"]"#,
+            "lab.toml:14: firewall.deny_sources: `192.0.2.66/24` has host bits set past /24",
+        ),
+        (
+            r#"vip = "192.0.2.10""#,
+            r#"vip = "www.foobar.com""#,
+            "lab.toml:29: service.vip: invalid IP address syntax",
+        ),
+        (
+            "rise = 2",
+            "rise = -1",
+            "lab.toml:41: service.health.rise: invalid value: integer `-1`, expected u32",
+        ),
+        (
+            r#"service = "www"  "#,
+            r#"service = "wwx"  "#,
+            "lab.toml:61: dns.record[0].service: no [[service]] is named `wwx`",
+        ),
+        (
+            r#"untrusted = ["front"]"#,
+            r#"untrusted = ["eth9"]"#,
+            "lab.toml:6: daemon.untrusted: `eth9` is not in daemon.interfaces: the firewall runs only where XDP is attached",
+        ),
+        (
+            r#"interfaces = ["front", "back"]"#,
+            r#"interfaces = ["front", "back", "eth7"]"#,
+            "lab.toml:5: daemon.interfaces: no interface `eth7` exists here (see `ip link`)",
+        ),
+        (
+            r#"address = "198.51.100.12""#,
+            r#"address = "2001:db8:2::12""#,
+            "lab.toml:49: service[0].backend[1].address: must be of the VIP's address family",
+        ),
+        (
+            r#"timeout = "300ms""#,
+            r#"timeout = "3s""#,
+            "lab.toml:40: service[0].health.timeout: must be above zero and at most the interval",
+        ),
+        (
+            "proto = \"udp\"\nto = \"192.0.2.53\"",
+            "proto = \"icmp\"\nto = \"192.0.2.53\"",
+            "lab.toml:23: firewall.allow[1].ports: ICMP has no ports: remove `ports`",
+        ),
+        (
+            r#"name = "db-write""#,
+            "name = \"db-write\"\nvalue = \"192.0.2.31\"",
+            "lab.toml:64: dns.record[1].value: needs exactly one of `value`, `service` or `replication`",
+        ),
+        (
+            r#"address = "198.51.100.12""#,
+            "address = \"198.51.100.12\"\nweight = 0",
+            "lab.toml:49: service[0].backend[1].weight: must be at least 1 (drain the backend instead)",
+        ),
+    ] {
+        match edited(from, to) {
+            Ok(_) => mismatches.push(format!("`{to}` was accepted")),
+            Err(e) if e != expected => mismatches.push(format!(
+                "for `{to}`\n  got:      {e}\n  expected: {expected}"
+            )),
+            Err(_) => {}
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = LAB
+        .replacen(r#"service = "www"  "#, r#"service = "nope" "#, 1)
+        .replacen(r#"untrusted = ["front"]"#, r#"untrusted = ["eth9"]"#, 1);
+    let err = parse(Path::new("lab.toml"), &text, &lab_interfaces).expect_err("two problems");
+    assert_eq!(err.problems.len(), 2, "{err}");
+}

@@ -1,0 +1,276 @@
+//! Checks that need the whole config: references between tables, duplicates, and values
+//! that are well-formed alone but wrong together. Each finds every problem, not just the first.
+
+use std::collections::HashSet;
+
+use super::{
+    error::{Problem, Source},
+    schema::{Config, Proto, RecordType},
+};
+
+pub fn check(
+    cfg: &Config,
+    src: &Source<'_>,
+    interface_exists: &dyn Fn(&str) -> bool,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
+    daemon(cfg, src, interface_exists, &mut out);
+    firewall(cfg, src, &mut out);
+    services(cfg, src, &mut out);
+    dns(cfg, src, &mut out);
+    replication(cfg, src, &mut out);
+    out
+}
+
+fn daemon(
+    cfg: &Config,
+    src: &Source<'_>,
+    interface_exists: &dyn Fn(&str) -> bool,
+    out: &mut Vec<Problem>,
+) {
+    let d = &cfg.daemon;
+    if d.interfaces.is_empty() {
+        out.push(src.problem(
+            0..0,
+            "daemon.interfaces",
+            "names no interface: list where XDP attaches, e.g. [\"front\", \"back\"]",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for i in &d.interfaces {
+        if !seen.insert(i.get_ref()) {
+            out.push(src.problem(
+                i.span(),
+                "daemon.interfaces",
+                format!("`{}` is listed twice", i.get_ref()),
+            ));
+        } else if !interface_exists(i.get_ref()) {
+            out.push(src.problem(
+                i.span(),
+                "daemon.interfaces",
+                format!("no interface `{}` exists here (see `ip link`)", i.get_ref()),
+            ));
+        }
+    }
+    for u in &d.untrusted {
+        if !d.interfaces.iter().any(|i| i.get_ref() == u.get_ref()) {
+            out.push(src.problem(
+                u.span(),
+                "daemon.untrusted",
+                format!("`{}` is not in daemon.interfaces: the firewall runs only where XDP is attached", u.get_ref()),
+            ));
+        }
+    }
+}
+
+fn firewall(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
+    for (i, rule) in cfg.firewall.allow.iter().enumerate() {
+        if *rule.proto.get_ref() == Proto::Icmp && !rule.ports.is_empty() {
+            out.push(src.problem(
+                rule.proto.span(),
+                format!("firewall.allow[{i}].ports"),
+                "ICMP has no ports: remove `ports`",
+            ));
+        }
+        if rule.ports.contains(&0) {
+            out.push(src.problem(
+                rule.proto.span(),
+                format!("firewall.allow[{i}].ports"),
+                "port 0 is not a port",
+            ));
+        }
+    }
+    if cfg.firewall.syn_burst == Some(0) {
+        out.push(src.problem(
+            0..0,
+            "firewall.syn_burst",
+            "must be at least 1 (or leave it out to use the rate)",
+        ));
+    }
+}
+
+fn services(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
+    let mut names = HashSet::new();
+    let mut listeners = HashSet::new();
+    for (i, s) in cfg.services.iter().enumerate() {
+        let at = s.name.span();
+        if !names.insert(s.name.get_ref().as_str()) {
+            out.push(src.problem(
+                at.clone(),
+                format!("service[{i}].name"),
+                format!("service `{}` is defined twice", s.name.get_ref()),
+            ));
+        }
+        if s.ports.is_empty() {
+            out.push(src.problem(at.clone(), format!("service[{i}].ports"), "lists no port"));
+        }
+        if s.proto == Proto::Icmp {
+            out.push(src.problem(
+                at.clone(),
+                format!("service[{i}].proto"),
+                "must be tcp or udp",
+            ));
+        }
+        for &port in &s.ports {
+            if port == 0 {
+                out.push(src.problem(
+                    at.clone(),
+                    format!("service[{i}].ports"),
+                    "port 0 is not a port",
+                ));
+            } else if !listeners.insert((*s.vip.get_ref(), s.proto, port)) {
+                out.push(src.problem(
+                    s.vip.span(),
+                    format!("service[{i}].vip"),
+                    format!(
+                        "{} {:?} port {port} is already served by another service",
+                        s.vip.get_ref(),
+                        s.proto
+                    ),
+                ));
+            }
+        }
+        if s.backends.is_empty() {
+            out.push(src.problem(
+                at.clone(),
+                format!("service[{i}].backend"),
+                "has no backend: add [[service.backend]] entries",
+            ));
+        }
+        let mut backend_names = HashSet::new();
+        for (j, b) in s.backends.iter().enumerate() {
+            if !backend_names.insert(b.name.get_ref().as_str()) {
+                out.push(src.problem(
+                    b.name.span(),
+                    format!("service[{i}].backend[{j}].name"),
+                    format!("backend `{}` is listed twice", b.name.get_ref()),
+                ));
+            }
+            if b.address.is_ipv4() != s.vip.get_ref().is_ipv4() {
+                out.push(src.problem(
+                    b.name.span(),
+                    format!("service[{i}].backend[{j}].address"),
+                    "must be of the VIP's address family",
+                ));
+            }
+            if b.weight == 0 {
+                out.push(src.problem(
+                    b.name.span(),
+                    format!("service[{i}].backend[{j}].weight"),
+                    "must be at least 1 (drain the backend instead)",
+                ));
+            }
+        }
+        if let Some(h) = &s.health {
+            if h.rise == 0 || h.fall == 0 {
+                out.push(src.problem(
+                    at.clone(),
+                    format!("service[{i}].health"),
+                    "rise and fall must be at least 1",
+                ));
+            }
+            let timeout = h.timeout.get_ref();
+            if h.interval.0.is_zero() || timeout.0.is_zero() || *timeout > h.interval {
+                let span = if h.timeout.span().is_empty() {
+                    at.clone()
+                } else {
+                    h.timeout.span()
+                };
+                out.push(src.problem(
+                    span,
+                    format!("service[{i}].health.timeout"),
+                    "must be above zero and at most the interval",
+                ));
+            }
+        }
+    }
+}
+
+fn dns(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
+    let Some(dns) = &cfg.dns else { return };
+    if dns.listen.is_empty() {
+        out.push(src.problem(dns.zone.span(), "dns.listen", "lists no address"));
+    }
+    if dns.zone.get_ref().trim_matches('.').is_empty() {
+        out.push(src.problem(dns.zone.span(), "dns.zone", "is empty"));
+    }
+    for (i, r) in dns.records.iter().enumerate() {
+        let at = r.name.span();
+        let key = |k: &str| format!("dns.record[{i}].{k}");
+        let sources = [
+            r.value.is_some(),
+            r.service.is_some(),
+            r.replication.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            out.push(src.problem(
+                at.clone(),
+                key("value"),
+                "needs exactly one of `value`, `service` or `replication`",
+            ));
+        }
+        if let Some(svc) = &r.service {
+            if !cfg
+                .services
+                .iter()
+                .any(|s| s.name.get_ref() == svc.get_ref())
+            {
+                out.push(src.problem(
+                    svc.span(),
+                    key("service"),
+                    format!("no [[service]] is named `{}`", svc.get_ref()),
+                ));
+            }
+        }
+        if r.replication.is_some() && cfg.replication.is_none() {
+            out.push(src.problem(
+                at.clone(),
+                key("replication"),
+                "needs a [replication] section",
+            ));
+        }
+        if (r.service.is_some() || r.replication.is_some())
+            && !matches!(r.kind, RecordType::A | RecordType::Aaaa)
+        {
+            out.push(src.problem(at.clone(), key("type"), "dynamic records must be A or AAAA"));
+        }
+        if let Some(v) = &r.value {
+            let bad = match r.kind {
+                RecordType::A => v.parse::<std::net::Ipv4Addr>().is_err(),
+                RecordType::Aaaa => v.parse::<std::net::Ipv6Addr>().is_err(),
+                RecordType::Mx => v
+                    .split_once(' ')
+                    .is_none_or(|(p, _)| p.parse::<u16>().is_err()),
+                RecordType::Cname | RecordType::Txt => false,
+            };
+            if bad {
+                out.push(src.problem(
+                    at.clone(),
+                    key("value"),
+                    format!("`{v}` is not valid {:?} data", r.kind),
+                ));
+            }
+        }
+    }
+}
+
+fn replication(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
+    let Some(r) = &cfg.replication else { return };
+    if r.interval.0.is_zero() || r.max_lag.0.is_zero() {
+        out.push(src.problem(
+            r.primary.span(),
+            "replication.interval",
+            "interval and max_lag must be above zero",
+        ));
+    }
+    let mut names = HashSet::from([r.primary.get_ref().name.as_str()]);
+    for (i, rep) in r.replicas.iter().enumerate() {
+        if !names.insert(rep.name.as_str()) {
+            out.push(src.problem(
+                r.primary.span(),
+                format!("replication.replicas[{i}].name"),
+                format!("`{}` is used twice", rep.name),
+            ));
+        }
+    }
+}

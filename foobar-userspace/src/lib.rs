@@ -1,0 +1,15 @@
+//! The foobar daemon and its command-line interface, as a library so that integration
+//! tests drive the same code the binary runs.
+//!
+//! # Layout
+//! - [`cli`]: the `foobar` command line, one file per subcommand.
+//! - [`config`]: the TOML config, its schema and whole-file validation.
+//! - [`dataplane`]: the embedded eBPF object, loading it, attaching XDP, reading its maps.
+//! - [`logging`]: tracing setup (human or JSON).
+//! - [`xdp_mode`]: the operator-facing attach mode (`native | generic | auto`).
+
+pub mod cli;
+pub mod config;
+pub mod dataplane;
+pub mod logging;
+pub mod xdp_mode;

@@ -1,0 +1,15 @@
+//! Support for foobar's integration tests: everything a test needs to build the lab and the
+//! packets it sends, so that the tests themselves read as scenarios.
+//!
+//! # Layout
+//! - [`packet`]: a builder for Ethernet/VLAN/IPv4/IPv6/TCP/UDP/ICMP frames with correct checksums.
+//! - [`checksum`]: the Internet checksum, for building frames and verifying rewritten ones.
+//! - [`netns`]: an RAII lab of network namespaces and veth pairs (cleanup on drop and panic).
+//! - [`raw`]: sending crafted frames out of an interface with an `AF_PACKET` socket.
+//! - [`gate`]: deciding whether a root-only or BPF test can run here, and saying why not.
+
+pub mod checksum;
+pub mod gate;
+pub mod netns;
+pub mod packet;
+pub mod raw;

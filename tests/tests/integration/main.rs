@@ -1,0 +1,41 @@
+//! foobar's integration tests, all in one binary.
+//!
+//! Each module contributes its trials. Tests that need root or the eBPF object say so
+//! through [`gated`]: they are reported as ignored, with the reason, when run where they
+//! cannot work, and fail instead under CI or `cargo xtask test`.
+
+mod fixtures;
+mod netns_xdp;
+mod parser_props;
+
+use foobar_tests::gate::{self, Gate, Need};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+/// A test that runs only when `needs` are met; the body panics on failure.
+pub fn gated(name: &str, needs: &'static [Need], body: fn()) -> Trial {
+    Trial::ignorable_test(name, move || match gate::check(needs) {
+        Gate::Run => {
+            body();
+            Ok(Completion::Completed)
+        }
+        Gate::Skip(why) => Ok(Completion::ignored_with(why)),
+        Gate::Fail(why) => Err(Failed::from(why)),
+    })
+}
+
+/// A test with no prerequisites.
+pub fn plain(name: &str, body: fn()) -> Trial {
+    Trial::test(name, move || {
+        body();
+        Ok(())
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials = Vec::new();
+    trials.extend(parser_props::trials());
+    trials.extend(fixtures::trials());
+    trials.extend(netns_xdp::trials());
+    libtest_mimic::run(&args, trials).exit();
+}

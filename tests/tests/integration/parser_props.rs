@@ -1,0 +1,153 @@
+//! Property tests of the packet parser on the host: the same code the kernel runs.
+
+use std::net::Ipv6Addr;
+
+use foobar_common::parse::{Fragment, L3, parse};
+use foobar_tests::packet::{Frame, TcpFlags, truncate_consistently};
+use libtest_mimic::Trial;
+use proptest::{
+    prelude::*,
+    test_runner::{Config, TestRunner},
+};
+
+use crate::plain;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        plain(
+            "parser::arbitrary_bytes_never_panic_or_overrun",
+            arbitrary_bytes,
+        ),
+        plain("parser::built_frames_parse_to_their_fields", built_frames),
+        plain("parser::every_truncation_is_refused", truncations),
+    ]
+}
+
+fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    })
+}
+
+/// Whatever the bytes, parsing returns, and any transport offset it reports lies in the frame.
+fn arbitrary_bytes() {
+    runner(20_000)
+        .run(&proptest::collection::vec(any::<u8>(), 0..256), |bytes| {
+            if let Ok(p) = parse(&bytes[..]) {
+                prop_assert!(p.l4_offset <= bytes.len());
+                prop_assert!(p.l3_offset <= p.l4_offset);
+            }
+            Ok(())
+        })
+        .expect("parser property");
+    // Random bytes rarely reach deep headers; mutating valid frames does.
+    let base = Frame::tcp4([192, 0, 2, 100], 1, [192, 0, 2, 10], 80)
+        .payload(b"hello")
+        .build();
+    runner(20_000)
+        .run(
+            &(0..base.len(), any::<u8>(), 0..=base.len()),
+            |(at, byte, len)| {
+                let mut f = base.clone();
+                f[at] = byte;
+                f.truncate(len);
+                if let Ok(p) = parse(&f[..]) {
+                    prop_assert!(p.l4_offset <= f.len());
+                }
+                Ok(())
+            },
+        )
+        .expect("mutated-frame property");
+}
+
+fn built_frames() {
+    let v4 = (
+        any::<[u8; 4]>(),
+        any::<[u8; 4]>(),
+        any::<u16>(),
+        any::<u16>(),
+        any::<u8>(),
+        0u8..3,
+    );
+    runner(5_000)
+        .run(&v4, |(src, dst, sport, dport, flags, vlans)| {
+            let mut f = Frame::tcp4(src, sport, dst, dport).flags(flags);
+            for v in 0..vlans {
+                f = f.vlan(100 + u16::from(v));
+            }
+            let p = parse(&f.build()[..]).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            prop_assert_eq!(p.l3, L3::Ipv4);
+            prop_assert_eq!(p.vlans, vlans);
+            prop_assert_eq!(p.src[0].to_ne_bytes(), src);
+            prop_assert_eq!(p.dst[0].to_ne_bytes(), dst);
+            prop_assert_eq!((p.src_port, p.dst_port, p.tcp_flags), (sport, dport, flags));
+            Ok(())
+        })
+        .expect("IPv4 fields");
+    let v6 = (
+        any::<u128>(),
+        any::<u128>(),
+        any::<u16>(),
+        any::<u16>(),
+        0usize..4,
+    );
+    runner(5_000)
+        .run(&v6, |(src, dst, sport, dport, exts)| {
+            let (s, d) = (Ipv6Addr::from(src), Ipv6Addr::from(dst));
+            let mut f = Frame::udp6(s, sport, d, dport).payload(b"x");
+            for _ in 0..exts {
+                f = f.ext_header(foobar_common::parse::IPPROTO_DSTOPTS);
+            }
+            let p = parse(&f.build()[..]).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            prop_assert_eq!(p.l3, L3::Ipv6);
+            prop_assert_eq!(p.fragment, Fragment::None);
+            prop_assert_eq!(p.protocol, 17);
+            prop_assert_eq!(p.l4_offset, 14 + 40 + 8 * exts);
+            prop_assert_eq!((p.src_port, p.dst_port), (sport, dport));
+            prop_assert_eq!(
+                p.src
+                    .iter()
+                    .flat_map(|w| w.to_ne_bytes())
+                    .collect::<Vec<_>>(),
+                s.octets().to_vec()
+            );
+            Ok(())
+        })
+        .expect("IPv6 fields");
+}
+
+/// A frame cut anywhere inside its headers is refused, whether or not the IP length was
+/// rewritten to match the cut.
+fn truncations() {
+    let frames = [
+        Frame::tcp4([192, 0, 2, 1], 1, [192, 0, 2, 10], 80)
+            .flags(TcpFlags::SYN)
+            .build(),
+        Frame::udp4([192, 0, 2, 1], 1, [192, 0, 2, 53], 53)
+            .vlan(7)
+            .build(),
+        Frame::ping4([192, 0, 2, 1], [192, 0, 2, 10]).build(),
+        Frame::tcp6(
+            "2001:db8:1::64".parse().expect("v6"),
+            1,
+            "2001:db8:1::a".parse().expect("v6"),
+            443,
+        )
+        .ext_header(0)
+        .build(),
+    ];
+    for f in frames {
+        for len in 0..f.len() {
+            assert!(parse(&f[..len]).is_err(), "accepted {f:02x?} cut to {len}");
+            if len > 14 + 40 {
+                let short = truncate_consistently(&f, len);
+                assert!(
+                    parse(&short[..]).is_err(),
+                    "accepted consistently cut {short:02x?}"
+                );
+            }
+        }
+    }
+}

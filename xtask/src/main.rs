@@ -1,0 +1,43 @@
+//! Developer tasks for foobar, run as `cargo xtask <task>`.
+//!
+//! # Layout
+//! - `setup`: idempotent bootstrap of everything a fresh machine lacks.
+//! - `build_ebpf`: compiles the XDP programs to the object the daemon embeds.
+//! - `test`: setup, build-ebpf, then the whole test suite.
+//! - `step`: running external commands and timing the steps of a task.
+
+mod build_ebpf;
+mod setup;
+mod step;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "foobar developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing foobar needs (rust-src, bpf-linker, Debian packages).
+    Setup,
+    /// Build the eBPF object (release, with BTF) where the foobar build embeds it.
+    BuildEbpf,
+    /// Setup if needed, build the eBPF object, then run every test.
+    Test {
+        /// Extra arguments for the test binaries (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::BuildEbpf => build_ebpf::run().map(|_| ()),
+        Task::Test { args } => test::run(&args),
+    }
+}
