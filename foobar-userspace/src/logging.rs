@@ -1,5 +1,7 @@
 //! Log output: human-readable on a terminal, one JSON object per line for log collectors.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -6,10 +6,14 @@
 //! - [`checksum`]: the Internet checksum, for building frames and verifying rewritten ones.
 //! - [`netns`]: an RAII lab of network namespaces and veth pairs (cleanup on drop and panic).
 //! - [`raw`]: sending crafted frames out of an interface with an `AF_PACKET` socket.
+//! - [`topology`]: the seeds' whole stack (client, node, web1/web2, app, db1/db2) in namespaces.
+//! - [`nginx`]: real nginx web servers inside the lab.
 //! - [`gate`]: deciding whether a root-only or BPF test can run here, and saying why not.
 
 pub mod checksum;
 pub mod gate;
 pub mod netns;
+pub mod nginx;
 pub mod packet;
 pub mod raw;
+pub mod topology;

@@ -117,14 +117,21 @@ impl Netns {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Starts a long-running command inside the namespace; it is ended, by its pid, on drop.
-    pub fn spawn(&self, cmd: &[&str]) -> Spawned {
+    /// Starts a long-running command inside the namespace, its output appended to `log`;
+    /// it is ended, by its pid, on drop.
+    pub fn spawn(&self, cmd: &[&str], log: &std::path::Path) -> Spawned {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("cannot open log {}: {e}", log.display()));
+        let err = out.try_clone().expect("clone log handle");
         let child = Command::new("ip")
             .args(["netns", "exec", &self.name])
             .args(cmd)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?} in {}: {e}", self.name));
         Spawned { child }

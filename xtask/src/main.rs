@@ -4,9 +4,11 @@
 //! - `setup`: idempotent bootstrap of everything a fresh machine lacks.
 //! - `build_ebpf`: compiles the XDP programs to the object the daemon embeds.
 //! - `test`: setup, build-ebpf, then the whole test suite.
+//! - `lab`: the seeds' stack in namespaces with the foobar daemon in front.
 //! - `step`: running external commands and timing the steps of a task.
 
 mod build_ebpf;
+mod lab;
 mod setup;
 mod step;
 mod test;
@@ -26,6 +28,11 @@ enum Task {
     Setup,
     /// Build the eBPF object (release, with BTF) where the foobar build embeds it.
     BuildEbpf,
+    /// Bring up the seeds' stack in network namespaces with foobar in front (as root).
+    Lab {
+        #[command(subcommand)]
+        action: Option<LabAction>,
+    },
     /// Setup if needed, build the eBPF object, then run every test.
     Test {
         /// Extra arguments for the test binaries (e.g. a test name filter).
@@ -34,10 +41,20 @@ enum Task {
     },
 }
 
+#[derive(Subcommand)]
+enum LabAction {
+    /// Stop a running lab and remove its namespaces.
+    Down,
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Setup => setup::run(),
         Task::BuildEbpf => build_ebpf::run().map(|_| ()),
         Task::Test { args } => test::run(&args),
+        Task::Lab { action: None } => lab::up(),
+        Task::Lab {
+            action: Some(LabAction::Down),
+        } => lab::down(),
     }
 }

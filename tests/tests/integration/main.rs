@@ -7,6 +7,7 @@
 mod fixtures;
 mod netns_xdp;
 mod parser_props;
+mod stack;
 
 use foobar_tests::gate::{self, Gate, Need};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
@@ -37,5 +38,6 @@ fn main() {
     trials.extend(parser_props::trials());
     trials.extend(fixtures::trials());
     trials.extend(netns_xdp::trials());
+    trials.extend(stack::trials());
     libtest_mimic::run(&args, trials).exit();
 }

@@ -1,0 +1,61 @@
+//! A real nginx (Debian's) serving a web server's pages inside a lab namespace.
+
+use std::{path::PathBuf, time::Duration};
+
+use crate::netns::{Netns, Spawned};
+
+/// A running nginx and the directory holding its config, pages and logs.
+pub struct Nginx {
+    pub process: Spawned,
+    pub dir: PathBuf,
+}
+
+/// Starts nginx in `ns` listening on `addr:80`; `/` answers `<name>\n` so tests see which
+/// web server served them.
+pub fn start(ns: &Netns, name: &str, addr: &str) -> Nginx {
+    let dir = std::env::temp_dir().join(format!("{}-nginx", ns.name()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("html")).expect("nginx dir");
+    std::fs::write(dir.join("html/index.html"), format!("{name}\n")).expect("index");
+    let conf = format!(
+        "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  keepalive_requests 100000;\n\
+           server {{\n    listen {addr}:80 reuseport;\n    root {d}/html;\n  }}\n}}\n",
+        d = dir.display()
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("nginx.conf");
+    let conf_arg = conf_path.display().to_string();
+    let log = dir.join("error.log");
+    let log_arg = log.display().to_string();
+    let process = ns.spawn(
+        &[
+            "nginx",
+            "-c",
+            &conf_arg,
+            "-e",
+            &log_arg,
+            "-g",
+            "daemon off;",
+        ],
+        &log,
+    );
+    wait_listening(ns, addr, 80);
+    Nginx { process, dir }
+}
+
+/// Waits up to 5 s until something accepts TCP connections on `addr:port` in `ns`.
+pub fn wait_listening(ns: &Netns, addr: &str, port: u16) {
+    for _ in 0..100 {
+        let out = ns.output(&["ss", "-Htln", &format!("src = {addr}:{port}")]);
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "nothing listens on {addr}:{port} in {} after 5 s",
+        ns.name()
+    );
+}

@@ -1,0 +1,133 @@
+//! The seeds' foobar.com topology, built from a [`Lab`] with DESIGN.md's addresses.
+//!
+//! ```text
+//! client ─┐                ┌─ web1 198.51.100.11   app 198.51.100.21
+//!  (.100) ├─ inet bridge ─ node ─ lan bridge ─┼─ web2 198.51.100.12   db1 198.51.100.31
+//!         │   192.0.2.0/24  front│back 198.51.100.0/24              db2 198.51.100.32
+//! ```
+//!
+//! The node's `front` holds 192.0.2.2, the VIP 192.0.2.10 and the DNS address 192.0.2.53;
+//! `back` holds 198.51.100.1 and is every private host's default gateway. The client reaches
+//! the private net only through the node, so the firewall decides what it can see. Both
+//! segments are bridges living in their own namespaces; nothing has a route out of the lab.
+
+use crate::netns::{Lab, Netns};
+
+pub const CLIENT: &str = "192.0.2.100";
+pub const NODE_FRONT: &str = "192.0.2.2";
+pub const VIP: &str = "192.0.2.10";
+pub const DNS: &str = "192.0.2.53";
+pub const NODE_BACK: &str = "198.51.100.1";
+pub const WEB1: &str = "198.51.100.11";
+pub const WEB2: &str = "198.51.100.12";
+pub const APP: &str = "198.51.100.21";
+pub const DB1: &str = "198.51.100.31";
+pub const DB2: &str = "198.51.100.32";
+pub const CLIENT6: &str = "2001:db8:1::100";
+pub const NODE_FRONT6: &str = "2001:db8:1::2";
+pub const VIP6: &str = "2001:db8:1::10";
+pub const NODE_BACK6: &str = "2001:db8:2::1";
+
+/// The whole stack's namespaces. Dropping it tears the lab down.
+pub struct Stack {
+    pub client: Netns,
+    pub node: Netns,
+    pub web1: Netns,
+    pub web2: Netns,
+    pub app: Netns,
+    pub db1: Netns,
+    pub db2: Netns,
+    /// Kept last so namespaces are deleted after everything above is done with them.
+    pub lab: Lab,
+}
+
+/// A host on the private segment: its namespace role, IPv4 address and IPv6 host part.
+const PRIVATE_HOSTS: [(&str, &str, &str); 5] = [
+    ("web1", WEB1, "11"),
+    ("web2", WEB2, "12"),
+    ("app", APP, "21"),
+    ("db1", DB1, "31"),
+    ("db2", DB2, "32"),
+];
+
+impl Stack {
+    pub fn build() -> Stack {
+        let mut lab = Lab::new();
+        let inet = lab.ns("inet");
+        let lan = lab.ns("lan");
+        for sw in [&inet, &lan] {
+            sw.ip(&["link", "add", "br0", "type", "bridge"]);
+            sw.ip(&["link", "set", "br0", "up"]);
+        }
+
+        let client = lab.ns("client");
+        plug(&lab, &client, "eth0", &inet, "p-client");
+        client.addr("eth0", &format!("{CLIENT}/24"));
+        client.addr("eth0", &format!("{CLIENT6}/64"));
+        client.ip(&["route", "add", "198.51.100.0/24", "via", NODE_FRONT]);
+        client.ip(&["-6", "route", "add", "2001:db8:2::/64", "via", NODE_FRONT6]);
+
+        let node = lab.ns("node");
+        plug(&lab, &node, "front", &inet, "p-node");
+        plug(&lab, &node, "back", &lan, "p-node");
+        for a in [
+            format!("{NODE_FRONT}/24"),
+            format!("{VIP}/32"),
+            format!("{DNS}/32"),
+            format!("{NODE_FRONT6}/64"),
+            format!("{VIP6}/128"),
+        ] {
+            node.addr("front", &a);
+        }
+        node.addr("back", &format!("{NODE_BACK}/24"));
+        node.addr("back", &format!("{NODE_BACK6}/64"));
+        node.exec(&[
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ]);
+
+        let mut hosts = PRIVATE_HOSTS.iter().map(|(role, v4, v6_host)| {
+            let ns = lab.ns(role);
+            plug(&lab, &ns, "eth0", &lan, &format!("p-{role}"));
+            ns.addr("eth0", &format!("{v4}/24"));
+            ns.addr("eth0", &format!("2001:db8:2::{v6_host}/64"));
+            ns.ip(&["route", "add", "default", "via", NODE_BACK]);
+            ns.ip(&["-6", "route", "add", "default", "via", NODE_BACK6]);
+            ns
+        });
+        let mut next = || hosts.next().expect("five private hosts");
+        let (web1, web2, app, db1, db2) = (next(), next(), next(), next(), next());
+        drop(hosts);
+        Stack {
+            client,
+            node,
+            web1,
+            web2,
+            app,
+            db1,
+            db2,
+            lab,
+        }
+    }
+
+    /// Every namespace with its role, for printing the tour.
+    pub fn hosts(&self) -> [(&'static str, &Netns); 7] {
+        [
+            ("client", &self.client),
+            ("node", &self.node),
+            ("web1", &self.web1),
+            ("web2", &self.web2),
+            ("app", &self.app),
+            ("db1", &self.db1),
+            ("db2", &self.db2),
+        ]
+    }
+}
+
+/// Connects `host`'s interface `name` to the bridge in `switch` through port `port`.
+fn plug(lab: &Lab, host: &Netns, name: &str, switch: &Netns, port: &str) {
+    lab.veth(host, name, switch, port);
+    switch.ip(&["link", "set", port, "master", "br0"]);
+}

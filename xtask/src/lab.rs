@@ -1,0 +1,178 @@
+//! `cargo xtask lab`: the seeds' stack in network namespaces with foobar in front.
+//!
+//! Builds everything it needs first, brings the topology up (see `foobar_tests::topology`),
+//! starts nginx on web1 and web2 and the daemon on the node with `examples/lab.toml`, prints
+//! a tour, and tears it all down on Ctrl-C or SIGTERM (which is what `lab down` sends).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use foobar_tests::{
+    netns, nginx,
+    topology::{self, Stack},
+};
+
+use crate::{
+    build_ebpf, setup,
+    step::{self, timed, workspace_root},
+};
+
+fn state_dir() -> PathBuf {
+    workspace_root().join("target/lab")
+}
+
+fn pid_file() -> PathBuf {
+    state_dir().join("lab.pid")
+}
+
+pub fn up() -> anyhow::Result<()> {
+    if !step::is_root() {
+        bail!(
+            "the lab creates network namespaces and loads XDP: run it as root (`sudo -E cargo xtask lab`)"
+        );
+    }
+    let started = Instant::now();
+    if !setup::is_complete() {
+        setup::run()?;
+    }
+    let object = build_ebpf::run()?;
+    let foobar = timed("build foobar", || build_foobar(&object))?;
+    std::fs::create_dir_all(state_dir())?;
+    std::fs::write(pid_file(), std::process::id().to_string())?;
+
+    let (stop_tx, stop_rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(());
+    })
+    .context("install Ctrl-C handler")?;
+
+    let stack = timed(
+        "namespaces and veths (client, node, web1, web2, app, db1, db2)",
+        || Ok(Stack::build()),
+    )?;
+    let _web1 = timed("nginx on web1", || {
+        Ok(nginx::start(&stack.web1, "web1", topology::WEB1))
+    })?;
+    let _web2 = timed("nginx on web2", || {
+        Ok(nginx::start(&stack.web2, "web2", topology::WEB2))
+    })?;
+    let log = state_dir().join("foobar.log");
+    let _ = std::fs::remove_file(&log);
+    let config = workspace_root().join("examples/lab.toml");
+    let mut daemon = timed("foobar daemon on the node (examples/lab.toml)", || {
+        let d = stack.node.spawn(
+            &[path_str(&foobar)?, "run", "--config", path_str(&config)?],
+            &log,
+        );
+        wait_for_log(&log, "data plane running", Duration::from_secs(10))?;
+        Ok(d)
+    })?;
+    eprintln!("    lab up in {:.1}s", started.elapsed().as_secs_f64());
+    print_tour(&stack, &log);
+
+    loop {
+        match stop_rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) if !daemon.running() => {
+                eprintln!("the foobar daemon exited; see {}", log.display());
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+    eprintln!("==> tearing the lab down");
+    drop(daemon);
+    let _ = std::fs::remove_file(pid_file());
+    Ok(())
+}
+
+/// Stops a lab started by `cargo xtask lab` (by the pid it recorded) and sweeps leftovers.
+pub fn down() -> anyhow::Result<()> {
+    if let Ok(pid) = std::fs::read_to_string(pid_file()) {
+        let pid: i32 = pid.trim().parse().context("corrupt lab pid file")?;
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.contains("xtask") {
+            eprintln!("==> stopping lab process {pid}");
+            // SAFETY: signalling the lab process this task started and recorded.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let _ = std::fs::remove_file(pid_file());
+    }
+    netns::sweep_stale();
+    eprintln!("lab is down");
+    Ok(())
+}
+
+fn build_foobar(object: &Path) -> anyhow::Result<PathBuf> {
+    step::run(
+        Command::new("cargo")
+            .current_dir(workspace_root())
+            .args(["build", "--release", "--package", "foobar-userspace"])
+            .env("FOOBAR_REQUIRE_BPF", "1")
+            .env("FOOBAR_BPF_OBJECT", object),
+    )?;
+    Ok(workspace_root().join("target/release/foobar"))
+}
+
+fn path_str(p: &Path) -> anyhow::Result<&str> {
+    p.to_str()
+        .with_context(|| format!("path {} is not UTF-8", p.display()))
+}
+
+fn wait_for_log(log: &Path, needle: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(log).is_ok_and(|s| s.contains(needle)) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    bail!("foobar did not start within {timeout:?}; its log:\n{text}")
+}
+
+fn print_tour(stack: &Stack, log: &Path) {
+    let name = |role: &str| {
+        stack
+            .hosts()
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, n)| n.name().to_owned())
+            .unwrap_or_default()
+    };
+    let client = name("client");
+    let hosts = stack
+        .hosts()
+        .iter()
+        .map(|(r, n)| format!("{r}={}", n.name()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let lines = [
+        String::new(),
+        "The lab is up. Every host is a network namespace; run commands in one with `ip netns exec`.".to_owned(),
+        format!("  namespaces: {hosts}"),
+        String::new(),
+        "  # the client fetches a page from web1 and web2, routed through the foobar node's XDP:".to_owned(),
+        format!("  sudo ip netns exec {client} curl -s http://{}/", topology::WEB1),
+        format!("  sudo ip netns exec {client} curl -s http://{}/", topology::WEB2),
+        String::new(),
+        "  # foobar's XDP program and its counters:".to_owned(),
+        "  sudo bpftool prog show name foobar_xdp".to_owned(),
+        "  sudo bpftool map dump name FOOBAR_STATS".to_owned(),
+        String::new(),
+        "  # the daemon's log (it writes the final counters there when the lab stops):".to_owned(),
+        format!("  tail -f {}", log.display()),
+        String::new(),
+        "Stop with Ctrl-C here, or `sudo cargo xtask lab down` from another terminal.".to_owned(),
+    ];
+    println!("{}", lines.join("\n"));
+}
