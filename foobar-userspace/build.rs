@@ -39,10 +39,7 @@ fn main() {
         Some(built) => {
             let newest = sources.iter().filter_map(|s| newest_mtime(s)).max();
             match newest {
-                Some(src) if src > built => Some(format!(
-                    "eBPF object {} is older than its sources",
-                    object.display()
-                )),
+                Some(src) if src > built => Some(format!("eBPF object {} is older than its sources", object.display())),
                 _ => None,
             }
         }
@@ -56,9 +53,7 @@ fn main() {
             panic!("{problem}: {FIX}");
         }
         Some(problem) => {
-            println!(
-                "cargo:warning={problem}; building foobar without its data plane: {FIX}, then rebuild"
-            );
+            println!("cargo:warning={problem}; building foobar without its data plane: {FIX}, then rebuild");
         }
     }
 }
@@ -69,10 +64,6 @@ fn mtime(path: &Path) -> Option<SystemTime> {
 
 fn newest_mtime(path: &Path) -> Option<SystemTime> {
     let own = mtime(path);
-    let children = fs::read_dir(path)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| newest_mtime(&e.path()));
+    let children = fs::read_dir(path).into_iter().flatten().flatten().filter_map(|e| newest_mtime(&e.path()));
     own.into_iter().chain(children).max()
 }

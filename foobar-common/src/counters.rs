@@ -82,6 +82,18 @@ counters! {
     BadUdpLength = "malformed_bad_udp_length",
     /// Dropped: ICMP/ICMPv6 header cut short.
     TruncatedIcmp = "malformed_truncated_icmp",
+    /// Firewall, dropped: source on the deny list.
+    FwDeniedSource = "firewall_denied_source",
+    /// Firewall, passed: neighbour discovery or an ICMP error PMTU discovery needs.
+    FwIcmpControl = "firewall_icmp_control",
+    /// Firewall, passed: an allow rule matched (per-rule counts are in their own map).
+    FwAllowed = "firewall_allowed",
+    /// Firewall, dropped: a SYN over its source's rate limit.
+    FwSynRateLimited = "firewall_syn_rate_limited",
+    /// Firewall, dropped: no rule allowed it and the default policy is drop.
+    FwDefaultDrop = "firewall_default_drop",
+    /// Firewall, passed: no rule allowed it but the default policy is accept.
+    FwDefaultAccept = "firewall_default_accept",
 }
 
 /// Number of counter slots (the per-CPU array's size).

@@ -7,14 +7,22 @@
 //! - [`bytes`]: the [`bytes::PacketBytes`] trait, the parser's only window on a packet.
 //! - [`parse`]: Ethernet / VLAN / IPv4 / IPv6 / TCP / UDP / ICMP parsing into a [`parse::Parsed`]
 //!   summary, or the [`parse::Malformed`] reason a packet was refused.
+//! - [`addr`]: addresses as map keys hold them, and prefix matching.
+//! - [`firewall`]: the firewall's map layouts, rule sets and the GCRA SYN limiter.
 //! - [`counters`]: the catalogue of per-CPU counters the data plane keeps and their names.
 #![no_std]
 
+pub mod addr;
 pub mod bytes;
 pub mod counters;
+pub mod firewall;
 pub mod parse;
+#[cfg(feature = "user")]
+mod pod;
 
-/// Name of the XDP program in the eBPF object, as `bpftool prog show` lists it.
+/// XDP program for trusted interfaces, as `bpftool prog show` lists it.
 pub const XDP_PROGRAM: &str = "foobar_xdp";
+/// XDP program for untrusted interfaces: the same path with the firewall in front.
+pub const XDP_FIREWALL_PROGRAM: &str = "foobar_xdp_fw";
 /// Name of the per-CPU counter array in the eBPF object.
 pub const STATS_MAP: &str = "FOOBAR_STATS";

@@ -131,11 +131,7 @@ pub fn parse<P: PacketBytes + ?Sized>(pkt: &P) -> Result<Parsed, Malformed> {
 }
 
 #[inline(always)]
-fn parse_ipv4<P: PacketBytes + ?Sized>(
-    pkt: &P,
-    off: usize,
-    vlans: u8,
-) -> Result<Parsed, Malformed> {
+fn parse_ipv4<P: PacketBytes + ?Sized>(pkt: &P, off: usize, vlans: u8) -> Result<Parsed, Malformed> {
     let h: [u8; 20] = pkt.load(off).ok_or(Counter::TruncatedIpv4)?;
     if h[0] >> 4 != 4 {
         return Err(Counter::BadIpVersion);
@@ -180,11 +176,7 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(
 }
 
 #[inline(always)]
-fn parse_ipv6<P: PacketBytes + ?Sized>(
-    pkt: &P,
-    off: usize,
-    vlans: u8,
-) -> Result<Parsed, Malformed> {
+fn parse_ipv6<P: PacketBytes + ?Sized>(pkt: &P, off: usize, vlans: u8) -> Result<Parsed, Malformed> {
     let h: [u8; 40] = pkt.load(off).ok_or(Counter::TruncatedIpv6)?;
     if h[0] >> 4 != 6 {
         return Err(Counter::BadIpVersion);
@@ -257,11 +249,7 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(
 
 /// Reads the transport header at `p.l4_offset`; `ip_end` is where the IP payload stops.
 #[inline(always)]
-fn parse_l4<P: PacketBytes + ?Sized>(
-    pkt: &P,
-    p: &mut Parsed,
-    ip_end: usize,
-) -> Result<(), Malformed> {
+fn parse_l4<P: PacketBytes + ?Sized>(pkt: &P, p: &mut Parsed, ip_end: usize) -> Result<(), Malformed> {
     let l4 = p.l4_offset;
     match p.protocol {
         IPPROTO_TCP => {
@@ -311,11 +299,7 @@ pub fn classify(p: &Parsed) -> [Option<Counter>; 3] {
         L3::Ipv6 => Counter::Ipv6,
         L3::Other(_) => Counter::OtherEthertype,
     };
-    let vlan = if p.vlans > 0 {
-        Some(Counter::Vlan)
-    } else {
-        None
-    };
+    let vlan = if p.vlans > 0 { Some(Counter::Vlan) } else { None };
     let l4 = match (p.l3, p.fragment, p.protocol) {
         (L3::Arp | L3::Other(_), _, _) => None,
         (_, Fragment::Later, _) => Some(Counter::Fragment),

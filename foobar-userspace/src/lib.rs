@@ -2,14 +2,18 @@
 //! tests drive the same code the binary runs.
 //!
 //! # Layout
+//! - [`apply`]: a validated config turned into data-plane state.
 //! - [`cli`]: the `foobar` command line, one file per subcommand.
 //! - [`config`]: the TOML config, its schema and whole-file validation.
 //! - [`dataplane`]: the embedded eBPF object, loading it, attaching XDP, reading its maps.
 //! - [`logging`]: tracing setup (human or JSON).
+//! - [`net`]: CIDR prefixes and the address form the maps use.
 //! - [`xdp_mode`]: the operator-facing attach mode (`native | generic | auto`).
 
+pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod logging;
+pub mod net;
 pub mod xdp_mode;

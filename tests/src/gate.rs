@@ -34,20 +34,14 @@ pub fn is_root() -> bool {
 pub fn check(needs: &[Need]) -> Gate {
     for need in needs {
         let missing = match need {
-            Need::Root if !is_root() => {
-                Some("needs root (network namespaces, BPF): run `sudo -E cargo xtask test`")
-            }
+            Need::Root if !is_root() => Some("needs root (network namespaces, BPF): run `sudo -E cargo xtask test`"),
             Need::Bpf if !foobar::dataplane::object::built_in() => {
                 Some("foobar was built without its eBPF object: run `cargo xtask build-ebpf` first")
             }
             _ => None,
         };
         if let Some(why) = missing {
-            return if strict() {
-                Gate::Fail(why.to_owned())
-            } else {
-                Gate::Skip(why.to_owned())
-            };
+            return if strict() { Gate::Fail(why.to_owned()) } else { Gate::Skip(why.to_owned()) };
         }
     }
     Gate::Run

@@ -35,10 +35,7 @@ impl Lab {
     pub fn new() -> Lab {
         sweep_stale();
         let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
-        Lab {
-            tag: format!("{PREFIX}{}x{n}", std::process::id()),
-            namespaces: Vec::new(),
-        }
+        Lab { tag: format!("{PREFIX}{}x{n}", std::process::id()), namespaces: Vec::new() }
     }
 
     /// Creates namespace `<tag>-<role>` with loopback up.
@@ -53,9 +50,7 @@ impl Lab {
 
     /// Joins `a`'s interface `a_if` to `b`'s interface `b_if` with a veth pair, both up.
     pub fn veth(&self, a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
-        a.ip(&[
-            "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name,
-        ]);
+        a.ip(&["link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
         a.ip(&["link", "set", a_if, "up"]);
         b.ip(&["link", "set", b_if, "up"]);
     }
@@ -142,17 +137,11 @@ impl Netns {
     /// Sockets, netlink requests and BPF attach calls made meanwhile act inside the namespace.
     pub fn enter(&self) -> Entered {
         let original = File::open("/proc/thread-self/ns/net").expect("open own netns");
-        let target = File::open(format!("/run/netns/{}", self.name))
-            .unwrap_or_else(|e| panic!("open netns {}: {e}", self.name));
+        let target =
+            File::open(format!("/run/netns/{}", self.name)).unwrap_or_else(|e| panic!("open netns {}: {e}", self.name));
         // SAFETY: setns on valid namespace fds only changes this thread's network namespace.
         let rc = unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "setns into {}: {}",
-            self.name,
-            std::io::Error::last_os_error()
-        );
+        assert_eq!(rc, 0, "setns into {}: {}", self.name, std::io::Error::last_os_error());
         Entered { original }
     }
 }
@@ -207,15 +196,8 @@ impl Drop for Spawned {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -29,18 +29,7 @@ pub fn start(ns: &Netns, name: &str, addr: &str) -> Nginx {
     let conf_arg = conf_path.display().to_string();
     let log = dir.join("error.log");
     let log_arg = log.display().to_string();
-    let process = ns.spawn(
-        &[
-            "nginx",
-            "-c",
-            &conf_arg,
-            "-e",
-            &log_arg,
-            "-g",
-            "daemon off;",
-        ],
-        &log,
-    );
+    let process = ns.spawn(&["nginx", "-c", &conf_arg, "-e", &log_arg, "-g", "daemon off;"], &log);
     wait_listening(ns, addr, 80);
     Nginx { process, dir }
 }
@@ -54,8 +43,5 @@ pub fn wait_listening(ns: &Netns, addr: &str, port: u16) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!(
-        "nothing listens on {addr}:{port} in {} after 5 s",
-        ns.name()
-    );
+    panic!("nothing listens on {addr}:{port} in {} after 5 s", ns.name());
 }

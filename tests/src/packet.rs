@@ -94,14 +94,7 @@ pub struct Frame {
 
 impl Frame {
     fn ip(net: Net, transport: Transport) -> Frame {
-        Frame {
-            src_mac: CLIENT_MAC,
-            dst_mac: NODE_MAC,
-            vlans: Vec::new(),
-            net,
-            transport,
-            payload: Vec::new(),
-        }
+        Frame { src_mac: CLIENT_MAC, dst_mac: NODE_MAC, vlans: Vec::new(), net, transport, payload: Vec::new() }
     }
 
     fn v4(src: [u8; 4], dst: [u8; 4]) -> Net {
@@ -116,83 +109,34 @@ impl Frame {
     }
 
     fn v6(src: Ipv6Addr, dst: Ipv6Addr) -> Net {
-        Net::V6 {
-            src,
-            dst,
-            hop_limit: 64,
-            ext: Vec::new(),
-        }
+        Net::V6 { src, dst, hop_limit: 64, ext: Vec::new() }
     }
 
     /// TCP over IPv4 with ACK set (an established-flow segment); see [`Frame::flags`].
     pub fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Frame {
-        Frame::ip(
-            Frame::v4(src, dst),
-            Transport::Tcp {
-                src: sport,
-                dst: dport,
-                flags: TcpFlags::ACK,
-                seq: 1,
-                ack: 1,
-            },
-        )
+        Frame::ip(Frame::v4(src, dst), Transport::Tcp { src: sport, dst: dport, flags: TcpFlags::ACK, seq: 1, ack: 1 })
     }
 
     pub fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Frame {
-        Frame::ip(
-            Frame::v4(src, dst),
-            Transport::Udp {
-                src: sport,
-                dst: dport,
-            },
-        )
+        Frame::ip(Frame::v4(src, dst), Transport::Udp { src: sport, dst: dport })
     }
 
     /// ICMP echo request over IPv4.
     pub fn ping4(src: [u8; 4], dst: [u8; 4]) -> Frame {
-        Frame::ip(
-            Frame::v4(src, dst),
-            Transport::Icmp {
-                kind: 8,
-                code: 0,
-                rest: [0, 1, 0, 1],
-            },
-        )
+        Frame::ip(Frame::v4(src, dst), Transport::Icmp { kind: 8, code: 0, rest: [0, 1, 0, 1] })
     }
 
     pub fn tcp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16) -> Frame {
-        Frame::ip(
-            Frame::v6(src, dst),
-            Transport::Tcp {
-                src: sport,
-                dst: dport,
-                flags: TcpFlags::ACK,
-                seq: 1,
-                ack: 1,
-            },
-        )
+        Frame::ip(Frame::v6(src, dst), Transport::Tcp { src: sport, dst: dport, flags: TcpFlags::ACK, seq: 1, ack: 1 })
     }
 
     pub fn udp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16) -> Frame {
-        Frame::ip(
-            Frame::v6(src, dst),
-            Transport::Udp {
-                src: sport,
-                dst: dport,
-            },
-        )
+        Frame::ip(Frame::v6(src, dst), Transport::Udp { src: sport, dst: dport })
     }
 
     /// ICMPv6 message (e.g. 135 neighbour solicitation, 2 packet too big).
     pub fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, kind: u8, code: u8) -> Frame {
-        Frame::ip(
-            Frame::v6(src, dst),
-            Transport::Icmp {
-                kind,
-                code,
-                rest: [0; 4],
-            },
-        )
+        Frame::ip(Frame::v6(src, dst), Transport::Icmp { kind, code, rest: [0; 4] })
     }
 
     /// An ARP request (who-has `target` tell `sender`).
@@ -202,10 +146,7 @@ impl Frame {
         body.extend_from_slice(&sender);
         body.extend_from_slice(&[0; 6]);
         body.extend_from_slice(&target);
-        Frame {
-            payload: body,
-            ..Frame::ip(Net::Arp, Transport::None)
-        }
+        Frame { payload: body, ..Frame::ip(Net::Arp, Transport::None) }
     }
 
     pub fn flags(mut self, flags: u8) -> Frame {
@@ -239,11 +180,7 @@ impl Frame {
     /// Marks the packet as a fragment: IPv4 fragment fields, or an IPv6 fragment header.
     pub fn fragment(mut self, offset_units: u16, more: bool) -> Frame {
         match &mut self.net {
-            Net::V4 {
-                frag_offset,
-                more_fragments,
-                ..
-            } => {
+            Net::V4 { frag_offset, more_fragments, .. } => {
                 *frag_offset = offset_units;
                 *more_fragments = more;
             }
@@ -298,13 +235,7 @@ impl Frame {
     /// The transport segment with its checksum filled in.
     fn segment(&self) -> Vec<u8> {
         let mut seg = match self.transport {
-            Transport::Tcp {
-                src,
-                dst,
-                flags,
-                seq,
-                ack,
-            } => {
+            Transport::Tcp { src, dst, flags, seq, ack } => {
                 let mut t = Vec::with_capacity(20);
                 t.extend_from_slice(&src.to_be_bytes());
                 t.extend_from_slice(&dst.to_be_bytes());
@@ -365,19 +296,8 @@ impl Frame {
         }
         out.extend_from_slice(&self.ethertype().to_be_bytes());
         match &self.net {
-            Net::V4 {
-                src,
-                dst,
-                ttl,
-                options,
-                frag_offset,
-                more_fragments,
-            } => {
-                let seg = if *frag_offset == 0 {
-                    self.segment()
-                } else {
-                    self.payload.clone()
-                };
+            Net::V4 { src, dst, ttl, options, frag_offset, more_fragments } => {
+                let seg = if *frag_offset == 0 { self.segment() } else { self.payload.clone() };
                 let ihl = 20 + options.len();
                 let total = (ihl + seg.len()) as u16;
                 let frag = (*frag_offset & 0x1fff) | if *more_fragments { 0x2000 } else { 0 };
@@ -394,21 +314,11 @@ impl Frame {
                 out.extend_from_slice(&h);
                 out.extend_from_slice(&seg);
             }
-            Net::V6 {
-                src,
-                dst,
-                hop_limit,
-                ext,
-            } => {
+            Net::V6 { src, dst, hop_limit, ext } => {
                 let later_fragment = ext.iter().any(|(k, b)| {
-                    *k == foobar_common::parse::IPPROTO_FRAGMENT
-                        && (u16::from_be_bytes([b[0], b[1]]) >> 3) != 0
+                    *k == foobar_common::parse::IPPROTO_FRAGMENT && (u16::from_be_bytes([b[0], b[1]]) >> 3) != 0
                 });
-                let seg = if later_fragment {
-                    self.payload.clone()
-                } else {
-                    self.segment()
-                };
+                let seg = if later_fragment { self.payload.clone() } else { self.segment() };
                 let mut chain = Vec::new();
                 for (i, (_, body)) in ext.iter().enumerate() {
                     let next = ext.get(i + 1).map_or(self.protocol(), |(k, _)| *k);
@@ -436,12 +346,7 @@ impl Frame {
 /// Offset of the IP header in `frame` (after any VLAN tags).
 fn l3_offset(frame: &[u8]) -> usize {
     let mut off = 12;
-    while off + 2 <= frame.len()
-        && matches!(
-            u16::from_be_bytes([frame[off], frame[off + 1]]),
-            0x8100 | 0x88a8
-        )
-    {
+    while off + 2 <= frame.len() && matches!(u16::from_be_bytes([frame[off], frame[off + 1]]), 0x8100 | 0x88a8) {
         off += 4;
     }
     off + 2

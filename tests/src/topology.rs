@@ -42,13 +42,8 @@ pub struct Stack {
 }
 
 /// A host on the private segment: its namespace role, IPv4 address and IPv6 host part.
-const PRIVATE_HOSTS: [(&str, &str, &str); 5] = [
-    ("web1", WEB1, "11"),
-    ("web2", WEB2, "12"),
-    ("app", APP, "21"),
-    ("db1", DB1, "31"),
-    ("db2", DB2, "32"),
-];
+const PRIVATE_HOSTS: [(&str, &str, &str); 5] =
+    [("web1", WEB1, "11"), ("web2", WEB2, "12"), ("app", APP, "21"), ("db1", DB1, "31"), ("db2", DB2, "32")];
 
 impl Stack {
     pub fn build() -> Stack {
@@ -81,12 +76,7 @@ impl Stack {
         }
         node.addr("back", &format!("{NODE_BACK}/24"));
         node.addr("back", &format!("{NODE_BACK6}/64"));
-        node.exec(&[
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-            "net.ipv6.conf.all.forwarding=1",
-        ]);
+        node.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
 
         let mut hosts = PRIVATE_HOSTS.iter().map(|(role, v4, v6_host)| {
             let ns = lab.ns(role);
@@ -100,16 +90,7 @@ impl Stack {
         let mut next = || hosts.next().expect("five private hosts");
         let (web1, web2, app, db1, db2) = (next(), next(), next(), next(), next());
         drop(hosts);
-        Stack {
-            client,
-            node,
-            web1,
-            web2,
-            app,
-            db1,
-            db2,
-            lab,
-        }
+        Stack { client, node, web1, web2, app, db1, db2, lab }
     }
 
     /// Every namespace with its role, for printing the tour.

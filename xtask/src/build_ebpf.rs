@@ -20,43 +20,39 @@ pub fn object_path() -> PathBuf {
 }
 
 pub fn run() -> anyhow::Result<PathBuf> {
-    timed(
-        "build eBPF object (nightly, bpfel-unknown-none, BTF)",
-        || {
-            let root = workspace_root();
-            let target_dir = root.join("target/bpf");
-            let arch = std::env::consts::ARCH;
-            let rustflags = [
-                format!("--cfg=bpf_target_arch=\"{arch}\""),
-                "-Cdebuginfo=2".to_owned(),
-                "-Clink-arg=--btf".to_owned(),
-            ]
-            .join("\x1f");
-            let mut cmd = Command::new("cargo");
-            cmd.current_dir(&root)
-                .args(["+nightly", "build", "--package", "foobar-ebpf", "--release"])
-                .args(["--target", TARGET, "-Z", "build-std=core"])
-                .arg("--target-dir")
-                .arg(&target_dir)
-                .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
-                // The stable toolchain that runs xtask must not leak into the nightly build.
-                .env_remove("RUSTC")
-                .env_remove("RUSTC_WORKSPACE_WRAPPER")
-                .env_remove("RUSTUP_TOOLCHAIN")
-                .env_remove("RUSTFLAGS");
-            step::run(&mut cmd).context(
-                "the eBPF build needs nightly's rust-src and bpf-linker: run `cargo xtask setup`",
-            )?;
-            let built = target_dir.join(TARGET).join("release/foobar");
-            let object = object_path();
-            if let Some(dir) = object.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::copy(&built, &object)
-                .with_context(|| format!("copy {} to {}", built.display(), object.display()))?;
-            let size = std::fs::metadata(&object)?.len();
-            eprintln!("    wrote {} ({size} bytes)", object.display());
-            Ok(object)
-        },
-    )
+    timed("build eBPF object (nightly, bpfel-unknown-none, BTF)", || {
+        let root = workspace_root();
+        let target_dir = root.join("target/bpf");
+        let arch = std::env::consts::ARCH;
+        let rustflags = [
+            format!("--cfg=bpf_target_arch=\"{arch}\""),
+            "-Cdebuginfo=2".to_owned(),
+            "-Clink-arg=--btf".to_owned(),
+            // v3: 32-bit sub-registers, jump classes and the atomic instructions (CAS) used.
+            "-Ctarget-cpu=v3".to_owned(),
+        ]
+        .join("\x1f");
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(&root)
+            .args(["+nightly", "build", "--package", "foobar-ebpf", "--release"])
+            .args(["--target", TARGET, "-Z", "build-std=core"])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
+            // The stable toolchain that runs xtask must not leak into the nightly build.
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTFLAGS");
+        step::run(&mut cmd).context("eBPF build failed (a missing toolchain piece is fixed by `cargo xtask setup`)")?;
+        let built = target_dir.join(TARGET).join("release/foobar");
+        let object = object_path();
+        if let Some(dir) = object.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(&built, &object).with_context(|| format!("copy {} to {}", built.display(), object.display()))?;
+        let size = std::fs::metadata(&object)?.len();
+        eprintln!("    wrote {} ({size} bytes)", object.display());
+        Ok(object)
+    })
 }

@@ -32,9 +32,7 @@ fn pid_file() -> PathBuf {
 
 pub fn up() -> anyhow::Result<()> {
     if !step::is_root() {
-        bail!(
-            "the lab creates network namespaces and loads XDP: run it as root (`sudo -E cargo xtask lab`)"
-        );
+        bail!("the lab creates network namespaces and loads XDP: run it as root (`sudo -E cargo xtask lab`)");
     }
     let started = Instant::now();
     if !setup::is_complete() {
@@ -51,24 +49,14 @@ pub fn up() -> anyhow::Result<()> {
     })
     .context("install Ctrl-C handler")?;
 
-    let stack = timed(
-        "namespaces and veths (client, node, web1, web2, app, db1, db2)",
-        || Ok(Stack::build()),
-    )?;
-    let _web1 = timed("nginx on web1", || {
-        Ok(nginx::start(&stack.web1, "web1", topology::WEB1))
-    })?;
-    let _web2 = timed("nginx on web2", || {
-        Ok(nginx::start(&stack.web2, "web2", topology::WEB2))
-    })?;
+    let stack = timed("namespaces and veths (client, node, web1, web2, app, db1, db2)", || Ok(Stack::build()))?;
+    let _web1 = timed("nginx on web1", || Ok(nginx::start(&stack.web1, "web1", topology::WEB1)))?;
+    let _web2 = timed("nginx on web2", || Ok(nginx::start(&stack.web2, "web2", topology::WEB2)))?;
     let log = state_dir().join("foobar.log");
     let _ = std::fs::remove_file(&log);
     let config = workspace_root().join("examples/lab.toml");
     let mut daemon = timed("foobar daemon on the node (examples/lab.toml)", || {
-        let d = stack.node.spawn(
-            &[path_str(&foobar)?, "run", "--config", path_str(&config)?],
-            &log,
-        );
+        let d = stack.node.spawn(&[path_str(&foobar)?, "run", "--config", path_str(&config)?], &log);
         wait_for_log(&log, "data plane running", Duration::from_secs(10))?;
         Ok(d)
     })?;
@@ -124,8 +112,7 @@ fn build_foobar(object: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {
-    p.to_str()
-        .with_context(|| format!("path {} is not UTF-8", p.display()))
+    p.to_str().with_context(|| format!("path {} is not UTF-8", p.display()))
 }
 
 fn wait_for_log(log: &Path, needle: &str, timeout: Duration) -> anyhow::Result<()> {
@@ -142,20 +129,10 @@ fn wait_for_log(log: &Path, needle: &str, timeout: Duration) -> anyhow::Result<(
 
 fn print_tour(stack: &Stack, log: &Path) {
     let name = |role: &str| {
-        stack
-            .hosts()
-            .iter()
-            .find(|(r, _)| *r == role)
-            .map(|(_, n)| n.name().to_owned())
-            .unwrap_or_default()
+        stack.hosts().iter().find(|(r, _)| *r == role).map(|(_, n)| n.name().to_owned()).unwrap_or_default()
     };
     let client = name("client");
-    let hosts = stack
-        .hosts()
-        .iter()
-        .map(|(r, n)| format!("{r}={}", n.name()))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let hosts = stack.hosts().iter().map(|(r, n)| format!("{r}={}", n.name())).collect::<Vec<_>>().join(" ");
     let lines = [
         String::new(),
         "The lab is up. Every host is a network namespace; run commands in one with `ip netns exec`.".to_owned(),

@@ -53,8 +53,6 @@ fn main() -> anyhow::Result<()> {
         Task::BuildEbpf => build_ebpf::run().map(|_| ()),
         Task::Test { args } => test::run(&args),
         Task::Lab { action: None } => lab::up(),
-        Task::Lab {
-            action: Some(LabAction::Down),
-        } => lab::down(),
+        Task::Lab { action: Some(LabAction::Down) } => lab::down(),
     }
 }

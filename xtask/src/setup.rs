@@ -81,41 +81,26 @@ fn apt_packages() -> anyhow::Result<()> {
 }
 
 fn rust_src_installed() -> bool {
-    output(Command::new("rustup").args([
-        "component",
-        "list",
-        "--installed",
-        "--toolchain",
-        "nightly",
-    ]))
-    .is_some_and(|s| s.lines().any(|l| l.starts_with("rust-src")))
+    output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))
+        .is_some_and(|s| s.lines().any(|l| l.starts_with("rust-src")))
 }
 
 fn rust_src() -> anyhow::Result<()> {
     if output(Command::new("rustc").args(["+nightly", "--version"])).is_none() {
-        bail!(
-            "no nightly toolchain: this machine's image should provide one (`rustup toolchain list`)"
-        );
+        bail!("no nightly toolchain: this machine's image should provide one (`rustup toolchain list`)");
     }
     if rust_src_installed() {
         eprintln!("    already installed");
         return Ok(());
     }
-    step::run(Command::new("rustup").args([
-        "component",
-        "add",
-        "rust-src",
-        "--toolchain",
-        "nightly",
-    ]))
+    step::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
 }
 
 /// The nightly's sysroot, LLVM major version and full `rustc -vV` (the stamp's content).
 fn nightly() -> anyhow::Result<(PathBuf, String, String)> {
     let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))
         .context("`rustc +nightly --print sysroot` failed")?;
-    let verbose = output(Command::new("rustc").args(["+nightly", "-vV"]))
-        .context("`rustc +nightly -vV` failed")?;
+    let verbose = output(Command::new("rustc").args(["+nightly", "-vV"])).context("`rustc +nightly -vV` failed")?;
     let llvm = verbose
         .lines()
         .find_map(|l| l.strip_prefix("LLVM version: "))
@@ -126,9 +111,7 @@ fn nightly() -> anyhow::Result<(PathBuf, String, String)> {
 }
 
 fn cache_dir() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cache/foobar")
 }
 
@@ -139,8 +122,7 @@ fn stamp_path() -> PathBuf {
 /// bpf-linker runs and was built for the current nightly.
 fn bpf_linker_current() -> anyhow::Result<bool> {
     let (_, _, verbose) = nightly()?;
-    let runs = output(Command::new("bpf-linker").arg("--version"))
-        .is_some_and(|v| v.contains(BPF_LINKER_VERSION));
+    let runs = output(Command::new("bpf-linker").arg("--version")).is_some_and(|v| v.contains(BPF_LINKER_VERSION));
     let stamped = fs::read_to_string(stamp_path()).is_ok_and(|s| s == verbose);
     Ok(runs && stamped)
 }
@@ -155,11 +137,7 @@ fn bpf_linker() -> anyhow::Result<()> {
     let libllvm = fs::read_dir(&lib_dir)?
         .flatten()
         .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("libLLVM.so.{llvm}")))
-        })
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("libLLVM.so.{llvm}"))))
         .with_context(|| format!("no libLLVM.so.{llvm}* in {}", lib_dir.display()))?;
     let prefix = cache_dir().join(format!("llvm-{llvm}"));
     fs::create_dir_all(prefix.join("lib"))?;
@@ -169,24 +147,10 @@ fn bpf_linker() -> anyhow::Result<()> {
     eprintln!("    LLVM {llvm} from {}", libllvm.display());
     step::run(
         Command::new("cargo")
-            .args([
-                "install",
-                "bpf-linker",
-                "--locked",
-                "--force",
-                "--version",
-                BPF_LINKER_VERSION,
-            ])
-            .args([
-                "--no-default-features",
-                "--features",
-                &format!("llvm-{llvm}"),
-            ])
+            .args(["install", "bpf-linker", "--locked", "--force", "--version", BPF_LINKER_VERSION])
+            .args(["--no-default-features", "--features", &format!("llvm-{llvm}")])
             .env("LLVM_PREFIX", &prefix)
-            .env(
-                "RUSTFLAGS",
-                format!("-C link-arg=-Wl,-rpath,{}", lib_dir.display()),
-            )
+            .env("RUSTFLAGS", format!("-C link-arg=-Wl,-rpath,{}", lib_dir.display()))
             .env_remove("RUSTUP_TOOLCHAIN"),
     )?;
     fs::write(stamp_path(), verbose)?;

@@ -19,10 +19,7 @@ pub fn timed<T>(name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Re
 
 /// Runs a command with inherited output; an unsuccessful exit is an error naming the command.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd.stdin(Stdio::null()).status().with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -31,14 +28,8 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
 
 /// Runs a command and returns its stdout, or `None` if it cannot run or fails.
 pub fn output(cmd: &mut Command) -> Option<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = cmd.stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The workspace root (xtask lives one level below it).

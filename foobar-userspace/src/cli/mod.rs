@@ -10,11 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::logging::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(
-    name = "foobar",
-    version,
-    about = "XDP firewall and load balancer with DNS and health checks"
-)]
+#[command(name = "foobar", version, about = "XDP firewall and load balancer with DNS and health checks")]
 pub struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t)]

@@ -6,7 +6,7 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::{config, dataplane::Dataplane};
+use crate::{apply, config, dataplane::Dataplane};
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = match config::load(path) {
@@ -23,16 +23,15 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: config::Config) -> anyhow::Result<()> {
     let mut dp = Dataplane::load()?;
-    for iface in &config.daemon.interfaces {
-        dp.attach(iface.get_ref(), config.daemon.xdp_mode)?;
+    // Rules first, so an untrusted interface never runs with an empty firewall.
+    apply::firewall(&mut dp, &config.firewall)?;
+    for (iface, role) in apply::interface_roles(&config) {
+        dp.attach(&iface, role, config.daemon.xdp_mode)?;
     }
-    warn!(
-        "this build enforces no firewall rules or services yet: it parses, counts and drops malformed packets only"
-    );
-    info!(
-        interfaces = dp.attachments().len(),
-        "data plane running; SIGINT or SIGTERM stops it"
-    );
+    if !config.services.is_empty() || config.dns.is_some() || config.replication.is_some() {
+        warn!("this build does not yet run services, DNS or the replication monitor from the config");
+    }
+    info!(interfaces = dp.attachments().len(), "data plane running; SIGINT or SIGTERM stops it");
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),

@@ -14,14 +14,7 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: {}: {}",
-            self.file.display(),
-            self.line,
-            self.key,
-            self.message
-        )
+        write!(f, "{}:{}: {}: {}", self.file.display(), self.line, self.key, self.message)
     }
 }
 
@@ -55,27 +48,15 @@ impl Source<'_> {
         self.text[..at.min(self.text.len())].matches('\n').count() + 1
     }
 
-    pub fn problem(
-        &self,
-        span: Range<usize>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Problem {
-        Problem {
-            file: self.file.to_path_buf(),
-            line: self.line(span.start),
-            key: key.into(),
-            message: message.into(),
-        }
+    pub fn problem(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem { file: self.file.to_path_buf(), line: self.line(span.start), key: key.into(), message: message.into() }
     }
 
     /// The dotted key at byte `at`: the nearest table header above it plus the key on its line.
     pub fn key_at(&self, at: usize) -> String {
         let at = at.min(self.text.len());
         let line_start = self.text[..at].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[at..]
-            .find('\n')
-            .map_or(self.text.len(), |i| at + i);
+        let line_end = self.text[at..].find('\n').map_or(self.text.len(), |i| at + i);
         let line = self.text[line_start..line_end].trim();
         let table = self.text[..line_start]
             .lines()
@@ -83,11 +64,7 @@ impl Source<'_> {
             .map(str::trim)
             .find(|l| l.starts_with('['))
             .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
-        let key = if line.starts_with('[') {
-            None
-        } else {
-            line.split_once('=').map(|(k, _)| k.trim().to_owned())
-        };
+        let key = if line.starts_with('[') { None } else { line.split_once('=').map(|(k, _)| k.trim().to_owned()) };
         match (table, key) {
             (Some(t), Some(k)) => format!("{t}.{k}"),
             (Some(t), None) => t,

@@ -34,24 +34,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates config `text`, naming `file` in errors; `interface_exists` says
 /// whether a network interface of that name is present.
-pub fn parse(
-    file: &Path,
-    text: &str,
-    interface_exists: &dyn Fn(&str) -> bool,
-) -> Result<Config, ConfigError> {
+pub fn parse(file: &Path, text: &str, interface_exists: &dyn Fn(&str) -> bool) -> Result<Config, ConfigError> {
     let src = Source { file, text };
     let config: Config = toml::from_str(text).map_err(|e| {
         let at = e.span().map_or(0, |s| s.start);
-        ConfigError {
-            problems: vec![src.problem(at..at, src.key_at(at), e.message().trim())],
-        }
+        ConfigError { problems: vec![src.problem(at..at, src.key_at(at), e.message().trim())] }
     })?;
     let problems = validate::check(&config, &src, interface_exists);
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError { problems })
-    }
+    if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
 }
 
 /// Whether a network interface of this name exists in the calling thread's namespace.

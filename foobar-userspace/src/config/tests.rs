@@ -12,19 +12,14 @@ fn lab_interfaces(name: &str) -> bool {
 
 /// Parses the lab config with `from` replaced by `to` (which must occur exactly once).
 fn edited(from: &str, to: &str) -> Result<super::Config, String> {
-    assert_eq!(
-        LAB.matches(from).count(),
-        1,
-        "`{from}` must occur once in examples/lab.toml"
-    );
+    assert_eq!(LAB.matches(from).count(), 1, "`{from}` must occur once in examples/lab.toml");
     let text = LAB.replacen(from, to, 1);
     parse(Path::new("lab.toml"), &text, &lab_interfaces).map_err(|e| e.to_string())
 }
 
 #[test]
 fn the_lab_config_is_valid() {
-    let cfg = parse(Path::new("lab.toml"), LAB, &lab_interfaces)
-        .expect("examples/lab.toml must stay valid");
+    let cfg = parse(Path::new("lab.toml"), LAB, &lab_interfaces).expect("examples/lab.toml must stay valid");
     assert_eq!(cfg.services.len(), 1);
     assert_eq!(cfg.services[0].backends.len(), 2);
     assert_eq!(cfg.firewall.allow.len(), 2);
@@ -37,27 +32,15 @@ fn good_values_are_accepted() {
         (r#"xdp_mode = "auto""#, r#"xdp_mode = "native""#),
         (r#"xdp_mode = "auto""#, r#"xdp_mode = "generic""#),
         (r#"default_policy = "drop""#, r#"default_policy = "accept""#),
-        (
-            r#"deny_sources = ["192.0.2.66/32"]"#,
-            r#"deny_sources = ["192.0.2.0/24", "2001:db8:1::/64", "203.0.113.7"]"#,
-        ),
+        (r#"deny_sources = ["192.0.2.66/32"]"#, r#"deny_sources = ["192.0.2.0/24", "2001:db8:1::/64", "203.0.113.7"]"#),
         ("syn_rate_per_source = 200", "syn_rate_per_source = 0"),
-        (
-            "syn_rate_per_source = 200",
-            "syn_rate_per_source = 50\nsyn_burst = 100",
-        ),
+        ("syn_rate_per_source = 200", "syn_rate_per_source = 50\nsyn_burst = 100"),
         (r#"mode = "nat""#, r#"mode = "dsr""#),
         (r#"scheduler = "round-robin""#, r#"scheduler = "maglev""#),
-        (
-            r#"scheduler = "round-robin""#,
-            r#"scheduler = "weighted-round-robin""#,
-        ),
+        (r#"scheduler = "round-robin""#, r#"scheduler = "weighted-round-robin""#),
         (r#"kind = "http""#, r#"kind = "tcp""#),
         (r#"interval = "500ms""#, r#"interval = "1m""#),
-        (
-            r#"address = "198.51.100.12""#,
-            "address = \"198.51.100.12\"\nweight = 3\nbackup = true",
-        ),
+        (r#"address = "198.51.100.12""#, "address = \"198.51.100.12\"\nweight = 3\nbackup = true"),
         ("ttl = 30", "ttl = 300"),
         ("heartbeat = true", "heartbeat = false"),
     ] {
@@ -96,16 +79,8 @@ fn bad_values_name_file_line_and_key() {
             r#"deny_sources = ["192.0.2.66/24"]"#,
             "lab.toml:14: firewall.deny_sources: `192.0.2.66/24` has host bits set past /24",
         ),
-        (
-            r#"vip = "192.0.2.10""#,
-            r#"vip = "www.foobar.com""#,
-            "lab.toml:29: service.vip: invalid IP address syntax",
-        ),
-        (
-            "rise = 2",
-            "rise = -1",
-            "lab.toml:41: service.health.rise: invalid value: integer `-1`, expected u32",
-        ),
+        (r#"vip = "192.0.2.10""#, r#"vip = "www.foobar.com""#, "lab.toml:29: service.vip: invalid IP address syntax"),
+        ("rise = 2", "rise = -1", "lab.toml:41: service.health.rise: invalid value: integer `-1`, expected u32"),
         (
             r#"service = "www"  "#,
             r#"service = "wwx"  "#,
@@ -149,9 +124,7 @@ fn bad_values_name_file_line_and_key() {
     ] {
         match edited(from, to) {
             Ok(_) => mismatches.push(format!("`{to}` was accepted")),
-            Err(e) if e != expected => mismatches.push(format!(
-                "for `{to}`\n  got:      {e}\n  expected: {expected}"
-            )),
+            Err(e) if e != expected => mismatches.push(format!("for `{to}`\n  got:      {e}\n  expected: {expected}")),
             Err(_) => {}
         }
     }
@@ -160,9 +133,11 @@ fn bad_values_name_file_line_and_key() {
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let text = LAB
-        .replacen(r#"service = "www"  "#, r#"service = "nope" "#, 1)
-        .replacen(r#"untrusted = ["front"]"#, r#"untrusted = ["eth9"]"#, 1);
+    let text = LAB.replacen(r#"service = "www"  "#, r#"service = "nope" "#, 1).replacen(
+        r#"untrusted = ["front"]"#,
+        r#"untrusted = ["eth9"]"#,
+        1,
+    );
     let err = parse(Path::new("lab.toml"), &text, &lab_interfaces).expect_err("two problems");
     assert_eq!(err.problems.len(), 2, "{err}");
 }

@@ -8,11 +8,7 @@ use super::{
     schema::{Config, Proto, RecordType},
 };
 
-pub fn check(
-    cfg: &Config,
-    src: &Source<'_>,
-    interface_exists: &dyn Fn(&str) -> bool,
-) -> Vec<Problem> {
+pub fn check(cfg: &Config, src: &Source<'_>, interface_exists: &dyn Fn(&str) -> bool) -> Vec<Problem> {
     let mut out = Vec::new();
     daemon(cfg, src, interface_exists, &mut out);
     firewall(cfg, src, &mut out);
@@ -22,12 +18,7 @@ pub fn check(
     out
 }
 
-fn daemon(
-    cfg: &Config,
-    src: &Source<'_>,
-    interface_exists: &dyn Fn(&str) -> bool,
-    out: &mut Vec<Problem>,
-) {
+fn daemon(cfg: &Config, src: &Source<'_>, interface_exists: &dyn Fn(&str) -> bool, out: &mut Vec<Problem>) {
     let d = &cfg.daemon;
     if d.interfaces.is_empty() {
         out.push(src.problem(
@@ -39,11 +30,7 @@ fn daemon(
     let mut seen = HashSet::new();
     for i in &d.interfaces {
         if !seen.insert(i.get_ref()) {
-            out.push(src.problem(
-                i.span(),
-                "daemon.interfaces",
-                format!("`{}` is listed twice", i.get_ref()),
-            ));
+            out.push(src.problem(i.span(), "daemon.interfaces", format!("`{}` is listed twice", i.get_ref())));
         } else if !interface_exists(i.get_ref()) {
             out.push(src.problem(
                 i.span(),
@@ -73,19 +60,11 @@ fn firewall(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
             ));
         }
         if rule.ports.contains(&0) {
-            out.push(src.problem(
-                rule.proto.span(),
-                format!("firewall.allow[{i}].ports"),
-                "port 0 is not a port",
-            ));
+            out.push(src.problem(rule.proto.span(), format!("firewall.allow[{i}].ports"), "port 0 is not a port"));
         }
     }
     if cfg.firewall.syn_burst == Some(0) {
-        out.push(src.problem(
-            0..0,
-            "firewall.syn_burst",
-            "must be at least 1 (or leave it out to use the rate)",
-        ));
+        out.push(src.problem(0..0, "firewall.syn_burst", "must be at least 1 (or leave it out to use the rate)"));
     }
 }
 
@@ -105,28 +84,16 @@ fn services(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
             out.push(src.problem(at.clone(), format!("service[{i}].ports"), "lists no port"));
         }
         if s.proto == Proto::Icmp {
-            out.push(src.problem(
-                at.clone(),
-                format!("service[{i}].proto"),
-                "must be tcp or udp",
-            ));
+            out.push(src.problem(at.clone(), format!("service[{i}].proto"), "must be tcp or udp"));
         }
         for &port in &s.ports {
             if port == 0 {
-                out.push(src.problem(
-                    at.clone(),
-                    format!("service[{i}].ports"),
-                    "port 0 is not a port",
-                ));
+                out.push(src.problem(at.clone(), format!("service[{i}].ports"), "port 0 is not a port"));
             } else if !listeners.insert((*s.vip.get_ref(), s.proto, port)) {
                 out.push(src.problem(
                     s.vip.span(),
                     format!("service[{i}].vip"),
-                    format!(
-                        "{} {:?} port {port} is already served by another service",
-                        s.vip.get_ref(),
-                        s.proto
-                    ),
+                    format!("{} {:?} port {port} is already served by another service", s.vip.get_ref(), s.proto),
                 ));
             }
         }
@@ -163,19 +130,11 @@ fn services(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
         }
         if let Some(h) = &s.health {
             if h.rise == 0 || h.fall == 0 {
-                out.push(src.problem(
-                    at.clone(),
-                    format!("service[{i}].health"),
-                    "rise and fall must be at least 1",
-                ));
+                out.push(src.problem(at.clone(), format!("service[{i}].health"), "rise and fall must be at least 1"));
             }
             let timeout = h.timeout.get_ref();
             if h.interval.0.is_zero() || timeout.0.is_zero() || *timeout > h.interval {
-                let span = if h.timeout.span().is_empty() {
-                    at.clone()
-                } else {
-                    h.timeout.span()
-                };
+                let span = if h.timeout.span().is_empty() { at.clone() } else { h.timeout.span() };
                 out.push(src.problem(
                     span,
                     format!("service[{i}].health.timeout"),
@@ -197,24 +156,12 @@ fn dns(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
     for (i, r) in dns.records.iter().enumerate() {
         let at = r.name.span();
         let key = |k: &str| format!("dns.record[{i}].{k}");
-        let sources = [
-            r.value.is_some(),
-            r.service.is_some(),
-            r.replication.is_some(),
-        ];
+        let sources = [r.value.is_some(), r.service.is_some(), r.replication.is_some()];
         if sources.iter().filter(|s| **s).count() != 1 {
-            out.push(src.problem(
-                at.clone(),
-                key("value"),
-                "needs exactly one of `value`, `service` or `replication`",
-            ));
+            out.push(src.problem(at.clone(), key("value"), "needs exactly one of `value`, `service` or `replication`"));
         }
         if let Some(svc) = &r.service {
-            if !cfg
-                .services
-                .iter()
-                .any(|s| s.name.get_ref() == svc.get_ref())
-            {
+            if !cfg.services.iter().any(|s| s.name.get_ref() == svc.get_ref()) {
                 out.push(src.problem(
                     svc.span(),
                     key("service"),
@@ -223,32 +170,20 @@ fn dns(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
             }
         }
         if r.replication.is_some() && cfg.replication.is_none() {
-            out.push(src.problem(
-                at.clone(),
-                key("replication"),
-                "needs a [replication] section",
-            ));
+            out.push(src.problem(at.clone(), key("replication"), "needs a [replication] section"));
         }
-        if (r.service.is_some() || r.replication.is_some())
-            && !matches!(r.kind, RecordType::A | RecordType::Aaaa)
-        {
+        if (r.service.is_some() || r.replication.is_some()) && !matches!(r.kind, RecordType::A | RecordType::Aaaa) {
             out.push(src.problem(at.clone(), key("type"), "dynamic records must be A or AAAA"));
         }
         if let Some(v) = &r.value {
             let bad = match r.kind {
                 RecordType::A => v.parse::<std::net::Ipv4Addr>().is_err(),
                 RecordType::Aaaa => v.parse::<std::net::Ipv6Addr>().is_err(),
-                RecordType::Mx => v
-                    .split_once(' ')
-                    .is_none_or(|(p, _)| p.parse::<u16>().is_err()),
+                RecordType::Mx => v.split_once(' ').is_none_or(|(p, _)| p.parse::<u16>().is_err()),
                 RecordType::Cname | RecordType::Txt => false,
             };
             if bad {
-                out.push(src.problem(
-                    at.clone(),
-                    key("value"),
-                    format!("`{v}` is not valid {:?} data", r.kind),
-                ));
+                out.push(src.problem(at.clone(), key("value"), format!("`{v}` is not valid {:?} data", r.kind)));
             }
         }
     }
@@ -257,11 +192,7 @@ fn dns(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
 fn replication(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
     let Some(r) = &cfg.replication else { return };
     if r.interval.0.is_zero() || r.max_lag.0.is_zero() {
-        out.push(src.problem(
-            r.primary.span(),
-            "replication.interval",
-            "interval and max_lag must be above zero",
-        ));
+        out.push(src.problem(r.primary.span(), "replication.interval", "interval and max_lag must be above zero"));
     }
     let mut names = HashSet::from([r.primary.get_ref().name.as_str()]);
     for (i, rep) in r.replicas.iter().enumerate() {

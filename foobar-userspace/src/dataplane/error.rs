@@ -24,6 +24,8 @@ pub enum DataplaneError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("firewall rules rejected: {0}")]
+    Rules(String),
     #[error("no XDP attach mode to try")]
     NoAttachMode,
 }

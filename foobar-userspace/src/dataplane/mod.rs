@@ -3,16 +3,19 @@
 //!
 //! - `object`: the bytes of the eBPF object embedded at build time.
 //! - `stats`: summing the per-CPU counters.
+//! - `firewall` + `rules`: deny list, allow rules and settings, changed in place.
 
 mod error;
+pub mod firewall;
 pub mod object;
+pub mod rules;
 mod stats;
 
 use aya::{
     Ebpf,
     programs::{Xdp, xdp::XdpLinkId},
 };
-use foobar_common::XDP_PROGRAM;
+use foobar_common::{XDP_FIREWALL_PROGRAM, XDP_PROGRAM};
 use tracing::{info, warn};
 
 pub use self::{error::DataplaneError, stats::CounterSnapshot};
@@ -24,10 +27,30 @@ pub struct Dataplane {
     attached: Vec<Attachment>,
 }
 
-/// One interface the program is attached to.
+/// Which program an interface runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Parse and balance only.
+    Trusted,
+    /// The firewall first (`daemon.untrusted`).
+    Untrusted,
+}
+
+impl Role {
+    /// Name of the XDP program serving this role.
+    pub fn program(self) -> &'static str {
+        match self {
+            Role::Trusted => XDP_PROGRAM,
+            Role::Untrusted => XDP_FIREWALL_PROGRAM,
+        }
+    }
+}
+
+/// One interface a program is attached to.
 #[derive(Debug)]
 pub struct Attachment {
     pub interface: String,
+    pub role: Role,
     pub mode: aya::programs::XdpMode,
     link: XdpLinkId,
 }
@@ -36,35 +59,21 @@ impl Dataplane {
     /// Loads the embedded object into the kernel (the verifier runs here).
     pub fn load() -> Result<Self, DataplaneError> {
         let mut ebpf = Ebpf::load(object::bytes()?)?;
-        let program: &mut Xdp = program_mut(&mut ebpf)?;
-        program.load()?;
-        Ok(Dataplane {
-            ebpf,
-            attached: Vec::new(),
-        })
+        for role in [Role::Trusted, Role::Untrusted] {
+            program_mut(&mut ebpf, role)?.load()?;
+        }
+        Ok(Dataplane { ebpf, attached: Vec::new() })
     }
 
-    /// Attaches the program to `interface`, trying the kernel modes `mode` allows in order.
-    pub fn attach(
-        &mut self,
-        interface: &str,
-        mode: XdpMode,
-    ) -> Result<&Attachment, DataplaneError> {
-        let program = program_mut(&mut self.ebpf)?;
+    /// Attaches the `role`'s program to `interface`, trying the kernel modes `mode` allows in order.
+    pub fn attach(&mut self, interface: &str, role: Role, mode: XdpMode) -> Result<&Attachment, DataplaneError> {
+        let program = program_mut(&mut self.ebpf, role)?;
         let mut last_error = None;
         for &kernel_mode in mode.attempts() {
             match program.attach(interface, kernel_mode) {
                 Ok(link) => {
-                    info!(
-                        interface,
-                        mode = kernel_mode_name(kernel_mode),
-                        "XDP attached"
-                    );
-                    self.attached.push(Attachment {
-                        interface: interface.to_owned(),
-                        mode: kernel_mode,
-                        link,
-                    });
+                    info!(interface, program = role.program(), mode = kernel_mode_name(kernel_mode), "XDP attached");
+                    self.attached.push(Attachment { interface: interface.to_owned(), role, mode: kernel_mode, link });
                     let last = self.attached.len() - 1;
                     return Ok(&self.attached[last]);
                 }
@@ -85,9 +94,8 @@ impl Dataplane {
 
     /// Detaches the program from every interface it was attached to.
     pub fn detach_all(&mut self) -> Result<(), DataplaneError> {
-        let program = program_mut(&mut self.ebpf)?;
-        for a in self.attached.drain(..) {
-            program.detach(a.link)?;
+        for a in std::mem::take(&mut self.attached) {
+            program_mut(&mut self.ebpf, a.role)?.detach(a.link)?;
             info!(interface = a.interface, "XDP detached");
         }
         Ok(())
@@ -98,24 +106,29 @@ impl Dataplane {
         &self.attached
     }
 
-    /// The XDP program, e.g. for `BPF_PROG_TEST_RUN`.
-    pub fn program(&self) -> Result<&Xdp, DataplaneError> {
-        let program = self
-            .ebpf
-            .program(XDP_PROGRAM)
-            .ok_or(DataplaneError::MissingProgram(XDP_PROGRAM))?;
+    /// The XDP program serving `role`, e.g. for `BPF_PROG_TEST_RUN`.
+    pub fn program(&self, role: Role) -> Result<&Xdp, DataplaneError> {
+        let name = role.program();
+        let program = self.ebpf.program(name).ok_or(DataplaneError::MissingProgram(name))?;
         Ok(program.try_into()?)
+    }
+
+    fn map(&self, name: &'static str) -> Result<&aya::maps::Map, DataplaneError> {
+        self.ebpf.map(name).ok_or(DataplaneError::MissingMap(name))
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, DataplaneError> {
+        self.ebpf.map_mut(name).ok_or(DataplaneError::MissingMap(name))
     }
 
     /// Current value of every counter, summed over CPUs.
     pub fn counters(&self) -> Result<CounterSnapshot, DataplaneError> {
-        stats::read(&self.ebpf)
+        stats::read(self.map(foobar_common::STATS_MAP)?)
     }
 }
 
-fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataplaneError> {
-    let program = ebpf
-        .program_mut(XDP_PROGRAM)
-        .ok_or(DataplaneError::MissingProgram(XDP_PROGRAM))?;
+fn program_mut(ebpf: &mut Ebpf, role: Role) -> Result<&mut Xdp, DataplaneError> {
+    let name = role.program();
+    let program = ebpf.program_mut(name).ok_or(DataplaneError::MissingProgram(name))?;
     Ok(program.try_into()?)
 }

@@ -1,7 +1,7 @@
 //! Reading the per-CPU counter array: each slot summed over all CPUs.
 
-use aya::{Ebpf, maps::PerCpuArray};
-use foobar_common::{STATS_MAP, counters::Counter};
+use aya::maps::{Map, PerCpuArray};
+use foobar_common::counters::Counter;
 
 use super::DataplaneError;
 
@@ -22,17 +22,11 @@ impl CounterSnapshot {
 
     /// Non-zero counters with their names, in slot order.
     pub fn nonzero(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
-        Counter::ALL
-            .iter()
-            .map(|&c| (c, self.get(c)))
-            .filter(|&(_, v)| v > 0)
+        Counter::ALL.iter().map(|&c| (c, self.get(c))).filter(|&(_, v)| v > 0)
     }
 }
 
-pub(super) fn read(ebpf: &Ebpf) -> Result<CounterSnapshot, DataplaneError> {
-    let map = ebpf
-        .map(STATS_MAP)
-        .ok_or(DataplaneError::MissingMap(STATS_MAP))?;
+pub(super) fn read(map: &Map) -> Result<CounterSnapshot, DataplaneError> {
     let array = PerCpuArray::<_, u64>::try_from(map)?;
     let values = Counter::ALL
         .iter()

@@ -4,7 +4,7 @@
 use std::net::Ipv6Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
-use foobar::dataplane::{CounterSnapshot, Dataplane};
+use foobar::dataplane::{CounterSnapshot, Dataplane, Role};
 use foobar_common::{counters::Counter, parse};
 use foobar_tests::{
     gate::Need,
@@ -14,23 +14,19 @@ use libtest_mimic::Trial;
 
 use crate::gated;
 
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
 
-struct Fixture {
-    name: &'static str,
-    frame: Vec<u8>,
-    verdict: u32,
+pub struct Fixture {
+    pub name: &'static str,
+    pub frame: Vec<u8>,
+    pub verdict: u32,
     /// Counters that must move by exactly one (besides `received`); all others must not move.
-    counters: &'static [Counter],
+    pub counters: &'static [Counter],
 }
 
 pub fn trials() -> Vec<Trial> {
-    vec![gated(
-        "fixtures::parser_verdicts_and_counters",
-        &[Need::Root, Need::Bpf],
-        run_all,
-    )]
+    vec![gated("fixtures::parser_verdicts_and_counters", &[Need::Root, Need::Bpf], run_all)]
 }
 
 fn client6() -> Ipv6Addr {
@@ -52,9 +48,7 @@ fn table() -> Vec<Fixture> {
     let c = [192, 0, 2, 100];
     let vip = [192, 0, 2, 10];
     let syn = Frame::tcp4(c, 40000, vip, 80).flags(TcpFlags::SYN).build();
-    let udp = Frame::udp4(c, 5353, [192, 0, 2, 53], 53)
-        .payload(b"query")
-        .build();
+    let udp = Frame::udp4(c, 5353, [192, 0, 2, 53], 53).payload(b"query").build();
     let mut padded = Frame::udp4(c, 1, vip, 9).build();
     padded.resize(60, 0);
     let mut five_ext = Frame::udp6(client6(), 1, vip6(), 53);
@@ -71,43 +65,14 @@ fn table() -> Vec<Fixture> {
     let mut long_ip = syn.clone();
     long_ip[ip_offset(&syn) + 2..ip_offset(&syn) + 4].copy_from_slice(&400u16.to_be_bytes());
     vec![
-        Fixture {
-            name: "tcp4 syn",
-            frame: syn.clone(),
-            verdict: XDP_PASS,
-            counters: &[Ipv4, Tcp],
-        },
-        Fixture {
-            name: "udp4",
-            frame: udp.clone(),
-            verdict: XDP_PASS,
-            counters: &[Ipv4, Udp],
-        },
-        Fixture {
-            name: "udp4 with ethernet padding",
-            frame: padded,
-            verdict: XDP_PASS,
-            counters: &[Ipv4, Udp],
-        },
-        Fixture {
-            name: "icmp4 echo",
-            frame: Frame::ping4(c, vip).build(),
-            verdict: XDP_PASS,
-            counters: &[Ipv4, Icmp],
-        },
-        Fixture {
-            name: "arp",
-            frame: Frame::arp(c, [192, 0, 2, 2]).build(),
-            verdict: XDP_PASS,
-            counters: &[Arp],
-        },
+        Fixture { name: "tcp4 syn", frame: syn.clone(), verdict: XDP_PASS, counters: &[Ipv4, Tcp] },
+        Fixture { name: "udp4", frame: udp.clone(), verdict: XDP_PASS, counters: &[Ipv4, Udp] },
+        Fixture { name: "udp4 with ethernet padding", frame: padded, verdict: XDP_PASS, counters: &[Ipv4, Udp] },
+        Fixture { name: "icmp4 echo", frame: Frame::ping4(c, vip).build(), verdict: XDP_PASS, counters: &[Ipv4, Icmp] },
+        Fixture { name: "arp", frame: Frame::arp(c, [192, 0, 2, 2]).build(), verdict: XDP_PASS, counters: &[Arp] },
         Fixture {
             name: "lldp (other ethertype)",
-            frame: Frame {
-                net: foobar_tests::packet::Net::Other(0x88cc),
-                ..Frame::arp(c, c)
-            }
-            .build(),
+            frame: Frame { net: foobar_tests::packet::Net::Other(0x88cc), ..Frame::arp(c, c) }.build(),
             verdict: XDP_PASS,
             counters: &[OtherEthertype],
         },
@@ -131,35 +96,25 @@ fn table() -> Vec<Fixture> {
         },
         Fixture {
             name: "ipv4 options (router alert)",
-            frame: Frame::udp4(c, 1, vip, 53)
-                .ip_options(&[0x94, 0x04, 0, 0])
-                .build(),
+            frame: Frame::udp4(c, 1, vip, 53).ip_options(&[0x94, 0x04, 0, 0]).build(),
             verdict: XDP_PASS,
             counters: &[Ipv4, Udp],
         },
         Fixture {
             name: "ipv4 first fragment",
-            frame: Frame::udp4(c, 1, vip, 53)
-                .payload(&[0; 16])
-                .fragment(0, true)
-                .build(),
+            frame: Frame::udp4(c, 1, vip, 53).payload(&[0; 16]).fragment(0, true).build(),
             verdict: XDP_PASS,
             counters: &[Ipv4, Udp],
         },
         Fixture {
             name: "ipv4 later fragment",
-            frame: Frame::udp4(c, 1, vip, 53)
-                .payload(&[0; 16])
-                .fragment(2, false)
-                .build(),
+            frame: Frame::udp4(c, 1, vip, 53).payload(&[0; 16]).fragment(2, false).build(),
             verdict: XDP_PASS,
             counters: &[Ipv4, Fragment],
         },
         Fixture {
             name: "tcp6",
-            frame: Frame::tcp6(client6(), 1, vip6(), 443)
-                .flags(TcpFlags::SYN)
-                .build(),
+            frame: Frame::tcp6(client6(), 1, vip6(), 443).flags(TcpFlags::SYN).build(),
             verdict: XDP_PASS,
             counters: &[Ipv6, Tcp],
         },
@@ -171,19 +126,13 @@ fn table() -> Vec<Fixture> {
         },
         Fixture {
             name: "ipv6 hop-by-hop + dest-opts + udp",
-            frame: Frame::udp6(client6(), 1, vip6(), 53)
-                .ext_header(0)
-                .ext_header(60)
-                .build(),
+            frame: Frame::udp6(client6(), 1, vip6(), 53).ext_header(0).ext_header(60).build(),
             verdict: XDP_PASS,
             counters: &[Ipv6, Udp],
         },
         Fixture {
             name: "ipv6 later fragment",
-            frame: Frame::udp6(client6(), 1, vip6(), 53)
-                .payload(&[0; 16])
-                .fragment(3, false)
-                .build(),
+            frame: Frame::udp6(client6(), 1, vip6(), 53).payload(&[0; 16]).fragment(3, false).build(),
             verdict: XDP_PASS,
             counters: &[Ipv6, Fragment],
         },
@@ -207,12 +156,7 @@ fn table() -> Vec<Fixture> {
             verdict: XDP_DROP,
             counters: &[TruncatedIpv4],
         },
-        Fixture {
-            name: "ipv4 ihl 4",
-            frame: corrupt(syn.clone(), 0, 0x44),
-            verdict: XDP_DROP,
-            counters: &[BadIhl],
-        },
+        Fixture { name: "ipv4 ihl 4", frame: corrupt(syn.clone(), 0, 0x44), verdict: XDP_DROP, counters: &[BadIhl] },
         Fixture {
             name: "ipv4 ihl past frame",
             frame: corrupt(Frame::udp4(c, 1, vip, 9).build(), 0, 0x4f),
@@ -225,36 +169,21 @@ fn table() -> Vec<Fixture> {
             verdict: XDP_DROP,
             counters: &[BadIpVersion],
         },
-        Fixture {
-            name: "ipv4 total length past frame",
-            frame: long_ip,
-            verdict: XDP_DROP,
-            counters: &[BadIpLength],
-        },
+        Fixture { name: "ipv4 total length past frame", frame: long_ip, verdict: XDP_DROP, counters: &[BadIpLength] },
         Fixture {
             name: "tcp header cut short",
             frame: truncate_consistently(&syn, 14 + 20 + 12),
             verdict: XDP_DROP,
             counters: &[TruncatedTcp],
         },
-        Fixture {
-            name: "tcp data offset 4",
-            frame: bad_doff,
-            verdict: XDP_DROP,
-            counters: &[BadTcpOffset],
-        },
+        Fixture { name: "tcp data offset 4", frame: bad_doff, verdict: XDP_DROP, counters: &[BadTcpOffset] },
         Fixture {
             name: "udp header cut short",
             frame: truncate_consistently(&udp, 14 + 20 + 6),
             verdict: XDP_DROP,
             counters: &[TruncatedUdp],
         },
-        Fixture {
-            name: "udp length 4",
-            frame: bad_udp_len,
-            verdict: XDP_DROP,
-            counters: &[BadUdpLength],
-        },
+        Fixture { name: "udp length 4", frame: bad_udp_len, verdict: XDP_DROP, counters: &[BadUdpLength] },
         Fixture {
             name: "udp length past ip payload",
             frame: long_udp_len,
@@ -275,10 +204,7 @@ fn table() -> Vec<Fixture> {
         },
         Fixture {
             name: "ipv6 extension header cut short",
-            frame: truncate_consistently(
-                &Frame::udp6(client6(), 1, vip6(), 53).ext_header(0).build(),
-                14 + 40 + 4,
-            ),
+            frame: truncate_consistently(&Frame::udp6(client6(), 1, vip6(), 53).ext_header(0).build(), 14 + 40 + 4),
             verdict: XDP_DROP,
             counters: &[TruncatedExtHeader],
         },
@@ -287,9 +213,16 @@ fn table() -> Vec<Fixture> {
 
 fn run_all() {
     let dp = Dataplane::load().expect("load data plane");
-    let program = dp.program().expect("xdp program");
+    // The parser's verdicts hold on both programs; with no rules loaded the firewall's
+    // default policy (accept, the zeroed settings) adds one counter to every IP packet.
+    run_table(&dp, Role::Trusted, table());
+}
+
+/// Runs each fixture through `role`'s program and fails listing every fixture that did not hold.
+pub fn run_table(dp: &Dataplane, role: Role, fixtures: Vec<Fixture>) {
+    let program = dp.program(role).expect("xdp program");
     let mut failures = Vec::new();
-    for fx in table() {
+    for fx in fixtures {
         let before = dp.counters().expect("counters");
         let mut out = vec![0u8; fx.frame.len() + 256];
         let result = program
@@ -300,21 +233,11 @@ fn run_all() {
             })
             .unwrap_or_else(|e| panic!("{}: test run failed: {e}", fx.name));
         let after = dp.counters().expect("counters");
-        if let Err(why) = check(
-            &fx,
-            result.return_value,
-            &out[..result.data_size_out as usize],
-            &before,
-            &after,
-        ) {
+        if let Err(why) = check(&fx, result.return_value, &out[..result.data_size_out as usize], &before, &after) {
             failures.push(format!("{}: {why}", fx.name));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "fixture failures:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "fixture failures:\n{}", failures.join("\n"));
 }
 
 fn check(
@@ -334,10 +257,7 @@ fn check(
         let expected = u64::from(c == Counter::Received || fx.counters.contains(&c));
         let moved = after.since(before, c);
         if moved != expected {
-            return Err(format!(
-                "counter {} moved by {moved}, expected {expected}",
-                c.name()
-            ));
+            return Err(format!("counter {} moved by {moved}, expected {expected}", c.name()));
         }
     }
     Ok(())

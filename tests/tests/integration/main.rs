@@ -4,6 +4,7 @@
 //! through [`gated`]: they are reported as ignored, with the reason, when run where they
 //! cannot work, and fail instead under CI or `cargo xtask test`.
 
+mod firewall;
 mod fixtures;
 mod netns_xdp;
 mod parser_props;
@@ -37,6 +38,7 @@ fn main() {
     let mut trials = Vec::new();
     trials.extend(parser_props::trials());
     trials.extend(fixtures::trials());
+    trials.extend(firewall::trials());
     trials.extend(netns_xdp::trials());
     trials.extend(stack::trials());
     libtest_mimic::run(&args, trials).exit();

@@ -4,7 +4,10 @@
 use std::process::Command;
 
 use aya::programs::XdpMode as KernelMode;
-use foobar::{dataplane::Dataplane, xdp_mode::XdpMode};
+use foobar::{
+    dataplane::{Dataplane, Role},
+    xdp_mode::XdpMode,
+};
 use foobar_common::{XDP_PROGRAM, counters::Counter};
 use foobar_tests::{
     gate::Need,
@@ -18,28 +21,14 @@ use crate::gated;
 
 pub fn trials() -> Vec<Trial> {
     vec![
-        gated(
-            "netns::lab_cleans_up_after_itself",
-            &[Need::Root],
-            lab_cleans_up,
-        ),
-        gated(
-            "netns::xdp_native_on_veth_counts_real_traffic",
-            &[Need::Root, Need::Bpf],
-            xdp_counts_traffic,
-        ),
+        gated("netns::lab_cleans_up_after_itself", &[Need::Root], lab_cleans_up),
+        gated("netns::xdp_native_on_veth_counts_real_traffic", &[Need::Root, Need::Bpf], xdp_counts_traffic),
     ]
 }
 
 fn netns_names() -> String {
-    String::from_utf8_lossy(
-        &Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .expect("ip netns list")
-            .stdout,
-    )
-    .into_owned()
+    String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().expect("ip netns list").stdout)
+        .into_owned()
 }
 
 fn lab_cleans_up() {
@@ -55,10 +44,7 @@ fn lab_cleans_up() {
         name = a.name().to_owned();
         assert!(netns_names().contains(&name));
     }
-    assert!(
-        !netns_names().contains(&name),
-        "namespace {name} outlived its lab"
-    );
+    assert!(!netns_names().contains(&name), "namespace {name} outlived its lab");
 }
 
 fn xdp_counts_traffic() {
@@ -73,20 +59,12 @@ fn xdp_counts_traffic() {
     // can only ever address the node's interfaces.
     let inside = node.enter();
     let mut dp = Dataplane::load().expect("load data plane");
-    let attached = dp
-        .attach("front", XdpMode::Native)
-        .expect("attach in native mode");
+    let attached = dp.attach("front", Role::Trusted, XdpMode::Native).expect("attach in native mode");
     assert_eq!(attached.mode, KernelMode::Driver);
 
-    let listed = Command::new("bpftool")
-        .args(["prog", "show", "name", XDP_PROGRAM])
-        .output()
-        .expect("bpftool");
+    let listed = Command::new("bpftool").args(["prog", "show", "name", XDP_PROGRAM]).output().expect("bpftool");
     let listed = String::from_utf8_lossy(&listed.stdout);
-    assert!(
-        listed.contains(&format!("xdp  name {XDP_PROGRAM}")),
-        "bpftool does not list {XDP_PROGRAM}: {listed}"
-    );
+    assert!(listed.contains(&format!("xdp  name {XDP_PROGRAM}")), "bpftool does not list {XDP_PROGRAM}: {listed}");
 
     let before = dp.counters().expect("counters");
     client.exec(&["ping", "-c", "5", "-i", "0.05", "-W", "2", "192.0.2.2"]);
@@ -96,19 +74,9 @@ fn xdp_counts_traffic() {
     raw::send(&client, "eth0", &vec![bad; 7]).expect("send malformed frames");
     let after = dp.counters().expect("counters");
 
-    assert!(
-        after.since(&before, Counter::Icmp) >= 5,
-        "echo requests not counted: {after:?}"
-    );
-    assert!(
-        after.since(&before, Counter::Arp) >= 1,
-        "ARP not counted: {after:?}"
-    );
-    assert_eq!(
-        after.since(&before, Counter::BadIhl),
-        7,
-        "malformed frames not all dropped and counted"
-    );
+    assert!(after.since(&before, Counter::Icmp) >= 5, "echo requests not counted: {after:?}");
+    assert!(after.since(&before, Counter::Arp) >= 1, "ARP not counted: {after:?}");
+    assert_eq!(after.since(&before, Counter::BadIhl), 7, "malformed frames not all dropped and counted");
     // The malformed frames never reached the stack: the node's IP counters saw no header errors.
     let snmp = node.exec(&["cat", "/proc/net/snmp"]);
     let ip_in_hdr_errors = snmp

@@ -14,21 +14,14 @@ use crate::plain;
 
 pub fn trials() -> Vec<Trial> {
     vec![
-        plain(
-            "parser::arbitrary_bytes_never_panic_or_overrun",
-            arbitrary_bytes,
-        ),
+        plain("parser::arbitrary_bytes_never_panic_or_overrun", arbitrary_bytes),
         plain("parser::built_frames_parse_to_their_fields", built_frames),
         plain("parser::every_truncation_is_refused", truncations),
     ]
 }
 
 fn runner(cases: u32) -> TestRunner {
-    TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    })
+    TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() })
 }
 
 /// Whatever the bytes, parsing returns, and any transport offset it reports lies in the frame.
@@ -43,34 +36,22 @@ fn arbitrary_bytes() {
         })
         .expect("parser property");
     // Random bytes rarely reach deep headers; mutating valid frames does.
-    let base = Frame::tcp4([192, 0, 2, 100], 1, [192, 0, 2, 10], 80)
-        .payload(b"hello")
-        .build();
+    let base = Frame::tcp4([192, 0, 2, 100], 1, [192, 0, 2, 10], 80).payload(b"hello").build();
     runner(20_000)
-        .run(
-            &(0..base.len(), any::<u8>(), 0..=base.len()),
-            |(at, byte, len)| {
-                let mut f = base.clone();
-                f[at] = byte;
-                f.truncate(len);
-                if let Ok(p) = parse(&f[..]) {
-                    prop_assert!(p.l4_offset <= f.len());
-                }
-                Ok(())
-            },
-        )
+        .run(&(0..base.len(), any::<u8>(), 0..=base.len()), |(at, byte, len)| {
+            let mut f = base.clone();
+            f[at] = byte;
+            f.truncate(len);
+            if let Ok(p) = parse(&f[..]) {
+                prop_assert!(p.l4_offset <= f.len());
+            }
+            Ok(())
+        })
         .expect("mutated-frame property");
 }
 
 fn built_frames() {
-    let v4 = (
-        any::<[u8; 4]>(),
-        any::<[u8; 4]>(),
-        any::<u16>(),
-        any::<u16>(),
-        any::<u8>(),
-        0u8..3,
-    );
+    let v4 = (any::<[u8; 4]>(), any::<[u8; 4]>(), any::<u16>(), any::<u16>(), any::<u8>(), 0u8..3);
     runner(5_000)
         .run(&v4, |(src, dst, sport, dport, flags, vlans)| {
             let mut f = Frame::tcp4(src, sport, dst, dport).flags(flags);
@@ -86,13 +67,7 @@ fn built_frames() {
             Ok(())
         })
         .expect("IPv4 fields");
-    let v6 = (
-        any::<u128>(),
-        any::<u128>(),
-        any::<u16>(),
-        any::<u16>(),
-        0usize..4,
-    );
+    let v6 = (any::<u128>(), any::<u128>(), any::<u16>(), any::<u16>(), 0usize..4);
     runner(5_000)
         .run(&v6, |(src, dst, sport, dport, exts)| {
             let (s, d) = (Ipv6Addr::from(src), Ipv6Addr::from(dst));
@@ -106,13 +81,7 @@ fn built_frames() {
             prop_assert_eq!(p.protocol, 17);
             prop_assert_eq!(p.l4_offset, 14 + 40 + 8 * exts);
             prop_assert_eq!((p.src_port, p.dst_port), (sport, dport));
-            prop_assert_eq!(
-                p.src
-                    .iter()
-                    .flat_map(|w| w.to_ne_bytes())
-                    .collect::<Vec<_>>(),
-                s.octets().to_vec()
-            );
+            prop_assert_eq!(p.src.iter().flat_map(|w| w.to_ne_bytes()).collect::<Vec<_>>(), s.octets().to_vec());
             Ok(())
         })
         .expect("IPv6 fields");
@@ -122,31 +91,19 @@ fn built_frames() {
 /// rewritten to match the cut.
 fn truncations() {
     let frames = [
-        Frame::tcp4([192, 0, 2, 1], 1, [192, 0, 2, 10], 80)
-            .flags(TcpFlags::SYN)
-            .build(),
-        Frame::udp4([192, 0, 2, 1], 1, [192, 0, 2, 53], 53)
-            .vlan(7)
-            .build(),
+        Frame::tcp4([192, 0, 2, 1], 1, [192, 0, 2, 10], 80).flags(TcpFlags::SYN).build(),
+        Frame::udp4([192, 0, 2, 1], 1, [192, 0, 2, 53], 53).vlan(7).build(),
         Frame::ping4([192, 0, 2, 1], [192, 0, 2, 10]).build(),
-        Frame::tcp6(
-            "2001:db8:1::64".parse().expect("v6"),
-            1,
-            "2001:db8:1::a".parse().expect("v6"),
-            443,
-        )
-        .ext_header(0)
-        .build(),
+        Frame::tcp6("2001:db8:1::64".parse().expect("v6"), 1, "2001:db8:1::a".parse().expect("v6"), 443)
+            .ext_header(0)
+            .build(),
     ];
     for f in frames {
         for len in 0..f.len() {
             assert!(parse(&f[..len]).is_err(), "accepted {f:02x?} cut to {len}");
             if len > 14 + 40 {
                 let short = truncate_consistently(&f, len);
-                assert!(
-                    parse(&short[..]).is_err(),
-                    "accepted consistently cut {short:02x?}"
-                );
+                assert!(parse(&short[..]).is_err(), "accepted consistently cut {short:02x?}");
             }
         }
     }

@@ -1,0 +1,15 @@
+//! `aya::Pod` for the map keys and values userspace reads and writes (the `user` feature).
+//! Each type is `#[repr(C)]`, has no padding and accepts every bit pattern (bytemuck checks it).
+
+use crate::firewall::{FirewallSettings, RuleSet, SourceKey};
+
+macro_rules! aya_pod {
+    ($($t:ty),+) => {
+        $(
+            // SAFETY: bytemuck::Pod is derived for the type, which proves the same contract.
+            unsafe impl aya::Pod for $t {}
+        )+
+    };
+}
+
+aya_pod!(RuleSet, FirewallSettings, SourceKey);

@@ -1,0 +1,180 @@
+//! The firewall on untrusted interfaces: deny list, control ICMP, allow rules with a
+//! per-source SYN limit, then the default policy. Every outcome is counted.
+
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+};
+use core::intrinsics::{AtomicOrdering, atomic_cxchg};
+use foobar_common::{
+    counters::Counter,
+    firewall::{
+        ALLOW_FIXED_BITS, ALLOW_MAX_ENTRIES, AllowDataV4, AllowDataV6, DENY_MAX_ENTRIES, FirewallSettings, MAX_RULES,
+        RuleSet, SYN_TRACKED_SOURCES, SourceKey, allow_data_v4, allow_data_v6, gcra,
+    },
+    parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L3, Parsed},
+};
+
+use crate::stats::count;
+
+#[map(name = "FW_DENY_V4")]
+static DENY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
+#[map(name = "FW_DENY_V6")]
+static DENY_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
+#[map(name = "FW_ALLOW_V4")]
+static ALLOW_V4: LpmTrie<AllowDataV4, RuleSet> = LpmTrie::with_max_entries(ALLOW_MAX_ENTRIES, 0);
+#[map(name = "FW_ALLOW_V6")]
+static ALLOW_V6: LpmTrie<AllowDataV6, RuleSet> = LpmTrie::with_max_entries(ALLOW_MAX_ENTRIES, 0);
+#[map(name = "FW_SETTINGS")]
+static SETTINGS: Array<FirewallSettings> = Array::with_max_entries(1, 0);
+#[map(name = "FW_RULE_HITS")]
+static RULE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_RULES, 0);
+#[map(name = "FW_SYN_TAT")]
+static SYN_TAT: LruHashMap<SourceKey, u64> = LruHashMap::with_max_entries(SYN_TRACKED_SOURCES, 0);
+
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+
+/// Whether the firewall lets `p` through (it has already counted the outcome).
+#[inline(always)]
+pub fn admits(p: &Parsed) -> bool {
+    let v4 = match p.l3 {
+        L3::Ipv4 => true,
+        L3::Ipv6 => false,
+        // ARP and other non-IP frames carry nothing the rules speak about.
+        L3::Arp | L3::Other(_) => return true,
+    };
+    if denied(p, v4) {
+        count(Counter::FwDeniedSource);
+        return false;
+    }
+    if is_control_icmp(p) {
+        count(Counter::FwIcmpControl);
+        return true;
+    }
+    let settings = match SETTINGS.get(0) {
+        Some(s) => *s,
+        None => FirewallSettings::default(),
+    };
+    match allowed_by(p, v4) {
+        Some(rule) => {
+            if let Some(hits) = RULE_HITS.get_ptr_mut(rule) {
+                // SAFETY: this CPU's slot of a per-CPU array; nothing else writes it.
+                unsafe { *hits += 1 };
+            }
+            if is_new_tcp(p) && settings.syn_interval_ns != 0 && !syn_conforms(p, &settings) {
+                count(Counter::FwSynRateLimited);
+                return false;
+            }
+            count(Counter::FwAllowed);
+            true
+        }
+        None if settings.default_drop != 0 => {
+            count(Counter::FwDefaultDrop);
+            false
+        }
+        None => {
+            count(Counter::FwDefaultAccept);
+            true
+        }
+    }
+}
+
+#[inline(always)]
+fn denied(p: &Parsed, v4: bool) -> bool {
+    if v4 {
+        DENY_V4.get(Key::new(32, p.src[0].to_ne_bytes())).is_some()
+    } else {
+        DENY_V6.get(Key::new(128, words_to_bytes(&p.src))).is_some()
+    }
+}
+
+/// Neighbour discovery, and the ICMP errors path-MTU discovery depends on.
+#[inline(always)]
+fn is_control_icmp(p: &Parsed) -> bool {
+    if p.fragment == Fragment::Later {
+        return false;
+    }
+    let (kind, code) = (p.src_port, p.dst_port);
+    match p.protocol {
+        // Destination unreachable / fragmentation needed.
+        IPPROTO_ICMP => kind == 3 && code == 4,
+        // Packet too big, and router/neighbour solicitation/advertisement, redirect.
+        IPPROTO_ICMPV6 => kind == 2 || (133..=137).contains(&kind),
+        _ => false,
+    }
+}
+
+/// The id of the first allow rule admitting `p`: its own port first, then any-port rules.
+#[inline(always)]
+fn allowed_by(p: &Parsed, v4: bool) -> Option<u32> {
+    // Later fragments carry no ports: only any-port rules can admit them.
+    let port = if p.fragment == Fragment::Later { 0 } else { p.dst_port };
+    if port != 0 {
+        if let Some(id) = lookup_allow(p, v4, port) {
+            return Some(id);
+        }
+    }
+    lookup_allow(p, v4, 0)
+}
+
+#[inline(always)]
+fn lookup_allow(p: &Parsed, v4: bool, port: u16) -> Option<u32> {
+    let set = if v4 {
+        ALLOW_V4.get(Key::new(ALLOW_FIXED_BITS + 32, allow_data_v4(p.protocol, port, p.dst[0])))
+    } else {
+        ALLOW_V6.get(Key::new(ALLOW_FIXED_BITS + 128, allow_data_v6(p.protocol, port, &p.dst)))
+    }?;
+    set.matching(&p.src)
+}
+
+#[inline(always)]
+fn is_new_tcp(p: &Parsed) -> bool {
+    p.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+}
+
+/// Charges one SYN to its source's bucket; false when the source is over its rate.
+#[inline(always)]
+fn syn_conforms(p: &Parsed, s: &FirewallSettings) -> bool {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let key = SourceKey { addr: p.src };
+    let Some(slot) = SYN_TAT.get_ptr_mut(&key) else {
+        // First SYN from this source: it starts with a full bucket. A racing insert from
+        // another CPU may win; either way one SYN is charged.
+        let _ = SYN_TAT.insert(&key, &(now + s.syn_interval_ns), 0);
+        return true;
+    };
+    for _ in 0..4 {
+        // SAFETY (both calls): `slot` points at the 8-byte-aligned map value, valid for this
+        // program run, and every writer updates it atomically. An aligned 64-bit load is
+        // atomic on BPF (LLVM cannot select an explicit atomic load before cpu v4). The
+        // bpfel target leaves compare-and-swap out of `core::sync::atomic`, but BPF cpu v3
+        // has the instruction.
+        let old = unsafe { core::ptr::read_volatile(slot) };
+        let Some(new) = gcra(old, now, s.syn_interval_ns, s.syn_tolerance_ns) else {
+            return false;
+        };
+        let (_, swapped) =
+            unsafe { atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(slot, old, new) };
+        if swapped {
+            return true;
+        }
+    }
+    // Four lost races in a row means a flood from this source on several CPUs at once.
+    false
+}
+
+#[inline(always)]
+fn words_to_bytes(w: &[u32; 4]) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    for i in 0..4 {
+        let x = w[i].to_ne_bytes();
+        b[4 * i] = x[0];
+        b[4 * i + 1] = x[1];
+        b[4 * i + 2] = x[2];
+        b[4 * i + 3] = x[3];
+    }
+    b
+}

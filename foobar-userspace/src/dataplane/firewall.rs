@@ -1,0 +1,148 @@
+//! The firewall's maps, changed in place while traffic flows: no reload, no lost flows.
+//!
+//! Every change is a sequence of single-entry map updates, each atomic in the kernel. Rule
+//! replacement writes all new entries before deleting the ones no longer wanted, so a packet
+//! never meets a moment where a rule present before and after the change is missing.
+
+use std::{collections::BTreeSet, net::IpAddr};
+
+use aya::maps::{Array, LpmTrie, MapData, PerCpuArray, lpm_trie::Key};
+use foobar_common::firewall::{
+    ALLOW_FIXED_BITS, ALLOW_V4_MAP, ALLOW_V6_MAP, AllowDataV4, AllowDataV6, DENY_V4_MAP, DENY_V6_MAP, FirewallSettings,
+    MAX_RULES, RULE_HITS_MAP, RuleSet, SETTINGS_MAP, allow_data_v4, allow_data_v6,
+};
+
+use super::{
+    Dataplane, DataplaneError,
+    rules::{AllowRule, EntryKey, compile},
+};
+use crate::net::{Cidr, words};
+
+/// Policy knobs that are not rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub default_drop: bool,
+    /// New TCP connections per second per source; 0 turns the limit off.
+    pub syn_rate: u32,
+    pub syn_burst: u32,
+}
+
+impl Dataplane {
+    pub fn set_firewall_settings(&mut self, s: Settings) -> Result<(), DataplaneError> {
+        let mut map: Array<&mut MapData, FirewallSettings> = Array::try_from(self.map_mut(SETTINGS_MAP)?)?;
+        map.set(0, FirewallSettings::with_syn_limit(s.default_drop, s.syn_rate, s.syn_burst), 0)?;
+        Ok(())
+    }
+
+    /// Adds `cidr` to the source deny list (idempotent).
+    pub fn deny_source(&mut self, cidr: Cidr) -> Result<(), DataplaneError> {
+        match cidr.addr {
+            IpAddr::V4(a) => {
+                let mut trie: LpmTrie<&mut MapData, [u8; 4], u32> = LpmTrie::try_from(self.map_mut(DENY_V4_MAP)?)?;
+                trie.insert(&Key::new(u32::from(cidr.prefix), a.octets()), 1, 0)?;
+            }
+            IpAddr::V6(a) => {
+                let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> = LpmTrie::try_from(self.map_mut(DENY_V6_MAP)?)?;
+                trie.insert(&Key::new(u32::from(cidr.prefix), a.octets()), 1, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `cidr` from the deny list; false if it was not there.
+    pub fn undeny_source(&mut self, cidr: Cidr) -> Result<bool, DataplaneError> {
+        let removed = match cidr.addr {
+            IpAddr::V4(a) => {
+                let mut trie: LpmTrie<&mut MapData, [u8; 4], u32> = LpmTrie::try_from(self.map_mut(DENY_V4_MAP)?)?;
+                trie.remove(&Key::new(u32::from(cidr.prefix), a.octets()))
+            }
+            IpAddr::V6(a) => {
+                let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> = LpmTrie::try_from(self.map_mut(DENY_V6_MAP)?)?;
+                trie.remove(&Key::new(u32::from(cidr.prefix), a.octets()))
+            }
+        };
+        match removed {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every prefix on the deny list.
+    pub fn denied_sources(&self) -> Result<Vec<Cidr>, DataplaneError> {
+        let mut out = Vec::new();
+        let v4: LpmTrie<&MapData, [u8; 4], u32> = LpmTrie::try_from(self.map(DENY_V4_MAP)?)?;
+        for key in v4.keys() {
+            let key = key?;
+            out.push(Cidr { addr: IpAddr::from(key.data()), prefix: key.prefix_len() as u8 });
+        }
+        let v6: LpmTrie<&MapData, [u8; 16], u32> = LpmTrie::try_from(self.map(DENY_V6_MAP)?)?;
+        for key in v6.keys() {
+            let key = key?;
+            out.push(Cidr { addr: IpAddr::from(key.data()), prefix: key.prefix_len() as u8 });
+        }
+        Ok(out)
+    }
+
+    /// Replaces the allow rules. Rule `i`'s hits are counted in slot `i` of [`Self::rule_hits`].
+    pub fn set_allow_rules(&mut self, rules: &[AllowRule]) -> Result<(), DataplaneError> {
+        if rules.len() > MAX_RULES as usize {
+            return Err(DataplaneError::Rules(format!(
+                "{} allow rules; at most {MAX_RULES} are supported",
+                rules.len()
+            )));
+        }
+        let sets = compile(rules).map_err(|e| DataplaneError::Rules(e.to_string()))?;
+        let v4: Vec<_> = sets.iter().filter_map(|(k, set)| Some((v4_key(k)?, *set))).collect();
+        let v6: Vec<_> = sets.iter().filter_map(|(k, set)| Some((v6_key(k)?, *set))).collect();
+        replace_entries(&mut LpmTrie::try_from(self.map_mut(ALLOW_V4_MAP)?)?, &v4)?;
+        replace_entries(&mut LpmTrie::try_from(self.map_mut(ALLOW_V6_MAP)?)?, &v6)?;
+        Ok(())
+    }
+
+    /// Hits per allow rule, summed over CPUs, in rule order.
+    pub fn rule_hits(&self, rules: usize) -> Result<Vec<u64>, DataplaneError> {
+        let hits: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map(RULE_HITS_MAP)?)?;
+        (0..rules.min(MAX_RULES as usize)).map(|i| Ok(hits.get(&(i as u32), 0)?.iter().sum())).collect()
+    }
+}
+
+/// Deleting an absent key: aya reports it as `KeyNotFound` or as the raw ENOENT.
+fn is_not_found(e: &aya::maps::MapError) -> bool {
+    match e {
+        aya::maps::MapError::KeyNotFound => true,
+        aya::maps::MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
+fn v4_key(k: &EntryKey) -> Option<Key<AllowDataV4>> {
+    let IpAddr::V4(a) = k.dst else { return None };
+    Some(Key::new(
+        ALLOW_FIXED_BITS + u32::from(k.prefix),
+        allow_data_v4(k.protocol, k.port, u32::from_ne_bytes(a.octets())),
+    ))
+}
+
+fn v6_key(k: &EntryKey) -> Option<Key<AllowDataV6>> {
+    let IpAddr::V6(_) = k.dst else { return None };
+    Some(Key::new(ALLOW_FIXED_BITS + u32::from(k.prefix), allow_data_v6(k.protocol, k.port, &words(k.dst))))
+}
+
+/// Writes `entries` into `trie`, then deletes whatever else it held.
+fn replace_entries<K: aya::Pod + Ord>(
+    trie: &mut LpmTrie<&mut MapData, K, RuleSet>,
+    entries: &[(Key<K>, RuleSet)],
+) -> Result<(), DataplaneError> {
+    let mut keep = BTreeSet::new();
+    for (key, set) in entries {
+        trie.insert(key, set, 0)?;
+        keep.insert((key.prefix_len(), key.data()));
+    }
+    let stale: Vec<_> =
+        trie.keys().filter_map(Result::ok).filter(|k| !keep.contains(&(k.prefix_len(), k.data()))).collect();
+    for key in stale {
+        trie.remove(&key)?;
+    }
+    Ok(())
+}
