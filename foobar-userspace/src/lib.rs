@@ -5,6 +5,7 @@
 //! - [`apply`]: a validated config turned into data-plane state.
 //! - [`cli`]: the `foobar` command line, one file per subcommand.
 //! - [`config`]: the TOML config, its schema and whole-file validation.
+//! - [`daemon`]: the daemon's lifecycle (start, serve until shutdown, stop).
 //! - [`dataplane`]: the embedded eBPF object, loading it, attaching XDP, reading its maps.
 //! - [`logging`]: tracing setup (human or JSON).
 //! - [`net`]: CIDR prefixes and the address form the maps use.
@@ -13,6 +14,7 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod dataplane;
 pub mod logging;
 pub mod net;

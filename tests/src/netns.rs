@@ -89,6 +89,21 @@ impl Netns {
         self.ip(&args);
     }
 
+    /// The MAC address of `iface`.
+    pub fn mac(&self, iface: &str) -> [u8; 6] {
+        let out = self.ip(&["link", "show", "dev", iface]);
+        let text = out
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{iface} in {} has no MAC: {out}", self.name));
+        let mut mac = [0u8; 6];
+        for (byte, part) in mac.iter_mut().zip(text.split(':')) {
+            *byte = u8::from_str_radix(part, 16).expect("hex MAC");
+        }
+        mac
+    }
+
     /// Runs a command inside the namespace and returns its output, whatever its status.
     pub fn output(&self, cmd: &[&str]) -> Output {
         Command::new("ip")

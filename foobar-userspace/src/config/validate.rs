@@ -63,6 +63,14 @@ fn firewall(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
             out.push(src.problem(rule.proto.span(), format!("firewall.allow[{i}].ports"), "port 0 is not a port"));
         }
     }
+    // The data plane holds a bounded number of rules per destination key; refuse here what it would refuse.
+    if let Err(e) = crate::dataplane::rules::compile(&crate::apply::allow_rules(&cfg.firewall)) {
+        let at = cfg.firewall.allow.first().map_or(0..0, |r| r.proto.span());
+        out.push(src.problem(at, "firewall.allow", e.to_string()));
+    }
+    if cfg.firewall.allow.len() > foobar_common::firewall::MAX_RULES as usize {
+        out.push(src.problem(0..0, "firewall.allow", format!("at most {} rules", foobar_common::firewall::MAX_RULES)));
+    }
     if cfg.firewall.syn_burst == Some(0) {
         out.push(src.problem(0..0, "firewall.syn_burst", "must be at least 1 (or leave it out to use the rate)"));
     }

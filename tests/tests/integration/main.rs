@@ -5,6 +5,7 @@
 //! cannot work, and fail instead under CI or `cargo xtask test`.
 
 mod firewall;
+mod firewall_lab;
 mod fixtures;
 mod netns_xdp;
 mod parser_props;
@@ -39,6 +40,7 @@ fn main() {
     trials.extend(parser_props::trials());
     trials.extend(fixtures::trials());
     trials.extend(firewall::trials());
+    trials.extend(firewall_lab::trials());
     trials.extend(netns_xdp::trials());
     trials.extend(stack::trials());
     libtest_mimic::run(&args, trials).exit();

@@ -1,0 +1,68 @@
+//! The daemon's lifecycle, separate from signals and the command line so tests run the
+//! very code `foobar run` does: [`Daemon::start`] loads and configures everything,
+//! [`Daemon::serve`] runs until its shutdown future resolves, [`Daemon::stop`] cleans up.
+
+use std::future::Future;
+
+use tracing::{info, warn};
+
+use crate::{
+    apply,
+    config::Config,
+    dataplane::{Dataplane, DataplaneError},
+};
+
+/// A running foobar: the loaded data plane and the config it runs.
+pub struct Daemon {
+    dataplane: Dataplane,
+    config: Config,
+}
+
+impl Daemon {
+    /// Loads the XDP programs, fills the maps from `config`, then attaches to its interfaces.
+    ///
+    /// Rules go in before any attach, so an untrusted interface never runs with an empty firewall.
+    pub fn start(config: Config) -> Result<Daemon, DataplaneError> {
+        let mut dataplane = Dataplane::load()?;
+        apply::firewall(&mut dataplane, &config.firewall)?;
+        for (iface, role) in apply::interface_roles(&config) {
+            dataplane.attach(&iface, role, config.daemon.xdp_mode)?;
+        }
+        if !config.services.is_empty() || config.dns.is_some() || config.replication.is_some() {
+            warn!("this build does not yet run services, DNS or the replication monitor from the config");
+        }
+        info!(interfaces = dataplane.attachments().len(), "data plane running");
+        Ok(Daemon { dataplane, config })
+    }
+
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dataplane
+    }
+
+    pub fn dataplane_mut(&mut self) -> &mut Dataplane {
+        &mut self.dataplane
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Runs until `shutdown` resolves, then stops.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), DataplaneError> {
+        shutdown.await;
+        self.stop()
+    }
+
+    /// Logs the final counters and detaches from every interface.
+    pub fn stop(mut self) -> Result<(), DataplaneError> {
+        match self.dataplane.counters() {
+            Ok(c) => {
+                for (counter, value) in c.nonzero() {
+                    info!(counter = counter.name(), value, "final count");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read counters"),
+        }
+        self.dataplane.detach_all()
+    }
+}
