@@ -94,6 +94,22 @@ counters! {
     FwDefaultDrop = "firewall_default_drop",
     /// Firewall, passed: no rule allowed it but the default policy is accept.
     FwDefaultAccept = "firewall_default_accept",
+    /// Load balancer: a new flow was given a backend.
+    LbNewFlow = "lb_new_flows",
+    /// Load balancer: a packet of a tracked flow was forwarded.
+    LbEstablished = "lb_established",
+    /// Load balancer: a backend's reply was translated back to its client (NAT).
+    LbNatReply = "lb_nat_replies",
+    /// Load balancer, dropped: a new flow to a service with no available backend.
+    LbNoBackend = "lb_no_backend",
+    /// Load balancer, dropped: no route or neighbour towards the next hop yet.
+    LbNoRoute = "lb_no_route",
+    /// Load balancer, dropped: no free NAT source port towards the backend.
+    LbNatPortsExhausted = "lb_nat_ports_exhausted",
+    /// Load balancer: a FIN or RST marked a flow closing.
+    LbFlowClosing = "lb_flows_closing",
+    /// Load balancer, passed untouched: VLAN-tagged traffic to a VIP (not balanced).
+    LbTagged = "lb_vlan_tagged_passed",
 }
 
 /// Number of counter slots (the per-CPU array's size).

@@ -9,13 +9,17 @@
 //!   summary, or the [`parse::Malformed`] reason a packet was refused.
 //! - [`addr`]: addresses as map keys hold them, and prefix matching.
 //! - [`firewall`]: the firewall's map layouts, rule sets and the GCRA SYN limiter.
+//! - [`lb`]: the load balancer's maps, flow keys, the flow hash and expiry.
+//! - [`csum`]: incremental checksum updates for NAT.
 //! - [`counters`]: the catalogue of per-CPU counters the data plane keeps and their names.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 pub mod addr;
 pub mod bytes;
 pub mod counters;
+pub mod csum;
 pub mod firewall;
+pub mod lb;
 pub mod parse;
 #[cfg(feature = "user")]
 mod pod;

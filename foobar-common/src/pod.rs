@@ -1,7 +1,10 @@
 //! `aya::Pod` for the map keys and values userspace reads and writes (the `user` feature).
 //! Each type is `#[repr(C)]`, has no padding and accepts every bit pattern (bytemuck checks it).
 
-use crate::firewall::{FirewallSettings, RuleSet, SourceKey};
+use crate::{
+    firewall::{FirewallSettings, RuleSet, SourceKey},
+    lb::{Backend, Flow, FlowKey, LbSettings, NatKey, NatTarget, ServiceInfo, ServiceKey, TrafficStats},
+};
 
 macro_rules! aya_pod {
     ($($t:ty),+) => {
@@ -12,4 +15,17 @@ macro_rules! aya_pod {
     };
 }
 
-aya_pod!(RuleSet, FirewallSettings, SourceKey);
+aya_pod!(
+    RuleSet,
+    FirewallSettings,
+    SourceKey,
+    ServiceKey,
+    ServiceInfo,
+    Backend,
+    FlowKey,
+    Flow,
+    NatKey,
+    NatTarget,
+    LbSettings,
+    TrafficStats
+);

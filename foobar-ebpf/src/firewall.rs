@@ -6,7 +6,6 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
-use core::intrinsics::{AtomicOrdering, atomic_cxchg};
 use foobar_common::{
     counters::Counter,
     firewall::{
@@ -16,7 +15,7 @@ use foobar_common::{
     parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L3, Parsed},
 };
 
-use crate::stats::count;
+use crate::{atomic, stats::count};
 
 #[map(name = "FW_DENY_V4")]
 static DENY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
@@ -37,7 +36,7 @@ const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
 
 /// Whether the firewall lets `p` through (it has already counted the outcome).
-#[inline(always)]
+#[inline(never)]
 pub fn admits(p: &Parsed) -> bool {
     let v4 = match p.l3 {
         L3::Ipv4 => true,
@@ -147,18 +146,13 @@ fn syn_conforms(p: &Parsed, s: &FirewallSettings) -> bool {
         return true;
     };
     for _ in 0..4 {
-        // SAFETY (both calls): `slot` points at the 8-byte-aligned map value, valid for this
-        // program run, and every writer updates it atomically. An aligned 64-bit load is
-        // atomic on BPF (LLVM cannot select an explicit atomic load before cpu v4). The
-        // bpfel target leaves compare-and-swap out of `core::sync::atomic`, but BPF cpu v3
-        // has the instruction.
-        let old = unsafe { core::ptr::read_volatile(slot) };
+        // SAFETY: `slot` is the source's aligned u64 map value; all writers use `atomic`.
+        let old = unsafe { atomic::load(slot) };
         let Some(new) = gcra(old, now, s.syn_interval_ns, s.syn_tolerance_ns) else {
             return false;
         };
-        let (_, swapped) =
-            unsafe { atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(slot, old, new) };
-        if swapped {
+        // SAFETY: as above.
+        if unsafe { atomic::compare_swap(slot, old, new) } {
             return true;
         }
     }

@@ -5,16 +5,23 @@
 //! - `packet`: the kernel's [`PacketBytes`](foobar_common::bytes::PacketBytes) over an `XdpContext`.
 //! - `stats`: the per-CPU counter array and the one function that bumps it.
 //! - `firewall`: deny list, allow rules, SYN rate limit, default policy.
+//! - `lb`: services, scheduling, connection tracking; `nat`: rewrites and NAT ports;
+//!   `forward`: FIB lookup and redirect to the next hop.
 //!
 //! The parsing itself lives in `foobar-common` so the host tests run the same code.
 #![no_std]
 #![no_main]
-// Compare-and-swap for the SYN limiter (see `firewall::syn_conforms`).
+// Atomic read-modify-write on map values (see `atomic`).
 #![feature(core_intrinsics)]
-#![allow(internal_features, reason = "atomic_cxchg is the only CAS the bpfel target offers")]
+#![allow(internal_features, reason = "the atomic intrinsics are the only RMW atomics the bpfel target offers")]
 
+mod atomic;
 mod firewall;
+mod forward;
+mod lb;
+mod nat;
 mod packet;
+mod scratch;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
@@ -25,11 +32,11 @@ use foobar_common::{
 
 use crate::{packet::Frame, stats::count};
 
-/// Trusted interfaces: parse, count, drop what is malformed.
+/// Trusted interfaces: parse (dropping what is malformed), then balance.
 #[xdp]
 pub fn foobar_xdp(ctx: XdpContext) -> u32 {
     match parsed(&ctx) {
-        Some(_) => xdp_action::XDP_PASS,
+        Some(p) => lb::balance(&Frame(&ctx), &p).unwrap_or(xdp_action::XDP_PASS),
         None => xdp_action::XDP_DROP,
     }
 }
@@ -38,13 +45,16 @@ pub fn foobar_xdp(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn foobar_xdp_fw(ctx: XdpContext) -> u32 {
     match parsed(&ctx) {
-        Some(p) if firewall::admits(&p) => xdp_action::XDP_PASS,
+        Some(p) if firewall::admits(&p) => lb::balance(&Frame(&ctx), &p).unwrap_or(xdp_action::XDP_PASS),
         _ => xdp_action::XDP_DROP,
     }
 }
 
 /// Parses and counts a frame; `None` (counted by reason) when it is malformed.
-#[inline(always)]
+///
+/// Not inlined, like each stage: as separate BPF functions the stages reuse one another's
+/// stack space, which keeps the deepest call chain within BPF's 512-byte stack.
+#[inline(never)]
 fn parsed(ctx: &XdpContext) -> Option<Parsed> {
     count(Counter::Received);
     match parse(&Frame(ctx)) {

@@ -28,3 +28,21 @@ impl PacketBytes for Frame<'_> {
         Some(unsafe { core::ptr::read_unaligned((start + off) as *const T) })
     }
 }
+
+impl Frame<'_> {
+    /// Writes `value` at byte offset `off`; false (nothing written) when it would pass the end.
+    #[inline(always)]
+    pub fn store<T: Copy>(&self, off: usize, value: T) -> bool {
+        let start = self.0.data();
+        let end = self.0.data_end();
+        if off > MAX_PARSE_OFFSET {
+            return false;
+        }
+        if start + off + core::mem::size_of::<T>() > end {
+            return false;
+        }
+        // SAFETY: the range was just checked to lie inside the packet, which XDP may write.
+        unsafe { core::ptr::write_unaligned((start + off) as *mut T, value) };
+        true
+    }
+}

@@ -6,9 +6,14 @@ use std::net::IpAddr;
 use crate::{
     config::{
         Config,
-        schema::{Firewall, Policy, Proto},
+        schema::{self, Firewall, Policy, Proto},
     },
-    dataplane::{Dataplane, DataplaneError, Role, firewall::Settings, rules::AllowRule},
+    dataplane::{
+        Dataplane, DataplaneError, Role,
+        firewall::Settings,
+        rules::AllowRule,
+        services::{BackendSpec, Mode, Scheduler, ServiceSpec, Services},
+    },
 };
 
 /// Each configured interface with the program role it gets.
@@ -52,4 +57,51 @@ pub fn firewall(dp: &mut Dataplane, fw: &Firewall) -> Result<(), DataplaneError>
         dp.deny_source(*cidr)?;
     }
     dp.set_allow_rules(&allow_rules(fw))
+}
+
+/// IP protocol number of a service's protocol.
+fn protocol(p: Proto) -> u8 {
+    match p {
+        Proto::Tcp => 6,
+        Proto::Udp => 17,
+        Proto::Icmp => 1,
+    }
+}
+
+/// A configured service as the data plane takes it.
+pub fn service_spec(s: &schema::Service) -> ServiceSpec {
+    ServiceSpec {
+        name: s.name.get_ref().clone(),
+        vip: *s.vip.get_ref(),
+        ports: s.ports.clone(),
+        protocol: protocol(s.proto),
+        mode: match s.mode {
+            schema::ForwardMode::Nat => Mode::Nat,
+            schema::ForwardMode::Dsr => Mode::Dsr,
+        },
+        scheduler: match s.scheduler {
+            schema::Scheduler::RoundRobin => Scheduler::RoundRobin,
+            schema::Scheduler::WeightedRoundRobin => Scheduler::WeightedRoundRobin,
+            schema::Scheduler::Maglev => Scheduler::Maglev,
+        },
+        backends: s
+            .backends
+            .iter()
+            .map(|b| BackendSpec {
+                name: b.name.get_ref().clone(),
+                addr: b.address,
+                weight: b.weight,
+                backup: b.backup,
+            })
+            .collect(),
+    }
+}
+
+/// Registers every configured service in the data plane.
+pub fn services(dp: &mut Dataplane, config: &Config) -> Result<Services, DataplaneError> {
+    let mut services = Services::new();
+    for s in &config.services {
+        services.add(dp, service_spec(s))?;
+    }
+    Ok(services)
 }

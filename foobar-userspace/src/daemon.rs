@@ -9,12 +9,16 @@ use tracing::{info, warn};
 use crate::{
     apply,
     config::Config,
-    dataplane::{Dataplane, DataplaneError},
+    dataplane::{
+        Dataplane, DataplaneError,
+        services::{BackendState, Services},
+    },
 };
 
-/// A running foobar: the loaded data plane and the config it runs.
+/// A running foobar: the loaded data plane, its services and the config it runs.
 pub struct Daemon {
     dataplane: Dataplane,
+    services: Services,
     config: Config,
 }
 
@@ -25,14 +29,15 @@ impl Daemon {
     pub fn start(config: Config) -> Result<Daemon, DataplaneError> {
         let mut dataplane = Dataplane::load()?;
         apply::firewall(&mut dataplane, &config.firewall)?;
+        let services = apply::services(&mut dataplane, &config)?;
         for (iface, role) in apply::interface_roles(&config) {
             dataplane.attach(&iface, role, config.daemon.xdp_mode)?;
         }
-        if !config.services.is_empty() || config.dns.is_some() || config.replication.is_some() {
-            warn!("this build does not yet run services, DNS or the replication monitor from the config");
+        if config.dns.is_some() || config.replication.is_some() {
+            warn!("this build does not yet run DNS or the replication monitor from the config");
         }
-        info!(interfaces = dataplane.attachments().len(), "data plane running");
-        Ok(Daemon { dataplane, config })
+        info!(interfaces = dataplane.attachments().len(), services = services.all().len(), "data plane running");
+        Ok(Daemon { dataplane, services, config })
     }
 
     pub fn dataplane(&self) -> &Dataplane {
@@ -41,6 +46,24 @@ impl Daemon {
 
     pub fn dataplane_mut(&mut self) -> &mut Dataplane {
         &mut self.dataplane
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Sets a backend's state (drain, enable, or a health verdict); returns the previous one.
+    pub fn set_backend_state(
+        &mut self,
+        service: &str,
+        backend: &str,
+        state: BackendState,
+    ) -> Result<BackendState, DataplaneError> {
+        let before = self.services.set_state(&mut self.dataplane, service, backend, state)?;
+        if before != state {
+            info!(service, backend, from = before.name(), to = state.name(), "backend state changed");
+        }
+        Ok(before)
     }
 
     pub fn config(&self) -> &Config {

@@ -8,10 +8,12 @@
 //! - [`raw`]: sending crafted frames out of an interface with an `AF_PACKET` socket.
 //! - [`topology`]: the seeds' whole stack (client, node, web1/web2, app, db1/db2) in namespaces.
 //! - [`nginx`]: real nginx web servers inside the lab.
+//! - [`http`]: a kept-alive HTTP connection for tests that hold one open across a change.
 //! - [`gate`]: deciding whether a root-only or BPF test can run here, and saying why not.
 
 pub mod checksum;
 pub mod gate;
+pub mod http;
 pub mod netns;
 pub mod nginx;
 pub mod packet;

@@ -10,9 +10,10 @@ pub struct Nginx {
     pub dir: PathBuf,
 }
 
-/// Starts nginx in `ns` listening on `addr:80`; `/` answers `<name>\n` so tests see which
-/// web server served them.
-pub fn start(ns: &Netns, name: &str, addr: &str) -> Nginx {
+/// Starts nginx in `ns` on port 80 of every address (so it also answers on a VIP held on
+/// loopback for DSR); `/` answers `<name> <client address>\n`, so tests see which web server
+/// served them and whom it saw; `/static/` serves files from the `html` directory.
+pub fn start(ns: &Netns, name: &str) -> Nginx {
     let dir = std::env::temp_dir().join(format!("{}-nginx", ns.name()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("html")).expect("nginx dir");
@@ -21,7 +22,9 @@ pub fn start(ns: &Netns, name: &str, addr: &str) -> Nginx {
         "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
          events {{ worker_connections 1024; }}\n\
          http {{\n  access_log off;\n  keepalive_requests 100000;\n\
-           server {{\n    listen {addr}:80 reuseport;\n    root {d}/html;\n  }}\n}}\n",
+           server {{\n    listen 80 reuseport;\n    root {d}/html;\n\
+             location = / {{ default_type text/plain; return 200 \"{name} $remote_addr\\n\"; }}\n\
+             location /static/ {{ alias {d}/html/; }}\n  }}\n}}\n",
         d = dir.display()
     );
     let conf_path = dir.join("nginx.conf");
@@ -30,18 +33,18 @@ pub fn start(ns: &Netns, name: &str, addr: &str) -> Nginx {
     let log = dir.join("error.log");
     let log_arg = log.display().to_string();
     let process = ns.spawn(&["nginx", "-c", &conf_arg, "-e", &log_arg, "-g", "daemon off;"], &log);
-    wait_listening(ns, addr, 80);
+    wait_listening(ns, 80);
     Nginx { process, dir }
 }
 
-/// Waits up to 5 s until something accepts TCP connections on `addr:port` in `ns`.
-pub fn wait_listening(ns: &Netns, addr: &str, port: u16) {
+/// Waits up to 5 s until something listens for TCP on `port` in `ns`.
+pub fn wait_listening(ns: &Netns, port: u16) {
     for _ in 0..100 {
-        let out = ns.output(&["ss", "-Htln", &format!("src = {addr}:{port}")]);
+        let out = ns.output(&["ss", "-Htln", &format!("sport = :{port}")]);
         if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("nothing listens on {addr}:{port} in {} after 5 s", ns.name());
+    panic!("nothing listens on port {port} in {} after 5 s", ns.name());
 }

@@ -23,19 +23,29 @@ pub fn send(ns: &Netns, iface: &str, frames: &[Vec<u8>]) -> io::Result<()> {
         addr.sll_ifindex = ifindex as i32;
         addr.sll_halen = 6;
         let mut result = Ok(());
-        for f in frames {
-            let sent = libc::sendto(
-                fd,
-                f.as_ptr().cast(),
-                f.len(),
-                0,
-                (&raw const addr).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            if sent < 0 {
-                result = Err(io::Error::last_os_error());
-                break;
+        'frames: for f in frames {
+            // A full device queue (ENOBUFS) drains in microseconds: back off, up to a second.
+            for _ in 0..1000 {
+                let sent = libc::sendto(
+                    fd,
+                    f.as_ptr().cast(),
+                    f.len(),
+                    0,
+                    (&raw const addr).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                if sent >= 0 {
+                    continue 'frames;
+                }
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::ENOBUFS) {
+                    result = Err(err);
+                    break 'frames;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
+            result = Err(io::Error::from_raw_os_error(libc::ENOBUFS));
+            break;
         }
         libc::close(fd);
         result

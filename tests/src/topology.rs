@@ -8,7 +8,8 @@
 //!
 //! The node's `front` holds 192.0.2.2, the VIP 192.0.2.10 and the DNS address 192.0.2.53;
 //! `back` holds 198.51.100.1 and is every private host's default gateway. The client reaches
-//! the private net only through the node, so the firewall decides what it can see. Both
+//! the private net only through the node, so the firewall decides what it can see. web1 and
+//! web2 also hold the VIP on loopback for DSR. Both
 //! segments are bridges living in their own namespaces; nothing has a route out of the lab.
 
 use crate::netns::{Lab, Netns};
@@ -81,6 +82,12 @@ impl Stack {
         let mut hosts = PRIVATE_HOSTS.iter().map(|(role, v4, v6_host)| {
             let ns = lab.ns(role);
             plug(&lab, &ns, "eth0", &lan, &format!("p-{role}"));
+            if role.starts_with("web") {
+                // For DSR the web servers hold the VIP too, on loopback, and must not answer
+                // ARP for it (IPVS direct routing's real-server setup).
+                ns.addr("lo", &format!("{VIP}/32"));
+                ns.exec(&["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"]);
+            }
             ns.addr("eth0", &format!("{v4}/24"));
             ns.addr("eth0", &format!("2001:db8:2::{v6_host}/64"));
             ns.ip(&["route", "add", "default", "via", NODE_BACK]);
@@ -108,7 +115,16 @@ impl Stack {
 }
 
 /// Connects `host`'s interface `name` to the bridge in `switch` through port `port`.
+///
+/// Two veth peculiarities are set right here (see DESIGN.md):
+/// - GRO on the switch side gives the port NAPI, without which frames that XDP redirects out
+///   of the host's veth are dropped on arrival;
+/// - checksum offload is off on the host side, so hosts put complete checksums on the wire as
+///   real NICs do; with offload, veth carries partial checksums that no longer verify once
+///   NAT has patched the packet.
 fn plug(lab: &Lab, host: &Netns, name: &str, switch: &Netns, port: &str) {
     lab.veth(host, name, switch, port);
     switch.ip(&["link", "set", port, "master", "br0"]);
+    switch.exec(&["ethtool", "-K", port, "gro", "on"]);
+    host.exec(&["ethtool", "-K", name, "tx", "off"]);
 }

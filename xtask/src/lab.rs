@@ -50,8 +50,8 @@ pub fn up() -> anyhow::Result<()> {
     .context("install Ctrl-C handler")?;
 
     let stack = timed("namespaces and veths (client, node, web1, web2, app, db1, db2)", || Ok(Stack::build()))?;
-    let _web1 = timed("nginx on web1", || Ok(nginx::start(&stack.web1, "web1", topology::WEB1)))?;
-    let _web2 = timed("nginx on web2", || Ok(nginx::start(&stack.web2, "web2", topology::WEB2)))?;
+    let _web1 = timed("nginx on web1", || Ok(nginx::start(&stack.web1, "web1")))?;
+    let _web2 = timed("nginx on web2", || Ok(nginx::start(&stack.web2, "web2")))?;
     let log = state_dir().join("foobar.log");
     let _ = std::fs::remove_file(&log);
     let config = workspace_root().join("examples/lab.toml");

@@ -26,6 +26,8 @@ pub enum DataplaneError {
     },
     #[error("firewall rules rejected: {0}")]
     Rules(String),
+    #[error("{0}")]
+    Service(String),
     #[error("no XDP attach mode to try")]
     NoAttachMode,
 }

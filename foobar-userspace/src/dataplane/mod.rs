@@ -4,18 +4,21 @@
 //! - `object`: the bytes of the eBPF object embedded at build time.
 //! - `stats`: summing the per-CPU counters.
 //! - `firewall` + `rules`: deny list, allow rules and settings, changed in place.
+//! - `services` + `ring`: load-balanced services, their backends and scheduling rings.
 
 mod error;
 pub mod firewall;
 pub mod object;
+pub mod ring;
 pub mod rules;
+pub mod services;
 mod stats;
 
 use aya::{
     Ebpf,
     programs::{Xdp, xdp::XdpLinkId},
 };
-use foobar_common::{XDP_FIREWALL_PROGRAM, XDP_PROGRAM};
+use foobar_common::{XDP_FIREWALL_PROGRAM, XDP_PROGRAM, lb::LbSettings};
 use tracing::{info, warn};
 
 pub use self::{error::DataplaneError, stats::CounterSnapshot};
@@ -62,7 +65,9 @@ impl Dataplane {
         for role in [Role::Trusted, Role::Untrusted] {
             program_mut(&mut ebpf, role)?.load()?;
         }
-        Ok(Dataplane { ebpf, attached: Vec::new() })
+        let mut dp = Dataplane { ebpf, attached: Vec::new() };
+        dp.set_lb_settings(LbSettings::DEFAULT)?;
+        Ok(dp)
     }
 
     /// Attaches the `role`'s program to `interface`, trying the kernel modes `mode` allows in order.
@@ -113,12 +118,20 @@ impl Dataplane {
         Ok(program.try_into()?)
     }
 
-    fn map(&self, name: &'static str) -> Result<&aya::maps::Map, DataplaneError> {
+    pub(crate) fn map(&self, name: &'static str) -> Result<&aya::maps::Map, DataplaneError> {
         self.ebpf.map(name).ok_or(DataplaneError::MissingMap(name))
     }
 
-    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, DataplaneError> {
+    pub(crate) fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, DataplaneError> {
         self.ebpf.map_mut(name).ok_or(DataplaneError::MissingMap(name))
+    }
+
+    /// Timeouts and the NAT port range the load balancer works with.
+    pub fn set_lb_settings(&mut self, settings: LbSettings) -> Result<(), DataplaneError> {
+        let mut map: aya::maps::Array<&mut aya::maps::MapData, LbSettings> =
+            aya::maps::Array::try_from(self.map_mut(foobar_common::lb::SETTINGS_MAP)?)?;
+        map.set(0, settings, 0)?;
+        Ok(())
     }
 
     /// Current value of every counter, summed over CPUs.

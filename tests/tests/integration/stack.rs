@@ -11,11 +11,11 @@ pub fn trials() -> Vec<Trial> {
 
 fn routed_stack() {
     let stack = Stack::build();
-    let _web1 = nginx::start(&stack.web1, "web1", WEB1);
-    let _web2 = nginx::start(&stack.web2, "web2", WEB2);
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
     for (addr, name) in [(WEB1, "web1"), (WEB2, "web2")] {
         let body = stack.client.exec(&["curl", "-sS", "--max-time", "3", &format!("http://{addr}/")]);
-        assert_eq!(body.trim(), name);
+        assert_eq!(body.trim(), format!("{name} {CLIENT}"));
     }
     // No host has a default route except the private hosts' one via the node: nothing leaves the lab.
     for (role, ns) in stack.hosts() {

@@ -1,0 +1,221 @@
+//! The load balancer's maps and pure decisions.
+//!
+//! A service is found by (VIP, port, protocol). Its backends for new flows sit in a ring
+//! (a slice of one big array) that userspace rebuilds from health: the up backends for
+//! round-robin, each repeated by weight for weighted round-robin, or a Maglev table. Each
+//! service owns two ring halves; userspace writes the idle half, then switches the service
+//! entry to it in one map update, so a backend-set change is atomic for the kernel.
+
+use bytemuck::{Pod, Zeroable};
+
+pub const SERVICES_MAP: &str = "LB_SERVICES";
+pub const RINGS_MAP: &str = "LB_RINGS";
+pub const CURSORS_MAP: &str = "LB_CURSORS";
+pub const BACKENDS_MAP: &str = "LB_BACKENDS";
+pub const CONNTRACK_MAP: &str = "LB_CONNTRACK";
+pub const NAT_MAP: &str = "LB_NAT";
+pub const SETTINGS_MAP: &str = "LB_SETTINGS";
+pub const SERVICE_STATS_MAP: &str = "LB_SERVICE_STATS";
+pub const BACKEND_STATS_MAP: &str = "LB_BACKEND_STATS";
+
+pub const MAX_SERVICES: u32 = 16;
+/// Slots per ring half: the Maglev table size (prime, as Maglev needs).
+pub const RING_SIZE: u32 = 65_537;
+pub const MAX_BACKENDS: u32 = 4096;
+pub const CONNTRACK_ENTRIES: u32 = 1 << 20;
+pub const NAT_ENTRIES: u32 = 1 << 20;
+
+pub const MODE_NAT: u32 = 0;
+pub const MODE_DSR: u32 = 1;
+/// New flows take the next ring slot (round-robin; weighted when the ring repeats backends).
+pub const PICK_CURSOR: u32 = 0;
+/// New flows take the ring slot of their flow hash (Maglev).
+pub const PICK_HASH: u32 = 1;
+
+pub const BACKEND_ABSENT: u32 = 0;
+pub const BACKEND_UP: u32 = 1;
+pub const BACKEND_DRAINING: u32 = 2;
+pub const BACKEND_DOWN: u32 = 3;
+
+/// Flow flag: a FIN or RST was seen; the entry lives only `closing_ns` more.
+pub const FLOW_CLOSING: u16 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct ServiceKey {
+    pub addr: [u32; 4],
+    /// Host byte order.
+    pub port: u16,
+    pub protocol: u8,
+    pub family: u8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ServiceInfo {
+    /// Index of the service's counters and cursor.
+    pub id: u32,
+    pub mode: u32,
+    pub pick: u32,
+    /// Index in the ring array where the live ring half starts.
+    pub ring_offset: u32,
+    /// Slots in use; 0 means no backend is available and new flows are refused.
+    pub ring_len: u32,
+    pub _pad: u32,
+}
+
+/// Where a backend lives. Index = backend id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Backend {
+    pub addr: [u32; 4],
+    /// The node's own address towards this backend: NAT's source address.
+    pub snat: [u32; 4],
+    pub family: u32,
+    pub state: u32,
+}
+
+/// A flow as the client sent it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FlowKey {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub protocol: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Flow {
+    pub backend: u32,
+    pub service: u32,
+    /// The source port NAT gave the flow towards its backend (host order); 0 in DSR mode.
+    pub nat_port: u16,
+    pub flags: u16,
+    pub _pad: u32,
+    pub last_seen_ns: u64,
+}
+
+/// A NAT reply as the backend sends it: from (backend, port) to (snat, nat_port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct NatKey {
+    pub backend: [u32; 4],
+    pub backend_port: u16,
+    pub nat_port: u16,
+    pub protocol: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Where a NAT reply goes back to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct NatTarget {
+    pub client: [u32; 4],
+    pub vip: [u32; 4],
+    pub client_port: u16,
+    pub vip_port: u16,
+    pub service: u32,
+    pub backend: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct LbSettings {
+    /// First NAT source port and how many follow it.
+    pub nat_port_min: u32,
+    pub nat_port_count: u32,
+    pub tcp_idle_ns: u64,
+    pub udp_idle_ns: u64,
+    /// How long a flow outlives its FIN or RST (late ACKs and retransmits still find it).
+    pub closing_ns: u64,
+}
+
+impl LbSettings {
+    pub const DEFAULT: LbSettings = LbSettings {
+        nat_port_min: 10_240,
+        nat_port_count: 22_528,
+        tcp_idle_ns: 900_000_000_000,
+        udp_idle_ns: 30_000_000_000,
+        closing_ns: 10_000_000_000,
+    };
+}
+
+/// Packets, bytes and new flows of a service or backend (per CPU in the map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct TrafficStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+/// A hash of the flow's five-tuple that every node computes alike (Maglev needs agreement).
+#[inline(always)]
+pub fn flow_hash(k: &FlowKey) -> u32 {
+    let mut h: u32 = 0x9e37_79b9;
+    let words = [
+        k.src[0],
+        k.src[1],
+        k.src[2],
+        k.src[3],
+        k.dst[0],
+        k.dst[1],
+        k.dst[2],
+        k.dst[3],
+        (u32::from(k.sport) << 16) | u32::from(k.dport),
+        u32::from(k.protocol),
+    ];
+    for w in words {
+        h ^= w;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+    }
+    h ^ (h >> 16)
+}
+
+/// Whether a flow entry no longer binds its packets to a backend.
+#[inline(always)]
+pub fn flow_expired(flow: &Flow, now: u64, protocol: u8, s: &LbSettings) -> bool {
+    let limit = if flow.flags & FLOW_CLOSING != 0 {
+        s.closing_ns
+    } else if protocol == crate::parse::IPPROTO_TCP {
+        s.tcp_idle_ns
+    } else {
+        s.udp_idle_ns
+    };
+    now.saturating_sub(flow.last_seen_ns) > limit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_hash_spreads_and_is_stable() {
+        let mut k = FlowKey { protocol: 6, family: 4, dport: 80, ..FlowKey::default() };
+        let mut buckets = [0u32; 16];
+        for port in 0..16_000u16 {
+            k.sport = port;
+            buckets[(flow_hash(&k) % 16) as usize] += 1;
+        }
+        assert!(buckets.iter().all(|&b| (800..1200).contains(&b)), "{buckets:?}");
+        k.sport = 1;
+        assert_eq!(flow_hash(&k), flow_hash(&k.clone()));
+    }
+
+    #[test]
+    fn closing_flows_expire_sooner() {
+        let s = LbSettings::DEFAULT;
+        let mut f = Flow { last_seen_ns: 1_000, ..Flow::default() };
+        assert!(!flow_expired(&f, 1_000 + s.closing_ns + 1, 6, &s));
+        f.flags = FLOW_CLOSING;
+        assert!(flow_expired(&f, 1_000 + s.closing_ns + 1, 6, &s));
+    }
+}

@@ -1,0 +1,309 @@
+//! The L4 load balancer: services, scheduling of new flows, connection tracking, and the
+//! two forwarding modes (NAT with replies translated back, and DSR).
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::bpf_ktime_get_ns,
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use foobar_common::{
+    addr::{FAMILY_V4, FAMILY_V6},
+    counters::Counter,
+    lb::{
+        BACKEND_ABSENT, Backend, CONNTRACK_ENTRIES, FLOW_CLOSING, Flow, FlowKey, LbSettings, MAX_BACKENDS,
+        MAX_SERVICES, MODE_DSR, NatKey, NatTarget, PICK_HASH, RING_SIZE, ServiceInfo, ServiceKey, TrafficStats,
+        flow_expired, flow_hash,
+    },
+    parse::{Fragment, IPPROTO_TCP, IPPROTO_UDP, L3, Parsed},
+};
+
+use crate::{
+    atomic,
+    forward::redirect_to,
+    nat::{NAT, Rewrite, allocate_port, rewrite},
+    packet::Frame,
+    scratch::scratch,
+    stats::count,
+};
+
+#[map(name = "LB_SERVICES")]
+static SERVICES: HashMap<ServiceKey, ServiceInfo> = HashMap::with_max_entries(MAX_SERVICES * 8, 0);
+/// Every service's two ring halves, back to back: backend ids.
+#[map(name = "LB_RINGS")]
+static RINGS: Array<u32> = Array::with_max_entries(MAX_SERVICES * 2 * RING_SIZE, 0);
+/// Per-service round-robin cursor, advanced with an atomic add.
+#[map(name = "LB_CURSORS")]
+static CURSORS: Array<u64> = Array::with_max_entries(MAX_SERVICES, 0);
+#[map(name = "LB_BACKENDS")]
+static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+#[map(name = "LB_CONNTRACK")]
+pub static CONNTRACK: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(CONNTRACK_ENTRIES, 0);
+#[map(name = "LB_SETTINGS")]
+static SETTINGS: Array<LbSettings> = Array::with_max_entries(1, 0);
+#[map(name = "LB_SERVICE_STATS")]
+static SERVICE_STATS: PerCpuArray<TrafficStats> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
+#[map(name = "LB_BACKEND_STATS")]
+static BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+const BPF_ANY: u64 = 0;
+const BPF_NOEXIST: u64 = 1;
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+/// Balances `p` if it belongs to a service or is a NAT reply; `None` leaves it to the kernel.
+#[inline(never)]
+pub fn balance(frame: &Frame, p: &Parsed) -> Option<u32> {
+    let family = match p.l3 {
+        L3::Ipv4 => FAMILY_V4,
+        L3::Ipv6 => FAMILY_V6,
+        _ => return None,
+    };
+    if (p.protocol != IPPROTO_TCP && p.protocol != IPPROTO_UDP) || p.fragment == Fragment::Later {
+        return None;
+    }
+    let key = ServiceKey { addr: p.dst, port: p.dst_port, protocol: p.protocol, family };
+    // SAFETY: map lookups return pointers valid for this program run; values are copied out.
+    if let Some(svc) = unsafe { SERVICES.get(&key) } {
+        if p.vlans != 0 {
+            count(Counter::LbTagged);
+            return None;
+        }
+        return Some(to_backend(frame, p, svc, family));
+    }
+    if p.vlans != 0 {
+        return None;
+    }
+    from_backend(frame, p, family)
+}
+
+/// Traffic a backend sends: a DSR answer or a NAT reply; `None` for anything else.
+///
+/// Kept apart from `balance` so its keys do not sit on the new-flow call chain's stack.
+#[inline(never)]
+fn from_backend(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
+    // A DSR backend answers from the VIP. Where this node is also the backends' router, the
+    // answer passes here: send it straight on to the client instead of through the stack
+    // (which would refuse a forwarded packet whose source is one of its own addresses).
+    let from_service = ServiceKey { addr: p.src, port: p.src_port, protocol: p.protocol, family };
+    // SAFETY: as above.
+    if let Some(svc) = unsafe { SERVICES.get(&from_service) } {
+        if svc.mode == MODE_DSR {
+            return Some(redirect_to(frame, family, &p.src, &p.dst, p.protocol));
+        }
+        return None;
+    }
+    let nat = NatKey {
+        backend: p.src,
+        backend_port: p.src_port,
+        nat_port: p.dst_port,
+        protocol: p.protocol,
+        family,
+        _pad: [0; 2],
+    };
+    // SAFETY: as above.
+    let target = unsafe { NAT.get(&nat) }?;
+    let backend = BACKENDS.get(target.backend)?;
+    // Only packets addressed to the node's own NAT address are replies; anything else that
+    // happens to match (the node's own connections use ports outside the NAT range) passes.
+    if backend.snat != p.dst {
+        return None;
+    }
+    Some(reply(frame, p, target, family))
+}
+
+/// The settings userspace wrote when it loaded the data plane (references, not copies,
+/// throughout: BPF's 512-byte stack is shared by the whole call chain).
+#[inline(always)]
+fn settings() -> Option<&'static LbSettings> {
+    SETTINGS.get(0)
+}
+
+#[inline(never)]
+fn to_backend(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
+    let Some(s) = settings() else { return xdp_action::XDP_DROP };
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let key = FlowKey {
+        src: p.src,
+        dst: p.dst,
+        sport: p.src_port,
+        dport: p.dst_port,
+        protocol: p.protocol,
+        family,
+        _pad: [0; 2],
+    };
+    let tcp = p.protocol == IPPROTO_TCP;
+    let syn = tcp && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    // SAFETY: as above.
+    let existing = unsafe { CONNTRACK.get(&key) };
+    let live = match existing {
+        // A new SYN on a closing entry is the client reusing its port: a new flow.
+        Some(f) => !flow_expired(f, now, p.protocol, s) && !(syn && f.flags & FLOW_CLOSING != 0),
+        None => false,
+    };
+    let flow = if live {
+        let Some(f) = existing else { return xdp_action::XDP_DROP };
+        count(Counter::LbEstablished);
+        if now.saturating_sub(f.last_seen_ns) > 1_000_000_000 {
+            refresh(&key, now);
+        }
+        *f
+    } else {
+        match schedule(p, &key, svc, existing.is_some()) {
+            Some(f) => f,
+            None => return xdp_action::XDP_DROP,
+        }
+    };
+    if tcp && p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        mark_closing(&key);
+    }
+    let Some(backend) = BACKENDS.get(flow.backend) else {
+        return xdp_action::XDP_DROP;
+    };
+    if backend.state == BACKEND_ABSENT {
+        count(Counter::LbNoBackend);
+        return xdp_action::XDP_DROP;
+    }
+    account(svc.id, flow.backend, frame, false);
+    if svc.mode == MODE_DSR {
+        return redirect_to(frame, family, &p.src, &backend.addr, p.protocol);
+    }
+    let r = Rewrite { src: backend.snat, dst: backend.addr, sport: flow.nat_port, dport: p.dst_port };
+    if !rewrite(frame, p, family, &r) {
+        return xdp_action::XDP_DROP;
+    }
+    redirect_to(frame, family, &r.src, &r.dst, p.protocol)
+}
+
+/// Picks a backend for a new flow and records the flow (and its NAT port, in NAT mode).
+#[inline(never)]
+fn schedule(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool) -> Option<Flow> {
+    let s = settings()?;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if svc.ring_len == 0 {
+        count(Counter::LbNoBackend);
+        return None;
+    }
+    let slot = if svc.pick == PICK_HASH {
+        u64::from(flow_hash(key)) % u64::from(svc.ring_len)
+    } else {
+        let cursor = CURSORS.get_ptr_mut(svc.id)?;
+        // SAFETY: the cursor is an aligned u64 map value; every user adds atomically.
+        let n = unsafe { atomic::fetch_add(cursor, 1) };
+        n % u64::from(svc.ring_len)
+    };
+    let backend_id = *RINGS.get(svc.ring_offset + slot as u32)?;
+    let backend = BACKENDS.get(backend_id)?;
+    let sc = scratch()?;
+    let nat_port = if svc.mode == MODE_DSR {
+        0
+    } else {
+        sc.target = NatTarget {
+            client: p.src,
+            vip: p.dst,
+            client_port: p.src_port,
+            vip_port: p.dst_port,
+            service: svc.id,
+            backend: backend_id,
+            _pad: 0,
+        };
+        match allocate_port(key, backend, sc, s, now) {
+            Some(port) => port,
+            None => {
+                count(Counter::LbNatPortsExhausted);
+                return None;
+            }
+        }
+    };
+    sc.flow = Flow { backend: backend_id, service: svc.id, nat_port, flags: 0, _pad: 0, last_seen_ns: now };
+    let flags = if replacing { BPF_ANY } else { BPF_NOEXIST };
+    if CONNTRACK.insert(key, &sc.flow, flags).is_err() {
+        // Another CPU recorded this flow first: follow its choice, so both agree.
+        // SAFETY: as above.
+        return unsafe { CONNTRACK.get(key) }.map(|f| *f);
+    }
+    count(Counter::LbNewFlow);
+    if let Some(st) = SERVICE_STATS.get_ptr_mut(svc.id) {
+        // SAFETY: this CPU's slot; no other writer.
+        unsafe { (*st).new_flows += 1 };
+    }
+    if let Some(st) = BACKEND_STATS.get_ptr_mut(backend_id) {
+        // SAFETY: as above.
+        unsafe { (*st).new_flows += 1 };
+    }
+    Some(sc.flow)
+}
+
+/// A backend's reply in NAT mode: translated back to come from the VIP, to the client.
+#[inline(never)]
+fn reply(frame: &Frame, p: &Parsed, t: &NatTarget, family: u8) -> u32 {
+    count(Counter::LbNatReply);
+    if p.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        let key = FlowKey {
+            src: t.client,
+            dst: t.vip,
+            sport: t.client_port,
+            dport: t.vip_port,
+            protocol: p.protocol,
+            family,
+            _pad: [0; 2],
+        };
+        mark_closing(&key);
+    }
+    account(t.service, t.backend, frame, true);
+    let r = Rewrite { src: t.vip, dst: t.client, sport: t.vip_port, dport: t.client_port };
+    if !rewrite(frame, p, family, &r) {
+        return xdp_action::XDP_DROP;
+    }
+    redirect_to(frame, family, &r.src, &r.dst, p.protocol)
+}
+
+/// Sets a flow's timestamp. A plain store of a time, not a read-modify-write: racing CPUs
+/// write nearly the same value and any of them is right.
+#[inline(always)]
+fn refresh(key: &FlowKey, now: u64) {
+    if let Some(f) = CONNTRACK.get_ptr_mut(key) {
+        // SAFETY: pointer into the map value, valid for this run.
+        unsafe { (*f).last_seen_ns = now };
+    }
+}
+
+/// Marks a flow closing (an idempotent store of the only flag there is).
+#[inline(always)]
+fn mark_closing(key: &FlowKey) {
+    if let Some(f) = CONNTRACK.get_ptr_mut(key) {
+        // SAFETY: as in `refresh`.
+        unsafe {
+            if (*f).flags != FLOW_CLOSING {
+                count(Counter::LbFlowClosing);
+            }
+            (*f).flags = FLOW_CLOSING;
+            (*f).last_seen_ns = bpf_ktime_get_ns();
+        }
+    }
+}
+
+/// Adds the frame to its service's and backend's per-CPU traffic counters.
+#[inline(always)]
+fn account(service: u32, backend: u32, frame: &Frame, _reply: bool) {
+    use foobar_common::bytes::PacketBytes;
+    let bytes = frame.frame_len() as u64;
+    if let Some(st) = SERVICE_STATS.get_ptr_mut(service) {
+        // SAFETY: this CPU's slot; no other writer.
+        unsafe {
+            (*st).packets += 1;
+            (*st).bytes += bytes;
+        }
+    }
+    if let Some(st) = BACKEND_STATS.get_ptr_mut(backend) {
+        // SAFETY: as above.
+        unsafe {
+            (*st).packets += 1;
+            (*st).bytes += bytes;
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! NAT: rewriting a packet's addresses and ports, with the checksums patched incrementally,
+//! and choosing the source port a new flow uses towards its backend.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LruHashMap},
+};
+use foobar_common::{
+    addr::FAMILY_V4,
+    bytes::PacketBytes,
+    csum::CsumDelta,
+    lb::{Backend, FlowKey, LbSettings, NAT_ENTRIES, NatKey, NatTarget, flow_expired},
+    parse::{ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP, Parsed},
+};
+
+use crate::{atomic, lb::CONNTRACK, packet::Frame, scratch::Scratch};
+
+#[map(name = "LB_NAT")]
+pub static NAT: LruHashMap<NatKey, NatTarget> = LruHashMap::with_max_entries(NAT_ENTRIES, 0);
+/// One shared cursor over the NAT port range.
+#[map(name = "LB_NAT_CURSOR")]
+static NAT_CURSOR: Array<u64> = Array::with_max_entries(1, 0);
+
+const BPF_ANY: u64 = 0;
+const BPF_NOEXIST: u64 = 1;
+
+/// New addresses and ports for a packet.
+pub struct Rewrite {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// Applies `r` to the packet `p` describes; false if the packet could not be written.
+///
+/// Only untagged frames are balanced, so the IP header starts right after Ethernet: a
+/// constant offset keeps every header write provably in bounds for the verifier.
+#[inline(never)]
+pub fn rewrite(frame: &Frame, p: &Parsed, family: u8, r: &Rewrite) -> bool {
+    let words = if family == FAMILY_V4 { 1 } else { 4 };
+    let mut addrs = CsumDelta::new();
+    addrs.addr(&p.src, &r.src, words);
+    addrs.addr(&p.dst, &r.dst, words);
+    if p.l3_offset != ETH_HLEN {
+        return false;
+    }
+    let l3 = ETH_HLEN;
+    if family == FAMILY_V4 {
+        let Some(old) = frame.load::<[u8; 2]>(l3 + 10) else { return false };
+        let ip_csum = addrs.apply(u16::from_be_bytes(old));
+        if !frame.store(l3 + 10, ip_csum.to_be_bytes())
+            || !frame.store(l3 + 12, r.src[0])
+            || !frame.store(l3 + 16, r.dst[0])
+        {
+            return false;
+        }
+    } else {
+        for i in 0..4 {
+            if !frame.store(l3 + 8 + 4 * i, r.src[i]) || !frame.store(l3 + 24 + 4 * i, r.dst[i]) {
+                return false;
+            }
+        }
+    }
+    let l4 = p.l4_offset;
+    let csum_at = match p.protocol {
+        IPPROTO_TCP => l4 + 16,
+        IPPROTO_UDP => l4 + 6,
+        _ => return true,
+    };
+    let Some(old) = frame.load::<[u8; 2]>(csum_at) else { return false };
+    let old = u16::from_be_bytes(old);
+    let mut l4_delta = addrs;
+    l4_delta.word(p.src_port, r.sport);
+    l4_delta.word(p.dst_port, r.dport);
+    // A zero UDP checksum over IPv4 means "none": it stays none.
+    if !(p.protocol == IPPROTO_UDP && family == FAMILY_V4 && old == 0) {
+        let mut new = l4_delta.apply(old);
+        if p.protocol == IPPROTO_UDP && new == 0 {
+            new = 0xffff;
+        }
+        if !frame.store(csum_at, new.to_be_bytes()) {
+            return false;
+        }
+    }
+    frame.store(l4, r.sport.to_be_bytes()) && frame.store(l4 + 2, r.dport.to_be_bytes())
+}
+
+/// Picks a free NAT source port towards `backend` for the flow `key` and records the way back.
+///
+/// Ports come from one shared cursor (an atomic add), so CPUs never hand out the same one
+/// at once; a port still held by a live flow is skipped, one whose flow ended is reused.
+#[inline(always)]
+pub fn allocate_port(key: &FlowKey, backend: &Backend, sc: &mut Scratch, s: &LbSettings, now: u64) -> Option<u16> {
+    let cursor = NAT_CURSOR.get_ptr_mut(0)?;
+    if s.nat_port_count == 0 {
+        return None;
+    }
+    for _ in 0..8 {
+        // SAFETY: the cursor slot is a valid, aligned u64 in the map; every user adds atomically.
+        let n = unsafe { atomic::fetch_add(cursor, 1) };
+        let port = (u64::from(s.nat_port_min) + n % u64::from(s.nat_port_count)) as u16;
+        sc.nat_key = NatKey {
+            backend: backend.addr,
+            backend_port: key.dport,
+            nat_port: port,
+            protocol: key.protocol,
+            family: key.family,
+            _pad: [0; 2],
+        };
+        if NAT.insert(&sc.nat_key, &sc.target, BPF_NOEXIST).is_ok() {
+            return Some(port);
+        }
+        // SAFETY: map lookups return pointers valid for this program run.
+        let Some(holder) = (unsafe { NAT.get(&sc.nat_key) }) else { continue };
+        sc.holder = FlowKey {
+            src: holder.client,
+            dst: holder.vip,
+            sport: holder.client_port,
+            dport: holder.vip_port,
+            protocol: key.protocol,
+            family: key.family,
+            _pad: [0; 2],
+        };
+        // SAFETY: as above.
+        let live = match unsafe { CONNTRACK.get(&sc.holder) } {
+            Some(f) => f.nat_port == port && !flow_expired(f, now, key.protocol, s),
+            None => false,
+        };
+        if !live && NAT.insert(&sc.nat_key, &sc.target, BPF_ANY).is_ok() {
+            return Some(port);
+        }
+    }
+    None
+}

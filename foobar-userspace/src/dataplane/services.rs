@@ -1,0 +1,306 @@
+//! Load-balanced services in the data plane: which services and backends exist, their ids,
+//! each backend's state, and publishing the set of backends new flows may use.
+//!
+//! Publishing writes the new ring into the service's idle ring half and then points the
+//! service entry at it: the kernel sees the old set or the new one, never a mix. Flows already
+//! tracked keep their backend whatever happens to the set; that is conntrack's job.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use foobar_common::{
+    addr::{FAMILY_V4, FAMILY_V6},
+    lb::{
+        BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_UP, BACKENDS_MAP, Backend, MAX_BACKENDS,
+        MAX_SERVICES, MODE_DSR, MODE_NAT, PICK_CURSOR, PICK_HASH, RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP,
+        SERVICES_MAP, ServiceInfo, ServiceKey, TrafficStats,
+    },
+};
+
+use super::{
+    Dataplane, DataplaneError,
+    ring::{self, Member},
+};
+use crate::net::words;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Destination and source rewritten; replies come back through foobar.
+    Nat,
+    /// Only the MAC is rewritten; backends hold the VIP and answer clients directly.
+    Dsr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheduler {
+    RoundRobin,
+    WeightedRoundRobin,
+    Maglev,
+}
+
+/// Whether a backend takes new flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendState {
+    Up,
+    /// Keeps its flows, takes no new ones (an operator's drain).
+    Draining,
+    /// Failed its health checks: takes no new flows.
+    Down,
+}
+
+impl BackendState {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendState::Up => "up",
+            BackendState::Draining => "draining",
+            BackendState::Down => "down",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub name: String,
+    pub addr: IpAddr,
+    pub weight: u32,
+    /// Takes new flows only while no primary backend is up (active-passive).
+    pub backup: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub vip: IpAddr,
+    pub ports: Vec<u16>,
+    pub protocol: u8,
+    pub mode: Mode,
+    pub scheduler: Scheduler,
+    pub backends: Vec<BackendSpec>,
+}
+
+/// A service as registered: its spec, data-plane ids and backend states.
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub spec: ServiceSpec,
+    pub id: u32,
+    pub backend_ids: Vec<u32>,
+    pub states: Vec<BackendState>,
+    /// Indexes (into `spec.backends`) new flows currently go to.
+    pub active: Vec<usize>,
+    half: u32,
+}
+
+/// Every registered service.
+#[derive(Debug, Default)]
+pub struct Services {
+    services: Vec<Service>,
+    next_backend: u32,
+}
+
+impl Services {
+    pub fn new() -> Services {
+        Services::default()
+    }
+
+    pub fn all(&self) -> &[Service] {
+        &self.services
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.spec.name == name)
+    }
+
+    /// Registers `spec` with every backend up and publishes it.
+    pub fn add(&mut self, dp: &mut Dataplane, spec: ServiceSpec) -> Result<u32, DataplaneError> {
+        if self.services.len() >= MAX_SERVICES as usize {
+            return Err(DataplaneError::Service(format!("at most {MAX_SERVICES} services")));
+        }
+        if self.next_backend as usize + spec.backends.len() > MAX_BACKENDS as usize {
+            return Err(DataplaneError::Service(format!("at most {MAX_BACKENDS} backends in all")));
+        }
+        let id = self.services.len() as u32;
+        let mut backend_ids = Vec::new();
+        for b in &spec.backends {
+            let bid = self.next_backend;
+            self.next_backend += 1;
+            let snat = source_towards(b.addr).map_err(|e| {
+                DataplaneError::Service(format!("no route from this node to backend {} ({}): {e}", b.name, b.addr))
+            })?;
+            let family = if b.addr.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
+            let entry =
+                Backend { addr: words(b.addr), snat: words(snat), family: u32::from(family), state: BACKEND_UP };
+            let mut backends: Array<&mut MapData, Backend> = Array::try_from(dp.map_mut(BACKENDS_MAP)?)?;
+            backends.set(bid, entry, 0)?;
+            backend_ids.push(bid);
+        }
+        let states = vec![BackendState::Up; spec.backends.len()];
+        self.services.push(Service { spec, id, backend_ids, states, active: Vec::new(), half: 1 });
+        let last = self.services.len() - 1;
+        publish(dp, &mut self.services[last])?;
+        Ok(id)
+    }
+
+    /// Changes one backend's state and republishes its service's ring if that changes.
+    pub fn set_state(
+        &mut self,
+        dp: &mut Dataplane,
+        service: &str,
+        backend: &str,
+        state: BackendState,
+    ) -> Result<BackendState, DataplaneError> {
+        let svc = self
+            .services
+            .iter_mut()
+            .find(|s| s.spec.name == service)
+            .ok_or_else(|| DataplaneError::Service(format!("no service named `{service}`")))?;
+        let i = svc
+            .spec
+            .backends
+            .iter()
+            .position(|b| b.name == backend)
+            .ok_or_else(|| DataplaneError::Service(format!("service `{service}` has no backend `{backend}`")))?;
+        let before = svc.states[i];
+        if before != state {
+            svc.states[i] = state;
+            let mut backends: Array<&mut MapData, Backend> = Array::try_from(dp.map_mut(BACKENDS_MAP)?)?;
+            let mut entry = backends.get(&svc.backend_ids[i], 0)?;
+            entry.state = match state {
+                BackendState::Up => BACKEND_UP,
+                BackendState::Draining => BACKEND_DRAINING,
+                BackendState::Down => BACKEND_DOWN,
+            };
+            backends.set(svc.backend_ids[i], entry, 0)?;
+            publish(dp, svc)?;
+        }
+        Ok(before)
+    }
+}
+
+/// Backends eligible for new flows: up primaries, or up backups while no primary is up.
+pub fn eligible(spec: &ServiceSpec, states: &[BackendState]) -> Vec<usize> {
+    let up = |backup: bool| -> Vec<usize> {
+        spec.backends
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| b.backup == backup && states[*i] == BackendState::Up)
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let primaries = up(false);
+    if primaries.is_empty() { up(true) } else { primaries }
+}
+
+/// Writes the service's ring into its idle half, then switches every port's entry to it.
+fn publish(dp: &mut Dataplane, svc: &mut Service) -> Result<(), DataplaneError> {
+    let active = eligible(&svc.spec, &svc.states);
+    let members: Vec<Member> = active
+        .iter()
+        .map(|&i| Member {
+            id: svc.backend_ids[i],
+            name: svc.spec.backends[i].name.clone(),
+            weight: svc.spec.backends[i].weight,
+        })
+        .collect();
+    let (slots, pick) = match svc.spec.scheduler {
+        Scheduler::RoundRobin => (ring::round_robin(&members), PICK_CURSOR),
+        Scheduler::WeightedRoundRobin => (ring::weighted(&members, RING_SIZE as usize), PICK_CURSOR),
+        Scheduler::Maglev => (ring::maglev(&members, RING_SIZE as usize), PICK_HASH),
+    };
+    let half = 1 - svc.half;
+    let offset = (svc.id * 2 + half) * RING_SIZE;
+    {
+        let mut rings: Array<&mut MapData, u32> = Array::try_from(dp.map_mut(RINGS_MAP)?)?;
+        for (i, id) in slots.iter().enumerate() {
+            rings.set(offset + i as u32, id, 0)?;
+        }
+    }
+    let info = ServiceInfo {
+        id: svc.id,
+        mode: match svc.spec.mode {
+            Mode::Nat => MODE_NAT,
+            Mode::Dsr => MODE_DSR,
+        },
+        pick,
+        ring_offset: offset,
+        ring_len: slots.len() as u32,
+        _pad: 0,
+    };
+    let mut services: HashMap<&mut MapData, ServiceKey, ServiceInfo> = HashMap::try_from(dp.map_mut(SERVICES_MAP)?)?;
+    let family = if svc.spec.vip.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
+    for &port in &svc.spec.ports {
+        let key = ServiceKey { addr: words(svc.spec.vip), port, protocol: svc.spec.protocol, family };
+        services.insert(key, info, 0)?;
+    }
+    svc.half = half;
+    svc.active = active;
+    Ok(())
+}
+
+impl Dataplane {
+    /// Traffic of a service (by data-plane id), summed over CPUs.
+    pub fn service_stats(&self, id: u32) -> Result<TrafficStats, DataplaneError> {
+        sum_stats(self.map(SERVICE_STATS_MAP)?, id)
+    }
+
+    /// Traffic of a backend (by data-plane id), summed over CPUs.
+    pub fn backend_stats(&self, id: u32) -> Result<TrafficStats, DataplaneError> {
+        sum_stats(self.map(BACKEND_STATS_MAP)?, id)
+    }
+}
+
+fn sum_stats(map: &aya::maps::Map, id: u32) -> Result<TrafficStats, DataplaneError> {
+    let stats: PerCpuArray<&MapData, TrafficStats> = PerCpuArray::try_from(map)?;
+    Ok(stats.get(&id, 0)?.iter().fold(TrafficStats::default(), |a, s| TrafficStats {
+        packets: a.packets + s.packets,
+        bytes: a.bytes + s.bytes,
+        new_flows: a.new_flows + s.new_flows,
+    }))
+}
+
+/// The node's own address the kernel would send from towards `addr`; NAT uses it as the
+/// source. One empty datagram to the discard port follows, so that the kernel resolves the
+/// backend's MAC: XDP forwards only to neighbours the kernel already knows.
+pub fn source_towards(addr: IpAddr) -> std::io::Result<IpAddr> {
+    let bind: SocketAddr =
+        if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let sock = UdpSocket::bind(bind)?;
+    sock.connect((addr, 9))?;
+    let _ = sock.send(&[]);
+    Ok(sock.local_addr()?.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(backups: &[bool]) -> ServiceSpec {
+        ServiceSpec {
+            name: "www".into(),
+            vip: "192.0.2.10".parse().expect("ip"),
+            ports: vec![80],
+            protocol: 6,
+            mode: Mode::Nat,
+            scheduler: Scheduler::RoundRobin,
+            backends: backups
+                .iter()
+                .enumerate()
+                .map(|(i, &backup)| BackendSpec {
+                    name: format!("web{i}"),
+                    addr: format!("198.51.100.{}", 11 + i).parse().expect("ip"),
+                    weight: 1,
+                    backup,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn backups_take_over_only_when_no_primary_is_up() {
+        use BackendState::*;
+        let s = spec(&[false, false, true]);
+        assert_eq!(eligible(&s, &[Up, Up, Up]), [0, 1]);
+        assert_eq!(eligible(&s, &[Down, Up, Up]), [1]);
+        assert_eq!(eligible(&s, &[Down, Draining, Up]), [2]);
+        assert_eq!(eligible(&s, &[Down, Down, Down]), Vec::<usize>::new());
+    }
+}

@@ -1,0 +1,50 @@
+//! A minimal HTTP/1.1 client over one kept-alive TCP connection: what a test needs to hold a
+//! connection open across a change (a drain, a restart) and see who answers on it.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use crate::netns::Netns;
+
+/// A kept-alive connection opened from inside a namespace.
+pub struct KeepAlive {
+    reader: BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    /// Connects from `ns` to `addr` (the socket stays in `ns` whichever thread uses it).
+    pub fn open(ns: &Netns, addr: SocketAddr) -> KeepAlive {
+        let stream = {
+            let _inside = ns.enter();
+            TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("connect to {addr} from {}: {e}", ns.name()))
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(3))).expect("read timeout");
+        KeepAlive { reader: BufReader::new(stream) }
+    }
+
+    /// `GET path` on this connection; returns the body.
+    pub fn get(&mut self, path: &str) -> String {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: www.foobar.com\r\n\r\n");
+        self.reader.get_mut().write_all(req.as_bytes()).expect("send request");
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).expect("read header");
+            assert!(!line.is_empty(), "connection closed before the response");
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().expect("content-length");
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0u8; length];
+        self.reader.read_exact(&mut body).expect("read body");
+        String::from_utf8_lossy(&body).into_owned()
+    }
+}

@@ -1,0 +1,111 @@
+//! The load balancer in the lab, with the daemon running `examples/lab.toml` (NAT) or the
+//! same with `mode = "dsr"`: real nginx backends, real curl clients.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use foobar::{config, daemon::Daemon, dataplane::services::BackendState};
+use foobar_common::counters::Counter;
+use foobar_tests::{gate::Need, http::KeepAlive, netns::Netns, nginx, topology::*};
+use libtest_mimic::Trial;
+
+use crate::{firewall_lab::LAB_CONFIG, gated};
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        gated("lb_lab::nat_round_robin_drain_and_counters", &[Need::Root, Need::Bpf], nat_mode),
+        gated("lb_lab::dsr_round_robin_backends_see_the_client", &[Need::Root, Need::Bpf], dsr_mode),
+    ]
+}
+
+/// Starts the daemon on the node (the calling thread must be inside the node's namespace).
+fn start_daemon(text: &str) -> Daemon {
+    let cfg = config::parse(Path::new("examples/lab.toml"), text, &config::interface_exists).expect("config");
+    Daemon::start(cfg).expect("daemon starts")
+}
+
+/// Waits until the node knows the web servers' MACs (XDP forwards only to known neighbours).
+fn wait_for_neighbours(node: &Netns) {
+    for _ in 0..50 {
+        let out = node.ip(&["neigh", "show", "dev", "back"]);
+        if [WEB1, WEB2].iter().all(|w| out.lines().any(|l| l.starts_with(&format!("{w} ")) && l.contains("lladdr"))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the node never resolved web1 and web2: {}", node.ip(&["neigh"]));
+}
+
+/// One new connection to the VIP: the body `<web server> <address it saw>`.
+fn fetch(client: &Netns) -> String {
+    client.exec(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP}/")]).trim().to_owned()
+}
+
+fn server(body: &str) -> &str {
+    body.split_whitespace().next().unwrap_or("")
+}
+
+/// Six new connections alternate strictly between the two web servers.
+fn assert_alternates(client: &Netns, seen_as: &str) -> Vec<String> {
+    let bodies: Vec<String> = (0..6).map(|_| fetch(client)).collect();
+    for pair in bodies.windows(2) {
+        assert_ne!(server(&pair[0]), server(&pair[1]), "not round-robin: {bodies:?}");
+    }
+    for b in &bodies {
+        assert!(b.starts_with("web"), "unexpected answer {b:?}");
+        assert!(b.ends_with(seen_as), "backend saw {b:?}, expected the source {seen_as}");
+    }
+    bodies
+}
+
+fn nat_mode() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    let _inside = stack.node.enter();
+    let mut daemon = start_daemon(LAB_CONFIG);
+    wait_for_neighbours(&stack.node);
+    let before = daemon.dataplane().counters().expect("counters");
+
+    // NAT: the backends see the node's own back address.
+    assert_alternates(&stack.client, NODE_BACK);
+
+    // Drain the backend holding an open connection: that connection goes on, new ones avoid it.
+    let vip: SocketAddr = format!("{VIP}:80").parse().expect("addr");
+    let mut open = KeepAlive::open(&stack.client, vip);
+    let holder = server(&open.get("/")).to_owned();
+    let other = if holder == "web1" { "web2" } else { "web1" };
+    daemon.set_backend_state("www", &holder, BackendState::Draining).expect("drain");
+    for _ in 0..4 {
+        assert_eq!(server(&fetch(&stack.client)), other, "a new connection went to the draining {holder}");
+    }
+    assert_eq!(server(&open.get("/")), holder, "the open connection moved off the draining backend");
+    daemon.set_backend_state("www", &holder, BackendState::Up).expect("enable");
+    assert_alternates(&stack.client, NODE_BACK);
+
+    let after = daemon.dataplane().counters().expect("counters");
+    assert!(after.since(&before, Counter::LbNewFlow) >= 17, "{after:?}");
+    assert!(after.since(&before, Counter::LbNatReply) >= 17, "replies not translated: {after:?}");
+    assert_eq!(after.since(&before, Counter::LbNoRoute), 0);
+    let www = daemon.services().get("www").expect("www");
+    let service = daemon.dataplane().service_stats(www.id).expect("service stats");
+    assert!(service.new_flows >= 17 && service.packets > service.new_flows && service.bytes > service.packets * 40);
+    for &id in &www.backend_ids {
+        let b = daemon.dataplane().backend_stats(id).expect("backend stats");
+        assert!(b.new_flows >= 7, "backend {id} got {b:?}");
+    }
+    daemon.stop().expect("stop");
+}
+
+fn dsr_mode() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    let _inside = stack.node.enter();
+    let daemon = start_daemon(&LAB_CONFIG.replacen(r#"mode = "nat""#, r#"mode = "dsr""#, 1));
+    wait_for_neighbours(&stack.node);
+    // DSR: the backends see the client itself and answer it from the VIP.
+    assert_alternates(&stack.client, CLIENT);
+    let after = daemon.dataplane().counters().expect("counters");
+    assert_eq!(after.get(Counter::LbNatReply), 0, "DSR replies must not go through NAT");
+    daemon.stop().expect("stop");
+}
