@@ -31,6 +31,9 @@ impl Daemon {
         apply::firewall(&mut dataplane, &config.firewall)?;
         let services = apply::services(&mut dataplane, &config)?;
         for (iface, role) in apply::interface_roles(&config) {
+            if !config.services.is_empty() {
+                enable_forwarding(&iface);
+            }
             dataplane.attach(&iface, role, config.daemon.xdp_mode)?;
         }
         if config.dns.is_some() || config.replication.is_some() {
@@ -87,5 +90,22 @@ impl Daemon {
             Err(e) => warn!(error = %e, "cannot read counters"),
         }
         self.dataplane.detach_all()
+    }
+}
+
+/// The kernel's FIB lookup, which the XDP load balancer asks for next hops, answers only for
+/// interfaces that forward (as IPVS needs `ip_forward`). Turned on per interface, not globally.
+fn enable_forwarding(iface: &str) {
+    for (family, key) in [("ipv4", "forwarding"), ("ipv6", "forwarding")] {
+        let path = format!("/proc/sys/net/{family}/conf/{iface}/{key}");
+        match std::fs::read_to_string(&path) {
+            Ok(v) if v.trim() == "1" => {}
+            _ => match std::fs::write(&path, "1") {
+                Ok(()) => info!(interface = iface, family, "enabled forwarding for the load balancer"),
+                Err(e) => {
+                    warn!(interface = iface, family, error = %e, "cannot enable forwarding; balanced traffic will be dropped as lb_no_route")
+                }
+            },
+        }
     }
 }

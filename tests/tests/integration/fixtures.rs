@@ -220,41 +220,80 @@ fn run_all() {
 
 /// Runs each fixture through `role`'s program and fails listing every fixture that did not hold.
 pub fn run_table(dp: &Dataplane, role: Role, fixtures: Vec<Fixture>) {
+    run_cases(dp, role, fixtures.into_iter().map(Case::from).collect());
+}
+
+/// A fixture with everything spelled out: where the frame arrives and what must leave.
+pub struct Case {
+    pub name: &'static str,
+    /// Interface index the frame arrives on (the kernel's choice when `None`).
+    pub ingress: Option<u32>,
+    pub frame: Vec<u8>,
+    pub verdict: u32,
+    /// The frame that must come out; `None` means the input, unchanged.
+    pub output: Option<Vec<u8>>,
+    pub counters: &'static [Counter],
+}
+
+impl From<Fixture> for Case {
+    fn from(f: Fixture) -> Case {
+        Case { name: f.name, ingress: None, frame: f.frame, verdict: f.verdict, output: None, counters: f.counters }
+    }
+}
+
+pub const XDP_REDIRECT: u32 = 4;
+
+/// The XDP test context (`struct xdp_md`) for a frame of `len` bytes arriving on `ifindex`.
+fn xdp_md(len: usize, ifindex: u32) -> [u8; 24] {
+    let mut md = [0u8; 24];
+    md[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
+    md[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+    md
+}
+
+/// Runs each case and fails listing every case that did not hold.
+pub fn run_cases(dp: &Dataplane, role: Role, cases: Vec<Case>) {
     let program = dp.program(role).expect("xdp program");
     let mut failures = Vec::new();
-    for fx in fixtures {
+    for case in cases {
         let before = dp.counters().expect("counters");
-        let mut out = vec![0u8; fx.frame.len() + 256];
+        let mut out = vec![0u8; case.frame.len() + 256];
+        let md = case.ingress.map(|i| xdp_md(case.frame.len(), i));
         let result = program
             .test_run(TestRunOptions {
-                data_in: Some(&fx.frame),
+                data_in: Some(&case.frame),
                 data_out: Some(&mut out),
+                ctx_in: md.as_ref().map(|m| &m[..]),
                 ..TestRunOptions::default()
             })
-            .unwrap_or_else(|e| panic!("{}: test run failed: {e}", fx.name));
+            .unwrap_or_else(|e| panic!("{}: test run failed: {e}", case.name));
         let after = dp.counters().expect("counters");
-        if let Err(why) = check(&fx, result.return_value, &out[..result.data_size_out as usize], &before, &after) {
-            failures.push(format!("{}: {why}", fx.name));
+        if let Err(why) = check(&case, result.return_value, &out[..result.data_size_out as usize], &before, &after) {
+            failures.push(format!("{}: {why}", case.name));
         }
     }
     assert!(failures.is_empty(), "fixture failures:\n{}", failures.join("\n"));
 }
 
 fn check(
-    fx: &Fixture,
+    case: &Case,
     verdict: u32,
     out: &[u8],
     before: &CounterSnapshot,
     after: &CounterSnapshot,
 ) -> Result<(), String> {
-    if verdict != fx.verdict {
-        return Err(format!("verdict {verdict}, expected {}", fx.verdict));
+    if verdict != case.verdict {
+        let moved: Vec<_> = Counter::ALL.iter().filter(|&&c| after.since(before, c) > 0).map(|c| c.name()).collect();
+        return Err(format!("verdict {verdict}, expected {} (counters moved: {moved:?})", case.verdict));
     }
-    if fx.verdict == XDP_PASS && out != fx.frame.as_slice() {
-        return Err(format!("passed frame was altered: {out:02x?}"));
+    if case.verdict != XDP_DROP {
+        let expected = case.output.as_deref().unwrap_or(&case.frame);
+        if out != expected {
+            return Err(format!("output frame\n  got      {out:02x?}\n  expected {expected:02x?}"));
+        }
     }
     for &c in Counter::ALL {
-        let expected = u64::from(c == Counter::Received || fx.counters.contains(&c));
+        let expected = u64::from(c == Counter::Received || case.counters.contains(&c));
         let moved = after.since(before, c);
         if moved != expected {
             return Err(format!("counter {} moved by {moved}, expected {expected}", c.name()));

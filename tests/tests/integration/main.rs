@@ -7,6 +7,7 @@
 mod firewall;
 mod firewall_lab;
 mod fixtures;
+mod lb_fixtures;
 mod lb_lab;
 mod netns_xdp;
 mod parser_props;
@@ -42,6 +43,7 @@ fn main() {
     trials.extend(fixtures::trials());
     trials.extend(firewall::trials());
     trials.extend(firewall_lab::trials());
+    trials.extend(lb_fixtures::trials());
     trials.extend(lb_lab::trials());
     trials.extend(netns_xdp::trials());
     trials.extend(stack::trials());

@@ -1,0 +1,278 @@
+//! The load balancer through `BPF_PROG_TEST_RUN`: input frame → verdict and the exact frame
+//! that leaves, for NAT both ways, DSR, IPv6, established flows, FIN and an empty backend set.
+//!
+//! The runs happen inside a namespace with the node's two interfaces and permanent neighbour
+//! entries, so the kernel's FIB lookup, and with it every output byte, is fixed.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use foobar::dataplane::{
+    Dataplane, Role,
+    services::{BackendSpec, BackendState, Mode, Scheduler, ServiceSpec, Services},
+};
+use foobar_common::counters::Counter::*;
+use foobar_tests::{
+    gate::Need,
+    netns::{Lab, Netns},
+    packet::{CLIENT_MAC, Frame, TcpFlags},
+};
+use libtest_mimic::Trial;
+
+use crate::{
+    fixtures::{Case, XDP_DROP, XDP_PASS, XDP_REDIRECT, run_cases},
+    gated,
+};
+
+pub fn trials() -> Vec<Trial> {
+    vec![gated("lb_fixtures::nat_dsr_ipv6_and_flow_lifecycle", &[Need::Root, Need::Bpf], lb_fixtures)]
+}
+
+const CLIENT: [u8; 4] = [192, 0, 2, 100];
+const VIP: [u8; 4] = [192, 0, 2, 10];
+const DNS: [u8; 4] = [192, 0, 2, 53];
+const SNAT: [u8; 4] = [198, 51, 100, 1];
+const WEB1: [u8; 4] = [198, 51, 100, 11];
+const WEB2: [u8; 4] = [198, 51, 100, 12];
+const APP: [u8; 4] = [198, 51, 100, 21];
+
+fn mac_of(last: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0, last]
+}
+
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().expect("v6 literal")
+}
+
+/// The node: `front` and `back` veths (peers in the same namespace) with DESIGN's addresses
+/// and permanent neighbours for the client and the backends.
+struct Node {
+    ns: Netns,
+    front: u32,
+    back: u32,
+    front_mac: [u8; 6],
+    back_mac: [u8; 6],
+}
+
+fn ifindex(ns: &Netns, iface: &str) -> u32 {
+    let out = ns.ip(&["-o", "link", "show", "dev", iface]);
+    out.split(':').next().and_then(|n| n.trim().parse().ok()).expect("ifindex")
+}
+
+fn node(lab: &mut Lab) -> Node {
+    let ns = lab.ns("fx");
+    lab.veth(&ns, "front", &ns, "front-peer");
+    lab.veth(&ns, "back", &ns, "back-peer");
+    for a in ["192.0.2.2/24", "192.0.2.10/32", "192.0.2.53/32", "2001:db8:1::2/64", "2001:db8:1::10/128"] {
+        ns.addr("front", a);
+    }
+    ns.addr("back", "198.51.100.1/24");
+    ns.addr("back", "2001:db8:2::1/64");
+    ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
+    let neigh = |addr: &str, last: u8, dev: &str| {
+        let mac = mac_of(last).iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        ns.ip(&["neigh", "replace", addr, "lladdr", &mac, "dev", dev, "nud", "permanent"]);
+    };
+    neigh("192.0.2.100", 0x64, "front");
+    neigh("2001:db8:1::100", 0x64, "front");
+    for (addr, last) in [("198.51.100.11", 0x11), ("198.51.100.12", 0x12), ("198.51.100.21", 0x21)] {
+        neigh(addr, last, "back");
+    }
+    neigh("2001:db8:2::11", 0x11, "back");
+    neigh("2001:db8:2::12", 0x12, "back");
+    Node {
+        front: ifindex(&ns, "front"),
+        back: ifindex(&ns, "back"),
+        front_mac: ns.mac("front"),
+        back_mac: ns.mac("back"),
+        ns,
+    }
+}
+
+fn backend(name: &str, addr: &str) -> BackendSpec {
+    BackendSpec { name: name.into(), addr: addr.parse().expect("ip"), weight: 1, backup: false }
+}
+
+fn service(name: &str, vip: &str, port: u16, protocol: u8, mode: Mode, backends: Vec<BackendSpec>) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        vip: vip.parse::<IpAddr>().expect("ip"),
+        ports: vec![port],
+        protocol,
+        mode,
+        scheduler: Scheduler::RoundRobin,
+        backends,
+    }
+}
+
+fn macs(mut f: Frame, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
+    f.src_mac = src;
+    f.dst_mac = dst;
+    f.build()
+}
+
+fn lb_fixtures() {
+    let mut lab = Lab::new();
+    let n = node(&mut lab);
+    let _inside = n.ns.enter();
+    let mut dp = Dataplane::load().expect("load data plane");
+    let mut services = Services::new();
+    let web = || vec![backend("web1", "198.51.100.11"), backend("web2", "198.51.100.12")];
+    services.add(&mut dp, service("www", "192.0.2.10", 80, 6, Mode::Nat, web())).expect("www");
+    services
+        .add(
+            &mut dp,
+            service(
+                "www6",
+                "2001:db8:1::10",
+                80,
+                6,
+                Mode::Nat,
+                vec![backend("web1", "2001:db8:2::11"), backend("web2", "2001:db8:2::12")],
+            ),
+        )
+        .expect("www6");
+    services
+        .add(&mut dp, service("dns", "192.0.2.53", 53, 17, Mode::Dsr, vec![backend("app", "198.51.100.21")]))
+        .expect("dns");
+    services
+        .add(&mut dp, service("empty", "192.0.2.10", 8080, 6, Mode::Nat, vec![backend("web1", "198.51.100.11")]))
+        .expect("empty");
+    services.set_state(&mut dp, "empty", "web1", BackendState::Down).expect("down");
+
+    let client = CLIENT_MAC;
+    let (front, back) = (n.front_mac, n.back_mac);
+    let syn = |sport| Frame::tcp4(CLIENT, sport, VIP, 80).flags(TcpFlags::SYN);
+    let cases = vec![
+        Case {
+            name: "first new flow: NAT to web1 from the node's back address",
+            ingress: Some(n.front),
+            frame: macs(syn(40000), client, front),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(Frame::tcp4(SNAT, 10240, WEB1, 80).flags(TcpFlags::SYN), back, mac_of(0x11))),
+            counters: &[Ipv4, Tcp, LbNewFlow],
+        },
+        Case {
+            name: "second new flow: round-robin to web2 with the next NAT port",
+            ingress: Some(n.front),
+            frame: macs(syn(40001), client, front),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(Frame::tcp4(SNAT, 10241, WEB2, 80).flags(TcpFlags::SYN), back, mac_of(0x12))),
+            counters: &[Ipv4, Tcp, LbNewFlow],
+        },
+        Case {
+            name: "established packet of the first flow stays on web1",
+            ingress: Some(n.front),
+            frame: macs(Frame::tcp4(CLIENT, 40000, VIP, 80).payload(b"GET / HTTP/1.1\r\n\r\n"), client, front),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(
+                Frame::tcp4(SNAT, 10240, WEB1, 80).payload(b"GET / HTTP/1.1\r\n\r\n"),
+                back,
+                mac_of(0x11),
+            )),
+            counters: &[Ipv4, Tcp, LbEstablished],
+        },
+        Case {
+            name: "web1's reply is translated back to come from the VIP",
+            ingress: Some(n.back),
+            frame: macs(Frame::tcp4(WEB1, 80, SNAT, 10240).flags(TcpFlags::SYN | TcpFlags::ACK), mac_of(0x11), back),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(Frame::tcp4(VIP, 80, CLIENT, 40000).flags(TcpFlags::SYN | TcpFlags::ACK), front, client)),
+            counters: &[Ipv4, Tcp, LbNatReply],
+        },
+        Case {
+            name: "a FIN is forwarded and marks the flow closing",
+            ingress: Some(n.front),
+            frame: macs(Frame::tcp4(CLIENT, 40000, VIP, 80).flags(TcpFlags::FIN | TcpFlags::ACK), client, front),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(
+                Frame::tcp4(SNAT, 10240, WEB1, 80).flags(TcpFlags::FIN | TcpFlags::ACK),
+                back,
+                mac_of(0x11),
+            )),
+            counters: &[Ipv4, Tcp, LbEstablished, LbFlowClosing],
+        },
+        Case {
+            name: "a new SYN on the closing tuple is a new flow (round-robin moves on)",
+            ingress: Some(n.front),
+            frame: macs(syn(40000), client, front),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(Frame::tcp4(SNAT, 10242, WEB1, 80).flags(TcpFlags::SYN), back, mac_of(0x11))),
+            counters: &[Ipv4, Tcp, LbNewFlow],
+        },
+        Case {
+            name: "IPv6 NAT to the v6 backends",
+            ingress: Some(n.front),
+            frame: macs(
+                Frame::tcp6(v6("2001:db8:1::100"), 50000, v6("2001:db8:1::10"), 80).flags(TcpFlags::SYN),
+                client,
+                front,
+            ),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(
+                Frame::tcp6(v6("2001:db8:2::1"), 10243, v6("2001:db8:2::11"), 80).flags(TcpFlags::SYN),
+                back,
+                mac_of(0x11),
+            )),
+            counters: &[Ipv6, Tcp, LbNewFlow],
+        },
+        Case {
+            name: "IPv6 reply translated back",
+            ingress: Some(n.back),
+            frame: macs(
+                Frame::tcp6(v6("2001:db8:2::11"), 80, v6("2001:db8:2::1"), 10243).flags(TcpFlags::SYN | TcpFlags::ACK),
+                mac_of(0x11),
+                back,
+            ),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(
+                Frame::tcp6(v6("2001:db8:1::10"), 80, v6("2001:db8:1::100"), 50000)
+                    .flags(TcpFlags::SYN | TcpFlags::ACK),
+                front,
+                client,
+            )),
+            counters: &[Ipv6, Tcp, LbNatReply],
+        },
+        Case {
+            name: "DSR: only the MACs change",
+            ingress: Some(n.front),
+            frame: macs(Frame::udp4(CLIENT, 5353, DNS, 53).payload(b"query"), client, front),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(Frame::udp4(CLIENT, 5353, DNS, 53).payload(b"query"), back, mac_of(0x21))),
+            counters: &[Ipv4, Udp, LbNewFlow],
+        },
+        Case {
+            name: "DSR answer passing the node goes straight to the client",
+            ingress: Some(n.back),
+            frame: macs(Frame::udp4(DNS, 53, CLIENT, 5353).payload(b"answer"), mac_of(0x21), back),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(Frame::udp4(DNS, 53, CLIENT, 5353).payload(b"answer"), front, client)),
+            counters: &[Ipv4, Udp],
+        },
+        Case {
+            name: "no backend up: new flow refused and counted",
+            ingress: Some(n.front),
+            frame: macs(Frame::tcp4(CLIENT, 40100, VIP, 8080).flags(TcpFlags::SYN), client, front),
+            verdict: XDP_DROP,
+            output: None,
+            counters: &[Ipv4, Tcp, LbNoBackend],
+        },
+        Case {
+            name: "traffic for no service passes untouched",
+            ingress: Some(n.front),
+            frame: macs(Frame::tcp4(CLIENT, 40000, [192, 0, 2, 2], 22).flags(TcpFlags::SYN), client, front),
+            verdict: XDP_PASS,
+            output: None,
+            counters: &[Ipv4, Tcp],
+        },
+        Case {
+            name: "a reply-shaped packet to a port NAT never gave passes",
+            ingress: Some(n.back),
+            frame: macs(Frame::tcp4(WEB1, 80, SNAT, 33000).flags(TcpFlags::ACK), mac_of(0x11), back),
+            verdict: XDP_PASS,
+            output: None,
+            counters: &[Ipv4, Tcp],
+        },
+    ];
+    let _ = APP;
+    run_cases(&dp, Role::Trusted, cases);
+}
