@@ -88,6 +88,16 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
+/// Where to send a frame: out of `ifindex`, to `dmac`, from `smac`. Flows remember theirs so
+/// that only their first packet pays for a route lookup; `ifindex` 0 means "not known yet".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct NextHop {
+    pub ifindex: u32,
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Flow {
@@ -98,6 +108,8 @@ pub struct Flow {
     pub flags: u16,
     pub _pad: u32,
     pub last_seen_ns: u64,
+    /// Next hop towards the backend, found by the flow's first packet.
+    pub hop: NextHop,
 }
 
 /// A NAT reply as the backend sends it: from (backend, port) to (snat, nat_port).
@@ -123,6 +135,8 @@ pub struct NatTarget {
     pub service: u32,
     pub backend: u32,
     pub _pad: u32,
+    /// Next hop back to the client: where its first frame came from.
+    pub hop: NextHop,
 }
 
 #[repr(C)]

@@ -28,5 +28,7 @@ mod pod;
 pub const XDP_PROGRAM: &str = "foobar_xdp";
 /// XDP program for untrusted interfaces: the same path with the firewall in front.
 pub const XDP_FIREWALL_PROGRAM: &str = "foobar_xdp_fw";
+/// A pass-everything XDP program: the floor benchmarks compare against.
+pub const XDP_NOP_PROGRAM: &str = "foobar_xdp_nop";
 /// Name of the per-CPU counter array in the eBPF object.
 pub const STATS_MAP: &str = "FOOBAR_STATS";

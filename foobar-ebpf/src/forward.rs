@@ -1,11 +1,15 @@
-//! Sending a rewritten frame on: the kernel's FIB says which interface and next-hop MAC,
-//! the frame gets those MACs, and XDP redirects it there without touching the stack.
+//! Sending a rewritten frame on without the stack: to a next hop (egress interface and MACs)
+//! that the kernel's FIB supplies, or that a flow remembered from its first packet.
 
 use aya_ebpf::{
     bindings::{bpf_fib_lookup, xdp_action},
     helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_redirect},
 };
-use foobar_common::{addr::FAMILY_V4, counters::Counter};
+use foobar_common::{
+    counters::Counter,
+    lb::NextHop,
+    parse::{L3, Parsed},
+};
 
 use crate::{packet::Frame, stats::count};
 
@@ -13,16 +17,17 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const BPF_FIB_LKUP_RET_SUCCESS: i64 = 0;
 
-/// Looks up the route to `dst` and redirects the frame to its egress interface and next hop.
-/// Drops (counted) when the kernel has no route or no neighbour entry yet.
+/// The next hop towards `dst` (from `src`) in the kernel's FIB; `None`, counted, when there is
+/// no route or no neighbour entry yet. Costs a route lookup (about 230 ns here): flows call it
+/// for their first packet only.
 #[inline(never)]
-pub fn redirect_to(frame: &Frame, family: u8, src: &[u32; 4], dst: &[u32; 4], protocol: u8) -> u32 {
+pub fn lookup_hop(frame: &Frame, p: &Parsed, src: &[u32; 4], dst: &[u32; 4]) -> Option<NextHop> {
     let ctx = frame.0;
     // SAFETY: bpf_fib_lookup is a plain C struct; all-zero is its documented "no input" state.
     let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    params.l4_protocol = protocol;
+    params.l4_protocol = p.protocol;
     params.ifindex = ctx.ingress_ifindex() as u32;
-    if family == FAMILY_V4 {
+    if p.l3 == L3::Ipv4 {
         params.family = AF_INET;
         params.__bindgen_anon_3.ipv4_src = src[0];
         params.__bindgen_anon_4.ipv4_dst = dst[0];
@@ -35,11 +40,37 @@ pub fn redirect_to(frame: &Frame, family: u8, src: &[u32; 4], dst: &[u32; 4], pr
     let rc = unsafe { fib_lookup(ctx.ctx.cast(), &mut params, core::mem::size_of::<bpf_fib_lookup>() as i32, 0) };
     if rc != BPF_FIB_LKUP_RET_SUCCESS {
         count(Counter::LbNoRoute);
-        return xdp_action::XDP_DROP;
+        return None;
     }
-    if !frame.store(0, params.dmac) || !frame.store(6, params.smac) {
+    Some(NextHop { ifindex: params.ifindex, dmac: params.dmac, smac: params.smac })
+}
+
+/// Gives the frame `hop`'s MACs and redirects it out of `hop`'s interface.
+#[inline(always)]
+pub fn send(frame: &Frame, hop: &NextHop) -> u32 {
+    if !frame.store(0, hop.dmac) || !frame.store(6, hop.smac) {
         return xdp_action::XDP_DROP;
     }
     // SAFETY: bpf_redirect only records the target for the XDP core.
-    unsafe { bpf_redirect(params.ifindex, 0) as u32 }
+    unsafe { bpf_redirect(hop.ifindex, 0) as u32 }
+}
+
+/// Looks up the next hop towards `dst` and sends the frame there.
+#[inline(always)]
+pub fn redirect_to(frame: &Frame, p: &Parsed, src: &[u32; 4], dst: &[u32; 4]) -> u32 {
+    match lookup_hop(frame, p, src, dst) {
+        Some(hop) => send(frame, &hop),
+        None => xdp_action::XDP_DROP,
+    }
+}
+
+/// The next hop back to whoever sent this frame: its source MAC, out of the interface it came in.
+#[inline(always)]
+pub fn hop_back(frame: &Frame) -> Option<NextHop> {
+    use foobar_common::bytes::PacketBytes;
+    Some(NextHop {
+        ifindex: frame.0.ingress_ifindex() as u32,
+        dmac: frame.load::<[u8; 6]>(6)?,
+        smac: frame.load::<[u8; 6]>(0)?,
+    })
 }

@@ -12,15 +12,15 @@ use foobar_common::{
     counters::Counter,
     lb::{
         BACKEND_ABSENT, Backend, CONNTRACK_ENTRIES, FLOW_CLOSING, Flow, FlowKey, LbSettings, MAX_BACKENDS,
-        MAX_SERVICES, MODE_DSR, NatKey, NatTarget, PICK_HASH, RING_SIZE, ServiceInfo, ServiceKey, TrafficStats,
-        flow_expired, flow_hash,
+        MAX_SERVICES, MODE_DSR, NatKey, NatTarget, NextHop, PICK_HASH, RING_SIZE, ServiceInfo, ServiceKey,
+        TrafficStats, flow_expired, flow_hash,
     },
     parse::{Fragment, IPPROTO_TCP, IPPROTO_UDP, L3, Parsed},
 };
 
 use crate::{
     atomic,
-    forward::redirect_to,
+    forward::{hop_back, lookup_hop, redirect_to, send},
     nat::{NAT, Rewrite, allocate_port, rewrite},
     packet::Frame,
     scratch::scratch,
@@ -91,7 +91,7 @@ fn from_backend(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     // SAFETY: as above.
     if let Some(svc) = unsafe { SERVICES.get(&from_service) } {
         if svc.mode == MODE_DSR {
-            return Some(redirect_to(frame, family, &p.src, &p.dst, p.protocol));
+            return Some(redirect_to(frame, p, &p.src, &p.dst));
         }
         return None;
     }
@@ -144,18 +144,22 @@ fn to_backend(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
         Some(f) => !flow_expired(f, now, p.protocol, s) && !(syn && f.flags & FLOW_CLOSING != 0),
         None => false,
     };
-    let flow = if live {
+    let flow: &Flow = if live {
         let Some(f) = existing else { return xdp_action::XDP_DROP };
         count(Counter::LbEstablished);
         if now.saturating_sub(f.last_seen_ns) > 1_000_000_000 {
             refresh(&key, now);
         }
-        *f
+        f
     } else {
-        match schedule(p, &key, svc, existing.is_some()) {
-            Some(f) => f,
-            None => return xdp_action::XDP_DROP,
+        let Some(sc) = scratch() else { return xdp_action::XDP_DROP };
+        // Replies go back the way the client's first frame came in.
+        let Some(back) = hop_back(frame) else { return xdp_action::XDP_DROP };
+        sc.target.hop = back;
+        if !schedule(p, &key, svc, existing.is_some()) {
+            return xdp_action::XDP_DROP;
         }
+        &sc.flow
     };
     if tcp && p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
         mark_closing(&key);
@@ -168,19 +172,37 @@ fn to_backend(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
         return xdp_action::XDP_DROP;
     }
     account(svc.id, flow.backend, frame, false);
-    if svc.mode == MODE_DSR {
-        return redirect_to(frame, family, &p.src, &backend.addr, p.protocol);
+    let hop = if flow.hop.ifindex != 0 {
+        flow.hop
+    } else {
+        // The flow's first packet: ask the FIB once and remember the answer in the flow.
+        let src = if svc.mode == MODE_DSR { &p.src } else { &backend.snat };
+        let Some(hop) = lookup_hop(frame, p, src, &backend.addr) else { return xdp_action::XDP_DROP };
+        if let Some(f) = CONNTRACK.get_ptr_mut(&key) {
+            // SAFETY: pointer into the map value. A plain store: CPUs racing on one new flow
+            // store the same next hop.
+            unsafe { (*f).hop = hop };
+        }
+        hop
+    };
+    if svc.mode != MODE_DSR {
+        let r = Rewrite { src: backend.snat, dst: backend.addr, sport: flow.nat_port, dport: p.dst_port };
+        if !rewrite(frame, p, family, &r) {
+            return xdp_action::XDP_DROP;
+        }
     }
-    let r = Rewrite { src: backend.snat, dst: backend.addr, sport: flow.nat_port, dport: p.dst_port };
-    if !rewrite(frame, p, family, &r) {
-        return xdp_action::XDP_DROP;
-    }
-    redirect_to(frame, family, &r.src, &r.dst, p.protocol)
+    send(frame, &hop)
 }
 
 /// Picks a backend for a new flow and records the flow (and its NAT port, in NAT mode).
 #[inline(never)]
-fn schedule(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool) -> Option<Flow> {
+/// The flow ends up in the per-CPU scratch (`flow`); `sc.target.hop` must hold the way back.
+fn schedule(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool) -> bool {
+    schedule_inner(p, key, svc, replacing).is_some()
+}
+
+#[inline(always)]
+fn schedule_inner(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool) -> Option<()> {
     let s = settings()?;
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -210,6 +232,7 @@ fn schedule(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool) -> Op
             service: svc.id,
             backend: backend_id,
             _pad: 0,
+            hop: sc.target.hop,
         };
         match allocate_port(key, backend, sc, s, now) {
             Some(port) => port,
@@ -219,12 +242,21 @@ fn schedule(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool) -> Op
             }
         }
     };
-    sc.flow = Flow { backend: backend_id, service: svc.id, nat_port, flags: 0, _pad: 0, last_seen_ns: now };
+    sc.flow = Flow {
+        backend: backend_id,
+        service: svc.id,
+        nat_port,
+        flags: 0,
+        _pad: 0,
+        last_seen_ns: now,
+        hop: NextHop::default(),
+    };
     let flags = if replacing { BPF_ANY } else { BPF_NOEXIST };
     if CONNTRACK.insert(key, &sc.flow, flags).is_err() {
         // Another CPU recorded this flow first: follow its choice, so both agree.
         // SAFETY: as above.
-        return unsafe { CONNTRACK.get(key) }.map(|f| *f);
+        sc.flow = *unsafe { CONNTRACK.get(key) }?;
+        return Some(());
     }
     count(Counter::LbNewFlow);
     if let Some(st) = SERVICE_STATS.get_ptr_mut(svc.id) {
@@ -235,7 +267,7 @@ fn schedule(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool) -> Op
         // SAFETY: as above.
         unsafe { (*st).new_flows += 1 };
     }
-    Some(sc.flow)
+    Some(())
 }
 
 /// A backend's reply in NAT mode: translated back to come from the VIP, to the client.
@@ -259,7 +291,10 @@ fn reply(frame: &Frame, p: &Parsed, t: &NatTarget, family: u8) -> u32 {
     if !rewrite(frame, p, family, &r) {
         return xdp_action::XDP_DROP;
     }
-    redirect_to(frame, family, &r.src, &r.dst, p.protocol)
+    if t.hop.ifindex != 0 {
+        return send(frame, &t.hop);
+    }
+    redirect_to(frame, p, &r.src, &r.dst)
 }
 
 /// Sets a flow's timestamp. A plain store of a time, not a read-modify-write: racing CPUs

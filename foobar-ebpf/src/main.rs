@@ -50,6 +50,13 @@ pub fn foobar_xdp_fw(ctx: XdpContext) -> u32 {
     }
 }
 
+/// The benchmark floor: passes every frame and does nothing else. Never attached; `cargo
+/// xtask bench dataplane` measures the other programs as multiples of this one.
+#[xdp]
+pub fn foobar_xdp_nop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 /// Parses and counts a frame; `None` (counted by reason) when it is malformed.
 ///
 /// Not inlined, like each stage: as separate BPF functions the stages reuse one another's

@@ -5,8 +5,10 @@
 //! - `build_ebpf`: compiles the XDP programs to the object the daemon embeds.
 //! - `test`: setup, build-ebpf, then the whole test suite.
 //! - `lab`: the seeds' stack in namespaces with the foobar daemon in front.
+//! - `bench`: benchmarks with ratios to a baseline from the same run.
 //! - `step`: running external commands and timing the steps of a task.
 
+mod bench;
 mod build_ebpf;
 mod lab;
 mod setup;
@@ -28,6 +30,11 @@ enum Task {
     Setup,
     /// Build the eBPF object (release, with BTF) where the foobar build embeds it.
     BuildEbpf,
+    /// Run a benchmark (as root); it prints ratios to a baseline measured in the same run.
+    Bench {
+        #[arg(value_enum)]
+        which: bench::Bench,
+    },
     /// Bring up the seeds' stack in network namespaces with foobar in front (as root).
     Lab {
         #[command(subcommand)]
@@ -52,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Task::Setup => setup::run(),
         Task::BuildEbpf => build_ebpf::run().map(|_| ()),
         Task::Test { args } => test::run(&args),
+        Task::Bench { which } => bench::run(which),
         Task::Lab { action: None } => lab::up(),
         Task::Lab { action: Some(LabAction::Down) } => lab::down(),
     }

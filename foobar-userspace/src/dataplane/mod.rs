@@ -118,6 +118,30 @@ impl Dataplane {
         Ok(program.try_into()?)
     }
 
+    /// Loads (once) and returns the do-nothing program benchmarks use as their floor.
+    pub fn nop_program(&mut self) -> Result<&Xdp, DataplaneError> {
+        let name = foobar_common::XDP_NOP_PROGRAM;
+        let program: &mut Xdp = self.ebpf.program_mut(name).ok_or(DataplaneError::MissingProgram(name))?.try_into()?;
+        if program.fd().is_err() {
+            program.load()?;
+        }
+        let program = self.ebpf.program(name).ok_or(DataplaneError::MissingProgram(name))?;
+        Ok(program.try_into()?)
+    }
+
+    /// Records a flow in the connection table, as if its first packet had been balanced
+    /// (for adopting flows and for benchmarks that need a full table).
+    pub fn insert_flow(
+        &mut self,
+        key: foobar_common::lb::FlowKey,
+        flow: foobar_common::lb::Flow,
+    ) -> Result<(), DataplaneError> {
+        let mut map: aya::maps::HashMap<&mut aya::maps::MapData, foobar_common::lb::FlowKey, foobar_common::lb::Flow> =
+            aya::maps::HashMap::try_from(self.map_mut(foobar_common::lb::CONNTRACK_MAP)?)?;
+        map.insert(key, flow, 0)?;
+        Ok(())
+    }
+
     pub(crate) fn map(&self, name: &'static str) -> Result<&aya::maps::Map, DataplaneError> {
         self.ebpf.map(name).ok_or(DataplaneError::MissingMap(name))
     }

@@ -1,8 +1,8 @@
 //! The load balancer through `BPF_PROG_TEST_RUN`: input frame → verdict and the exact frame
 //! that leaves, for NAT both ways, DSR, IPv6, established flows, FIN and an empty backend set.
 //!
-//! The runs happen inside a namespace with the node's two interfaces and permanent neighbour
-//! entries, so the kernel's FIB lookup, and with it every output byte, is fixed.
+//! The runs happen in a [`Router`] namespace, so the kernel's FIB lookup, and with it every
+//! output byte, is fixed.
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -13,8 +13,9 @@ use foobar::dataplane::{
 use foobar_common::counters::Counter::*;
 use foobar_tests::{
     gate::Need,
-    netns::{Lab, Netns},
+    netns::Lab,
     packet::{CLIENT_MAC, Frame, TcpFlags},
+    router::{Router, mac_of},
 };
 use libtest_mimic::Trial;
 
@@ -35,57 +36,8 @@ const WEB1: [u8; 4] = [198, 51, 100, 11];
 const WEB2: [u8; 4] = [198, 51, 100, 12];
 const APP: [u8; 4] = [198, 51, 100, 21];
 
-fn mac_of(last: u8) -> [u8; 6] {
-    [0x02, 0, 0, 0, 0, last]
-}
-
 fn v6(s: &str) -> Ipv6Addr {
     s.parse().expect("v6 literal")
-}
-
-/// The node: `front` and `back` veths (peers in the same namespace) with DESIGN's addresses
-/// and permanent neighbours for the client and the backends.
-struct Node {
-    ns: Netns,
-    front: u32,
-    back: u32,
-    front_mac: [u8; 6],
-    back_mac: [u8; 6],
-}
-
-fn ifindex(ns: &Netns, iface: &str) -> u32 {
-    let out = ns.ip(&["-o", "link", "show", "dev", iface]);
-    out.split(':').next().and_then(|n| n.trim().parse().ok()).expect("ifindex")
-}
-
-fn node(lab: &mut Lab) -> Node {
-    let ns = lab.ns("fx");
-    lab.veth(&ns, "front", &ns, "front-peer");
-    lab.veth(&ns, "back", &ns, "back-peer");
-    for a in ["192.0.2.2/24", "192.0.2.10/32", "192.0.2.53/32", "2001:db8:1::2/64", "2001:db8:1::10/128"] {
-        ns.addr("front", a);
-    }
-    ns.addr("back", "198.51.100.1/24");
-    ns.addr("back", "2001:db8:2::1/64");
-    ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
-    let neigh = |addr: &str, last: u8, dev: &str| {
-        let mac = mac_of(last).iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-        ns.ip(&["neigh", "replace", addr, "lladdr", &mac, "dev", dev, "nud", "permanent"]);
-    };
-    neigh("192.0.2.100", 0x64, "front");
-    neigh("2001:db8:1::100", 0x64, "front");
-    for (addr, last) in [("198.51.100.11", 0x11), ("198.51.100.12", 0x12), ("198.51.100.21", 0x21)] {
-        neigh(addr, last, "back");
-    }
-    neigh("2001:db8:2::11", 0x11, "back");
-    neigh("2001:db8:2::12", 0x12, "back");
-    Node {
-        front: ifindex(&ns, "front"),
-        back: ifindex(&ns, "back"),
-        front_mac: ns.mac("front"),
-        back_mac: ns.mac("back"),
-        ns,
-    }
 }
 
 fn backend(name: &str, addr: &str) -> BackendSpec {
@@ -112,7 +64,7 @@ fn macs(mut f: Frame, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
 
 fn lb_fixtures() {
     let mut lab = Lab::new();
-    let n = node(&mut lab);
+    let n = Router::build(&mut lab);
     let _inside = n.ns.enter();
     let mut dp = Dataplane::load().expect("load data plane");
     let mut services = Services::new();

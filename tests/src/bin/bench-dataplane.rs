@@ -1,0 +1,233 @@
+//! `cargo xtask bench dataplane`: nanoseconds per packet of each data-plane path, measured by
+//! the kernel with `BPF_PROG_TEST_RUN`, each as a multiple of a do-nothing XDP program measured
+//! the same way in the same run.
+//!
+//! Each call runs the program once on a fresh copy of the frame (`repeat` would rerun it on the
+//! buffer the previous run already rewrote, so NAT paths would measure something else), and the
+//! kernel times that one run; the median over many calls is reported. The timer's fixed cost is
+//! in the floor too, so ratios compare like with like. New flows use a new source port per call.
+//!
+//! Paths: firewall drop (deny-list hit), firewall pass, new flow, established flow and NAT
+//! reply; with 1, 10k and 100k deny CIDRs, 2 and 1000 backends, and a 1M-flow connection table.
+//! Everything runs in a [`Router`] namespace so next-hop lookups succeed.
+
+use std::{net::Ipv4Addr, process::ExitCode};
+
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use foobar::{
+    dataplane::{
+        Dataplane, Role,
+        firewall::Settings,
+        rules::AllowRule,
+        services::{BackendSpec, Mode, Scheduler, ServiceSpec, Services},
+    },
+    net::Cidr,
+};
+use foobar_common::{
+    counters::Counter,
+    lb::{Flow, FlowKey, LbSettings},
+};
+use foobar_tests::{
+    gate,
+    netns::Lab,
+    packet::{CLIENT_MAC, Frame, TcpFlags},
+    router::{Router, mac_of},
+};
+
+/// Calls per measurement.
+const CALLS: usize = 100_000;
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
+
+/// Median kernel-timed ns of one run of `program`, cycling through `frames`, and the verdicts seen.
+fn measure(program: &Xdp, frames: &[Vec<u8>], ingress: u32) -> (f64, Vec<u32>) {
+    let mut md = [0u8; 24];
+    md[12..16].copy_from_slice(&ingress.to_ne_bytes());
+    let mut times = Vec::with_capacity(CALLS);
+    let mut verdicts = Vec::new();
+    for i in 0..CALLS {
+        let frame = &frames[i % frames.len()];
+        md[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        let r = program
+            .test_run(TestRunOptions { data_in: Some(frame), ctx_in: Some(&md), ..TestRunOptions::default() })
+            .expect("test run");
+        if !verdicts.contains(&r.return_value) {
+            verdicts.push(r.return_value);
+        }
+        times.push(r.duration.as_nanos() as u64);
+    }
+    times.sort_unstable();
+    (times[CALLS / 2] as f64, verdicts)
+}
+
+/// Measures `role`'s program (or the floor) and panics, naming the counters that moved, unless
+/// it returned `verdict`: a benchmark of the wrong path measures nothing.
+fn bench(dp: &mut Dataplane, role: Option<Role>, frames: &[Vec<u8>], ingress: u32, verdict: u32) -> f64 {
+    let before = dp.counters().expect("counters");
+    let (ns, got) = match role {
+        Some(role) => measure(dp.program(role).expect("program"), frames, ingress),
+        None => measure(dp.nop_program().expect("nop"), frames, ingress),
+    };
+    if got != [verdict] {
+        let after = dp.counters().expect("counters");
+        let moved: Vec<_> = Counter::ALL.iter().filter(|&&c| after.since(&before, c) > 0).map(|c| c.name()).collect();
+        panic!("benchmarked path returned {got:?}, expected {verdict}; counters moved: {moved:?}");
+    }
+    ns
+}
+
+fn with_macs(mut f: Frame, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
+    f.src_mac = src;
+    f.dst_mac = dst;
+    f.build()
+}
+
+struct Row {
+    name: String,
+    ns: Vec<f64>,
+}
+
+/// A data plane with the lab's firewall, `denies` deny entries and one NAT service of `backends`.
+fn dataplane(denies: u32, backends: usize) -> (Dataplane, Services) {
+    let mut dp = Dataplane::load().expect("load");
+    dp.set_firewall_settings(Settings { default_drop: true, syn_rate: 0, syn_burst: 0 }).expect("settings");
+    dp.deny_source("203.0.113.1/32".parse().expect("cidr")).expect("deny");
+    // The other entries come from 198.18.0.0/15, the range set aside for benchmarks.
+    for i in 1..denies {
+        let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i);
+        dp.deny_source(Cidr { addr: addr.into(), prefix: 32 }).expect("deny");
+    }
+    let rule = |protocol, dst: &str, port| AllowRule {
+        protocol,
+        dst: dst.parse().expect("cidr"),
+        ports: vec![port],
+        src: None,
+    };
+    dp.set_allow_rules(&[rule(6, "192.0.2.10", 80), rule(17, "192.0.2.53", 53)]).expect("rules");
+    let mut services = Services::new();
+    let spec = ServiceSpec {
+        name: "www".into(),
+        vip: "192.0.2.10".parse().expect("ip"),
+        ports: vec![80],
+        protocol: 6,
+        mode: Mode::Nat,
+        scheduler: Scheduler::RoundRobin,
+        // Addresses repeat past two: the cost depends on the ring, not on which address it holds.
+        backends: (0..backends)
+            .map(|i| BackendSpec {
+                name: format!("web{i}"),
+                addr: if i % 2 == 0 { "198.51.100.11" } else { "198.51.100.12" }.parse().expect("ip"),
+                weight: 1,
+                backup: false,
+            })
+            .collect(),
+    };
+    services.add(&mut dp, spec).expect("service");
+    (dp, services)
+}
+
+fn main() -> ExitCode {
+    if !gate::is_root() {
+        eprintln!("bench-dataplane needs root (BPF, network namespaces): run `sudo -E cargo xtask bench dataplane`");
+        return ExitCode::FAILURE;
+    }
+    let mut lab = Lab::new();
+    let r = Router::build(&mut lab);
+    let _inside = r.ns.enter();
+    let (client, front, back) = (CLIENT_MAC, r.front_mac, r.back_mac);
+    let syn_from = |sport: u16| {
+        with_macs(Frame::tcp4([192, 0, 2, 100], sport, [192, 0, 2, 10], 80).flags(TcpFlags::SYN), client, front)
+    };
+    let syn = vec![syn_from(40000)];
+    // One new flow per call: source ports 1024.. (fewer than the NAT ports towards a backend).
+    let new_flows: Vec<Vec<u8>> = (0..20_000u16).map(|i| syn_from(1024 + i)).collect();
+    let ack = vec![with_macs(Frame::tcp4([192, 0, 2, 100], 40000, [192, 0, 2, 10], 80), client, front)];
+    let denied =
+        vec![with_macs(Frame::tcp4([203, 0, 113, 1], 40000, [192, 0, 2, 10], 80).flags(TcpFlags::SYN), client, front)];
+    let dns =
+        vec![with_macs(Frame::udp4([192, 0, 2, 100], 5353, [192, 0, 2, 53], 53).payload(b"query"), client, front)];
+
+    let deny_counts = [1u32, 10_000, 100_000];
+    let mut rows: Vec<Row> = Vec::new();
+    let push = |rows: &mut Vec<Row>, name: &str, i: usize, v: f64| {
+        if let Some(row) = rows.iter_mut().find(|r| r.name == name) {
+            row.ns[i] = v;
+        } else {
+            let mut ns = vec![f64::NAN; deny_counts.len()];
+            ns[i] = v;
+            rows.push(Row { name: name.to_owned(), ns });
+        }
+    };
+    for (i, &denies) in deny_counts.iter().enumerate() {
+        for backends in [2usize, 1000] {
+            let (mut dp, _services) = dataplane(denies, backends);
+            if backends == 2 {
+                let floor = bench(&mut dp, None, &syn, r.front, XDP_PASS);
+                push(&mut rows, "floor: empty XDP_PASS program", i, floor);
+                let v = bench(&mut dp, Some(Role::Untrusted), &denied, r.front, XDP_DROP);
+                push(&mut rows, "firewall drop (deny hit)", i, v);
+                let v = bench(&mut dp, Some(Role::Untrusted), &dns, r.front, XDP_PASS);
+                push(&mut rows, "firewall pass (allowed, no service)", i, v);
+            }
+            // The first run records the flow (and its NAT port); the rest find it established.
+            let v = bench(&mut dp, Some(Role::Untrusted), &ack, r.front, XDP_REDIRECT);
+            push(&mut rows, &format!("LB established flow, {backends} backends"), i, v);
+            // The flow of `ack` went to the first backend with the first NAT port.
+            let reply =
+                vec![with_macs(Frame::tcp4([198, 51, 100, 11], 80, [198, 51, 100, 1], 10240), mac_of(0x11), back)];
+            let v = bench(&mut dp, Some(Role::Trusted), &reply, r.back, XDP_REDIRECT);
+            push(&mut rows, &format!("NAT reply path, {backends} backends"), i, v);
+            // Idle timeout 0: a source port met again counts as a new flow too.
+            dp.set_lb_settings(LbSettings { tcp_idle_ns: 0, ..LbSettings::DEFAULT }).expect("settings");
+            let before = dp.counters().expect("counters").get(Counter::LbNewFlow);
+            let v = bench(&mut dp, Some(Role::Untrusted), &new_flows, r.front, XDP_REDIRECT);
+            push(&mut rows, &format!("LB new flow, {backends} backends"), i, v);
+            let new = dp.counters().expect("counters").get(Counter::LbNewFlow) - before;
+            assert_eq!(new, CALLS as u64, "every call must schedule a new flow");
+            dp.set_lb_settings(LbSettings::DEFAULT).expect("settings");
+            if backends == 2 && denies == 1 {
+                for n in 0..1_000_000u32 {
+                    let key = FlowKey {
+                        src: [u32::from_ne_bytes([198, 18, (n >> 16) as u8, (n >> 8) as u8]), 0, 0, 0],
+                        dst: [u32::from_ne_bytes([192, 0, 2, 10]), 0, 0, 0],
+                        sport: n as u16,
+                        dport: 80,
+                        protocol: 6,
+                        family: 4,
+                        _pad: [0; 2],
+                    };
+                    let _ = dp.insert_flow(
+                        key,
+                        Flow { backend: 0, nat_port: 0, last_seen_ns: u64::MAX / 2, ..Flow::default() },
+                    );
+                }
+                let v = bench(&mut dp, Some(Role::Untrusted), &ack, r.front, XDP_REDIRECT);
+                push(&mut rows, "LB established flow, 1M flows tracked", i, v);
+            }
+        }
+    }
+
+    let floor = rows[0].ns.clone();
+    println!(
+        "\nXDP data plane, ns per packet (BPF_PROG_TEST_RUN, median of {CALLS} kernel-timed runs); ×floor in brackets"
+    );
+    println!("{:<42} {:>18} {:>18} {:>18}", "path", "1 deny CIDR", "10k deny CIDRs", "100k deny CIDRs");
+    for row in &rows {
+        let cells: Vec<String> = row
+            .ns
+            .iter()
+            .zip(&floor)
+            .map(|(v, f)| if v.is_nan() { "-".to_owned() } else { format!("{v:.0} ({:.2}×)", v / f) })
+            .collect();
+        println!("{:<42} {:>18} {:>18} {:>18}", row.name, cells[0], cells[1], cells[2]);
+    }
+    println!("\ngrowth from 1 to 100k deny CIDRs:");
+    for row in rows.iter().skip(1) {
+        if !row.ns[0].is_nan() && !row.ns[2].is_nan() {
+            println!("  {:<42} {:+.1}%", row.name, (row.ns[2] / row.ns[0] - 1.0) * 100.0);
+        }
+    }
+    ExitCode::SUCCESS
+}
