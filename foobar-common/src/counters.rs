@@ -108,6 +108,8 @@ counters! {
     LbNatPortsExhausted = "lb_nat_ports_exhausted",
     /// Load balancer: a FIN or RST marked a flow closing.
     LbFlowClosing = "lb_flows_closing",
+    /// Load balancer: an ICMP error about a balanced flow was sent to the flow's backend.
+    LbIcmpToBackend = "lb_icmp_errors_to_backend",
     /// Load balancer, passed untouched: VLAN-tagged traffic to a VIP (not balanced).
     LbTagged = "lb_vlan_tagged_passed",
 }

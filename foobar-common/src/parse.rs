@@ -290,6 +290,74 @@ fn parse_l4<P: PacketBytes + ?Sized>(pkt: &P, p: &mut Parsed, ip_end: usize) -> 
     Ok(())
 }
 
+/// The packet an ICMP error quotes (a packet that was sent, not received): its addresses and
+/// ports, and where its headers sit in the error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quoted {
+    pub l3_offset: usize,
+    pub l4_offset: usize,
+    pub protocol: u8,
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// Whether `p` is an ICMP error message (which quotes the packet it is about).
+pub fn is_icmp_error(p: &Parsed) -> bool {
+    let kind = p.src_port;
+    match p.protocol {
+        // Destination unreachable, time exceeded, parameter problem.
+        IPPROTO_ICMP => matches!(kind, 3 | 11 | 12),
+        // Destination unreachable, packet too big, time exceeded, parameter problem.
+        IPPROTO_ICMPV6 => matches!(kind, 1..=4),
+        _ => false,
+    }
+}
+
+/// The TCP or UDP packet quoted by the ICMP error `p`; `None` if it quotes anything else or
+/// too little (an error must quote the IP header and at least eight bytes after it).
+#[inline(always)]
+pub fn parse_quoted<P: PacketBytes + ?Sized>(pkt: &P, p: &Parsed) -> Option<Quoted> {
+    if p.fragment != Fragment::None || !is_icmp_error(p) {
+        return None;
+    }
+    let l3 = p.l4_offset + 8;
+    let (protocol, src, dst, l4) = match p.l3 {
+        L3::Ipv4 => {
+            let h: [u8; 20] = pkt.load(l3)?;
+            let ihl = ((h[0] & 0x0f) as usize) * 4;
+            if h[0] >> 4 != 4 || ihl < 20 {
+                return None;
+            }
+            (h[9], [word(&h, 12), 0, 0, 0], [word(&h, 16), 0, 0, 0], l3 + ihl)
+        }
+        L3::Ipv6 => {
+            let h: [u8; 40] = pkt.load(l3)?;
+            if h[0] >> 4 != 6 {
+                return None;
+            }
+            let src = [word(&h, 8), word(&h, 12), word(&h, 16), word(&h, 20)];
+            let dst = [word(&h, 24), word(&h, 28), word(&h, 32), word(&h, 36)];
+            (h[6], src, dst, l3 + 40)
+        }
+        _ => return None,
+    };
+    if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
+        return None;
+    }
+    let ports: [u8; 8] = pkt.load(l4)?;
+    Some(Quoted {
+        l3_offset: l3,
+        l4_offset: l4,
+        protocol,
+        src,
+        dst,
+        sport: be16([ports[0], ports[1]]),
+        dport: be16([ports[2], ports[3]]),
+    })
+}
+
 /// The counters a cleanly parsed packet adds to, besides [`Counter::Received`].
 /// At most three: network layer, VLAN, transport or fragment.
 pub fn classify(p: &Parsed) -> [Option<Counter>; 3] {

@@ -15,13 +15,13 @@ use foobar_common::{
         MAX_SERVICES, MODE_DSR, NatKey, NatTarget, NextHop, PICK_HASH, RING_SIZE, ServiceInfo, ServiceKey,
         TrafficStats, flow_expired, flow_hash,
     },
-    parse::{Fragment, IPPROTO_TCP, IPPROTO_UDP, L3, Parsed},
+    parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L3, Parsed, parse_quoted},
 };
 
 use crate::{
     atomic,
     forward::{hop_back, lookup_hop, redirect_to, send},
-    nat::{NAT, Rewrite, allocate_port, rewrite},
+    nat::{NAT, Rewrite, allocate_port, rewrite, unnat_icmp},
     packet::Frame,
     scratch::scratch,
     stats::count,
@@ -61,6 +61,9 @@ pub fn balance(frame: &Frame, p: &Parsed) -> Option<u32> {
         L3::Ipv6 => FAMILY_V6,
         _ => return None,
     };
+    if (p.protocol == IPPROTO_ICMP || p.protocol == IPPROTO_ICMPV6) && p.vlans == 0 {
+        return icmp_error(frame, p, family);
+    }
     if (p.protocol != IPPROTO_TCP && p.protocol != IPPROTO_UDP) || p.fragment == Fragment::Later {
         return None;
     }
@@ -268,6 +271,34 @@ fn schedule_inner(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool)
         unsafe { (*st).new_flows += 1 };
     }
     Some(())
+}
+
+/// An ICMP error about a packet foobar sent to a client on a balanced flow (fragmentation
+/// needed, say): it goes to the backend that owns the flow, which is the one that must react.
+///
+/// In DSR mode the backend sent that packet itself, from the VIP, so the error goes unchanged.
+/// In NAT mode the backend sent it to the node's NAT address, so the quoted packet is turned
+/// back into what the backend sent, and the error is addressed to the backend.
+#[inline(never)]
+fn icmp_error(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
+    let q = parse_quoted(frame, p)?;
+    // The quoted packet went from the VIP to the client: its flow is the reverse.
+    let key =
+        FlowKey { src: q.dst, dst: q.src, sport: q.dport, dport: q.sport, protocol: q.protocol, family, _pad: [0; 2] };
+    // SAFETY: map lookups return pointers valid for this program run.
+    let flow = unsafe { CONNTRACK.get(&key) }?;
+    let svc_key = ServiceKey { addr: q.src, port: q.sport, protocol: q.protocol, family };
+    // SAFETY: as above.
+    let svc = unsafe { SERVICES.get(&svc_key) }?;
+    let backend = BACKENDS.get(flow.backend)?;
+    count(Counter::LbIcmpToBackend);
+    if svc.mode != MODE_DSR && !unnat_icmp(frame, p, &q, backend, flow.nat_port) {
+        return Some(xdp_action::XDP_DROP);
+    }
+    if flow.hop.ifindex != 0 {
+        return Some(send(frame, &flow.hop));
+    }
+    Some(redirect_to(frame, p, &p.src, &backend.addr))
 }
 
 /// A backend's reply in NAT mode: translated back to come from the VIP, to the client.

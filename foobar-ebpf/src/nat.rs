@@ -10,7 +10,7 @@ use foobar_common::{
     bytes::PacketBytes,
     csum::CsumDelta,
     lb::{Backend, FlowKey, LbSettings, NAT_ENTRIES, NatKey, NatTarget, flow_expired},
-    parse::{ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP, Parsed},
+    parse::{ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP, L3, Parsed, Quoted},
 };
 
 use crate::{atomic, lb::CONNTRACK, packet::Frame, scratch::Scratch};
@@ -132,4 +132,73 @@ pub fn allocate_port(key: &FlowKey, backend: &Backend, sc: &mut Scratch, s: &LbS
         }
     }
     None
+}
+
+/// Rewrites an ICMP error about a NAT flow for its backend: the quoted packet (VIP:port →
+/// client:port, as the client saw it) becomes what the backend sent (backend:port →
+/// NAT address:NAT port), and the error is addressed to the backend.
+///
+/// Patched: the outer destination (and IPv4 header checksum), the quoted addresses, port and
+/// IPv4 header checksum, and the ICMP checksum over all of those (for ICMPv6 also over the
+/// pseudo-header's destination). The quoted transport checksum is left as it was: receivers
+/// do not check it, and it may not even be quoted.
+#[inline(never)]
+pub fn unnat_icmp(frame: &Frame, p: &Parsed, q: &Quoted, backend: &Backend, nat_port: u16) -> bool {
+    if p.l3_offset != ETH_HLEN {
+        return false;
+    }
+    let v4 = p.l3 == L3::Ipv4;
+    let words = if v4 { 1 } else { 4 };
+    // Changes inside the ICMP message, for the ICMP checksum.
+    let mut inner = CsumDelta::new();
+    inner.addr(&q.src, &backend.addr, words);
+    inner.addr(&q.dst, &backend.snat, words);
+    inner.word(q.dport, nat_port);
+    let ql3 = q.l3_offset;
+    if v4 {
+        let Some(old) = frame.load::<[u8; 2]>(ql3 + 10) else { return false };
+        let old = u16::from_be_bytes(old);
+        let mut hdr = CsumDelta::new();
+        hdr.addr(&q.src, &backend.addr, 1);
+        hdr.addr(&q.dst, &backend.snat, 1);
+        let new = hdr.apply(old);
+        inner.word(old, new);
+        if !frame.store(ql3 + 10, new.to_be_bytes())
+            || !frame.store(ql3 + 12, backend.addr[0])
+            || !frame.store(ql3 + 16, backend.snat[0])
+        {
+            return false;
+        }
+    } else {
+        for i in 0..4 {
+            if !frame.store(ql3 + 8 + 4 * i, backend.addr[i]) || !frame.store(ql3 + 24 + 4 * i, backend.snat[i]) {
+                return false;
+            }
+        }
+    }
+    if !frame.store(q.l4_offset + 2, nat_port.to_be_bytes()) {
+        return false;
+    }
+    // The outer destination: the VIP becomes the backend.
+    let mut outer = CsumDelta::new();
+    outer.addr(&p.dst, &backend.addr, words);
+    if v4 {
+        let Some(old) = frame.load::<[u8; 2]>(ETH_HLEN + 10) else { return false };
+        if !frame.store(ETH_HLEN + 10, outer.apply(u16::from_be_bytes(old)).to_be_bytes())
+            || !frame.store(ETH_HLEN + 16, backend.addr[0])
+        {
+            return false;
+        }
+    } else {
+        for i in 0..4 {
+            if !frame.store(ETH_HLEN + 24 + 4 * i, backend.addr[i]) {
+                return false;
+            }
+        }
+        // ICMPv6's checksum covers the pseudo-header, so the outer change counts there too.
+        inner.addr(&p.dst, &backend.addr, 4);
+    }
+    let at = p.l4_offset + 2;
+    let Some(old) = frame.load::<[u8; 2]>(at) else { return false };
+    frame.store(at, inner.apply(u16::from_be_bytes(old)).to_be_bytes())
 }

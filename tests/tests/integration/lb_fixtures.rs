@@ -14,7 +14,7 @@ use foobar_common::counters::Counter::*;
 use foobar_tests::{
     gate::Need,
     netns::Lab,
-    packet::{CLIENT_MAC, Frame, TcpFlags},
+    packet::{CLIENT_MAC, Frame, TcpFlags, Transport},
     router::{Router, mac_of},
 };
 use libtest_mimic::Trial;
@@ -54,6 +54,24 @@ fn service(name: &str, vip: &str, port: u16, protocol: u8, mode: Mode, backends:
         scheduler: Scheduler::RoundRobin,
         backends,
     }
+}
+
+/// ICMP "fragmentation needed" (MTU 1400) from `router` to `to`, quoting `sent`'s IP header and
+/// the first eight bytes after it, as routers do at least.
+fn icmp_error4(router: [u8; 4], to: [u8; 4], sent: &[u8]) -> Frame {
+    let quoted = &sent[14..14 + 28];
+    Frame { transport: Transport::Icmp { kind: 3, code: 4, rest: [0, 0, 0x05, 0x78] }, ..Frame::ping4(router, to) }
+        .payload(quoted)
+}
+
+/// ICMPv6 "packet too big" (MTU 1400) quoting `sent`'s header and eight bytes after it.
+fn icmp_error6(router: Ipv6Addr, to: Ipv6Addr, sent: &[u8]) -> Frame {
+    let quoted = &sent[14..14 + 48];
+    Frame {
+        transport: Transport::Icmp { kind: 2, code: 0, rest: [0, 0, 0x05, 0x78] },
+        ..Frame::icmp6(router, to, 2, 0)
+    }
+    .payload(quoted)
 }
 
 fn macs(mut f: Frame, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
@@ -199,6 +217,66 @@ fn lb_fixtures() {
             verdict: XDP_REDIRECT,
             output: Some(macs(Frame::udp4(DNS, 53, CLIENT, 5353).payload(b"answer"), front, client)),
             counters: &[Ipv4, Udp],
+        },
+        Case {
+            name: "ICMP fragmentation-needed about a NAT flow goes to its backend, translated",
+            ingress: Some(n.front),
+            frame: macs(icmp_error4([192, 0, 2, 1], VIP, &Frame::tcp4(VIP, 80, CLIENT, 40001).build()), client, front),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(
+                icmp_error4([192, 0, 2, 1], WEB2, &Frame::tcp4(WEB2, 80, SNAT, 10241).build()),
+                back,
+                mac_of(0x12),
+            )),
+            counters: &[Ipv4, Icmp, LbIcmpToBackend],
+        },
+        Case {
+            name: "ICMP error about a DSR flow goes to its backend unchanged",
+            ingress: Some(n.front),
+            frame: macs(
+                icmp_error4([192, 0, 2, 1], DNS, &Frame::udp4(DNS, 53, CLIENT, 5353).payload(b"answer").build()),
+                client,
+                front,
+            ),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(
+                icmp_error4([192, 0, 2, 1], DNS, &Frame::udp4(DNS, 53, CLIENT, 5353).payload(b"answer").build()),
+                back,
+                mac_of(0x21),
+            )),
+            counters: &[Ipv4, Icmp, LbIcmpToBackend],
+        },
+        Case {
+            name: "ICMPv6 packet-too-big about a NAT flow goes to its backend, translated",
+            ingress: Some(n.front),
+            frame: macs(
+                icmp_error6(
+                    v6("2001:db8:1::1"),
+                    v6("2001:db8:1::10"),
+                    &Frame::tcp6(v6("2001:db8:1::10"), 80, v6("2001:db8:1::100"), 50000).build(),
+                ),
+                client,
+                front,
+            ),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(
+                icmp_error6(
+                    v6("2001:db8:1::1"),
+                    v6("2001:db8:2::11"),
+                    &Frame::tcp6(v6("2001:db8:2::11"), 80, v6("2001:db8:2::1"), 10243).build(),
+                ),
+                back,
+                mac_of(0x11),
+            )),
+            counters: &[Ipv6, Icmpv6, LbIcmpToBackend],
+        },
+        Case {
+            name: "ICMP error about no tracked flow passes to the stack",
+            ingress: Some(n.front),
+            frame: macs(icmp_error4([192, 0, 2, 1], VIP, &Frame::tcp4(VIP, 80, CLIENT, 1).build()), client, front),
+            verdict: XDP_PASS,
+            output: None,
+            counters: &[Ipv4, Icmp],
         },
         Case {
             name: "no backend up: new flow refused and counted",

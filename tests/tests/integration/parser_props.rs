@@ -2,8 +2,8 @@
 
 use std::net::Ipv6Addr;
 
-use foobar_common::parse::{Fragment, L3, parse};
-use foobar_tests::packet::{Frame, TcpFlags, truncate_consistently};
+use foobar_common::parse::{Fragment, L3, parse, parse_quoted};
+use foobar_tests::packet::{Frame, TcpFlags, Transport, truncate_consistently};
 use libtest_mimic::Trial;
 use proptest::{
     prelude::*,
@@ -17,6 +17,7 @@ pub fn trials() -> Vec<Trial> {
         plain("parser::arbitrary_bytes_never_panic_or_overrun", arbitrary_bytes),
         plain("parser::built_frames_parse_to_their_fields", built_frames),
         plain("parser::every_truncation_is_refused", truncations),
+        plain("parser::icmp_errors_name_the_quoted_flow", quoted_flows),
     ]
 }
 
@@ -31,6 +32,9 @@ fn arbitrary_bytes() {
             if let Ok(p) = parse(&bytes[..]) {
                 prop_assert!(p.l4_offset <= bytes.len());
                 prop_assert!(p.l3_offset <= p.l4_offset);
+                if let Some(q) = parse_quoted(&bytes[..], &p) {
+                    prop_assert!(q.l4_offset + 8 <= bytes.len());
+                }
             }
             Ok(())
         })
@@ -107,4 +111,38 @@ fn truncations() {
             }
         }
     }
+}
+
+/// An ICMP error quoting a sent TCP or UDP packet yields that packet's addresses and ports;
+/// cut anywhere inside the quote, it yields nothing rather than a misread.
+fn quoted_flows() {
+    let strategy = (any::<[u8; 4]>(), any::<[u8; 4]>(), any::<u16>(), any::<u16>(), any::<bool>());
+    runner(5_000)
+        .run(&strategy, |(src, dst, sport, dport, udp)| {
+            let sent =
+                if udp { Frame::udp4(src, sport, dst, dport) } else { Frame::tcp4(src, sport, dst, dport) }.build();
+            let error = Frame {
+                transport: Transport::Icmp { kind: 3, code: 4, rest: [0, 0, 5, 0x78] },
+                ..Frame::ping4([192, 0, 2, 1], src)
+            }
+            .payload(&sent[14..14 + 28])
+            .build();
+            let p = parse(&error[..]).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            let q = parse_quoted(&error[..], &p).ok_or_else(|| TestCaseError::fail("no quoted packet"))?;
+            prop_assert_eq!(q.src[0].to_ne_bytes(), src);
+            prop_assert_eq!(q.dst[0].to_ne_bytes(), dst);
+            prop_assert_eq!((q.sport, q.dport, q.protocol), (sport, dport, if udp { 17 } else { 6 }));
+            for cut in 14 + 20 + 8..error.len() {
+                let short = truncate_consistently(&error, cut);
+                if let Ok(p) = parse(&short[..]) {
+                    prop_assert!(parse_quoted(&short[..], &p).is_none(), "quote cut at {} still parsed", cut);
+                }
+            }
+            Ok(())
+        })
+        .expect("quoted flows");
+    // Echo requests and replies quote nothing.
+    let ping = Frame::ping4([192, 0, 2, 1], [192, 0, 2, 10]).payload(&[0x45; 28]).build();
+    let p = parse(&ping[..]).expect("ping parses");
+    assert!(parse_quoted(&ping[..], &p).is_none());
 }
