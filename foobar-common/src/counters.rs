@@ -90,6 +90,8 @@ counters! {
     FwAllowed = "firewall_allowed",
     /// Firewall, dropped: a SYN over its source's rate limit.
     FwSynRateLimited = "firewall_syn_rate_limited",
+    /// Firewall, passed: no rule allowed it, but it is a backend's reply to a NAT flow.
+    FwTrackedReply = "firewall_tracked_reply",
     /// Firewall, dropped: no rule allowed it and the default policy is drop.
     FwDefaultDrop = "firewall_default_drop",
     /// Firewall, passed: no rule allowed it but the default policy is accept.

@@ -15,7 +15,7 @@ use foobar_common::{
     parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L3, Parsed},
 };
 
-use crate::{atomic, stats::count};
+use crate::{atomic, lb, stats::count};
 
 #[map(name = "FW_DENY_V4")]
 static DENY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
@@ -67,6 +67,12 @@ pub fn admits(p: &Parsed) -> bool {
                 return false;
             }
             count(Counter::FwAllowed);
+            true
+        }
+        // Replies to flows the load balancer translated are allowed like a stateful firewall's
+        // established traffic (a one-arm node gets them on its untrusted interface).
+        None if settings.default_drop != 0 && lb::is_nat_reply(p) => {
+            count(Counter::FwTrackedReply);
             true
         }
         None if settings.default_drop != 0 => {

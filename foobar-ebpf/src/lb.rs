@@ -301,6 +301,31 @@ fn icmp_error(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     Some(redirect_to(frame, p, &p.src, &backend.addr))
 }
 
+/// Whether `p` is a backend's reply to a NAT flow: from a backend to the node's NAT address
+/// and a port NAT handed out (the firewall lets these through).
+#[inline(never)]
+pub fn is_nat_reply(p: &Parsed) -> bool {
+    let family = match p.l3 {
+        L3::Ipv4 => FAMILY_V4,
+        L3::Ipv6 => FAMILY_V6,
+        _ => return false,
+    };
+    if (p.protocol != IPPROTO_TCP && p.protocol != IPPROTO_UDP) || p.fragment == Fragment::Later {
+        return false;
+    }
+    let nat = NatKey {
+        backend: p.src,
+        backend_port: p.src_port,
+        nat_port: p.dst_port,
+        protocol: p.protocol,
+        family,
+        _pad: [0; 2],
+    };
+    // SAFETY: map lookups return pointers valid for this program run.
+    let Some(target) = (unsafe { NAT.get(&nat) }) else { return false };
+    BACKENDS.get(target.backend).is_some_and(|b| b.snat == p.dst)
+}
+
 /// A backend's reply in NAT mode: translated back to come from the VIP, to the client.
 #[inline(never)]
 fn reply(frame: &Frame, p: &Parsed, t: &NatTarget, family: u8) -> u32 {

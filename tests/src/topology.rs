@@ -114,6 +114,47 @@ impl Stack {
     }
 }
 
+/// The one-arm variant: client, node and web servers share one segment and the node has a
+/// single interface, `eth0`, holding its front addresses and its back address (198.51.100.1).
+/// Same addresses as [`Stack`]; NAT must send rewritten frames back out the interface they
+/// came in on.
+pub struct OneArm {
+    pub client: Netns,
+    pub node: Netns,
+    pub web1: Netns,
+    pub web2: Netns,
+    pub lab: Lab,
+}
+
+impl OneArm {
+    pub fn build() -> OneArm {
+        let mut lab = Lab::new();
+        let seg = lab.ns("seg");
+        seg.ip(&["link", "add", "br0", "type", "bridge"]);
+        seg.ip(&["link", "set", "br0", "up"]);
+        let client = lab.ns("client");
+        plug(&lab, &client, "eth0", &seg, "p-client");
+        client.addr("eth0", &format!("{CLIENT}/24"));
+        client.ip(&["route", "add", "198.51.100.0/24", "via", NODE_FRONT]);
+        let node = lab.ns("node");
+        plug(&lab, &node, "eth0", &seg, "p-node");
+        for a in [format!("{NODE_FRONT}/24"), format!("{VIP}/32"), format!("{NODE_BACK}/24")] {
+            node.addr("eth0", &a);
+        }
+        node.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        let mut web = |role: &str, addr: &str| {
+            let ns = lab.ns(role);
+            plug(&lab, &ns, "eth0", &seg, &format!("p-{role}"));
+            ns.addr("eth0", &format!("{addr}/24"));
+            ns.ip(&["route", "add", "default", "via", NODE_BACK]);
+            ns
+        };
+        let web1 = web("web1", WEB1);
+        let web2 = web("web2", WEB2);
+        OneArm { client, node, web1, web2, lab }
+    }
+}
+
 /// Connects `host`'s interface `name` to the bridge in `switch` through port `port`.
 ///
 /// Two veth peculiarities are set right here (see DESIGN.md):

@@ -25,7 +25,10 @@ use crate::{
 };
 
 pub fn trials() -> Vec<Trial> {
-    vec![gated("lb_fixtures::nat_dsr_ipv6_and_flow_lifecycle", &[Need::Root, Need::Bpf], lb_fixtures)]
+    vec![
+        gated("lb_fixtures::nat_dsr_ipv6_and_flow_lifecycle", &[Need::Root, Need::Bpf], lb_fixtures),
+        gated("lb_fixtures::weighted_maglev_and_backup_scheduling", &[Need::Root, Need::Bpf], scheduling),
+    ]
 }
 
 const CLIENT: [u8; 4] = [192, 0, 2, 100];
@@ -305,4 +308,76 @@ fn lb_fixtures() {
     ];
     let _ = APP;
     run_cases(&dp, Role::Trusted, cases);
+}
+
+/// Which backend a new flow from `sport` to the VIP's `port` goes to (the last byte of the
+/// rewritten frame's destination MAC: 0x11 web1, 0x12 web2).
+fn pick(dp: &Dataplane, n: &Router, sport: u16, port: u16) -> u8 {
+    use aya::programs::{TestRun, TestRunOptions};
+    let frame = macs(Frame::tcp4(CLIENT, sport, VIP, port).flags(TcpFlags::SYN), CLIENT_MAC, n.front_mac);
+    let mut md = [0u8; 24];
+    md[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    md[12..16].copy_from_slice(&n.front.to_ne_bytes());
+    let mut out = vec![0u8; frame.len()];
+    let r = dp
+        .program(Role::Trusted)
+        .expect("program")
+        .test_run(TestRunOptions {
+            data_in: Some(&frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&md),
+            ..TestRunOptions::default()
+        })
+        .expect("test run");
+    assert_eq!(r.return_value, XDP_REDIRECT, "flow from port {sport} to VIP:{port} was not forwarded");
+    out[5]
+}
+
+fn with_scheduler(name: &str, port: u16, scheduler: Scheduler, backends: Vec<BackendSpec>) -> ServiceSpec {
+    ServiceSpec { scheduler, ..service(name, "192.0.2.10", port, 6, Mode::Nat, backends) }
+}
+
+fn scheduling() {
+    let mut lab = Lab::new();
+    let n = Router::build(&mut lab);
+    let _inside = n.ns.enter();
+    let weighted = |w1, w2| {
+        vec![
+            BackendSpec { weight: w1, ..backend("web1", "198.51.100.11") },
+            BackendSpec { weight: w2, ..backend("web2", "198.51.100.12") },
+        ]
+    };
+    // Two independent data planes stand for two foobar nodes with the same configuration.
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let mut dp = Dataplane::load().expect("load");
+        let mut services = Services::new();
+        services.add(&mut dp, with_scheduler("wrr", 81, Scheduler::WeightedRoundRobin, weighted(3, 1))).expect("wrr");
+        services.add(&mut dp, with_scheduler("maglev", 82, Scheduler::Maglev, weighted(1, 1))).expect("maglev");
+        let backup =
+            vec![backend("web1", "198.51.100.11"), BackendSpec { backup: true, ..backend("web2", "198.51.100.12") }];
+        services.add(&mut dp, with_scheduler("ha", 83, Scheduler::RoundRobin, backup)).expect("ha");
+        nodes.push((dp, services));
+    }
+
+    // Weighted round-robin: 3:1, interleaved.
+    let (dp, services) = &mut nodes[0];
+    let picks: Vec<u8> = (0..8).map(|i| pick(dp, &n, 2000 + i, 81)).collect();
+    assert_eq!(picks.iter().filter(|&&b| b == 0x11).count(), 6, "weights 3:1 over 8 flows: {picks:02x?}");
+    assert_ne!(picks[..4], [0x11; 4], "weighted turns must interleave: {picks:02x?}");
+
+    // Active-passive: the backup takes new flows only while the primary is down.
+    let ha: Vec<u8> = (0..4).map(|i| pick(dp, &n, 3000 + i, 83)).collect();
+    assert_eq!(ha, [0x11; 4], "the backup took flows while the primary was up");
+    services.set_state(dp, "ha", "web1", BackendState::Down).expect("down");
+    let ha: Vec<u8> = (0..4).map(|i| pick(dp, &n, 3100 + i, 83)).collect();
+    assert_eq!(ha, [0x12; 4], "the backup did not take over");
+    services.set_state(dp, "ha", "web1", BackendState::Up).expect("up");
+    assert_eq!(pick(dp, &n, 3200, 83), 0x11, "the primary did not come back");
+
+    // Maglev: both nodes send each flow to the same backend, and both backends get flows.
+    let a: Vec<u8> = (0..64).map(|i| pick(&nodes[0].0, &n, 4000 + i, 82)).collect();
+    let b: Vec<u8> = (0..64).map(|i| pick(&nodes[1].0, &n, 4000 + i, 82)).collect();
+    assert_eq!(a, b, "two nodes disagreed on Maglev picks");
+    assert!(a.contains(&0x11) && a.contains(&0x12), "Maglev used one backend only: {a:02x?}");
 }

@@ -14,6 +14,7 @@ pub fn trials() -> Vec<Trial> {
     vec![
         gated("lb_lab::nat_round_robin_drain_and_counters", &[Need::Root, Need::Bpf], nat_mode),
         gated("lb_lab::dsr_round_robin_backends_see_the_client", &[Need::Root, Need::Bpf], dsr_mode),
+        gated("lb_lab::one_arm_nat_on_a_single_interface", &[Need::Root, Need::Bpf], one_arm),
     ]
 }
 
@@ -24,9 +25,9 @@ fn start_daemon(text: &str) -> Daemon {
 }
 
 /// Waits until the node knows the web servers' MACs (XDP forwards only to known neighbours).
-fn wait_for_neighbours(node: &Netns) {
+fn wait_for_neighbours(node: &Netns, dev: &str) {
     for _ in 0..50 {
-        let out = node.ip(&["neigh", "show", "dev", "back"]);
+        let out = node.ip(&["neigh", "show", "dev", dev]);
         if [WEB1, WEB2].iter().all(|w| out.lines().any(|l| l.starts_with(&format!("{w} ")) && l.contains("lladdr"))) {
             return;
         }
@@ -63,7 +64,7 @@ fn nat_mode() {
     let _web2 = nginx::start(&stack.web2, "web2");
     let _inside = stack.node.enter();
     let mut daemon = start_daemon(LAB_CONFIG);
-    wait_for_neighbours(&stack.node);
+    wait_for_neighbours(&stack.node, "back");
     let before = daemon.dataplane().counters().expect("counters");
 
     // NAT: the backends see the node's own back address.
@@ -102,10 +103,33 @@ fn dsr_mode() {
     let _web2 = nginx::start(&stack.web2, "web2");
     let _inside = stack.node.enter();
     let daemon = start_daemon(&LAB_CONFIG.replacen(r#"mode = "nat""#, r#"mode = "dsr""#, 1));
-    wait_for_neighbours(&stack.node);
+    wait_for_neighbours(&stack.node, "back");
     // DSR: the backends see the client itself and answer it from the VIP.
     assert_alternates(&stack.client, CLIENT);
     let after = daemon.dataplane().counters().expect("counters");
     assert_eq!(after.get(Counter::LbNatReply), 0, "DSR replies must not go through NAT");
+    daemon.stop().expect("stop");
+}
+
+fn one_arm() {
+    let arm = OneArm::build();
+    let _web1 = nginx::start(&arm.web1, "web1");
+    let _web2 = nginx::start(&arm.web2, "web2");
+    let _inside = arm.node.enter();
+    // One interface, and the firewall on it: backends' replies arrive there too.
+    let text = LAB_CONFIG.replacen(r#"interfaces = ["front", "back"]"#, r#"interfaces = ["eth0"]"#, 1).replacen(
+        r#"untrusted = ["front"]"#,
+        r#"untrusted = ["eth0"]"#,
+        1,
+    );
+    let daemon = start_daemon(&text);
+    wait_for_neighbours(&arm.node, "eth0");
+    assert_alternates(&arm.client, NODE_BACK);
+    let after = daemon.dataplane().counters().expect("counters");
+    assert!(after.get(Counter::LbNatReply) >= 6, "replies were not translated: {after:?}");
+    assert!(after.get(Counter::FwTrackedReply) >= 6, "replies were not admitted as tracked: {after:?}");
+    // Tracking lets replies through, not strangers: web1 reaching the node's SSH port stays out.
+    let out = arm.web1.output(&["curl", "-sS", "--connect-timeout", "1", &format!("http://{NODE_BACK}:22/")]);
+    assert_eq!(out.status.code(), Some(28), "an untracked packet passed the firewall: {out:?}");
     daemon.stop().expect("stop");
 }
