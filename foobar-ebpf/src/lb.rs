@@ -56,11 +56,7 @@ const TCP_ACK: u8 = 0x10;
 /// Balances `p` if it belongs to a service or is a NAT reply; `None` leaves it to the kernel.
 #[inline(never)]
 pub fn balance(frame: &Frame, p: &Parsed) -> Option<u32> {
-    let family = match p.l3 {
-        L3::Ipv4 => FAMILY_V4,
-        L3::Ipv6 => FAMILY_V6,
-        _ => return None,
-    };
+    let family = family_of(p)?;
     if (p.protocol == IPPROTO_ICMP || p.protocol == IPPROTO_ICMPV6) && p.vlans == 0 {
         return icmp_error(frame, p, family);
     }
@@ -98,22 +94,7 @@ fn from_backend(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
         }
         return None;
     }
-    let nat = NatKey {
-        backend: p.src,
-        backend_port: p.src_port,
-        nat_port: p.dst_port,
-        protocol: p.protocol,
-        family,
-        _pad: [0; 2],
-    };
-    // SAFETY: as above.
-    let target = unsafe { NAT.get(&nat) }?;
-    let backend = BACKENDS.get(target.backend)?;
-    // Only packets addressed to the node's own NAT address are replies; anything else that
-    // happens to match (the node's own connections use ports outside the NAT range) passes.
-    if backend.snat != p.dst {
-        return None;
-    }
+    let target = nat_target(p, family)?;
     Some(reply(frame, p, target, family))
 }
 
@@ -301,18 +282,11 @@ fn icmp_error(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     Some(redirect_to(frame, p, &p.src, &backend.addr))
 }
 
-/// Whether `p` is a backend's reply to a NAT flow: from a backend to the node's NAT address
-/// and a port NAT handed out (the firewall lets these through).
-#[inline(never)]
-pub fn is_nat_reply(p: &Parsed) -> bool {
-    let family = match p.l3 {
-        L3::Ipv4 => FAMILY_V4,
-        L3::Ipv6 => FAMILY_V6,
-        _ => return false,
-    };
-    if (p.protocol != IPPROTO_TCP && p.protocol != IPPROTO_UDP) || p.fragment == Fragment::Later {
-        return false;
-    }
+/// The NAT flow `p` replies to, if it is a backend's reply: from a backend, to the node's NAT
+/// address and a port NAT handed out. Anything else that happens to match the key (the node's
+/// own connections use ports outside the NAT range) is not a reply.
+#[inline(always)]
+fn nat_target(p: &Parsed, family: u8) -> Option<&'static NatTarget> {
     let nat = NatKey {
         backend: p.src,
         backend_port: p.src_port,
@@ -322,8 +296,29 @@ pub fn is_nat_reply(p: &Parsed) -> bool {
         _pad: [0; 2],
     };
     // SAFETY: map lookups return pointers valid for this program run.
-    let Some(target) = (unsafe { NAT.get(&nat) }) else { return false };
-    BACKENDS.get(target.backend).is_some_and(|b| b.snat == p.dst)
+    let target = unsafe { NAT.get(&nat) }?;
+    let backend = BACKENDS.get(target.backend)?;
+    (backend.snat == p.dst).then_some(target)
+}
+
+/// The address family tag of an IP packet.
+#[inline(always)]
+fn family_of(p: &Parsed) -> Option<u8> {
+    match p.l3 {
+        L3::Ipv4 => Some(FAMILY_V4),
+        L3::Ipv6 => Some(FAMILY_V6),
+        _ => None,
+    }
+}
+
+/// Whether `p` is a backend's reply to a NAT flow (the firewall lets these through).
+#[inline(never)]
+pub fn is_nat_reply(p: &Parsed) -> bool {
+    let Some(family) = family_of(p) else { return false };
+    if (p.protocol != IPPROTO_TCP && p.protocol != IPPROTO_UDP) || p.fragment == Fragment::Later {
+        return false;
+    }
+    nat_target(p, family).is_some()
 }
 
 /// A backend's reply in NAT mode: translated back to come from the VIP, to the client.
