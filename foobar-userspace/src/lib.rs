@@ -5,6 +5,8 @@
 //! - [`apply`]: a validated config turned into data-plane state.
 //! - [`cli`]: the `foobar` command line, one file per subcommand.
 //! - [`config`]: the TOML config, its schema and whole-file validation.
+//! - [`control`]: the control socket's protocol, server and client.
+//! - [`health`]: backend health checks with rise/fall hysteresis.
 //! - [`daemon`]: the daemon's lifecycle (start, serve until shutdown, stop).
 //! - [`dataplane`]: the embedded eBPF object, loading it, attaching XDP, reading its maps.
 //! - [`logging`]: tracing setup (human or JSON).
@@ -14,8 +16,10 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod health;
 pub mod logging;
 pub mod net;
 pub mod xdp_mode;

@@ -10,9 +10,11 @@
 //! - [`topology`]: the seeds' whole stack (client, node, web1/web2, app, db1/db2) in namespaces.
 //! - [`nginx`]: real nginx web servers inside the lab.
 //! - [`http`]: a kept-alive HTTP connection for tests that hold one open across a change.
+//! - [`daemon`]: the real daemon serving in a lab namespace, steered over its control socket.
 //! - [`gate`]: deciding whether a root-only or BPF test can run here, and saying why not.
 
 pub mod checksum;
+pub mod daemon;
 pub mod gate;
 pub mod http;
 pub mod netns;

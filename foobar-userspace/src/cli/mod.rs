@@ -1,13 +1,19 @@
 //! The `foobar` command line: parsing, dispatch, and turning errors into one clear message.
 
+mod backend;
 mod check;
+mod firewall;
 mod run;
+pub mod status;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use crate::logging::{self, LogFormat};
+use crate::{
+    control::protocol::{BackendAction, Response},
+    logging::{self, LogFormat},
+};
 
 #[derive(Parser)]
 #[command(name = "foobar", version, about = "XDP firewall and load balancer with DNS and health checks")]
@@ -15,6 +21,9 @@ pub struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t)]
     log_format: LogFormat,
+    /// The running daemon's control socket (its config's `daemon.control_socket`).
+    #[arg(long, global = true, default_value = "/run/foobar/control.sock")]
+    socket: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,6 +40,24 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show the running daemon's services, backends, health, firewall rules and counters.
+    Status {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drain, enable or disable one backend of a service.
+    Backend {
+        #[arg(value_enum)]
+        action: BackendAction,
+        service: String,
+        backend: String,
+    },
+    /// Block or unblock a source address or prefix, or list the deny list.
+    Firewall {
+        #[command(subcommand)]
+        command: firewall::FirewallCommand,
+    },
 }
 
 /// Entry point of the binary.
@@ -40,6 +67,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run::run(&config),
         Command::Check { config } => check::run(&config),
+        Command::Status { json } => status::run(&cli.socket, json),
+        Command::Backend { action, service, backend } => backend::run(&cli.socket, action, service, backend),
+        Command::Firewall { command } => firewall::run(&cli.socket, command),
     };
     match result {
         Ok(code) => code,
@@ -48,4 +78,23 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a request's outcome: its message on success, the daemon's error (exit 1) otherwise.
+fn done(response: Response) -> anyhow::Result<ExitCode> {
+    match response {
+        Response::Done { message } => {
+            println!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Response::Error { message } => {
+            eprintln!("foobar: {message}");
+            Ok(ExitCode::FAILURE)
+        }
+        other => unexpected(other),
+    }
+}
+
+fn unexpected(response: Response) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("unexpected answer from foobar: {response:?}")
 }

@@ -3,7 +3,11 @@
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
-use foobar::{config, daemon::Daemon, dataplane::services::BackendState};
+use foobar::{
+    config,
+    control::protocol::{BackendAction, Request, Response},
+    daemon::Daemon,
+};
 use foobar_common::counters::Counter;
 use foobar_tests::{gate::Need, http::KeepAlive, netns::Netns, nginx, topology::*};
 use libtest_mimic::Trial;
@@ -75,12 +79,14 @@ fn nat_mode() {
     let mut open = KeepAlive::open(&stack.client, vip);
     let holder = server(&open.get("/")).to_owned();
     let other = if holder == "web1" { "web2" } else { "web1" };
-    daemon.set_backend_state("www", &holder, BackendState::Draining).expect("drain");
+    let drain = Request::Backend { service: "www".into(), backend: holder.clone(), action: BackendAction::Drain };
+    assert!(matches!(daemon.handle(drain), Response::Done { .. }));
     for _ in 0..4 {
         assert_eq!(server(&fetch(&stack.client)), other, "a new connection went to the draining {holder}");
     }
     assert_eq!(server(&open.get("/")), holder, "the open connection moved off the draining backend");
-    daemon.set_backend_state("www", &holder, BackendState::Up).expect("enable");
+    let enable = Request::Backend { service: "www".into(), backend: holder.clone(), action: BackendAction::Enable };
+    assert!(matches!(daemon.handle(enable), Response::Done { .. }));
     assert_alternates(&stack.client, NODE_BACK);
 
     let after = daemon.dataplane().counters().expect("counters");

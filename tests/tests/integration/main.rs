@@ -4,6 +4,7 @@
 //! through [`gated`]: they are reported as ignored, with the reason, when run where they
 //! cannot work, and fail instead under CI or `cargo xtask test`.
 
+mod daemon_lab;
 mod firewall;
 mod firewall_lab;
 mod fixtures;
@@ -45,6 +46,7 @@ fn main() {
     trials.extend(firewall_lab::trials());
     trials.extend(lb_fixtures::trials());
     trials.extend(lb_lab::trials());
+    trials.extend(daemon_lab::trials());
     trials.extend(netns_xdp::trials());
     trials.extend(stack::trials());
     libtest_mimic::run(&args, trials).exit();

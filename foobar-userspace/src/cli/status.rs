@@ -1,0 +1,88 @@
+//! `foobar status [--json]`: what the running daemon is doing, as tables or as JSON.
+
+use std::{fmt::Write as _, path::Path, process::ExitCode};
+
+use crate::control::{
+    client,
+    protocol::{Request, Response, StatusReport},
+};
+
+pub fn run(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    match client::request(socket, &Request::Status)? {
+        Response::Status(report) if json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Response::Status(report) => print!("{}", render(&report)),
+        other => return super::unexpected(other),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bytes(n: f64) -> String {
+    match n {
+        n if n >= 1e9 => format!("{:.1} GB", n / 1e9),
+        n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
+        n if n >= 1e3 => format!("{:.1} kB", n / 1e3),
+        n => format!("{n:.0} B"),
+    }
+}
+
+/// The human-readable tables.
+pub fn render(r: &StatusReport) -> String {
+    let mut out = String::new();
+    for s in &r.services {
+        let ports = s.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+        let _ = writeln!(
+            out,
+            "service {}  {} {}/{}  {} {}  new flows {} ({:.1}/s)  {} ({}/s)",
+            s.name,
+            s.vip,
+            s.protocol,
+            ports,
+            s.mode,
+            s.scheduler,
+            s.new_flows,
+            s.new_flows_per_sec,
+            bytes(s.bytes as f64),
+            bytes(s.bytes_per_sec)
+        );
+        if let Some(note) = &s.note {
+            let _ = writeln!(out, "  ! {note}");
+        }
+        let _ = writeln!(
+            out,
+            "  {:<10} {:<22} {:<9} {:<7} {:<34} {:>10} {:>10} {:>10}",
+            "backend", "address", "state", "active", "last check", "latency", "new flows", "traffic"
+        );
+        for b in &s.backends {
+            let role = if b.backup { " (backup)" } else { "" };
+            let (last, latency) = match &b.health {
+                Some(h) => (h.last.clone(), format!("{:.1} ms", h.latency_ms)),
+                None => ("-".to_owned(), "-".to_owned()),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<10} {:<22} {:<9} {:<7} {:<34} {:>10} {:>10} {:>10}",
+                format!("{}{role}", b.name),
+                b.address,
+                b.state,
+                if b.active { "yes" } else { "no" },
+                last,
+                latency,
+                b.new_flows,
+                bytes(b.bytes as f64)
+            );
+        }
+        out.push('\n');
+    }
+    if !r.firewall_rules.is_empty() {
+        let _ = writeln!(out, "firewall allow rules");
+        for (i, rule) in r.firewall_rules.iter().enumerate() {
+            let _ = writeln!(out, "  #{i:<3} {:<50} hits {}", rule.rule, rule.hits);
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "data-plane counters");
+    for (name, value) in &r.counters {
+        let _ = writeln!(out, "  {name:<40} {value}");
+    }
+    out
+}

@@ -1,0 +1,89 @@
+//! Requests and responses on the control socket.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendAction {
+    /// Keep existing flows, send new ones elsewhere.
+    Drain,
+    /// Back to normal: new flows again while healthy.
+    Enable,
+    /// No new flows whatever its health (existing flows keep their backend).
+    Disable,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Backend { service: String, backend: String, action: BackendAction },
+    FirewallBlock { cidr: String },
+    FirewallUnblock { cidr: String },
+    FirewallList,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Status(StatusReport),
+    Done { message: String },
+    Firewall { denied: Vec<String> },
+    Error { message: String },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub services: Vec<ServiceStatus>,
+    pub firewall_rules: Vec<RuleStatus>,
+    /// Every non-zero data-plane counter, by name.
+    pub counters: Vec<(String, u64)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub vip: String,
+    pub ports: Vec<u16>,
+    pub protocol: String,
+    pub mode: String,
+    pub scheduler: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+    pub new_flows_per_sec: f64,
+    pub bytes_per_sec: f64,
+    /// Why new flows are refused, when they are.
+    pub note: Option<String>,
+    pub backends: Vec<BackendStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub name: String,
+    pub address: String,
+    pub weight: u32,
+    pub backup: bool,
+    /// up | down | draining | disabled
+    pub state: String,
+    /// Whether new flows go to it right now.
+    pub active: bool,
+    pub health: Option<HealthStatus>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    pub healthy: bool,
+    /// The last check's outcome, e.g. "HTTP 200" or "connect: connection refused".
+    pub last: String,
+    pub latency_ms: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleStatus {
+    pub rule: String,
+    pub hits: u64,
+}

@@ -1,0 +1,213 @@
+//! The daemon: its lifecycle and its event loop, separate from signals and the command line
+//! so tests run the very code `foobar run` does.
+//!
+//! [`Daemon::start`] loads and configures the data plane; [`Daemon::serve`] runs the event
+//! loop until its shutdown future resolves; [`Daemon::stop`] cleans up. The loop is the only
+//! owner of the data plane: control requests and health results reach it over channels, so
+//! no map update ever races another.
+//!
+//! - `backends`: operator state and health combined into a backend's data-plane state.
+//! - `status`: the report `foobar status` prints.
+
+mod backends;
+mod status;
+
+use std::{collections::HashMap, future::Future, path::PathBuf, time::Instant};
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use self::backends::{Admin, Backends};
+use crate::{
+    apply,
+    config::Config,
+    control::{
+        protocol::{HealthStatus, Request, Response},
+        server::{self, Call},
+    },
+    dataplane::{Dataplane, DataplaneError, services::Services},
+    health::{self, Probe},
+    net::Cidr,
+};
+
+/// Why the daemon could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error("cannot open the control socket {path}: {source}")]
+    ControlSocket { path: PathBuf, source: std::io::Error },
+}
+
+/// A running foobar: the loaded data plane, its services and the config it runs.
+pub struct Daemon {
+    dataplane: Dataplane,
+    services: Services,
+    backends: Backends,
+    config: Config,
+    /// Per service id: the last traffic sample, for rates in `status`.
+    samples: HashMap<u32, status::Sample>,
+}
+
+impl Daemon {
+    /// Loads the XDP programs, fills the maps from `config`, then attaches to its interfaces.
+    ///
+    /// Rules go in before any attach, so an untrusted interface never runs with an empty firewall.
+    pub fn start(config: Config) -> Result<Daemon, DaemonError> {
+        let mut dataplane = Dataplane::load()?;
+        apply::firewall(&mut dataplane, &config.firewall)?;
+        let services = apply::services(&mut dataplane, &config)?;
+        for (iface, role) in apply::interface_roles(&config) {
+            if !config.services.is_empty() {
+                enable_forwarding(&iface);
+            }
+            dataplane.attach(&iface, role, config.daemon.xdp_mode)?;
+        }
+        if config.dns.is_some() || config.replication.is_some() {
+            warn!("this build does not yet run DNS or the replication monitor from the config");
+        }
+        info!(interfaces = dataplane.attachments().len(), services = services.all().len(), "data plane running");
+        Ok(Daemon { dataplane, services, backends: Backends::default(), config, samples: HashMap::new() })
+    }
+
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dataplane
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Answers one control request (the socket's requests all come through here).
+    pub fn handle(&mut self, request: Request) -> Response {
+        let result = match request {
+            Request::Status => return Response::Status(self.status()),
+            Request::Backend { service, backend, action } => {
+                self.backends.entry(&service, &backend).admin = Admin::from(action);
+                self.publish(&service, &backend, "operator").map(|()| format!("{service}/{backend}: {action:?}"))
+            }
+            Request::FirewallBlock { cidr } => parse_cidr(&cidr).and_then(|c| {
+                self.dataplane.deny_source(c).map_err(|e| e.to_string())?;
+                info!(%c, "source blocked");
+                Ok(format!("{c} blocked"))
+            }),
+            Request::FirewallUnblock { cidr } => {
+                parse_cidr(&cidr).and_then(|c| match self.dataplane.undeny_source(c).map_err(|e| e.to_string())? {
+                    true => {
+                        info!(%c, "source unblocked");
+                        Ok(format!("{c} unblocked"))
+                    }
+                    false => Err(format!("{c} is not on the deny list (see `foobar firewall list`)")),
+                })
+            }
+            Request::FirewallList => {
+                return match self.dataplane.denied_sources() {
+                    Ok(list) => Response::Firewall { denied: list.iter().map(Cidr::to_string).collect() },
+                    Err(e) => Response::Error { message: e.to_string() },
+                };
+            }
+        };
+        match result {
+            Ok(message) => Response::Done { message },
+            Err(message) => Response::Error { message },
+        }
+    }
+
+    /// Takes in one health probe; a state change reaches the data plane at once.
+    fn on_probe(&mut self, p: Probe) {
+        let control = self.backends.entry(&p.service, &p.backend);
+        let healthy = match p.change {
+            Some(h) => h,
+            None => control.health.as_ref().is_none_or(|h| h.healthy),
+        };
+        control.health =
+            Some(HealthStatus { healthy, last: p.detail.clone(), latency_ms: p.latency.as_secs_f64() * 1000.0 });
+        if let Some(up) = p.change {
+            let why = if up { "health check passed" } else { "health check failed" };
+            info!(service = p.service, backend = p.backend, last = p.detail, "{why}");
+            if let Err(e) = self.publish(&p.service, &p.backend, why) {
+                warn!(service = p.service, backend = p.backend, error = e, "cannot apply health change");
+            }
+        }
+    }
+
+    /// Pushes a backend's effective state to the data plane.
+    fn publish(&mut self, service: &str, backend: &str, why: &str) -> Result<(), String> {
+        let state = self.backends.get(service, backend).effective();
+        let before =
+            self.services.set_state(&mut self.dataplane, service, backend, state).map_err(|e| e.to_string())?;
+        if before != state {
+            info!(service, backend, from = before.name(), to = state.name(), why, "backend state changed");
+        }
+        Ok(())
+    }
+
+    /// Runs the event loop (control socket, health checks, rate sampling) until `shutdown`
+    /// resolves, then stops.
+    pub async fn serve(mut self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+        let path = self.config.daemon.control_socket.clone();
+        let listener =
+            server::bind(&path).map_err(|source| DaemonError::ControlSocket { path: path.clone(), source })?;
+        let (call_tx, mut calls) = mpsc::channel::<Call>(64);
+        let (probe_tx, mut probes) = mpsc::channel::<Probe>(256);
+        let control = tokio::spawn(server::serve(listener, call_tx));
+        let checkers = health::spawn(health::targets(&self.config), probe_tx);
+        info!(socket = %path.display(), checks = checkers.len(), "serving");
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(call) = calls.recv() => {
+                    let response = self.handle(call.request);
+                    let _ = call.reply.send(response);
+                }
+                Some(probe) = probes.recv() => self.on_probe(probe),
+                _ = tick.tick() => self.sample(Instant::now()),
+            }
+        }
+        control.abort();
+        for c in checkers {
+            c.abort();
+        }
+        let _ = std::fs::remove_file(&path);
+        self.stop()
+    }
+
+    /// Logs the final counters and detaches from every interface.
+    pub fn stop(mut self) -> Result<(), DaemonError> {
+        match self.dataplane.counters() {
+            Ok(c) => {
+                for (counter, value) in c.nonzero() {
+                    info!(counter = counter.name(), value, "final count");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read counters"),
+        }
+        Ok(self.dataplane.detach_all()?)
+    }
+}
+
+fn parse_cidr(text: &str) -> Result<Cidr, String> {
+    text.parse().map_err(|e| format!("{e}; type an address or prefix, e.g. `foobar firewall block 203.0.113.7/32`"))
+}
+
+/// The kernel's FIB lookup, which the XDP load balancer asks for next hops, answers only for
+/// interfaces that forward (as IPVS needs `ip_forward`). Turned on per interface, not globally.
+fn enable_forwarding(iface: &str) {
+    for family in ["ipv4", "ipv6"] {
+        let path = format!("/proc/sys/net/{family}/conf/{iface}/forwarding");
+        match std::fs::read_to_string(&path) {
+            Ok(v) if v.trim() == "1" => {}
+            _ => match std::fs::write(&path, "1") {
+                Ok(()) => info!(interface = iface, family, "enabled forwarding for the load balancer"),
+                Err(e) => warn!(interface = iface, family, error = %e,
+                    "cannot enable forwarding; balanced traffic will be dropped as lb_no_route"),
+            },
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The real daemon, event loop and all, running on its own thread inside a lab namespace,
+//! reachable through its control socket like `foobar status` reaches it.
+
+use std::{
+    path::{Path, PathBuf},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use foobar::{
+    config,
+    control::{
+        client,
+        protocol::{Request, Response, StatusReport},
+    },
+    daemon::Daemon,
+};
+use tokio::sync::oneshot;
+
+use crate::netns::Netns;
+
+/// A daemon serving in `ns`; stopped (cleanly, detaching XDP) on drop.
+pub struct RunningDaemon {
+    pub socket: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningDaemon {
+    /// Starts the daemon in `ns` with config `text`, its control socket moved to a path of this
+    /// lab's own, and waits until it answers.
+    pub fn start(ns: &Netns, text: &str) -> RunningDaemon {
+        let socket = std::env::temp_dir().join(format!("{}-control.sock", ns.name()));
+        let text = text.replacen(
+            r#"control_socket = "/run/foobar/control.sock""#,
+            &format!("control_socket = {:?}", socket.display().to_string()),
+            1,
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let ns = ns.clone();
+        let thread = std::thread::spawn(move || {
+            let _inside = ns.enter();
+            let cfg = config::parse(Path::new("examples/lab.toml"), &text, &config::interface_exists).expect("config");
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let daemon = Daemon::start(cfg).expect("daemon starts");
+                daemon
+                    .serve(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("daemon serves");
+            });
+        });
+        let d = RunningDaemon { socket, stop: Some(stop), thread: Some(thread) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client::request(&d.socket, &Request::Status).is_err() {
+            assert!(Instant::now() < deadline, "the daemon did not answer on {} within 10 s", d.socket.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    pub fn request(&self, request: Request) -> Response {
+        client::request(&self.socket, &request).expect("control request")
+    }
+
+    pub fn status(&self) -> StatusReport {
+        match self.request(Request::Status) {
+            Response::Status(r) => r,
+            other => panic!("status answered {other:?}"),
+        }
+    }
+
+    /// Polls `status` until `pred` holds, for up to `within`; panics with the last report.
+    pub fn wait_for(&self, within: Duration, what: &str, pred: impl Fn(&StatusReport) -> bool) -> Duration {
+        let started = Instant::now();
+        loop {
+            let report = self.status();
+            if pred(&report) {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < within, "{what} did not happen within {within:?}: {report:#?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RunningDaemon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

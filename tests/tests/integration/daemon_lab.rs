@@ -1,0 +1,111 @@
+//! The daemon as an operator lives with it, in the lab: health checks moving backends in and
+//! out, and the control socket behind `foobar status`, `backend` and `firewall`.
+
+use std::{path::Path, time::Duration};
+
+use foobar::{
+    cli::status::render,
+    control::{
+        client,
+        protocol::{BackendAction, Request, Response, StatusReport},
+    },
+};
+use foobar_tests::{daemon::RunningDaemon, gate::Need, netns::Netns, nginx, topology::*};
+use libtest_mimic::Trial;
+
+use crate::{firewall_lab::LAB_CONFIG, gated};
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        gated("daemon_lab::health_checks_take_a_dead_web_server_out_and_back", &[Need::Root, Need::Bpf], health),
+        gated("daemon_lab::control_socket_steers_backends_and_firewall", &[Need::Root, Need::Bpf], control),
+        gated("daemon_lab::cli_says_when_foobar_is_not_running", &[], not_running),
+    ]
+}
+
+fn fetch(client: &Netns) -> String {
+    let out = client.output(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP}/")]);
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("(no answer)").to_owned()
+}
+
+fn backend_state(r: &StatusReport, name: &str) -> String {
+    r.services[0].backends.iter().find(|b| b.name == name).map(|b| b.state.clone()).unwrap_or_default()
+}
+
+fn health() {
+    let stack = Stack::build();
+    let web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    let daemon = RunningDaemon::start(&stack.node, LAB_CONFIG);
+    daemon.wait_for(Duration::from_secs(3), "first health checks", |r| {
+        r.services[0].backends.iter().all(|b| b.health.as_ref().is_some_and(|h| h.last == "HTTP 200"))
+    });
+
+    // lab.toml: interval 500ms, timeout 300ms, fall 3, rise 2.
+    drop(web1);
+    let took = daemon.wait_for(Duration::from_secs(4), "web1 marked down", |r| backend_state(r, "web1") == "down");
+    eprintln!("web1 marked down {took:?} after nginx stopped");
+    for _ in 0..6 {
+        assert_eq!(fetch(&stack.client), "web2", "a new connection went to the dead web1");
+    }
+    let report = daemon.status();
+    let text = render(&report);
+    assert!(text.contains("web1") && text.contains("down") && text.contains("connect:"), "{text}");
+
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let took = daemon.wait_for(Duration::from_secs(3), "web1 back up", |r| backend_state(r, "web1") == "up");
+    eprintln!("web1 back up {took:?} after nginx started");
+    let picks: Vec<String> = (0..4).map(|_| fetch(&stack.client)).collect();
+    assert_eq!(picks.iter().filter(|p| *p == "web1").count(), 2, "round-robin did not resume: {picks:?}");
+}
+
+fn control() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    let daemon = RunningDaemon::start(&stack.node, LAB_CONFIG);
+
+    let disable = Request::Backend { service: "www".into(), backend: "web2".into(), action: BackendAction::Disable };
+    assert!(matches!(daemon.request(disable), Response::Done { .. }));
+    assert_eq!(backend_state(&daemon.status(), "web2"), "disabled");
+    for _ in 0..4 {
+        assert_eq!(fetch(&stack.client), "web1");
+    }
+    let enable = Request::Backend { service: "www".into(), backend: "web2".into(), action: BackendAction::Enable };
+    assert!(matches!(daemon.request(enable), Response::Done { .. }));
+    let wrong = Request::Backend { service: "www".into(), backend: "web9".into(), action: BackendAction::Drain };
+    match daemon.request(wrong) {
+        Response::Error { message } => assert_eq!(message, "service `www` has no backend `web9`"),
+        other => panic!("{other:?}"),
+    }
+
+    // Block the client at run time: its next connection sees nothing; unblock: it works again.
+    assert!(matches!(daemon.request(Request::FirewallBlock { cidr: CLIENT.into() }), Response::Done { .. }));
+    match daemon.request(Request::FirewallList) {
+        Response::Firewall { denied } => assert!(denied.contains(&format!("{CLIENT}/32")), "{denied:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fetch(&stack.client), "(no answer)", "a blocked client got an answer");
+    assert!(matches!(daemon.request(Request::FirewallUnblock { cidr: CLIENT.into() }), Response::Done { .. }));
+    assert!(fetch(&stack.client).starts_with("web"));
+    match daemon.request(Request::FirewallBlock { cidr: "not-an-address".into() }) {
+        Response::Error { message } => assert!(message.contains("foobar firewall block 203.0.113.7/32"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+
+    let report = daemon.status();
+    // Four connections while web2 was disabled, one after the unblock; the blocked one made no flow.
+    assert_eq!(report.services[0].new_flows, 5, "{report:?}");
+    assert_eq!(report.firewall_rules[0].rule, "tcp to 192.0.2.10/32 ports 80,443");
+    assert!(report.firewall_rules[0].hits > 0);
+    assert!(report.counters.iter().any(|(name, v)| name == "firewall_denied_source" && *v > 0));
+}
+
+fn not_running() {
+    let err = client::request(Path::new("/nonexistent/foobar/control.sock"), &Request::Status).expect_err("no daemon");
+    assert_eq!(
+        err.to_string(),
+        "foobar is not running (nothing listens on /nonexistent/foobar/control.sock); \
+         start it with `sudo foobar run --config FILE`"
+    );
+}
