@@ -61,7 +61,7 @@ pub fn up() -> anyhow::Result<()> {
         Ok(d)
     })?;
     eprintln!("    lab up in {:.1}s", started.elapsed().as_secs_f64());
-    print_tour(&stack, &log);
+    print_tour(&stack, &log, &foobar);
 
     loop {
         match stop_rx.recv_timeout(Duration::from_millis(500)) {
@@ -127,7 +127,7 @@ fn wait_for_log(log: &Path, needle: &str, timeout: Duration) -> anyhow::Result<(
     bail!("foobar did not start within {timeout:?}; its log:\n{text}")
 }
 
-fn print_tour(stack: &Stack, log: &Path) {
+fn print_tour(stack: &Stack, log: &Path, foobar: &Path) {
     let name = |role: &str| {
         stack.hosts().iter().find(|(r, _)| *r == role).map(|(_, n)| n.name().to_owned()).unwrap_or_default()
     };
@@ -145,9 +145,14 @@ fn print_tour(stack: &Stack, log: &Path) {
         format!("  sudo ip netns exec {client} curl -s --connect-timeout 1 http://{}/", topology::WEB1),
         format!("  sudo ip netns exec {client} curl -s --connect-timeout 1 http://{}:22/", topology::VIP),
         String::new(),
-        "  # foobar's XDP program and its counters:".to_owned(),
-        "  sudo bpftool prog show name foobar_xdp".to_owned(),
-        "  sudo bpftool map dump name FOOBAR_STATS".to_owned(),
+        "  # what foobar is doing: services, backends with health and traffic, rule hits, counters:".to_owned(),
+        format!("  sudo {} status", foobar.display()),
+        String::new(),
+        "  # break things and watch: stop web1's nginx (health checks take it out within 1.5 s),".to_owned(),
+        "  # take a backend out by hand, or block the client:".to_owned(),
+        format!("  sudo kill $(cat /tmp/{}-nginx/nginx.pid)", name("web1")),
+        format!("  sudo {} backend disable www web2     # and: backend enable www web2", foobar.display()),
+        format!("  sudo {} firewall block {}   # and: firewall unblock {}", foobar.display(), topology::CLIENT, topology::CLIENT),
         String::new(),
         "  # the daemon's log (it writes the final counters there when the lab stops):".to_owned(),
         format!("  tail -f {}", log.display()),
