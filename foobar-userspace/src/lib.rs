@@ -10,6 +10,7 @@
 //! - [`daemon`]: the daemon's lifecycle (start, serve until shutdown, stop).
 //! - [`dataplane`]: the embedded eBPF object, loading it, attaching XDP, reading its maps.
 //! - [`logging`]: tracing setup (human or JSON).
+//! - [`metrics`]: the Prometheus endpoint and its text format.
 //! - [`net`]: CIDR prefixes and the address form the maps use.
 //! - [`xdp_mode`]: the operator-facing attach mode (`native | generic | auto`).
 
@@ -21,5 +22,6 @@ pub mod daemon;
 pub mod dataplane;
 pub mod health;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod xdp_mode;

@@ -152,7 +152,12 @@ fn print_tour(stack: &Stack, log: &Path, foobar: &Path) {
         "  # take a backend out by hand, or block the client:".to_owned(),
         format!("  sudo kill $(cat /tmp/{}-nginx/nginx.pid)", name("web1")),
         format!("  sudo {} backend disable www web2     # and: backend enable www web2", foobar.display()),
-        format!("  sudo {} firewall block {}   # and: firewall unblock {}", foobar.display(), topology::CLIENT, topology::CLIENT),
+        format!(
+            "  sudo {} firewall block {}   # and: firewall unblock {}",
+            foobar.display(),
+            topology::CLIENT,
+            topology::CLIENT
+        ),
         String::new(),
         "  # the daemon's log (it writes the final counters there when the lab stops):".to_owned(),
         format!("  tail -f {}", log.display()),

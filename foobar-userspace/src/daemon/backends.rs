@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use crate::{
     control::protocol::{BackendAction, HealthStatus},
     dataplane::services::BackendState,
+    metrics::Histogram,
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub struct Control {
     pub admin: Admin,
     /// `None` while no health check has reported (or none is configured): assumed healthy.
     pub health: Option<HealthStatus>,
+    /// How long its health checks took.
+    pub latency: Histogram,
 }
 
 impl Control {
@@ -81,7 +84,7 @@ mod tests {
 
     #[test]
     fn operator_and_health_combine() {
-        let c = |admin, health| Control { admin, health };
+        let c = |admin, health| Control { admin, health, latency: Histogram::default() };
         assert_eq!(c(Admin::Enabled, None).effective(), BackendState::Up);
         assert_eq!(c(Admin::Enabled, health(false)).effective(), BackendState::Down);
         assert_eq!(c(Admin::Enabled, health(false)).label(), "down");

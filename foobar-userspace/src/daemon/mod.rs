@@ -7,9 +7,10 @@
 //! no map update ever races another.
 //!
 //! - `backends`: operator state and health combined into a backend's data-plane state.
-//! - `status`: the report `foobar status` prints.
+//! - `status`: the report `foobar status` prints; `exposition`: what `/metrics` shows.
 
 mod backends;
+mod exposition;
 mod status;
 
 use std::{collections::HashMap, future::Future, path::PathBuf, time::Instant};
@@ -27,6 +28,7 @@ use crate::{
     },
     dataplane::{Dataplane, DataplaneError, services::Services},
     health::{self, Probe},
+    metrics::{self as exporter, Scrape},
     net::Cidr,
 };
 
@@ -37,6 +39,8 @@ pub enum DaemonError {
     Dataplane(#[from] DataplaneError),
     #[error("cannot open the control socket {path}: {source}")]
     ControlSocket { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Metrics { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// A running foobar: the loaded data plane, its services and the config it runs.
@@ -126,6 +130,7 @@ impl Daemon {
         };
         control.health =
             Some(HealthStatus { healthy, last: p.detail.clone(), latency_ms: p.latency.as_secs_f64() * 1000.0 });
+        control.latency.observe(p.latency.as_secs_f64());
         if let Some(up) = p.change {
             let why = if up { "health check passed" } else { "health check failed" };
             info!(service = p.service, backend = p.backend, last = p.detail, "{why}");
@@ -155,8 +160,12 @@ impl Daemon {
         let (call_tx, mut calls) = mpsc::channel::<Call>(64);
         let (probe_tx, mut probes) = mpsc::channel::<Probe>(256);
         let control = tokio::spawn(server::serve(listener, call_tx));
+        let addr = self.config.daemon.metrics_listen;
+        let metrics_listener = exporter::bind(addr).await.map_err(|source| DaemonError::Metrics { addr, source })?;
+        let (scrape_tx, mut scrapes) = mpsc::channel::<Scrape>(16);
+        let exporter = tokio::spawn(exporter::serve(metrics_listener, scrape_tx));
         let checkers = health::spawn(health::targets(&self.config), probe_tx);
-        info!(socket = %path.display(), checks = checkers.len(), "serving");
+        info!(socket = %path.display(), metrics = %addr, checks = checkers.len(), "serving");
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tokio::pin!(shutdown);
         loop {
@@ -167,10 +176,14 @@ impl Daemon {
                     let _ = call.reply.send(response);
                 }
                 Some(probe) = probes.recv() => self.on_probe(probe),
+                Some(scrape) = scrapes.recv() => {
+                    let _ = scrape.send(self.metrics());
+                }
                 _ = tick.tick() => self.sample(Instant::now()),
             }
         }
         control.abort();
+        exporter.abort();
         for c in checkers {
             c.abort();
         }

@@ -99,6 +99,21 @@ fn control() {
     assert_eq!(report.firewall_rules[0].rule, "tcp to 192.0.2.10/32 ports 80,443");
     assert!(report.firewall_rules[0].hits > 0);
     assert!(report.counters.iter().any(|(name, v)| name == "firewall_denied_source" && *v > 0));
+
+    // Prometheus, on the node's loopback as lab.toml says.
+    let metrics = stack.node.exec(&["curl", "-sS", "--max-time", "3", "http://127.0.0.1:9469/metrics"]);
+    for line in [
+        "foobar_service_new_flows_total{service=\"www\"} 5",
+        "foobar_service_available_backends{service=\"www\"} 2",
+        "foobar_backend_active{service=\"www\",backend=\"web2\",state=\"up\"} 1",
+        "# TYPE foobar_health_check_duration_seconds histogram",
+        "foobar_xdp_events_total{event=\"firewall_denied_source\"}",
+        "foobar_firewall_rule_hits_total{rule=\"0\",description=\"tcp to 192.0.2.10/32 ports 80,443\"}",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line:?}:\n{metrics}");
+    }
+    let not_found = stack.node.exec(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:9469/"]);
+    assert_eq!(not_found, "404");
 }
 
 fn not_running() {

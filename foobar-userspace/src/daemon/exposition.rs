@@ -1,0 +1,75 @@
+//! What `/metrics` shows: data-plane counters, rule hits, service and backend traffic, backend
+//! state and health gauges, and health-check latency histograms.
+
+use super::Daemon;
+use crate::metrics::{Exposition, LATENCY_BUCKETS};
+
+impl Daemon {
+    pub(super) fn metrics(&self) -> String {
+        let report = self.status();
+        let mut m = Exposition::default();
+        m.family("foobar_xdp_events_total", "counter", "Packets the XDP programs saw, by what happened to them.");
+        for (event, value) in &report.counters {
+            m.sample("foobar_xdp_events_total", &[("event", event)], *value as f64);
+        }
+        m.family("foobar_firewall_rule_hits_total", "counter", "Packets each allow rule admitted.");
+        for (i, r) in report.firewall_rules.iter().enumerate() {
+            m.sample(
+                "foobar_firewall_rule_hits_total",
+                &[("rule", &i.to_string()), ("description", &r.rule)],
+                r.hits as f64,
+            );
+        }
+        let families: [(&str, &str, fn(&crate::control::protocol::ServiceStatus) -> u64); 3] = [
+            ("foobar_service_packets_total", "Packets balanced for the service, both ways.", |s| s.packets),
+            ("foobar_service_bytes_total", "Bytes balanced for the service, both ways.", |s| s.bytes),
+            ("foobar_service_new_flows_total", "New flows scheduled for the service.", |s| s.new_flows),
+        ];
+        for (name, help, value) in families {
+            m.family(name, "counter", help);
+            for s in &report.services {
+                m.sample(name, &[("service", &s.name)], value(s) as f64);
+            }
+        }
+        m.family("foobar_service_available_backends", "gauge", "Backends taking new flows.");
+        for s in &report.services {
+            let n = s.backends.iter().filter(|b| b.active).count();
+            m.sample("foobar_service_available_backends", &[("service", &s.name)], n as f64);
+        }
+        let per_backend: [(&str, &str, &str, fn(&crate::control::protocol::BackendStatus) -> f64); 5] = [
+            ("foobar_backend_packets_total", "counter", "Packets to and from the backend.", |b| b.packets as f64),
+            ("foobar_backend_bytes_total", "counter", "Bytes to and from the backend.", |b| b.bytes as f64),
+            ("foobar_backend_new_flows_total", "counter", "New flows given to the backend.", |b| b.new_flows as f64),
+            ("foobar_backend_active", "gauge", "1 while the backend takes new flows.", |b| {
+                f64::from(u8::from(b.active))
+            }),
+            ("foobar_backend_healthy", "gauge", "1 while health checks pass (or none run).", |b| {
+                f64::from(u8::from(b.health.as_ref().is_none_or(|h| h.healthy)))
+            }),
+        ];
+        for (name, kind, help, value) in per_backend {
+            m.family(name, kind, help);
+            for s in &report.services {
+                for b in &s.backends {
+                    m.sample(name, &[("service", &s.name), ("backend", &b.name), ("state", &b.state)], value(b));
+                }
+            }
+        }
+        let name = "foobar_health_check_duration_seconds";
+        m.family(name, "histogram", "How long health checks took.");
+        for s in &report.services {
+            for b in &s.backends {
+                let h = self.backends.get(&s.name, &b.name).latency;
+                let labels = [("service", s.name.as_str()), ("backend", b.name.as_str())];
+                for (count, bound) in h.buckets.iter().zip(LATENCY_BUCKETS) {
+                    let le = bound.to_string();
+                    m.sample(&format!("{name}_bucket"), &[labels[0], labels[1], ("le", &le)], *count as f64);
+                }
+                m.sample(&format!("{name}_bucket"), &[labels[0], labels[1], ("le", "+Inf")], h.count as f64);
+                m.sample(&format!("{name}_sum"), &labels, h.sum);
+                m.sample(&format!("{name}_count"), &labels, h.count as f64);
+            }
+        }
+        m.finish()
+    }
+}

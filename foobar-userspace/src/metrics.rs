@@ -1,0 +1,129 @@
+//! The Prometheus endpoint: `GET /metrics` on `daemon.metrics_listen` answers the text
+//! exposition format. The body comes from the daemon's event loop (which owns the data plane),
+//! asked over a channel per scrape; anything but `GET /metrics` gets a 404.
+
+use std::io;
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::{mpsc, oneshot},
+};
+use tracing::warn;
+
+/// A scrape on its way to the event loop.
+pub type Scrape = oneshot::Sender<String>;
+
+pub async fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+pub async fn serve(listener: TcpListener, scrapes: mpsc::Sender<Scrape>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(answer(stream, scrapes.clone()));
+            }
+            Err(e) => {
+                warn!(error = %e, "metrics accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn answer(mut stream: TcpStream, scrapes: mpsc::Sender<Scrape>) {
+    let mut buf = [0u8; 2048];
+    let Ok(n) = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await.unwrap_or(Ok(0))
+    else {
+        return;
+    };
+    let request = String::from_utf8_lossy(&buf[..n]);
+    let wanted = request.lines().next().is_some_and(|l| l.starts_with("GET /metrics ") || l == "GET /metrics");
+    let (status, body) = if wanted {
+        let (tx, rx) = oneshot::channel();
+        match scrapes.send(tx).await {
+            Ok(()) => ("200 OK", rx.await.unwrap_or_default()),
+            Err(_) => ("503 Service Unavailable", "foobar is shutting down\n".to_owned()),
+        }
+    } else {
+        ("404 Not Found", "only /metrics is served here\n".to_owned())
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+}
+
+/// Prometheus text exposition, built family by family.
+#[derive(Default)]
+pub struct Exposition(String);
+
+impl Exposition {
+    /// Starts a metric family.
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+        self.0.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    }
+
+    /// One sample; `labels` as (name, value) pairs, values escaped here.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            let l: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+                .collect();
+            self.0.push_str(&format!("{{{}}}", l.join(",")));
+        }
+        self.0.push_str(&format!(" {value}\n"));
+    }
+
+    pub fn finish(self) -> String {
+        self.0
+    }
+}
+
+/// Upper bounds (seconds) of the health-check latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 1.0];
+
+/// A cumulative latency histogram.
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    pub buckets: [u64; LATENCY_BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, seconds: f64) {
+        for (bucket, bound) in self.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_escapes_labels_and_histograms_are_cumulative() {
+        let mut e = Exposition::default();
+        e.family("foobar_x_total", "counter", "An example.");
+        e.sample("foobar_x_total", &[("rule", "tcp to \"a\"")], 3.0);
+        assert_eq!(
+            e.finish(),
+            "# HELP foobar_x_total An example.\n# TYPE foobar_x_total counter\nfoobar_x_total{rule=\"tcp to \\\"a\\\"\"} 3\n"
+        );
+        let mut h = Histogram::default();
+        h.observe(0.002);
+        h.observe(0.3);
+        assert_eq!(h.buckets, [0, 0, 1, 1, 1, 1, 1, 2]);
+        assert_eq!(h.count, 2);
+    }
+}
