@@ -2,7 +2,15 @@
 //! state and health gauges, and health-check latency histograms.
 
 use super::Daemon;
-use crate::metrics::{Exposition, LATENCY_BUCKETS};
+use crate::{
+    control::protocol::{BackendStatus, ServiceStatus},
+    metrics::{Exposition, LATENCY_BUCKETS},
+};
+
+/// A per-service counter family: name, help, and how to read it from a service's status.
+type ServiceFamily = (&'static str, &'static str, fn(&ServiceStatus) -> u64);
+/// A per-backend family: name, type, help, and how to read it from a backend's status.
+type BackendFamily = (&'static str, &'static str, &'static str, fn(&BackendStatus) -> f64);
 
 impl Daemon {
     pub(super) fn metrics(&self) -> String {
@@ -20,7 +28,7 @@ impl Daemon {
                 r.hits as f64,
             );
         }
-        let families: [(&str, &str, fn(&crate::control::protocol::ServiceStatus) -> u64); 3] = [
+        let families: [ServiceFamily; 3] = [
             ("foobar_service_packets_total", "Packets balanced for the service, both ways.", |s| s.packets),
             ("foobar_service_bytes_total", "Bytes balanced for the service, both ways.", |s| s.bytes),
             ("foobar_service_new_flows_total", "New flows scheduled for the service.", |s| s.new_flows),
@@ -36,7 +44,7 @@ impl Daemon {
             let n = s.backends.iter().filter(|b| b.active).count();
             m.sample("foobar_service_available_backends", &[("service", &s.name)], n as f64);
         }
-        let per_backend: [(&str, &str, &str, fn(&crate::control::protocol::BackendStatus) -> f64); 5] = [
+        let per_backend: [BackendFamily; 5] = [
             ("foobar_backend_packets_total", "counter", "Packets to and from the backend.", |b| b.packets as f64),
             ("foobar_backend_bytes_total", "counter", "Bytes to and from the backend.", |b| b.bytes as f64),
             ("foobar_backend_new_flows_total", "counter", "New flows given to the backend.", |b| b.new_flows as f64),
