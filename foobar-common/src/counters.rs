@@ -104,6 +104,8 @@ counters! {
     LbNatReply = "lb_nat_replies",
     /// Load balancer, dropped: a new flow to a service with no available backend.
     LbNoBackend = "lb_no_backend",
+    /// Load balancer: a new TCP connection to a service with no backend was answered with a RST.
+    LbRefused = "lb_refused_with_rst",
     /// Load balancer, dropped: no route or neighbour towards the next hop yet.
     LbNoRoute = "lb_no_route",
     /// Load balancer, dropped: no free NAT source port towards the backend.

@@ -23,6 +23,7 @@ use crate::{
     forward::{hop_back, lookup_hop, redirect_to, send},
     nat::{NAT, Rewrite, allocate_port, rewrite, unnat_icmp},
     packet::Frame,
+    refuse::refuse,
     scratch::scratch,
     stats::count,
 };
@@ -135,6 +136,10 @@ fn to_backend(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
             refresh(&key, now);
         }
         f
+    } else if svc.ring_len == 0 {
+        // No backend to give a new flow to: TCP clients get a reset at once.
+        count(Counter::LbNoBackend);
+        return if tcp { refuse(frame, p) } else { xdp_action::XDP_DROP };
     } else {
         let Some(sc) = scratch() else { return xdp_action::XDP_DROP };
         // Replies go back the way the client's first frame came in.

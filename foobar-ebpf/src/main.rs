@@ -6,7 +6,7 @@
 //! - `stats`: the per-CPU counter array and the one function that bumps it.
 //! - `firewall`: deny list, allow rules, SYN rate limit, default policy.
 //! - `lb`: services, scheduling, connection tracking; `nat`: rewrites and NAT ports;
-//!   `forward`: FIB lookup and redirect to the next hop.
+//!   `forward`: FIB lookup and redirect to the next hop; `refuse`: RSTs when no backend is up.
 //!
 //! The parsing itself lives in `foobar-common` so the host tests run the same code.
 #![no_std]
@@ -21,6 +21,7 @@ mod forward;
 mod lb;
 mod nat;
 mod packet;
+mod refuse;
 mod scratch;
 mod stats;
 

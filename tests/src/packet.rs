@@ -64,6 +64,7 @@ pub enum Transport {
         flags: u8,
         seq: u32,
         ack: u32,
+        window: u16,
     },
     Udp {
         src: u16,
@@ -114,7 +115,10 @@ impl Frame {
 
     /// TCP over IPv4 with ACK set (an established-flow segment); see [`Frame::flags`].
     pub fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Frame {
-        Frame::ip(Frame::v4(src, dst), Transport::Tcp { src: sport, dst: dport, flags: TcpFlags::ACK, seq: 1, ack: 1 })
+        Frame::ip(
+            Frame::v4(src, dst),
+            Transport::Tcp { src: sport, dst: dport, flags: TcpFlags::ACK, seq: 1, ack: 1, window: 0xffff },
+        )
     }
 
     pub fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Frame {
@@ -127,7 +131,10 @@ impl Frame {
     }
 
     pub fn tcp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16) -> Frame {
-        Frame::ip(Frame::v6(src, dst), Transport::Tcp { src: sport, dst: dport, flags: TcpFlags::ACK, seq: 1, ack: 1 })
+        Frame::ip(
+            Frame::v6(src, dst),
+            Transport::Tcp { src: sport, dst: dport, flags: TcpFlags::ACK, seq: 1, ack: 1, window: 0xffff },
+        )
     }
 
     pub fn udp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16) -> Frame {
@@ -152,6 +159,14 @@ impl Frame {
     pub fn flags(mut self, flags: u8) -> Frame {
         if let Transport::Tcp { flags: f, .. } = &mut self.transport {
             *f = flags;
+        }
+        self
+    }
+
+    /// Sets the TCP sequence number, acknowledgement number and window.
+    pub fn tcp_numbers(mut self, seq_no: u32, ack_no: u32, win: u16) -> Frame {
+        if let Transport::Tcp { seq, ack, window, .. } = &mut self.transport {
+            (*seq, *ack, *window) = (seq_no, ack_no, win);
         }
         self
     }
@@ -235,13 +250,15 @@ impl Frame {
     /// The transport segment with its checksum filled in.
     fn segment(&self) -> Vec<u8> {
         let mut seg = match self.transport {
-            Transport::Tcp { src, dst, flags, seq, ack } => {
+            Transport::Tcp { src, dst, flags, seq, ack, window } => {
                 let mut t = Vec::with_capacity(20);
                 t.extend_from_slice(&src.to_be_bytes());
                 t.extend_from_slice(&dst.to_be_bytes());
                 t.extend_from_slice(&seq.to_be_bytes());
                 t.extend_from_slice(&ack.to_be_bytes());
-                t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+                t.extend_from_slice(&[0x50, flags]);
+                t.extend_from_slice(&window.to_be_bytes());
+                t.extend_from_slice(&[0, 0, 0, 0]);
                 t
             }
             Transport::Udp { src, dst } => {

@@ -35,7 +35,7 @@ fn backend_state(r: &StatusReport, name: &str) -> String {
 fn health() {
     let stack = Stack::build();
     let web1 = nginx::start(&stack.web1, "web1");
-    let _web2 = nginx::start(&stack.web2, "web2");
+    let web2 = nginx::start(&stack.web2, "web2");
     let daemon = RunningDaemon::start(&stack.node, LAB_CONFIG);
     daemon.wait_for(Duration::from_secs(3), "first health checks", |r| {
         r.services[0].backends.iter().all(|b| b.health.as_ref().is_some_and(|h| h.last == "HTTP 200"))
@@ -52,9 +52,22 @@ fn health() {
     let text = render(&report);
     assert!(text.contains("web1") && text.contains("down") && text.contains("connect:"), "{text}");
 
+    // Both down: new connections are refused at once (curl exit 7), and status says why.
+    drop(web2);
+    daemon.wait_for(Duration::from_secs(4), "web2 marked down", |r| backend_state(r, "web2") == "down");
+    let started = std::time::Instant::now();
+    let out = stack.client.output(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP}/")]);
+    assert_eq!(out.status.code(), Some(7), "expected connection refused: {out:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "refusal took {:?}", started.elapsed());
+    let report = daemon.status();
+    assert!(report.services[0].note.as_deref().is_some_and(|n| n.contains("no backend is available")), "{report:?}");
+    assert!(report.counters.iter().any(|(n, v)| n == "lb_refused_with_rst" && *v >= 1));
+
     let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
     let took = daemon.wait_for(Duration::from_secs(3), "web1 back up", |r| backend_state(r, "web1") == "up");
     eprintln!("web1 back up {took:?} after nginx started");
+    daemon.wait_for(Duration::from_secs(3), "web2 back up", |r| backend_state(r, "web2") == "up");
     let picks: Vec<String> = (0..4).map(|_| fetch(&stack.client)).collect();
     assert_eq!(picks.iter().filter(|p| *p == "web1").count(), 2, "round-robin did not resume: {picks:?}");
 }

@@ -111,6 +111,10 @@ fn lb_fixtures() {
         .add(&mut dp, service("empty", "192.0.2.10", 8080, 6, Mode::Nat, vec![backend("web1", "198.51.100.11")]))
         .expect("empty");
     services.set_state(&mut dp, "empty", "web1", BackendState::Down).expect("down");
+    services
+        .add(&mut dp, service("empty6", "2001:db8:1::10", 8080, 6, Mode::Nat, vec![backend("web1", "2001:db8:2::11")]))
+        .expect("empty6");
+    services.set_state(&mut dp, "empty6", "web1", BackendState::Down).expect("down");
 
     let client = CLIENT_MAC;
     let (front, back) = (n.front_mac, n.back_mac);
@@ -282,12 +286,64 @@ fn lb_fixtures() {
             counters: &[Ipv4, Icmp],
         },
         Case {
-            name: "no backend up: new flow refused and counted",
+            name: "no backend up: a SYN is answered with RST+ACK at once",
             ingress: Some(n.front),
-            frame: macs(Frame::tcp4(CLIENT, 40100, VIP, 8080).flags(TcpFlags::SYN), client, front),
+            frame: macs(
+                Frame::tcp4(CLIENT, 40100, VIP, 8080).flags(TcpFlags::SYN).tcp_numbers(1000, 0, 64240),
+                client,
+                front,
+            ),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(
+                Frame::tcp4(VIP, 8080, CLIENT, 40100).flags(TcpFlags::RST | TcpFlags::ACK).tcp_numbers(0, 1001, 0),
+                front,
+                client,
+            )),
+            counters: &[Ipv4, Tcp, LbNoBackend, LbRefused],
+        },
+        Case {
+            name: "no backend up: a stray ACK is answered with a RST from its ack number",
+            ingress: Some(n.front),
+            frame: macs(
+                Frame::tcp4(CLIENT, 40101, VIP, 8080).payload(b"data").tcp_numbers(5000, 777, 64240),
+                client,
+                front,
+            ),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(
+                Frame::tcp4(VIP, 8080, CLIENT, 40101).flags(TcpFlags::RST).tcp_numbers(777, 0, 0),
+                front,
+                client,
+            )),
+            counters: &[Ipv4, Tcp, LbNoBackend, LbRefused],
+        },
+        Case {
+            name: "no backend up: a RST is never answered",
+            ingress: Some(n.front),
+            frame: macs(Frame::tcp4(CLIENT, 40102, VIP, 8080).flags(TcpFlags::RST), client, front),
             verdict: XDP_DROP,
             output: None,
             counters: &[Ipv4, Tcp, LbNoBackend],
+        },
+        Case {
+            name: "no backend up over IPv6: RST+ACK",
+            ingress: Some(n.front),
+            frame: macs(
+                Frame::tcp6(v6("2001:db8:1::100"), 50100, v6("2001:db8:1::10"), 8080)
+                    .flags(TcpFlags::SYN)
+                    .tcp_numbers(9, 0, 1),
+                client,
+                front,
+            ),
+            verdict: XDP_REDIRECT,
+            output: Some(macs(
+                Frame::tcp6(v6("2001:db8:1::10"), 8080, v6("2001:db8:1::100"), 50100)
+                    .flags(TcpFlags::RST | TcpFlags::ACK)
+                    .tcp_numbers(0, 10, 0),
+                front,
+                client,
+            )),
+            counters: &[Ipv6, Tcp, LbNoBackend, LbRefused],
         },
         Case {
             name: "traffic for no service passes untouched",
