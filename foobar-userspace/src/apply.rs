@@ -46,13 +46,18 @@ pub fn allow_rules(fw: &Firewall) -> Vec<AllowRule> {
         .collect()
 }
 
-/// Loads the firewall section into the maps: settings, deny list, allow rules.
-pub fn firewall(dp: &mut Dataplane, fw: &Firewall) -> Result<(), DataplaneError> {
-    dp.set_firewall_settings(Settings {
+/// The firewall's policy knobs (default policy, SYN limit) as the data plane takes them.
+pub fn firewall_settings(fw: &Firewall) -> Settings {
+    Settings {
         default_drop: fw.default_policy == Policy::Drop,
         syn_rate: fw.syn_rate_per_source,
         syn_burst: fw.syn_burst.unwrap_or(fw.syn_rate_per_source),
-    })?;
+    }
+}
+
+/// Loads the firewall section into the maps: settings, deny list, allow rules.
+pub fn firewall(dp: &mut Dataplane, fw: &Firewall) -> Result<(), DataplaneError> {
+    dp.set_firewall_settings(firewall_settings(fw))?;
     for cidr in &fw.deny_sources {
         dp.deny_source(*cidr)?;
     }

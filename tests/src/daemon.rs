@@ -2,7 +2,7 @@
 //! reachable through its control socket like `foobar status` reaches it.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -22,6 +22,8 @@ use crate::netns::Netns;
 /// A daemon serving in `ns`; stopped (cleanly, detaching XDP) on drop.
 pub struct RunningDaemon {
     pub socket: PathBuf,
+    /// The config file it runs (and re-reads on `Request::Reload`).
+    pub config_file: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -36,23 +38,24 @@ impl RunningDaemon {
             &format!("control_socket = {:?}", socket.display().to_string()),
             1,
         );
+        let config_file = std::env::temp_dir().join(format!("{}-foobar.toml", ns.name()));
+        std::fs::write(&config_file, &text).expect("write config file");
+        let file = config_file.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let ns = ns.clone();
         let thread = std::thread::spawn(move || {
             let _inside = ns.enter();
-            let cfg = config::parse(Path::new("examples/lab.toml"), &text, &config::interface_exists).expect("config");
+            let cfg = config::load(&file).expect("config");
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async {
-                let daemon = Daemon::start(cfg).expect("daemon starts");
-                daemon
-                    .serve(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .expect("daemon serves");
+                let daemon = Daemon::start(cfg).expect("daemon starts").watching(file);
+                let stop = async {
+                    let _ = stopped.await;
+                };
+                daemon.serve(stop, None).await.expect("daemon serves");
             });
         });
-        let d = RunningDaemon { socket, stop: Some(stop), thread: Some(thread) };
+        let d = RunningDaemon { socket, config_file, stop: Some(stop), thread: Some(thread) };
         let deadline = Instant::now() + Duration::from_secs(10);
         while client::request(&d.socket, &Request::Status).is_err() {
             assert!(Instant::now() < deadline, "the daemon did not answer on {} within 10 s", d.socket.display());

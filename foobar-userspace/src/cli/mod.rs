@@ -53,6 +53,8 @@ enum Command {
         service: String,
         backend: String,
     },
+    /// Make the running daemon re-read its config: validated first; if bad, nothing changes.
+    Reload,
     /// Block or unblock a source address or prefix, or list the deny list.
     Firewall {
         #[command(subcommand)]
@@ -70,6 +72,9 @@ pub fn main() -> ExitCode {
         Command::Status { json } => status::run(&cli.socket, json),
         Command::Backend { action, service, backend } => backend::run(&cli.socket, action, service, backend),
         Command::Firewall { command } => firewall::run(&cli.socket, command),
+        Command::Reload => {
+            crate::control::client::request(&cli.socket, &crate::control::protocol::Request::Reload).and_then(done)
+        }
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,4 @@
-//! `foobar run --config F`: the daemon, stopped by SIGINT or SIGTERM.
+//! `foobar run --config F`: the daemon, stopped by SIGINT or SIGTERM, reloaded by SIGHUP.
 
 use std::{path::Path, process::ExitCode};
 
@@ -19,15 +19,19 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async {
         let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
-        let daemon = Daemon::start(config)?;
-        info!("SIGINT or SIGTERM stops foobar");
+        let hangups = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
+        let daemon = Daemon::start(config)?.watching(path.to_path_buf());
+        info!("SIGINT or SIGTERM stops foobar; SIGHUP or `foobar reload` reloads its config");
         daemon
-            .serve(async {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-                    _ = term.recv() => info!("SIGTERM: shutting down"),
-                }
-            })
+            .serve(
+                async {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+                        _ = term.recv() => info!("SIGTERM: shutting down"),
+                    }
+                },
+                Some(hangups),
+            )
             .await?;
         anyhow::Ok(())
     })?;

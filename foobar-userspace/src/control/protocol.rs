@@ -17,10 +17,20 @@ pub enum BackendAction {
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
     Status,
-    Backend { service: String, backend: String, action: BackendAction },
-    FirewallBlock { cidr: String },
-    FirewallUnblock { cidr: String },
+    Backend {
+        service: String,
+        backend: String,
+        action: BackendAction,
+    },
+    FirewallBlock {
+        cidr: String,
+    },
+    FirewallUnblock {
+        cidr: String,
+    },
     FirewallList,
+    /// Re-read the config file: validated first, applied as a difference, or nothing changes.
+    Reload,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,10 +7,12 @@
 //! no map update ever races another.
 //!
 //! - `backends`: operator state and health combined into a backend's data-plane state.
+//! - `reload`: applying a changed config as a difference.
 //! - `status`: the report `foobar status` prints; `exposition`: what `/metrics` shows.
 
 mod backends;
 mod exposition;
+mod reload;
 mod status;
 
 use std::{collections::HashMap, future::Future, path::PathBuf, time::Instant};
@@ -51,6 +53,11 @@ pub struct Daemon {
     config: Config,
     /// Per service id: the last traffic sample, for rates in `status`.
     samples: HashMap<u32, status::Sample>,
+    /// The file the config came from, for reloads.
+    source: Option<PathBuf>,
+    /// Running health checkers, and where they report (set while serving).
+    checkers: Vec<tokio::task::JoinHandle<()>>,
+    probes: Option<mpsc::Sender<Probe>>,
 }
 
 impl Daemon {
@@ -71,7 +78,22 @@ impl Daemon {
             warn!("this build does not yet run DNS or the replication monitor from the config");
         }
         info!(interfaces = dataplane.attachments().len(), services = services.all().len(), "data plane running");
-        Ok(Daemon { dataplane, services, backends: Backends::default(), config, samples: HashMap::new() })
+        Ok(Daemon {
+            dataplane,
+            services,
+            backends: Backends::default(),
+            config,
+            samples: HashMap::new(),
+            source: None,
+            checkers: Vec::new(),
+            probes: None,
+        })
+    }
+
+    /// Names the file the config came from, so that `reload` and SIGHUP re-read it.
+    pub fn watching(mut self, path: PathBuf) -> Daemon {
+        self.source = Some(path);
+        self
     }
 
     pub fn dataplane(&self) -> &Dataplane {
@@ -108,6 +130,7 @@ impl Daemon {
                     false => Err(format!("{c} is not on the deny list (see `foobar firewall list`)")),
                 })
             }
+            Request::Reload => self.reload(),
             Request::FirewallList => {
                 return match self.dataplane.denied_sources() {
                     Ok(list) => Response::Firewall { denied: list.iter().map(Cidr::to_string).collect() },
@@ -151,9 +174,26 @@ impl Daemon {
         Ok(())
     }
 
-    /// Runs the event loop (control socket, health checks, rate sampling) until `shutdown`
-    /// resolves, then stops.
-    pub async fn serve(mut self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    /// (Re)starts one health checker per checked backend, from each backend's current health.
+    fn restart_checks(&mut self) {
+        for c in self.checkers.drain(..) {
+            c.abort();
+        }
+        let Some(tx) = self.probes.clone() else { return };
+        let mut targets = health::targets(&self.config);
+        for t in &mut targets {
+            t.healthy = self.backends.get(&t.service, &t.backend).health.is_none_or(|h| h.healthy);
+        }
+        self.checkers = health::spawn(targets, tx);
+    }
+
+    /// Runs the event loop (control socket, health checks, rate sampling, reloads on
+    /// `hangups`) until `shutdown` resolves, then stops.
+    pub async fn serve(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        mut hangups: Option<tokio::signal::unix::Signal>,
+    ) -> Result<(), DaemonError> {
         let path = self.config.daemon.control_socket.clone();
         let listener =
             server::bind(&path).map_err(|source| DaemonError::ControlSocket { path: path.clone(), source })?;
@@ -164,8 +204,9 @@ impl Daemon {
         let metrics_listener = exporter::bind(addr).await.map_err(|source| DaemonError::Metrics { addr, source })?;
         let (scrape_tx, mut scrapes) = mpsc::channel::<Scrape>(16);
         let exporter = tokio::spawn(exporter::serve(metrics_listener, scrape_tx));
-        let checkers = health::spawn(health::targets(&self.config), probe_tx);
-        info!(socket = %path.display(), metrics = %addr, checks = checkers.len(), "serving");
+        self.probes = Some(probe_tx);
+        self.restart_checks();
+        info!(socket = %path.display(), metrics = %addr, checks = self.checkers.len(), "serving");
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tokio::pin!(shutdown);
         loop {
@@ -176,6 +217,17 @@ impl Daemon {
                     let _ = call.reply.send(response);
                 }
                 Some(probe) = probes.recv() => self.on_probe(probe),
+                Some(()) = async {
+                    match hangups.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    info!("SIGHUP: reloading the config");
+                    if let Err(e) = self.reload() {
+                        warn!(error = e, "reload refused; the running config is unchanged");
+                    }
+                }
                 Some(scrape) = scrapes.recv() => {
                     let _ = scrape.send(self.metrics());
                 }
@@ -184,7 +236,7 @@ impl Daemon {
         }
         control.abort();
         exporter.abort();
-        for c in checkers {
+        for c in self.checkers.drain(..) {
             c.abort();
         }
         let _ = std::fs::remove_file(&path);

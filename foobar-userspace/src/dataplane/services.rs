@@ -112,32 +112,76 @@ impl Services {
 
     /// Registers `spec` with every backend up and publishes it.
     pub fn add(&mut self, dp: &mut Dataplane, spec: ServiceSpec) -> Result<u32, DataplaneError> {
-        if self.services.len() >= MAX_SERVICES as usize {
-            return Err(DataplaneError::Service(format!("at most {MAX_SERVICES} services")));
-        }
-        if self.next_backend as usize + spec.backends.len() > MAX_BACKENDS as usize {
-            return Err(DataplaneError::Service(format!("at most {MAX_BACKENDS} backends in all")));
-        }
-        let id = self.services.len() as u32;
-        let mut backend_ids = Vec::new();
-        for b in &spec.backends {
-            let bid = self.next_backend;
-            self.next_backend += 1;
-            let snat = source_towards(b.addr).map_err(|e| {
-                DataplaneError::Service(format!("no route from this node to backend {} ({}): {e}", b.name, b.addr))
-            })?;
-            let family = if b.addr.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
-            let entry =
-                Backend { addr: words(b.addr), snat: words(snat), family: u32::from(family), state: BACKEND_UP };
-            let mut backends: Array<&mut MapData, Backend> = Array::try_from(dp.map_mut(BACKENDS_MAP)?)?;
-            backends.set(bid, entry, 0)?;
-            backend_ids.push(bid);
-        }
+        let used: Vec<u32> = self.services.iter().map(|s| s.id).collect();
+        let id = (0..MAX_SERVICES)
+            .find(|i| !used.contains(i))
+            .ok_or_else(|| DataplaneError::Service(format!("at most {MAX_SERVICES} services")))?;
+        let backend_ids = spec.backends.iter().map(|b| self.new_backend(dp, b)).collect::<Result<Vec<_>, _>>()?;
         let states = vec![BackendState::Up; spec.backends.len()];
         self.services.push(Service { spec, id, backend_ids, states, active: Vec::new(), half: 1 });
         let last = self.services.len() - 1;
         publish(dp, &mut self.services[last])?;
         Ok(id)
+    }
+
+    /// Applies a changed `spec` to the service of the same name (or adds it).
+    ///
+    /// A backend keeps its id, and so its tracked flows and counters, while its name and
+    /// address stay the same; a removed backend's entry stays behind so that its flows can
+    /// finish. Ports no longer served are withdrawn; the rest switch to the new ring at once.
+    pub fn update(&mut self, dp: &mut Dataplane, spec: ServiceSpec) -> Result<(), DataplaneError> {
+        let Some(i) = self.services.iter().position(|s| s.spec.name == spec.name) else {
+            return self.add(dp, spec).map(|_| ());
+        };
+        if self.services[i].spec == spec {
+            return Ok(());
+        }
+        let old = self.services[i].clone();
+        let mut ids = Vec::new();
+        let mut states = Vec::new();
+        for b in &spec.backends {
+            match old.spec.backends.iter().position(|o| o.name == b.name && o.addr == b.addr) {
+                Some(j) => {
+                    ids.push(old.backend_ids[j]);
+                    states.push(old.states[j]);
+                }
+                None => {
+                    ids.push(self.new_backend(dp, b)?);
+                    states.push(BackendState::Up);
+                }
+            }
+        }
+        let stale: Vec<ServiceKey> = keys(&old.spec).into_iter().filter(|k| !keys(&spec).contains(k)).collect();
+        let svc = &mut self.services[i];
+        svc.spec = spec;
+        svc.backend_ids = ids;
+        svc.states = states;
+        publish(dp, svc)?;
+        withdraw(dp, &stale)
+    }
+
+    /// Stops balancing the named service (its tracked flows' packets then reach the stack).
+    pub fn remove(&mut self, dp: &mut Dataplane, name: &str) -> Result<(), DataplaneError> {
+        let Some(i) = self.services.iter().position(|s| s.spec.name == name) else { return Ok(()) };
+        let svc = self.services.remove(i);
+        withdraw(dp, &keys(&svc.spec))
+    }
+
+    /// Gives `b` a new backend id and writes its entry.
+    fn new_backend(&mut self, dp: &mut Dataplane, b: &BackendSpec) -> Result<u32, DataplaneError> {
+        if self.next_backend >= MAX_BACKENDS {
+            return Err(DataplaneError::Service(format!("at most {MAX_BACKENDS} backends in all")));
+        }
+        let bid = self.next_backend;
+        self.next_backend += 1;
+        let snat = source_towards(b.addr).map_err(|e| {
+            DataplaneError::Service(format!("no route from this node to backend {} ({}): {e}", b.name, b.addr))
+        })?;
+        let family = if b.addr.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
+        let entry = Backend { addr: words(b.addr), snat: words(snat), family: u32::from(family), state: BACKEND_UP };
+        let mut backends: Array<&mut MapData, Backend> = Array::try_from(dp.map_mut(BACKENDS_MAP)?)?;
+        backends.set(bid, entry, 0)?;
+        Ok(bid)
     }
 
     /// Changes one backend's state and republishes its service's ring if that changes.
@@ -190,6 +234,21 @@ pub fn eligible(spec: &ServiceSpec, states: &[BackendState]) -> Vec<usize> {
     if primaries.is_empty() { up(true) } else { primaries }
 }
 
+/// The data plane's keys for a service: one per port.
+fn keys(spec: &ServiceSpec) -> Vec<ServiceKey> {
+    let family = if spec.vip.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
+    spec.ports.iter().map(|&port| ServiceKey { addr: words(spec.vip), port, protocol: spec.protocol, family }).collect()
+}
+
+/// Removes service entries: new flows to them are no longer balanced.
+fn withdraw(dp: &mut Dataplane, stale: &[ServiceKey]) -> Result<(), DataplaneError> {
+    let mut services: HashMap<&mut MapData, ServiceKey, ServiceInfo> = HashMap::try_from(dp.map_mut(SERVICES_MAP)?)?;
+    for key in stale {
+        services.remove(key)?;
+    }
+    Ok(())
+}
+
 /// Writes the service's ring into its idle half, then switches every port's entry to it.
 fn publish(dp: &mut Dataplane, svc: &mut Service) -> Result<(), DataplaneError> {
     let active = eligible(&svc.spec, &svc.states);
@@ -226,9 +285,7 @@ fn publish(dp: &mut Dataplane, svc: &mut Service) -> Result<(), DataplaneError> 
         _pad: 0,
     };
     let mut services: HashMap<&mut MapData, ServiceKey, ServiceInfo> = HashMap::try_from(dp.map_mut(SERVICES_MAP)?)?;
-    let family = if svc.spec.vip.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
-    for &port in &svc.spec.ports {
-        let key = ServiceKey { addr: words(svc.spec.vip), port, protocol: svc.spec.protocol, family };
+    for key in keys(&svc.spec) {
         services.insert(key, info, 0)?;
     }
     svc.half = half;

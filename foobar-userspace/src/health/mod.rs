@@ -27,6 +27,8 @@ pub struct Target {
     pub timeout: Duration,
     pub rise: u32,
     pub fall: u32,
+    /// The state the checks start from: healthy, unless an earlier checker said otherwise.
+    pub healthy: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -71,6 +73,7 @@ pub fn targets(config: &Config) -> Vec<Target> {
                 timeout: h.timeout.get_ref().0,
                 rise: h.rise,
                 fall: h.fall,
+                healthy: true,
             });
         }
     }
@@ -84,7 +87,7 @@ pub fn spawn(targets: Vec<Target>, results: mpsc::Sender<Probe>) -> Vec<JoinHand
 }
 
 async fn check_forever(t: Target, results: mpsc::Sender<Probe>) {
-    let mut state = Hysteresis::new(t.rise, t.fall);
+    let mut state = Hysteresis::starting(t.rise, t.fall, t.healthy);
     let mut ticks = tokio::time::interval(t.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

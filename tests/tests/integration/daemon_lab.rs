@@ -10,7 +10,7 @@ use foobar::{
         protocol::{BackendAction, Request, Response, StatusReport},
     },
 };
-use foobar_tests::{daemon::RunningDaemon, gate::Need, netns::Netns, nginx, topology::*};
+use foobar_tests::{daemon::RunningDaemon, gate::Need, http::KeepAlive, netns::Netns, nginx, topology::*};
 use libtest_mimic::Trial;
 
 use crate::{firewall_lab::LAB_CONFIG, gated};
@@ -20,6 +20,7 @@ pub fn trials() -> Vec<Trial> {
         gated("daemon_lab::health_checks_take_a_dead_web_server_out_and_back", &[Need::Root, Need::Bpf], health),
         gated("daemon_lab::control_socket_steers_backends_and_firewall", &[Need::Root, Need::Bpf], control),
         gated("daemon_lab::cli_says_when_foobar_is_not_running", &[], not_running),
+        gated("daemon_lab::reload_applies_differences_and_refuses_bad_files", &[Need::Root, Need::Bpf], reload),
     ]
 }
 
@@ -136,4 +137,69 @@ fn not_running() {
         "foobar is not running (nothing listens on /nonexistent/foobar/control.sock); \
          start it with `sudo foobar run --config FILE`"
     );
+}
+
+fn reload_with(daemon: &RunningDaemon, text: &str) -> Response {
+    std::fs::write(&daemon.config_file, text).expect("write config");
+    daemon.request(Request::Reload)
+}
+
+fn reload() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    let daemon = RunningDaemon::start(&stack.node, LAB_CONFIG);
+    let good = std::fs::read_to_string(&daemon.config_file).expect("config");
+    let file = daemon.config_file.display().to_string();
+
+    // A bad file changes nothing and says where it is wrong.
+    match reload_with(&daemon, &good.replacen("syn_rate_per_source = 200", "syn_rate_per_source = \"fast\"", 1)) {
+        Response::Error { message } => {
+            assert!(message.starts_with(&format!("{file}:15: firewall.syn_rate_per_source: invalid type")), "{message}")
+        }
+        other => panic!("a bad config was accepted: {other:?}"),
+    }
+    assert!(fetch(&stack.client).starts_with("web"));
+    // What needs a restart is refused, whole.
+    match reload_with(&daemon, &good.replacen(r#"xdp_mode = "auto""#, r#"xdp_mode = "generic""#, 1)) {
+        Response::Error { message } => {
+            assert!(message.contains("daemon.xdp_mode changed, which needs a restart"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The deny list follows the file.
+    let blocked = good.replacen(
+        r#"deny_sources = ["192.0.2.66/32"]"#,
+        r#"deny_sources = ["192.0.2.66/32", "192.0.2.100/32"]"#,
+        1,
+    );
+    match reload_with(&daemon, &blocked) {
+        Response::Done { message } => assert!(message.ends_with("blocked 192.0.2.100/32"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fetch(&stack.client), "(no answer)");
+    assert!(matches!(reload_with(&daemon, &good), Response::Done { .. }));
+    assert!(fetch(&stack.client).starts_with("web"));
+
+    // Taking web1 out of the service: new flows go to web2, an open connection to web1 goes on.
+    let mut open = KeepAlive::open(&stack.client, format!("{VIP}:80").parse().expect("addr"));
+    let mut holder = open.get("/");
+    while !holder.starts_with("web1") {
+        open = KeepAlive::open(&stack.client, format!("{VIP}:80").parse().expect("addr"));
+        holder = open.get("/");
+    }
+    let without_web1 = good.replacen("[[service.backend]]\nname = \"web1\"\naddress = \"198.51.100.11\"\n", "", 1);
+    assert_ne!(without_web1, good);
+    match reload_with(&daemon, &without_web1) {
+        Response::Done { message } => assert!(message.contains("service www"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    for _ in 0..4 {
+        assert_eq!(fetch(&stack.client), "web2");
+    }
+    assert!(open.get("/").starts_with("web1"), "the open connection lost web1 on reload");
+    assert!(matches!(reload_with(&daemon, &good), Response::Done { .. }));
+    let picks: Vec<String> = (0..4).map(|_| fetch(&stack.client)).collect();
+    assert_eq!(picks.iter().filter(|p| *p == "web1").count(), 2, "{picks:?}");
 }
