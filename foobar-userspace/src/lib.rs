@@ -2,6 +2,7 @@
 //! tests drive the same code the binary runs.
 //!
 //! # Layout
+//! - [`addresses`]: making sure VIPs and DNS addresses are local, removing only our own.
 //! - [`apply`]: a validated config turned into data-plane state.
 //! - [`cli`]: the `foobar` command line, one file per subcommand.
 //! - [`config`]: the TOML config, its schema and whole-file validation.
@@ -14,6 +15,7 @@
 //! - [`net`]: CIDR prefixes and the address form the maps use.
 //! - [`xdp_mode`]: the operator-facing attach mode (`native | generic | auto`).
 
+pub mod addresses;
 pub mod apply;
 pub mod cli;
 pub mod config;

@@ -55,6 +55,8 @@ pub struct Daemon {
     samples: HashMap<u32, status::Sample>,
     /// The file the config came from, for reloads.
     source: Option<PathBuf>,
+    /// VIPs and DNS addresses foobar added to the node (removed again on stop).
+    added: crate::addresses::Added,
     /// Running health checkers, and where they report (set while serving).
     checkers: Vec<tokio::task::JoinHandle<()>>,
     probes: Option<mpsc::Sender<Probe>>,
@@ -68,6 +70,7 @@ impl Daemon {
         let mut dataplane = Dataplane::load()?;
         apply::firewall(&mut dataplane, &config.firewall)?;
         let services = apply::services(&mut dataplane, &config)?;
+        let added = crate::addresses::ensure(&config);
         for (iface, role) in apply::interface_roles(&config) {
             if !config.services.is_empty() {
                 enable_forwarding(&iface);
@@ -84,6 +87,7 @@ impl Daemon {
             backends: Backends::default(),
             config,
             samples: HashMap::new(),
+            added,
             source: None,
             checkers: Vec::new(),
             probes: None,
@@ -253,6 +257,7 @@ impl Daemon {
             }
             Err(e) => warn!(error = %e, "cannot read counters"),
         }
+        std::mem::take(&mut self.added).remove();
         Ok(self.dataplane.detach_all()?)
     }
 }

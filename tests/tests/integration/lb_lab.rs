@@ -19,6 +19,7 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_lab::nat_round_robin_drain_and_counters", &[Need::Root, Need::Bpf], nat_mode),
         gated("lb_lab::dsr_round_robin_backends_see_the_client", &[Need::Root, Need::Bpf], dsr_mode),
         gated("lb_lab::one_arm_nat_on_a_single_interface", &[Need::Root, Need::Bpf], one_arm),
+        gated("lb_lab::daemon_adds_missing_vips_and_removes_only_its_own", &[Need::Root, Need::Bpf], vip_addresses),
     ]
 }
 
@@ -138,4 +139,23 @@ fn one_arm() {
     let out = arm.web1.output(&["curl", "-sS", "--connect-timeout", "1", &format!("http://{NODE_BACK}:22/")]);
     assert_eq!(out.status.code(), Some(28), "an untracked packet passed the firewall: {out:?}");
     daemon.stop().expect("stop");
+}
+
+fn vip_addresses() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    stack.node.ip(&["addr", "del", &format!("{VIP}/32"), "dev", "front"]);
+    let addrs = || stack.node.ip(&["-o", "addr", "show", "dev", "front"]);
+    assert!(!addrs().contains(&format!("{VIP}/32")));
+    let _inside = stack.node.enter();
+    let daemon = start_daemon(LAB_CONFIG);
+    assert!(addrs().contains(&format!("{VIP}/32")), "the daemon did not add the VIP: {}", addrs());
+    wait_for_neighbours(&stack.node, "back");
+    assert!(fetch(&stack.client).starts_with("web"));
+    daemon.stop().expect("stop");
+    let after = addrs();
+    assert!(!after.contains(&format!("{VIP}/32")), "the daemon left its VIP behind: {after}");
+    assert!(after.contains(&format!("{DNS}/32")), "the daemon removed the operator's DNS address: {after}");
+    assert!(after.contains(&format!("{NODE_FRONT}/24")), "{after}");
 }
