@@ -29,17 +29,17 @@ pub struct RunningDaemon {
 }
 
 impl RunningDaemon {
-    /// Starts the daemon in `ns` with config `text`, its control socket moved to a path of this
-    /// lab's own, and waits until it answers.
+    /// Starts the daemon in `ns` with config `text` (made private to this lab by [`lab_config`],
+    /// detaching on exit), and waits until it answers.
     pub fn start(ns: &Netns, text: &str) -> RunningDaemon {
-        let socket = std::env::temp_dir().join(format!("{}-control.sock", ns.name()));
-        let text = text.replacen(
-            r#"control_socket = "/run/foobar/control.sock""#,
-            &format!("control_socket = {:?}", socket.display().to_string()),
-            1,
-        );
+        RunningDaemon::start_with(ns, &lab_config(ns, text, true))
+    }
+
+    /// Starts the daemon with `text` exactly as given.
+    pub fn start_with(ns: &Netns, text: &str) -> RunningDaemon {
+        let socket = socket_path(ns);
         let config_file = std::env::temp_dir().join(format!("{}-foobar.toml", ns.name()));
-        std::fs::write(&config_file, &text).expect("write config file");
+        std::fs::write(&config_file, text).expect("write config file");
         let file = config_file.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let ns = ns.clone();
@@ -98,4 +98,26 @@ impl Drop for RunningDaemon {
             let _ = t.join();
         }
     }
+}
+
+fn socket_path(ns: &Netns) -> PathBuf {
+    std::env::temp_dir().join(format!("{}-control.sock", ns.name()))
+}
+
+/// The pin directory a lab's daemon uses (so parallel labs never share pinned state).
+pub fn pin_dir(ns: &Netns) -> PathBuf {
+    PathBuf::from(format!("/sys/fs/bpf/{}", ns.name()))
+}
+
+/// `text` (a config in `examples/lab.toml`'s shape) with its control socket and pin directory
+/// moved to paths of this lab's own, and `detach_on_exit` as given.
+pub fn lab_config(ns: &Netns, text: &str, detach_on_exit: bool) -> String {
+    let socket = socket_path(ns).display().to_string();
+    let pins = pin_dir(ns).display().to_string();
+    text.replacen(r#"control_socket = "/run/foobar/control.sock""#, &format!("control_socket = {socket:?}"), 1)
+        .replacen(
+            r#"pin_dir = "/sys/fs/bpf/foobar""#,
+            &format!("pin_dir = {pins:?}\ndetach_on_exit = {detach_on_exit}"),
+            1,
+        )
 }

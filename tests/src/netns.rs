@@ -191,6 +191,18 @@ impl Spawned {
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Waits up to `within` for the process to end by itself; whether it did.
+    pub fn wait_done(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if !self.running() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
 }
 
 impl Drop for Spawned {
@@ -216,8 +228,20 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Deletes `fb<pid>x<n>-*` namespaces whose creating process no longer exists.
+/// Deletes `fb<pid>x<n>-*` namespaces, and pin directories of the same names under
+/// /sys/fs/bpf, whose creating process no longer exists.
 pub fn sweep_stale() {
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if owner_pid(&name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+                for pin in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                    let _ = std::fs::remove_file(pin.path());
+                }
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+    }
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
     };

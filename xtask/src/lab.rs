@@ -56,7 +56,8 @@ pub fn up() -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&log);
     let config = workspace_root().join("examples/lab.toml");
     let mut daemon = timed("foobar daemon on the node (examples/lab.toml)", || {
-        let d = stack.node.spawn(&[path_str(&foobar)?, "run", "--config", path_str(&config)?], &log);
+        let d =
+            stack.node.spawn(&[path_str(&foobar)?, "run", "--config", path_str(&config)?, "--detach-on-exit"], &log);
         wait_for_log(&log, "data plane running", Duration::from_secs(10))?;
         Ok(d)
     })?;

@@ -2,6 +2,7 @@
 
 mod backend;
 mod check;
+mod cleanup;
 mod firewall;
 mod run;
 pub mod status;
@@ -34,6 +35,19 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// On exit, detach XDP and remove pinned state instead of leaving it forwarding for
+        /// the next `foobar run` to take over.
+        #[arg(long)]
+        detach_on_exit: bool,
+    },
+    /// Remove what a crashed or kept run left behind: pinned XDP links (detaching them) and maps.
+    Cleanup {
+        /// The config whose `daemon.pin_dir` to clean.
+        #[arg(long, short, conflicts_with = "pin_dir")]
+        config: Option<PathBuf>,
+        /// The pin directory to clean.
+        #[arg(long, default_value = "/sys/fs/bpf/foobar")]
+        pin_dir: PathBuf,
     },
     /// Validate a config file; prints every problem with file:line and key, exits 1 if any.
     Check {
@@ -67,7 +81,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let result = match cli.command {
-        Command::Run { config } => run::run(&config),
+        Command::Run { config, detach_on_exit } => run::run(&config, detach_on_exit),
+        Command::Cleanup { config, pin_dir } => cleanup::run(config.as_deref(), &pin_dir),
         Command::Check { config } => check::run(&config),
         Command::Status { json } => status::run(&cli.socket, json),
         Command::Backend { action, service, backend } => backend::run(&cli.socket, action, service, backend),

@@ -38,6 +38,10 @@ pub struct Daemon {
     pub xdp_mode: XdpMode,
     #[serde(default = "defaults::pin_dir")]
     pub pin_dir: PathBuf,
+    /// On exit, detach XDP and remove the pinned maps (default: keep forwarding with the last
+    /// config until the next `foobar run` takes over).
+    #[serde(default)]
+    pub detach_on_exit: bool,
     #[serde(default = "defaults::control_socket")]
     pub control_socket: PathBuf,
     #[serde(default = "defaults::metrics_listen")]

@@ -28,7 +28,7 @@ use crate::{
         protocol::{HealthStatus, Request, Response},
         server::{self, Call},
     },
-    dataplane::{Dataplane, DataplaneError, services::Services},
+    dataplane::{Dataplane, DataplaneError, Pins, services::Services},
     health::{self, Probe},
     metrics::{self as exporter, Scrape},
     net::Cidr,
@@ -67,7 +67,9 @@ impl Daemon {
     ///
     /// Rules go in before any attach, so an untrusted interface never runs with an empty firewall.
     pub fn start(config: Config) -> Result<Daemon, DaemonError> {
-        let mut dataplane = Dataplane::load()?;
+        let pins = Pins::prepare(&config.daemon.pin_dir)
+            .map_err(|e| DataplaneError::Pin(format!("{}: {e}", config.daemon.pin_dir.display())))?;
+        let mut dataplane = Dataplane::load_pinned(pins)?;
         apply::firewall(&mut dataplane, &config.firewall)?;
         let services = apply::services(&mut dataplane, &config)?;
         let added = crate::addresses::ensure(&config);
@@ -247,7 +249,9 @@ impl Daemon {
         self.stop()
     }
 
-    /// Logs the final counters and detaches from every interface.
+    /// Logs the final counters, then either leaves the data plane forwarding for the next
+    /// `foobar run` to take over (the default), or detaches it and removes every pin and the
+    /// addresses foobar added (`daemon.detach_on_exit`, `foobar run --detach-on-exit`).
     pub fn stop(mut self) -> Result<(), DaemonError> {
         match self.dataplane.counters() {
             Ok(c) => {
@@ -257,8 +261,20 @@ impl Daemon {
             }
             Err(e) => warn!(error = %e, "cannot read counters"),
         }
+        let pin_dir = self.config.daemon.pin_dir.clone();
+        if !self.config.daemon.detach_on_exit {
+            info!(pins = %pin_dir.display(),
+                "leaving XDP attached and its state pinned: the next `foobar run` takes over without a gap \
+                 (`foobar cleanup` removes it all)");
+            return Ok(());
+        }
         std::mem::take(&mut self.added).remove();
-        Ok(self.dataplane.detach_all()?)
+        self.dataplane.detach_all()?;
+        match Pins::remove_all(&pin_dir) {
+            Ok(n) => info!(pins = %pin_dir.display(), removed = n, "detached and unpinned"),
+            Err(e) => warn!(pins = %pin_dir.display(), error = %e, "cannot remove pins"),
+        }
+        Ok(())
     }
 }
 

@@ -28,6 +28,8 @@ pub enum DataplaneError {
     Rules(String),
     #[error("{0}")]
     Service(String),
+    #[error("pinning: {0}")]
+    Pin(String),
     #[error("no XDP attach mode to try")]
     NoAttachMode,
 }

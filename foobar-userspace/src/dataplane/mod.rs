@@ -5,29 +5,37 @@
 //! - `stats`: summing the per-CPU counters.
 //! - `firewall` + `rules`: deny list, allow rules and settings, changed in place.
 //! - `services` + `ring`: load-balanced services, their backends and scheduling rings.
+//! - `pins`: stateful maps and XDP links pinned so a restart does not interrupt forwarding.
 
 mod error;
 pub mod firewall;
 pub mod object;
+pub mod pins;
 pub mod ring;
 pub mod rules;
 pub mod services;
 mod stats;
 
 use aya::{
-    Ebpf,
-    programs::{Xdp, xdp::XdpLinkId},
+    Ebpf, EbpfLoader,
+    programs::{
+        Xdp,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use foobar_common::{XDP_FIREWALL_PROGRAM, XDP_PROGRAM, lb::LbSettings};
 use tracing::{info, warn};
 
-pub use self::{error::DataplaneError, stats::CounterSnapshot};
+pub use self::{error::DataplaneError, pins::Pins, stats::CounterSnapshot};
 use crate::xdp_mode::{XdpMode, kernel_mode_name};
 
 /// A loaded data plane. Dropping it detaches the program from every interface.
 pub struct Dataplane {
     ebpf: Ebpf,
     attached: Vec<Attachment>,
+    /// Where stateful maps and links are pinned; `None` for a private data plane (tests).
+    pins: Option<Pins>,
 }
 
 /// Which program an interface runs.
@@ -55,30 +63,100 @@ pub struct Attachment {
     pub interface: String,
     pub role: Role,
     pub mode: aya::programs::XdpMode,
+    /// Whether an earlier foobar's pinned link was taken over (its program swapped in place).
+    pub adopted: bool,
     link: XdpLinkId,
 }
 
 impl Dataplane {
-    /// Loads the embedded object into the kernel (the verifier runs here).
+    /// Loads the embedded object into the kernel (the verifier runs here), with every map
+    /// private to this process.
     pub fn load() -> Result<Self, DataplaneError> {
-        let mut ebpf = Ebpf::load(object::bytes()?)?;
+        Dataplane::load_with(Ebpf::load(object::bytes()?)?, None)
+    }
+
+    /// Loads the object reusing (or creating) the stateful maps pinned in `pins`; `attach`
+    /// then adopts or pins links there too.
+    pub fn load_pinned(pins: Pins) -> Result<Self, DataplaneError> {
+        let mut loader = EbpfLoader::new();
+        for &name in pins::PINNED_MAPS {
+            loader.map_pin_path(name, pins.map(name));
+        }
+        let ebpf = loader.load(object::bytes()?)?;
+        Dataplane::load_with(ebpf, Some(pins))
+    }
+
+    fn load_with(mut ebpf: Ebpf, pins: Option<Pins>) -> Result<Self, DataplaneError> {
         for role in [Role::Trusted, Role::Untrusted] {
             program_mut(&mut ebpf, role)?.load()?;
         }
-        let mut dp = Dataplane { ebpf, attached: Vec::new() };
+        let mut dp = Dataplane { ebpf, attached: Vec::new(), pins };
         dp.set_lb_settings(LbSettings::DEFAULT)?;
         Ok(dp)
     }
 
+    /// Swaps `role`'s program into the link an earlier foobar pinned for `interface`.
+    fn adopt(&mut self, role: Role, path: &std::path::Path) -> Result<XdpLinkId, DataplaneError> {
+        let pinned = PinnedLink::from_pin(path).map_err(|e| DataplaneError::Pin(format!("{}: {e}", path.display())))?;
+        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| DataplaneError::Pin(e.to_string()))?;
+        Ok(program_mut(&mut self.ebpf, role)?.attach_to_link(link)?)
+    }
+
+    /// Pins the link `id` of `role`'s program at `path` and keeps it owned by the program.
+    fn pin(&mut self, role: Role, id: XdpLinkId, path: &std::path::Path) -> Result<XdpLinkId, DataplaneError> {
+        let program = program_mut(&mut self.ebpf, role)?;
+        let link = FdLink::try_from(program.take_link(id)?).map_err(|e| DataplaneError::Pin(e.to_string()))?;
+        let pinned = link.pin(path).map_err(|e| DataplaneError::Pin(format!("{}: {e}", path.display())))?;
+        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| DataplaneError::Pin(e.to_string()))?;
+        Ok(program.attach_to_link(link)?)
+    }
+
     /// Attaches the `role`'s program to `interface`, trying the kernel modes `mode` allows in order.
     pub fn attach(&mut self, interface: &str, role: Role, mode: XdpMode) -> Result<&Attachment, DataplaneError> {
+        if let Some(path) = self.pins.as_ref().map(|p| p.link(interface)) {
+            if path.exists() {
+                match self.adopt(role, &path) {
+                    Ok(link) => {
+                        info!(
+                            interface,
+                            program = role.program(),
+                            "took over the pinned XDP link (program swapped in place)"
+                        );
+                        let kernel_mode = mode.attempts()[0];
+                        self.attached.push(Attachment {
+                            interface: interface.to_owned(),
+                            role,
+                            mode: kernel_mode,
+                            adopted: true,
+                            link,
+                        });
+                        let last = self.attached.len() - 1;
+                        return Ok(&self.attached[last]);
+                    }
+                    Err(e) => {
+                        warn!(interface, error = %e, "cannot take over the pinned XDP link; attaching afresh");
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+            }
+        }
         let program = program_mut(&mut self.ebpf, role)?;
         let mut last_error = None;
         for &kernel_mode in mode.attempts() {
             match program.attach(interface, kernel_mode) {
                 Ok(link) => {
                     info!(interface, program = role.program(), mode = kernel_mode_name(kernel_mode), "XDP attached");
-                    self.attached.push(Attachment { interface: interface.to_owned(), role, mode: kernel_mode, link });
+                    let link = match self.pins.as_ref().map(|p| p.link(interface)) {
+                        Some(path) => self.pin(role, link, &path)?,
+                        None => link,
+                    };
+                    self.attached.push(Attachment {
+                        interface: interface.to_owned(),
+                        role,
+                        mode: kernel_mode,
+                        adopted: false,
+                        link,
+                    });
                     let last = self.attached.len() - 1;
                     return Ok(&self.attached[last]);
                 }
@@ -100,6 +178,9 @@ impl Dataplane {
     /// Detaches the program from every interface it was attached to.
     pub fn detach_all(&mut self) -> Result<(), DataplaneError> {
         for a in std::mem::take(&mut self.attached) {
+            if let Some(pins) = &self.pins {
+                let _ = std::fs::remove_file(pins.link(&a.interface));
+            }
             program_mut(&mut self.ebpf, a.role)?.detach(a.link)?;
             info!(interface = a.interface, "XDP detached");
         }

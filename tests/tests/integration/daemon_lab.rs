@@ -10,7 +10,14 @@ use foobar::{
         protocol::{BackendAction, Request, Response, StatusReport},
     },
 };
-use foobar_tests::{daemon::RunningDaemon, gate::Need, http::KeepAlive, netns::Netns, nginx, topology::*};
+use foobar_tests::{
+    daemon::{RunningDaemon, lab_config, pin_dir},
+    gate::Need,
+    http::KeepAlive,
+    netns::Netns,
+    nginx,
+    topology::*,
+};
 use libtest_mimic::Trial;
 
 use crate::{firewall_lab::LAB_CONFIG, gated};
@@ -21,6 +28,7 @@ pub fn trials() -> Vec<Trial> {
         gated("daemon_lab::control_socket_steers_backends_and_firewall", &[Need::Root, Need::Bpf], control),
         gated("daemon_lab::cli_says_when_foobar_is_not_running", &[], not_running),
         gated("daemon_lab::reload_applies_differences_and_refuses_bad_files", &[Need::Root, Need::Bpf], reload),
+        gated("daemon_lab::restart_under_load_fails_no_request", &[Need::Root, Need::Bpf], restart),
     ]
 }
 
@@ -153,9 +161,13 @@ fn reload() {
     let file = daemon.config_file.display().to_string();
 
     // A bad file changes nothing and says where it is wrong.
+    let line = good.lines().position(|l| l.starts_with("syn_rate_per_source")).expect("syn_rate line") + 1;
     match reload_with(&daemon, &good.replacen("syn_rate_per_source = 200", "syn_rate_per_source = \"fast\"", 1)) {
         Response::Error { message } => {
-            assert!(message.starts_with(&format!("{file}:15: firewall.syn_rate_per_source: invalid type")), "{message}")
+            assert!(
+                message.starts_with(&format!("{file}:{line}: firewall.syn_rate_per_source: invalid type")),
+                "{message}"
+            )
         }
         other => panic!("a bad config was accepted: {other:?}"),
     }
@@ -202,4 +214,54 @@ fn reload() {
     assert!(matches!(reload_with(&daemon, &good), Response::Done { .. }));
     let picks: Vec<String> = (0..4).map(|_| fetch(&stack.client)).collect();
     assert_eq!(picks.iter().filter(|p| *p == "web1").count(), 2, "{picks:?}");
+}
+
+/// A count from wrk's summary, e.g. `Non-2xx or 3xx responses: 3` (0 when the line is absent).
+fn wrk_count(report: &str, label: &str) -> u64 {
+    report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .filter(|t| !t.is_empty())
+                .map(|t| t.parse::<u64>().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn restart() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    let first = RunningDaemon::start_with(&stack.node, &lab_config(&stack.node, LAB_CONFIG, false));
+    assert!(fetch(&stack.client).starts_with("web"));
+    let before = first.status().counters;
+
+    // New connections all through the restart: one request per connection, bounded to 5 s.
+    let log = std::env::temp_dir().join(format!("{}-wrk.txt", stack.client.name()));
+    let url = format!("http://{VIP}/");
+    let mut wrk =
+        stack.client.spawn(&["wrk", "-t2", "-c8", "-d5s", "--timeout", "2s", "-H", "Connection: close", &url], &log);
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(first);
+    assert!(pin_dir(&stack.node).join("link-front").exists(), "the stopped daemon did not leave its link pinned");
+    let second = RunningDaemon::start(&stack.node, LAB_CONFIG);
+    assert!(wrk.wait_done(Duration::from_secs(10)), "wrk did not finish");
+    let report = std::fs::read_to_string(&log).expect("wrk output");
+    eprintln!("{report}");
+    let requests: u64 = report
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("wrk request count");
+    assert!(requests > 500, "too few requests to prove anything: {requests}");
+    assert_eq!(wrk_count(&report, "Socket errors:"), 0, "requests failed across the restart");
+    assert_eq!(wrk_count(&report, "Non-2xx or 3xx responses:"), 0);
+    // The counters carried over: the second daemon took over the first one's pinned maps.
+    let received = |c: &[(String, u64)]| c.iter().find(|(n, _)| n == "received").map_or(0, |(_, v)| *v);
+    assert!(received(&second.status().counters) > received(&before) + requests);
+    drop(second);
+    assert!(!pin_dir(&stack.node).exists(), "detach-on-exit left pins behind");
 }

@@ -10,6 +10,7 @@ use std::{
 use foobar::{config, daemon::Daemon};
 use foobar_common::counters::Counter;
 use foobar_tests::{
+    daemon::lab_config,
     gate::Need,
     netns::Netns,
     nginx,
@@ -47,7 +48,8 @@ fn lab_firewall() {
     let node_mac = stack.node.mac("front");
 
     let _inside = stack.node.enter();
-    let cfg = config::parse(Path::new("examples/lab.toml"), LAB_CONFIG, &config::interface_exists)
+    let text = lab_config(&stack.node, LAB_CONFIG, true);
+    let cfg = config::parse(Path::new("examples/lab.toml"), &text, &config::interface_exists)
         .expect("the lab config is valid on the lab's node");
     let daemon = Daemon::start(cfg).expect("daemon starts");
 
@@ -83,10 +85,14 @@ fn lab_firewall() {
     let elapsed = started.elapsed().max(Duration::from_millis(1));
     let after = daemon.dataplane().counters().expect("counters");
     let limited = after.since(&before, Counter::FwSynRateLimited);
-    // Each source may pass its burst (200) plus 200/s while the flood lasts.
-    let may_pass = 10 * (200 + (200.0 * elapsed.as_secs_f64()).ceil() as u64);
-    eprintln!("SYN flood: 6000 sent in {elapsed:?}, {limited} cut, legitimate {legit}/5");
-    assert!(limited >= 6000u64.saturating_sub(may_pass), "only {limited} of 6000 SYNs cut in {elapsed:?}");
+    let passed = after.since(&before, Counter::FwAllowed);
+    // Each source may pass its burst (200) plus 200/s while the flood lasts; the legitimate
+    // client's few connections pass too. (Under load the node's queue may drop some flood
+    // frames before XDP sees them, so the bound is on what passed, not on what was cut.)
+    let may_pass = 10 * (200 + (200.0 * elapsed.as_secs_f64()).ceil() as u64) + 100;
+    eprintln!("SYN flood: 6000 sent in {elapsed:?}, {limited} cut, {passed} passed, legitimate {legit}/5");
+    assert!(passed <= may_pass, "{passed} packets passed the limiter, at most {may_pass} may");
+    assert!(limited >= 1000, "only {limited} of 6000 SYNs cut");
     assert_eq!(legit, 5, "the legitimate client was refused during the flood");
 
     daemon.stop().expect("daemon stops");

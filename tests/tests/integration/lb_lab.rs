@@ -9,7 +9,7 @@ use foobar::{
     daemon::Daemon,
 };
 use foobar_common::counters::Counter;
-use foobar_tests::{gate::Need, http::KeepAlive, netns::Netns, nginx, topology::*};
+use foobar_tests::{daemon::lab_config, gate::Need, http::KeepAlive, netns::Netns, nginx, topology::*};
 use libtest_mimic::Trial;
 
 use crate::{firewall_lab::LAB_CONFIG, gated};
@@ -24,8 +24,9 @@ pub fn trials() -> Vec<Trial> {
 }
 
 /// Starts the daemon on the node (the calling thread must be inside the node's namespace).
-fn start_daemon(text: &str) -> Daemon {
-    let cfg = config::parse(Path::new("examples/lab.toml"), text, &config::interface_exists).expect("config");
+fn start_daemon(node: &Netns, text: &str) -> Daemon {
+    let text = lab_config(node, text, true);
+    let cfg = config::parse(Path::new("examples/lab.toml"), &text, &config::interface_exists).expect("config");
     Daemon::start(cfg).expect("daemon starts")
 }
 
@@ -68,7 +69,7 @@ fn nat_mode() {
     let _web1 = nginx::start(&stack.web1, "web1");
     let _web2 = nginx::start(&stack.web2, "web2");
     let _inside = stack.node.enter();
-    let mut daemon = start_daemon(LAB_CONFIG);
+    let mut daemon = start_daemon(&stack.node, LAB_CONFIG);
     wait_for_neighbours(&stack.node, "back");
     let before = daemon.dataplane().counters().expect("counters");
 
@@ -109,7 +110,7 @@ fn dsr_mode() {
     let _web1 = nginx::start(&stack.web1, "web1");
     let _web2 = nginx::start(&stack.web2, "web2");
     let _inside = stack.node.enter();
-    let daemon = start_daemon(&LAB_CONFIG.replacen(r#"mode = "nat""#, r#"mode = "dsr""#, 1));
+    let daemon = start_daemon(&stack.node, &LAB_CONFIG.replacen(r#"mode = "nat""#, r#"mode = "dsr""#, 1));
     wait_for_neighbours(&stack.node, "back");
     // DSR: the backends see the client itself and answer it from the VIP.
     assert_alternates(&stack.client, CLIENT);
@@ -129,7 +130,7 @@ fn one_arm() {
         r#"untrusted = ["eth0"]"#,
         1,
     );
-    let daemon = start_daemon(&text);
+    let daemon = start_daemon(&arm.node, &text);
     wait_for_neighbours(&arm.node, "eth0");
     assert_alternates(&arm.client, NODE_BACK);
     let after = daemon.dataplane().counters().expect("counters");
@@ -149,7 +150,7 @@ fn vip_addresses() {
     let addrs = || stack.node.ip(&["-o", "addr", "show", "dev", "front"]);
     assert!(!addrs().contains(&format!("{VIP}/32")));
     let _inside = stack.node.enter();
-    let daemon = start_daemon(LAB_CONFIG);
+    let daemon = start_daemon(&stack.node, LAB_CONFIG);
     assert!(addrs().contains(&format!("{VIP}/32")), "the daemon did not add the VIP: {}", addrs());
     wait_for_neighbours(&stack.node, "back");
     assert!(fetch(&stack.client).starts_with("web"));

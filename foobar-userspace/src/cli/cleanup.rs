@@ -1,0 +1,25 @@
+//! `foobar cleanup`: removes pinned links (which detaches XDP) and maps left by a run that
+//! crashed or was told to keep forwarding.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use crate::{config, dataplane::Pins};
+
+pub fn run(config_file: Option<&Path>, pin_dir: &Path) -> anyhow::Result<ExitCode> {
+    let dir: PathBuf = match config_file {
+        Some(f) => match config::load(f) {
+            Ok(c) => c.daemon.pin_dir,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        None => pin_dir.to_path_buf(),
+    };
+    let removed = Pins::remove_all(&dir)?;
+    println!("removed {removed} pins from {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
