@@ -9,19 +9,18 @@ use tracing::info;
 use crate::{config, daemon::Daemon};
 
 pub fn run(path: &Path, detach_on_exit: bool) -> anyhow::Result<ExitCode> {
-    let mut config = match config::load(path) {
+    let config = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    config.daemon.detach_on_exit |= detach_on_exit;
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async {
         let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
         let hangups = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
-        let daemon = Daemon::start(config)?.watching(path.to_path_buf());
+        let daemon = Daemon::start(config)?.watching(path.to_path_buf()).detach_on_exit(detach_on_exit);
         info!("SIGINT or SIGTERM stops foobar; SIGHUP or `foobar reload` reloads its config");
         daemon
             .serve(

@@ -55,6 +55,8 @@ pub struct Daemon {
     samples: HashMap<u32, status::Sample>,
     /// The file the config came from, for reloads.
     source: Option<PathBuf>,
+    /// `foobar run --detach-on-exit`: detach on exit whatever the (reloaded) config says.
+    detach_on_exit: bool,
     /// VIPs and DNS addresses foobar added to the node (removed again on stop).
     added: crate::addresses::Added,
     /// Running health checkers, and where they report (set while serving).
@@ -91,9 +93,16 @@ impl Daemon {
             samples: HashMap::new(),
             added,
             source: None,
+            detach_on_exit: false,
             checkers: Vec::new(),
             probes: None,
         })
+    }
+
+    /// Detach and unpin on exit even if the config says to keep forwarding (survives reloads).
+    pub fn detach_on_exit(mut self, yes: bool) -> Daemon {
+        self.detach_on_exit = yes;
+        self
     }
 
     /// Names the file the config came from, so that `reload` and SIGHUP re-read it.
@@ -262,7 +271,7 @@ impl Daemon {
             Err(e) => warn!(error = %e, "cannot read counters"),
         }
         let pin_dir = self.config.daemon.pin_dir.clone();
-        if !self.config.daemon.detach_on_exit {
+        if !(self.config.daemon.detach_on_exit || self.detach_on_exit) {
             info!(pins = %pin_dir.display(),
                 "leaving XDP attached and its state pinned: the next `foobar run` takes over without a gap \
                  (`foobar cleanup` removes it all)");
