@@ -1,5 +1,6 @@
-//! The firewall on untrusted interfaces: deny list, control ICMP, allow rules with a
-//! per-source SYN limit, then the default policy. Every outcome is counted.
+//! The firewall on untrusted interfaces: deny list (checked on sight, before the full parse),
+//! control ICMP, allow rules with a per-source SYN limit, then the default policy. Every
+//! outcome is counted.
 
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
@@ -12,10 +13,10 @@ use foobar_common::{
         ALLOW_FIXED_BITS, ALLOW_MAX_ENTRIES, AllowDataV4, AllowDataV6, DENY_MAX_ENTRIES, FirewallSettings, MAX_RULES,
         RuleSet, SYN_TRACKED_SOURCES, SourceKey, allow_data_v4, allow_data_v6, gcra,
     },
-    parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L3, Parsed},
+    parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L3, Parsed, source_of},
 };
 
-use crate::{atomic, lb, stats::count};
+use crate::{atomic, lb, packet::Frame, stats::count};
 
 #[map(name = "FW_DENY_V4")]
 static DENY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
@@ -44,10 +45,6 @@ pub fn admits(p: &Parsed) -> bool {
         // ARP and other non-IP frames carry nothing the rules speak about.
         L3::Arp | L3::Other(_) => return true,
     };
-    if denied(p, v4) {
-        count(Counter::FwDeniedSource);
-        return false;
-    }
     if is_control_icmp(p) {
         count(Counter::FwIcmpControl);
         return true;
@@ -86,13 +83,21 @@ pub fn admits(p: &Parsed) -> bool {
     }
 }
 
+/// Whether the frame comes from a denied source: read from the IP header alone (the rest
+/// is not even parsed), counted as received and denied.
 #[inline(always)]
-fn denied(p: &Parsed, v4: bool) -> bool {
-    if v4 {
-        DENY_V4.get(Key::new(32, p.src[0].to_ne_bytes())).is_some()
+pub fn denied_on_sight(frame: &Frame) -> bool {
+    let Some((l3, src)) = source_of(frame) else { return false };
+    let denied = if l3 == L3::Ipv4 {
+        DENY_V4.get(Key::new(32, src[0].to_ne_bytes())).is_some()
     } else {
-        DENY_V6.get(Key::new(128, words_to_bytes(&p.src))).is_some()
+        DENY_V6.get(Key::new(128, words_to_bytes(&src))).is_some()
+    };
+    if denied {
+        count(Counter::Received);
+        count(Counter::FwDeniedSource);
     }
+    denied
 }
 
 /// Neighbour discovery, and the ICMP errors path-MTU discovery depends on.

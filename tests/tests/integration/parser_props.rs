@@ -2,7 +2,7 @@
 
 use std::net::Ipv6Addr;
 
-use foobar_common::parse::{Fragment, L3, parse, parse_quoted};
+use foobar_common::parse::{Fragment, L3, parse, parse_quoted, source_of};
 use foobar_tests::packet::{Frame, TcpFlags, Transport, truncate_consistently};
 use libtest_mimic::Trial;
 use proptest::{
@@ -32,6 +32,10 @@ fn arbitrary_bytes() {
             if let Ok(p) = parse(&bytes[..]) {
                 prop_assert!(p.l4_offset <= bytes.len());
                 prop_assert!(p.l3_offset <= p.l4_offset);
+                // The deny list's early look agrees with the full parse on every valid IP frame.
+                if matches!(p.l3, L3::Ipv4 | L3::Ipv6) {
+                    prop_assert_eq!(source_of(&bytes[..]), Some((p.l3, p.src)));
+                }
                 if let Some(q) = parse_quoted(&bytes[..], &p) {
                     prop_assert!(q.l4_offset + 8 <= bytes.len());
                 }
@@ -62,7 +66,9 @@ fn built_frames() {
             for v in 0..vlans {
                 f = f.vlan(100 + u16::from(v));
             }
-            let p = parse(&f.build()[..]).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            let frame = f.build();
+            let p = parse(&frame[..]).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            prop_assert_eq!(source_of(&frame[..]), Some((L3::Ipv4, p.src)));
             prop_assert_eq!(p.l3, L3::Ipv4);
             prop_assert_eq!(p.vlans, vlans);
             prop_assert_eq!(p.src[0].to_ne_bytes(), src);
