@@ -29,6 +29,7 @@ pub fn trials() -> Vec<Trial> {
         gated("daemon_lab::cli_says_when_foobar_is_not_running", &[], not_running),
         gated("daemon_lab::reload_applies_differences_and_refuses_bad_files", &[Need::Root, Need::Bpf], reload),
         gated("daemon_lab::restart_under_load_fails_no_request", &[Need::Root, Need::Bpf], restart),
+        gated("daemon_lab::a_hung_backend_costs_only_its_own_timeout", &[Need::Root, Need::Bpf], hung_backend),
     ]
 }
 
@@ -264,4 +265,34 @@ fn restart() {
     assert!(received(&second.status().counters) > received(&before) + requests);
     drop(second);
     assert!(!pin_dir(&stack.node).exists(), "detach-on-exit left pins behind");
+}
+
+/// A server on port 80 that accepts connections and never answers (the worst kind of sick).
+const HUNG_SERVER: &str = "import socket; s = socket.socket(); \
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 80)); s.listen(128); held = []\n\
+while True: held.append(s.accept())";
+
+fn hung_backend() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let log = std::env::temp_dir().join(format!("{}-hung.txt", stack.web2.name()));
+    let _hung = stack.web2.spawn(&["/usr/bin/python3", "-c", HUNG_SERVER], &log);
+    nginx::wait_listening(&stack.web2, 80);
+    let daemon = RunningDaemon::start(&stack.node, LAB_CONFIG);
+    let checks = |r: &StatusReport, name: &str| {
+        r.services[0].backends.iter().find(|b| b.name == name).and_then(|b| b.health.clone())
+    };
+    let took =
+        daemon.wait_for(Duration::from_secs(4), "the hung web2 marked down", |r| backend_state(r, "web2") == "down");
+    eprintln!("hung web2 marked down after {took:?}");
+    let web2 = checks(&daemon.status(), "web2").expect("web2 checked");
+    assert!(web2.last.starts_with("timed out after 300ms"), "{web2:?}");
+    // Meanwhile web1's checks went on at their own pace, unaffected.
+    let web1 = checks(&daemon.status(), "web1").expect("web1 checked");
+    assert_eq!(web1.last, "HTTP 200");
+    assert!(web1.latency_ms < 100.0, "web1's checks slowed down: {web1:?}");
+    assert_eq!(backend_state(&daemon.status(), "web1"), "up");
+    for _ in 0..4 {
+        assert_eq!(fetch(&stack.client), "web1");
+    }
 }
