@@ -40,6 +40,7 @@ pub fn lookup_hop(frame: &Frame, p: &Parsed, src: &[u32; 4], dst: &[u32; 4]) -> 
     let rc = unsafe { fib_lookup(ctx.ctx.cast(), &mut params, core::mem::size_of::<bpf_fib_lookup>() as i32, 0) };
     if rc != BPF_FIB_LKUP_RET_SUCCESS {
         count(Counter::LbNoRoute);
+        crate::log::note_no_next_hop(u32::from_be(dst[0]), rc);
         return None;
     }
     Some(NextHop { ifindex: params.ifindex, dmac: params.dmac, smac: params.smac })

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - `packet`: the kernel's [`PacketBytes`](foobar_common::bytes::PacketBytes) over an `XdpContext`.
-//! - `stats`: the per-CPU counter array and the one function that bumps it.
+//! - `stats`: the per-CPU counter array and the one function that bumps it; `log`: rate-limited
+//!   messages for the daemon's log.
 //! - `firewall`: deny list, allow rules, SYN rate limit, default policy.
 //! - `lb`: services, scheduling, connection tracking; `nat`: rewrites and NAT ports;
 //!   `forward`: FIB lookup and redirect to the next hop; `refuse`: RSTs when no backend is up.
@@ -19,6 +20,7 @@ mod atomic;
 mod firewall;
 mod forward;
 mod lb;
+mod log;
 mod nat;
 mod packet;
 mod refuse;
@@ -36,10 +38,14 @@ use crate::{packet::Frame, stats::count};
 /// Trusted interfaces: parse (dropping what is malformed), then balance.
 #[xdp]
 pub fn foobar_xdp(ctx: XdpContext) -> u32 {
-    match parsed(&ctx) {
+    let verdict = match parsed(&ctx) {
         Some(p) => lb::balance(&Frame(&ctx), &p).unwrap_or(xdp_action::XDP_PASS),
         None => xdp_action::XDP_DROP,
+    };
+    if verdict == xdp_action::XDP_DROP {
+        log::emit(&ctx);
     }
+    verdict
 }
 
 /// Untrusted interfaces: as `foobar_xdp`, with the firewall deciding first. A denied source
@@ -49,10 +55,14 @@ pub fn foobar_xdp_fw(ctx: XdpContext) -> u32 {
     if firewall::denied_on_sight(&Frame(&ctx)) {
         return xdp_action::XDP_DROP;
     }
-    match parsed(&ctx) {
+    let verdict = match parsed(&ctx) {
         Some(p) if firewall::admits(&p) => lb::balance(&Frame(&ctx), &p).unwrap_or(xdp_action::XDP_PASS),
         _ => xdp_action::XDP_DROP,
+    };
+    if verdict == xdp_action::XDP_DROP {
+        log::emit(&ctx);
     }
+    verdict
 }
 
 /// The benchmark floor: passes every frame and does nothing else. Never attached; `cargo

@@ -17,7 +17,7 @@ mod status;
 
 use std::{collections::HashMap, future::Future, path::PathBuf, time::Instant};
 
-use tokio::sync::mpsc;
+use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tracing::{info, warn};
 
 use self::backends::{Admin, Backends};
@@ -223,6 +223,17 @@ impl Daemon {
         self.restart_checks();
         info!(socket = %path.display(), metrics = %addr, checks = self.checkers.len(), "serving");
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        // Kernel log messages, handed to the same log as everything else as they arrive.
+        // SAFETY: the logger owns its ring buffer's fd for its whole life and always returns it.
+        let mut kernel_log = self.dataplane.take_kernel_log().and_then(|l| {
+            match unsafe { AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE) } {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    warn!(error = %e, "cannot watch kernel log messages");
+                    None
+                }
+            }
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -247,6 +258,15 @@ impl Daemon {
                     let _ = scrape.send(self.metrics());
                 }
                 _ = tick.tick() => self.sample(Instant::now()),
+                Ok(mut ready) = async {
+                    match kernel_log.as_mut() {
+                        Some(fd) => fd.readable_mut().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    ready.get_inner_mut().flush();
+                    ready.clear_ready();
+                }
             }
         }
         control.abort();

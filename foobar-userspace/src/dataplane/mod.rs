@@ -36,7 +36,12 @@ pub struct Dataplane {
     attached: Vec<Attachment>,
     /// Where stateful maps and links are pinned; `None` for a private data plane (tests).
     pins: Option<Pins>,
+    /// The kernel programs' log messages (aya-log), until the daemon takes them to drain.
+    logger: Option<KernelLog>,
 }
+
+/// The reader of the XDP programs' log messages; [`KernelLog::flush`] hands them to `log`.
+pub type KernelLog = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 /// Which program an interface runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +95,14 @@ impl Dataplane {
         for role in [Role::Trusted, Role::Untrusted] {
             program_mut(&mut ebpf, role)?.load()?;
         }
-        let mut dp = Dataplane { ebpf, attached: Vec::new(), pins };
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                warn!(error = %e, "kernel log messages are unavailable");
+                None
+            }
+        };
+        let mut dp = Dataplane { ebpf, attached: Vec::new(), pins, logger };
         dp.set_lb_settings(LbSettings::DEFAULT)?;
         Ok(dp)
     }
@@ -185,6 +197,11 @@ impl Dataplane {
             info!(interface = a.interface, "XDP detached");
         }
         Ok(())
+    }
+
+    /// Takes the reader of the kernel's log messages (the daemon drains it as they arrive).
+    pub fn take_kernel_log(&mut self) -> Option<KernelLog> {
+        self.logger.take()
     }
 
     /// Interfaces the program is attached to.

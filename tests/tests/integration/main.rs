@@ -8,6 +8,7 @@ mod daemon_lab;
 mod firewall;
 mod firewall_lab;
 mod fixtures;
+mod kernel_log;
 mod lb_fixtures;
 mod lb_lab;
 mod netns_xdp;
@@ -47,6 +48,7 @@ fn main() {
     trials.extend(lb_fixtures::trials());
     trials.extend(lb_lab::trials());
     trials.extend(daemon_lab::trials());
+    trials.extend(kernel_log::trials());
     trials.extend(netns_xdp::trials());
     trials.extend(stack::trials());
     libtest_mimic::run(&args, trials).exit();
