@@ -23,6 +23,7 @@ pub fn trials() -> Vec<Trial> {
     vec![
         gated("netns::lab_cleans_up_after_itself", &[Need::Root], lab_cleans_up),
         gated("netns::xdp_native_on_veth_counts_real_traffic", &[Need::Root, Need::Bpf], xdp_counts_traffic),
+        gated("netns::auto_mode_falls_back_to_generic_xdp", &[Need::Root, Need::Bpf], auto_falls_back),
     ]
 }
 
@@ -87,6 +88,23 @@ fn xdp_counts_traffic() {
         .expect("InHdrErrors in /proc/net/snmp");
     assert_eq!(ip_in_hdr_errors, "0");
 
+    dp.detach_all().expect("detach");
+    drop(dp);
+    drop(inside);
+}
+
+/// A bridge device has no native XDP: `auto` must fall back to generic, and `native` must fail.
+fn auto_falls_back() {
+    let mut lab = Lab::new();
+    let node = lab.ns("node");
+    node.ip(&["link", "add", "dummy0", "type", "bridge"]);
+    node.ip(&["link", "set", "dummy0", "up"]);
+    let inside = node.enter();
+    let mut dp = Dataplane::load().expect("load");
+    let err = dp.attach("dummy0", Role::Trusted, XdpMode::Native).map(|_| ()).expect_err("a bridge has no native XDP");
+    assert!(err.to_string().starts_with("attaching XDP to interface dummy0 failed"), "{err}");
+    let attached = dp.attach("dummy0", Role::Trusted, XdpMode::Auto).expect("auto attaches");
+    assert_eq!(attached.mode, KernelMode::Skb, "auto did not fall back to generic");
     dp.detach_all().expect("detach");
     drop(dp);
     drop(inside);
