@@ -32,13 +32,14 @@ pub fn render(r: &StatusReport) -> String {
         let ports = s.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
         let _ = writeln!(
             out,
-            "service {}  {} {}/{}  {} {}  new flows {} ({:.1}/s)  {} ({}/s)",
+            "service {}  {} {}/{}  {} {}  active flows {}  new flows {} ({:.1}/s)  {} ({}/s)",
             s.name,
             s.vip,
             s.protocol,
             ports,
             s.mode,
             s.scheduler,
+            s.active_flows,
             s.new_flows,
             s.new_flows_per_sec,
             bytes(s.bytes as f64),
@@ -49,8 +50,8 @@ pub fn render(r: &StatusReport) -> String {
         }
         let _ = writeln!(
             out,
-            "  {:<10} {:<22} {:<9} {:<7} {:<34} {:>10} {:>10} {:>10}",
-            "backend", "address", "state", "active", "last check", "latency", "new flows", "traffic"
+            "  {:<10} {:<22} {:<9} {:<7} {:<34} {:>10} {:>7} {:>10} {:>10}",
+            "backend", "address", "state", "active", "last check", "latency", "flows", "new flows", "traffic"
         );
         for b in &s.backends {
             let role = if b.backup { " (backup)" } else { "" };
@@ -60,13 +61,14 @@ pub fn render(r: &StatusReport) -> String {
             };
             let _ = writeln!(
                 out,
-                "  {:<10} {:<22} {:<9} {:<7} {:<34} {:>10} {:>10} {:>10}",
+                "  {:<10} {:<22} {:<9} {:<7} {:<34} {:>10} {:>7} {:>10} {:>10}",
                 format!("{}{role}", b.name),
                 b.address,
                 b.state,
                 if b.active { "yes" } else { "no" },
                 last,
                 latency,
+                b.active_flows,
                 b.new_flows,
                 bytes(b.bytes as f64)
             );

@@ -63,6 +63,8 @@ pub struct ServiceStatus {
     pub new_flows: u64,
     pub new_flows_per_sec: f64,
     pub bytes_per_sec: f64,
+    /// Tracked flows still live.
+    pub active_flows: u64,
     /// Why new flows are refused, when they are.
     pub note: Option<String>,
     pub backends: Vec<BackendStatus>,
@@ -82,6 +84,8 @@ pub struct BackendStatus {
     pub packets: u64,
     pub bytes: u64,
     pub new_flows: u64,
+    /// Tracked flows still live.
+    pub active_flows: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

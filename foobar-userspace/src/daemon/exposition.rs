@@ -39,6 +39,10 @@ impl Daemon {
                 m.sample(name, &[("service", &s.name)], value(s) as f64);
             }
         }
+        m.family("foobar_service_active_flows", "gauge", "Tracked flows still live.");
+        for s in &report.services {
+            m.sample("foobar_service_active_flows", &[("service", &s.name)], s.active_flows as f64);
+        }
         m.family("foobar_service_available_backends", "gauge", "Backends taking new flows.");
         for s in &report.services {
             let n = s.backends.iter().filter(|b| b.active).count();

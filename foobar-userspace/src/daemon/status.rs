@@ -41,6 +41,7 @@ impl Daemon {
 
     pub(super) fn status(&self) -> StatusReport {
         let mut report = StatusReport::default();
+        let active = self.dataplane.active_flows().unwrap_or_default();
         for (svc, cfg) in self.services.all().iter().zip(&self.config.services) {
             let stats = self.dataplane.service_stats(svc.id).unwrap_or_default();
             let rates = self.samples.get(&svc.id);
@@ -63,6 +64,7 @@ impl Daemon {
                         packets: traffic.packets,
                         bytes: traffic.bytes,
                         new_flows: traffic.new_flows,
+                        active_flows: active.by_backend.get(&svc.backend_ids[i]).copied().unwrap_or(0),
                     }
                 })
                 .collect();
@@ -91,6 +93,7 @@ impl Daemon {
                 new_flows: stats.new_flows,
                 new_flows_per_sec: rates.map_or(0.0, |r| r.new_flows_per_sec),
                 bytes_per_sec: rates.map_or(0.0, |r| r.bytes_per_sec),
+                active_flows: active.by_service.get(&svc.id).copied().unwrap_or(0),
                 note,
                 backends,
             });

@@ -11,9 +11,10 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use foobar_common::{
     addr::{FAMILY_V4, FAMILY_V6},
     lb::{
-        BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_UP, BACKENDS_MAP, Backend, MAX_BACKENDS,
-        MAX_SERVICES, MODE_DSR, MODE_NAT, PICK_CURSOR, PICK_HASH, RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP,
-        SERVICES_MAP, ServiceInfo, ServiceKey, TrafficStats,
+        BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_UP, BACKENDS_MAP, Backend, CONNTRACK_MAP,
+        FLOW_CLOSING, Flow, FlowKey, LbSettings, MAX_BACKENDS, MAX_SERVICES, MODE_DSR, MODE_NAT, PICK_CURSOR,
+        PICK_HASH, RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP, SERVICES_MAP, ServiceInfo, ServiceKey, TrafficStats,
+        flow_expired,
     },
 };
 
@@ -293,7 +294,37 @@ fn publish(dp: &mut Dataplane, svc: &mut Service) -> Result<(), DataplaneError> 
     Ok(())
 }
 
+/// Live flows, by service id and by backend id.
+#[derive(Clone, Debug, Default)]
+pub struct ActiveFlows {
+    pub by_service: std::collections::HashMap<u32, u64>,
+    pub by_backend: std::collections::HashMap<u32, u64>,
+}
+
+/// The most connection-table entries `active_flows` reads before it stops counting.
+const ACTIVE_SCAN_LIMIT: usize = 2_000_000;
+
 impl Dataplane {
+    /// Counts the tracked flows that are still live (no FIN or RST seen, not idle past their timeout),
+    /// per service and per backend. Reads the whole connection table: for `status`, not for
+    /// every packet.
+    pub fn active_flows(&self) -> Result<ActiveFlows, DataplaneError> {
+        let table: HashMap<&MapData, FlowKey, Flow> = HashMap::try_from(self.map(CONNTRACK_MAP)?)?;
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes into `ts`; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        let mut out = ActiveFlows::default();
+        for entry in table.iter().take(ACTIVE_SCAN_LIMIT) {
+            let Ok((key, flow)) = entry else { continue };
+            if flow.flags & FLOW_CLOSING == 0 && !flow_expired(&flow, now, key.protocol, &LbSettings::DEFAULT) {
+                *out.by_service.entry(flow.service).or_default() += 1;
+                *out.by_backend.entry(flow.backend).or_default() += 1;
+            }
+        }
+        Ok(out)
+    }
+
     /// Traffic of a service (by data-plane id), summed over CPUs.
     pub fn service_stats(&self, id: u32) -> Result<TrafficStats, DataplaneError> {
         sum_stats(self.map(SERVICE_STATS_MAP)?, id)

@@ -123,10 +123,19 @@ fn control() {
     assert!(report.firewall_rules[0].hits > 0);
     assert!(report.counters.iter().any(|(name, v)| name == "firewall_denied_source" && *v > 0));
 
+    // An open connection is one active flow, on its backend; the closed ones are not.
+    let mut open = KeepAlive::open(&stack.client, format!("{VIP}:80").parse().expect("addr"));
+    let holder = open.get("/").split_whitespace().next().unwrap_or_default().to_owned();
+    let report = daemon.status();
+    assert_eq!(report.services[0].active_flows, 1, "{report:?}");
+    let b = report.services[0].backends.iter().find(|b| b.name == holder).expect("holder");
+    assert_eq!(b.active_flows, 1);
+    drop(open);
+
     // Prometheus, on the node's loopback as lab.toml says.
     let metrics = stack.node.exec(&["curl", "-sS", "--max-time", "3", "http://127.0.0.1:9469/metrics"]);
     for line in [
-        "foobar_service_new_flows_total{service=\"www\"} 5",
+        "foobar_service_new_flows_total{service=\"www\"} 6",
         "foobar_service_available_backends{service=\"www\"} 2",
         "foobar_backend_active{service=\"www\",backend=\"web2\",state=\"up\"} 1",
         "# TYPE foobar_health_check_duration_seconds histogram",
