@@ -7,6 +7,7 @@
 //! - [`cli`]: the `foobar` command line, one file per subcommand.
 //! - [`config`]: the TOML config, its schema and whole-file validation.
 //! - [`control`]: the control socket's protocol, server and client.
+//! - [`dns`]: the authoritative DNS server whose answers follow health.
 //! - [`health`]: backend health checks with rise/fall hysteresis.
 //! - [`daemon`]: the daemon's lifecycle (start, serve until shutdown, stop).
 //! - [`dataplane`]: the embedded eBPF object, loading it, attaching XDP, reading its maps.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod dns;
 pub mod health;
 pub mod logging;
 pub mod metrics;

@@ -82,6 +82,16 @@ pub fn render(r: &StatusReport) -> String {
         }
         out.push('\n');
     }
+    if let Some(d) = &r.dns {
+        let _ = writeln!(
+            out,
+            "dns {}  serial {}  on {}  answering for: {}\n",
+            d.zone,
+            d.serial,
+            d.listen.join(", "),
+            if d.answering.is_empty() { "(no service is up)".to_owned() } else { d.answering.join(", ") }
+        );
+    }
     let _ = writeln!(out, "data-plane counters");
     for (name, value) in &r.counters {
         let _ = writeln!(out, "  {name:<40} {value}");

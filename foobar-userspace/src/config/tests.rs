@@ -22,7 +22,7 @@ fn the_lab_config_is_valid() {
     let cfg = parse(Path::new("lab.toml"), LAB, &lab_interfaces).expect("examples/lab.toml must stay valid");
     assert_eq!(cfg.services.len(), 1);
     assert_eq!(cfg.services[0].backends.len(), 2);
-    assert_eq!(cfg.firewall.allow.len(), 2);
+    assert_eq!(cfg.firewall.allow.len(), 3);
     assert_eq!(cfg.dns.as_ref().map(|d| d.records.len()), Some(3));
 }
 
@@ -67,7 +67,7 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"interval = "500ms""#,
             r#"interval = "500""#,
-            "lab.toml:39: service.health.interval: `500`: duration unit must be ms, s or m",
+            "lab.toml:44: service.health.interval: `500`: duration unit must be ms, s or m",
         ),
         (
             r#"deny_sources = ["192.0.2.66/32"]"#,
@@ -79,12 +79,12 @@ fn bad_values_name_file_line_and_key() {
             r#"deny_sources = ["192.0.2.66/24"]"#,
             "lab.toml:14: firewall.deny_sources: `192.0.2.66/24` has host bits set past /24",
         ),
-        (r#"vip = "192.0.2.10""#, r#"vip = "www.foobar.com""#, "lab.toml:29: service.vip: invalid IP address syntax"),
-        ("rise = 2", "rise = -1", "lab.toml:41: service.health.rise: invalid value: integer `-1`, expected u32"),
+        (r#"vip = "192.0.2.10""#, r#"vip = "www.foobar.com""#, "lab.toml:34: service.vip: invalid IP address syntax"),
+        ("rise = 2", "rise = -1", "lab.toml:46: service.health.rise: invalid value: integer `-1`, expected u32"),
         (
             r#"service = "www"  "#,
             r#"service = "wwx"  "#,
-            "lab.toml:61: dns.record[0].service: no [[service]] is named `wwx`",
+            "lab.toml:66: dns.record[0].service: no [[service]] is named `wwx`",
         ),
         (
             r#"untrusted = ["front"]"#,
@@ -99,12 +99,12 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"address = "198.51.100.12""#,
             r#"address = "2001:db8:2::12""#,
-            "lab.toml:49: service[0].backend[1].address: must be of the VIP's address family",
+            "lab.toml:54: service[0].backend[1].address: must be of the VIP's address family",
         ),
         (
             r#"timeout = "300ms""#,
             r#"timeout = "3s""#,
-            "lab.toml:40: service[0].health.timeout: must be above zero and at most the interval",
+            "lab.toml:45: service[0].health.timeout: must be above zero and at most the interval",
         ),
         (
             "proto = \"udp\"\nto = \"192.0.2.53\"",
@@ -114,12 +114,12 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"name = "db-write""#,
             "name = \"db-write\"\nvalue = \"192.0.2.31\"",
-            "lab.toml:64: dns.record[1].value: needs exactly one of `value`, `service` or `replication`",
+            "lab.toml:69: dns.record[1].value: needs exactly one of `value`, `service` or `replication`",
         ),
         (
             r#"address = "198.51.100.12""#,
             "address = \"198.51.100.12\"\nweight = 0",
-            "lab.toml:49: service[0].backend[1].weight: must be at least 1 (drain the backend instead)",
+            "lab.toml:54: service[0].backend[1].weight: must be at least 1 (drain the backend instead)",
         ),
     ] {
         match edited(from, to) {

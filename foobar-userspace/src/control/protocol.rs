@@ -48,6 +48,16 @@ pub struct StatusReport {
     pub firewall_rules: Vec<RuleStatus>,
     /// Every non-zero data-plane counter, by name.
     pub counters: Vec<(String, u64)>,
+    pub dns: Option<DnsStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DnsStatus {
+    pub zone: String,
+    pub serial: u32,
+    pub listen: Vec<String>,
+    /// Services whose records are answered right now.
+    pub answering: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

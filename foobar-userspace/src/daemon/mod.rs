@@ -43,6 +43,8 @@ pub enum DaemonError {
     ControlSocket { path: PathBuf, source: std::io::Error },
     #[error("cannot listen for metrics on {addr}: {source}")]
     Metrics { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("DNS: {0}")]
+    Dns(String),
 }
 
 /// A running foobar: the loaded data plane, its services and the config it runs.
@@ -59,6 +61,8 @@ pub struct Daemon {
     detach_on_exit: bool,
     /// VIPs and DNS addresses foobar added to the node (removed again on stop).
     added: crate::addresses::Added,
+    /// The DNS server, while serving with a `[dns]` section.
+    dns: Option<crate::dns::Dns>,
     /// Running health checkers, and where they report (set while serving).
     checkers: Vec<tokio::task::JoinHandle<()>>,
     probes: Option<mpsc::Sender<Probe>>,
@@ -81,8 +85,10 @@ impl Daemon {
             }
             dataplane.attach(&iface, role, config.daemon.xdp_mode)?;
         }
-        if config.dns.is_some() || config.replication.is_some() {
-            warn!("this build does not yet run DNS or the replication monitor from the config");
+        if config.replication.is_some() {
+            warn!(
+                "this build does not yet run the replication monitor: replication DNS records answer the configured servers"
+            );
         }
         info!(interfaces = dataplane.attachments().len(), services = services.all().len(), "data plane running");
         Ok(Daemon {
@@ -94,6 +100,7 @@ impl Daemon {
             added,
             source: None,
             detach_on_exit: false,
+            dns: None,
             checkers: Vec::new(),
             probes: None,
         })
@@ -185,8 +192,32 @@ impl Daemon {
             self.services.set_state(&mut self.dataplane, service, backend, state).map_err(|e| e.to_string())?;
         if before != state {
             info!(service, backend, from = before.name(), to = state.name(), why, "backend state changed");
+            self.refresh_dns();
         }
         Ok(())
+    }
+
+    /// What DNS should answer for now: services with a backend taking new flows.
+    fn live(&self) -> crate::dns::zone::Live {
+        crate::dns::zone::Live {
+            services: self
+                .services
+                .all()
+                .iter()
+                .filter(|s| !s.active.is_empty())
+                .map(|s| s.spec.name.clone())
+                .collect(),
+        }
+    }
+
+    /// Hands DNS the current zone and what is live (it rebuilds only on a change).
+    fn refresh_dns(&self) {
+        let Some(dns) = &self.dns else { return };
+        match crate::dns::zone::ZoneSpec::from_config(&self.config) {
+            Ok(Some(spec)) => dns.update(spec, self.live()),
+            Ok(None) => {}
+            Err(e) => warn!(error = e, "cannot build the DNS zone"),
+        }
     }
 
     /// (Re)starts one health checker per checked backend, from each backend's current health.
@@ -221,6 +252,11 @@ impl Daemon {
         let exporter = tokio::spawn(exporter::serve(metrics_listener, scrape_tx));
         self.probes = Some(probe_tx);
         self.restart_checks();
+        if let (Some(spec), Some(dns)) =
+            (crate::dns::zone::ZoneSpec::from_config(&self.config).map_err(DaemonError::Dns)?, &self.config.dns)
+        {
+            self.dns = Some(crate::dns::Dns::start(spec, &dns.listen, self.live()).await.map_err(DaemonError::Dns)?);
+        }
         info!(socket = %path.display(), metrics = %addr, checks = self.checkers.len(), "serving");
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         // Kernel log messages, handed to the same log as everything else as they arrive.
@@ -271,6 +307,7 @@ impl Daemon {
         }
         control.abort();
         exporter.abort();
+        self.dns = None;
         for c in self.checkers.drain(..) {
             c.abort();
         }

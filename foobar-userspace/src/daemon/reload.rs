@@ -69,6 +69,7 @@ impl Daemon {
             self.publish(&service, &backend, "reload")?;
         }
         self.restart_checks();
+        self.refresh_dns();
         let summary = if changes.is_empty() { "no changes".to_owned() } else { changes.join(", ") };
         info!(file = %path.display(), changes = summary, "config reloaded");
         Ok(format!("reloaded {}: {summary}", path.display()))
@@ -91,6 +92,8 @@ fn daemon_change(old: &Config, new: &Config) -> Option<&'static str> {
         Some("daemon.control_socket")
     } else if a.metrics_listen != b.metrics_listen {
         Some("daemon.metrics_listen")
+    } else if old.dns.as_ref().map(|d| &d.listen) != new.dns.as_ref().map(|d| &d.listen) {
+        Some("dns.listen")
     } else {
         None
     }

@@ -8,7 +8,7 @@ use foobar_common::lb::TrafficStats;
 use super::Daemon;
 use crate::{
     config::schema::{ForwardMode, Proto, Scheduler},
-    control::protocol::{BackendStatus, RuleStatus, ServiceStatus, StatusReport},
+    control::protocol::{BackendStatus, DnsStatus, RuleStatus, ServiceStatus, StatusReport},
 };
 
 /// A service's traffic at one moment, and the rates since the one before.
@@ -110,6 +110,14 @@ impl Daemon {
             report.firewall_rules.push(RuleStatus {
                 rule: format!("{} to {} {ports}{from}", proto_name(*r.proto.get_ref()), r.to),
                 hits: hits.get(i).copied().unwrap_or(0),
+            });
+        }
+        if let Some(dns) = &self.dns {
+            report.dns = Some(DnsStatus {
+                zone: dns.zone.clone(),
+                serial: dns.serial(),
+                listen: dns.listen.iter().map(ToString::to_string).collect(),
+                answering: self.live().services.into_iter().collect(),
             });
         }
         if let Ok(c) = self.dataplane.counters() {

@@ -30,6 +30,7 @@ pub fn trials() -> Vec<Trial> {
         gated("daemon_lab::reload_applies_differences_and_refuses_bad_files", &[Need::Root, Need::Bpf], reload),
         gated("daemon_lab::restart_under_load_fails_no_request", &[Need::Root, Need::Bpf], restart),
         gated("daemon_lab::a_hung_backend_costs_only_its_own_timeout", &[Need::Root, Need::Bpf], hung_backend),
+        gated("daemon_lab::dns_answers_authoritatively_and_follows_health", &[Need::Root, Need::Bpf], dns),
     ]
 }
 
@@ -320,4 +321,55 @@ fn hung_backend() {
     for _ in 0..4 {
         assert_eq!(fetch(&stack.client), "web1");
     }
+}
+
+/// `dig @192.0.2.53 ARGS` from the client (one try, two seconds).
+fn dig(client: &Netns, args: &[&str]) -> String {
+    let mut cmd = vec!["dig", "@192.0.2.53", "+time=2", "+tries=1"];
+    cmd.extend_from_slice(args);
+    client.exec(&cmd)
+}
+
+fn dns() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    let daemon = RunningDaemon::start(&stack.node, LAB_CONFIG);
+
+    let www = dig(&stack.client, &["www.foobar.com", "A"]);
+    assert!(www.contains("flags: qr aa") && www.contains("status: NOERROR"), "{www}");
+    assert!(www.contains("www.foobar.com.\t\t30\tIN\tA\t192.0.2.10"), "{www}");
+    assert_eq!(dig(&stack.client, &["+short", "db-write.foobar.com"]).trim(), DB1);
+    assert_eq!(dig(&stack.client, &["+short", "db-read.foobar.com"]).trim(), DB2);
+    assert_eq!(dig(&stack.client, &["+short", "+tcp", "www.foobar.com"]).trim(), VIP, "DNS over TCP");
+    let nx = dig(&stack.client, &["nothere.foobar.com", "A"]);
+    assert!(nx.contains("status: NXDOMAIN") && nx.contains("AUTHORITY: 1") && nx.contains("SOA"), "{nx}");
+    let nodata = dig(&stack.client, &["www.foobar.com", "AAAA"]);
+    assert!(
+        nodata.contains("status: NOERROR") && nodata.contains("ANSWER: 0") && nodata.contains("AUTHORITY: 1"),
+        "{nodata}"
+    );
+    let refused = dig(&stack.client, &["www.example.org", "A"]);
+    assert!(refused.contains("status: REFUSED"), "{refused}");
+    assert!(!refused.contains(" ra"), "recursion offered: {refused}");
+
+    // No web backend available: www has no address, so the name is gone (NXDOMAIN, cached
+    // for the zone's TTL) until a backend comes back.
+    for b in ["web1", "web2"] {
+        let r = Request::Backend { service: "www".into(), backend: b.into(), action: BackendAction::Disable };
+        assert!(matches!(daemon.request(r), Response::Done { .. }));
+    }
+    daemon.wait_for(Duration::from_secs(2), "DNS answering for nothing", |r| {
+        r.dns.as_ref().is_some_and(|d| d.answering.is_empty())
+    });
+    let gone = dig(&stack.client, &["www.foobar.com", "A"]);
+    assert!(gone.contains("status: NXDOMAIN") && gone.contains("flags: qr aa"), "{gone}");
+    let r = Request::Backend { service: "www".into(), backend: "web2".into(), action: BackendAction::Enable };
+    assert!(matches!(daemon.request(r), Response::Done { .. }));
+    daemon.wait_for(Duration::from_secs(2), "DNS answering for www", |r| {
+        r.dns.as_ref().is_some_and(|d| d.answering == ["www"])
+    });
+    assert_eq!(dig(&stack.client, &["+short", "www.foobar.com"]).trim(), VIP);
+    let text = render(&daemon.status());
+    assert!(text.contains("dns foobar.com.") && text.contains("answering for: www"), "{text}");
 }

@@ -1,0 +1,108 @@
+//! The authoritative DNS server for the configured zone (hickory-server), on UDP and TCP at
+//! every `dns.listen` address. Its answers follow the data plane: the daemon sends what is
+//! live over a watch channel, and one updater task rebuilds the zone and swaps the whole
+//! record map under a single write lock, so a query sees the old zone or the new one (with a
+//! new SOA serial), never a mix.
+//!
+//! - `zone`: the records, built from the config and what is live.
+
+pub mod zone;
+
+use std::{sync::Arc, time::Duration};
+
+use hickory_server::{
+    Server,
+    net::runtime::TokioRuntimeProvider,
+    proto::rr::LowerName,
+    store::in_memory::InMemoryZoneHandler,
+    zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType},
+};
+use tokio::{
+    net::{TcpListener, UdpSocket},
+    sync::watch,
+    task::JoinHandle,
+};
+use tracing::{info, warn};
+
+use self::zone::{Live, ZoneSpec};
+
+/// A running DNS server and the channel its answers follow.
+pub struct Dns {
+    live: watch::Sender<(Arc<ZoneSpec>, Live)>,
+    serial: watch::Receiver<u32>,
+    server: JoinHandle<()>,
+    updater: JoinHandle<()>,
+    pub zone: String,
+    pub listen: Vec<std::net::SocketAddr>,
+}
+
+impl Dns {
+    /// Binds every listen address and starts answering for `spec` with `live`.
+    pub async fn start(spec: ZoneSpec, listen: &[std::net::SocketAddr], live: Live) -> Result<Dns, String> {
+        let handler = Arc::new(InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
+            spec.origin.clone(),
+            ZoneType::Primary,
+            AxfrPolicy::Deny,
+        ));
+        let serial0 =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
+        *handler.records_mut().await = spec.build(&live, serial0)?;
+        let mut catalog = Catalog::new();
+        catalog.upsert(LowerName::from(&spec.origin), vec![handler.clone() as Arc<dyn ZoneHandler>]);
+        let mut server = Server::new(catalog);
+        for addr in listen {
+            let udp = UdpSocket::bind(addr).await.map_err(|e| format!("dns.listen {addr} (udp): {e}"))?;
+            server.register_socket(udp);
+            let tcp = TcpListener::bind(addr).await.map_err(|e| format!("dns.listen {addr} (tcp): {e}"))?;
+            server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
+        }
+        let zone = spec.origin.to_string();
+        info!(zone, listen = ?listen, serial = serial0, "DNS answering");
+        let (live_tx, mut live_rx) = watch::channel((Arc::new(spec), live));
+        let (serial_tx, serial_rx) = watch::channel(serial0);
+        let updater = tokio::spawn(async move {
+            let mut serial = serial0;
+            while live_rx.changed().await.is_ok() {
+                let (spec, live) = live_rx.borrow_and_update().clone();
+                serial = serial.wrapping_add(1);
+                match spec.build(&live, serial) {
+                    Ok(map) => {
+                        *handler.records_mut().await = map;
+                        let _ = serial_tx.send(serial);
+                        info!(serial, live = ?live.services, "DNS zone updated");
+                    }
+                    Err(e) => warn!(error = e, "cannot rebuild the DNS zone; keeping the previous one"),
+                }
+            }
+        });
+        let server = tokio::spawn(async move {
+            if let Err(e) = server.block_until_done().await {
+                warn!(error = %e, "DNS server stopped");
+            }
+        });
+        Ok(Dns { live: live_tx, serial: serial_rx, server, updater, zone, listen: listen.to_vec() })
+    }
+
+    /// Publishes what is live (and the zone, after a reload); only changes rebuild the zone.
+    pub fn update(&self, spec: ZoneSpec, live: Live) {
+        self.live.send_if_modified(|current| {
+            if *current.0 == spec && current.1 == live {
+                return false;
+            }
+            *current = (Arc::new(spec), live);
+            true
+        });
+    }
+
+    /// The zone's current SOA serial.
+    pub fn serial(&self) -> u32 {
+        *self.serial.borrow()
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.updater.abort();
+    }
+}
