@@ -85,11 +85,13 @@ pub fn render(r: &StatusReport) -> String {
     if let Some(d) = &r.dns {
         let _ = writeln!(
             out,
-            "dns {}  serial {}  on {}  answering for: {}\n",
+            "dns {}  serial {}  on {}  answering for: {}  queries {} (rate-limited {})\n",
             d.zone,
             d.serial,
             d.listen.join(", "),
-            if d.answering.is_empty() { "(no service is up)".to_owned() } else { d.answering.join(", ") }
+            if d.answering.is_empty() { "(no service is up)".to_owned() } else { d.answering.join(", ") },
+            d.queries,
+            d.rate_limited
         );
     }
     let _ = writeln!(out, "data-plane counters");

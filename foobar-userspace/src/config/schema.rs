@@ -171,6 +171,9 @@ pub struct Dns {
     pub zone: Spanned<String>,
     #[serde(default = "defaults::dns_ttl")]
     pub ttl: u32,
+    /// UDP responses per second per source /24 (IPv4) or /56 (IPv6); 0 turns the limit off.
+    #[serde(default = "defaults::dns_rate")]
+    pub responses_per_second: u32,
     #[serde(default, rename = "record")]
     pub records: Vec<Record>,
 }
@@ -271,6 +274,9 @@ mod defaults {
     }
     pub fn dns_ttl() -> u32 {
         30
+    }
+    pub fn dns_rate() -> u32 {
+        100
     }
     pub fn repl_interval() -> Span {
         Span(Duration::from_secs(1))

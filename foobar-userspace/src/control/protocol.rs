@@ -58,6 +58,10 @@ pub struct DnsStatus {
     pub listen: Vec<String>,
     /// Services whose records are answered right now.
     pub answering: Vec<String>,
+    pub queries: u64,
+    pub rate_limited: u64,
+    /// Responses by response code.
+    pub responses: Vec<(String, u64)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

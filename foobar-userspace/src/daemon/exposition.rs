@@ -67,6 +67,20 @@ impl Daemon {
                 }
             }
         }
+        if let Some(d) = &report.dns {
+            m.family("foobar_dns_queries_total", "counter", "DNS queries received.");
+            m.sample("foobar_dns_queries_total", &[], d.queries as f64);
+            m.family(
+                "foobar_dns_rate_limited_total",
+                "counter",
+                "DNS queries left unanswered by response rate limiting.",
+            );
+            m.sample("foobar_dns_rate_limited_total", &[], d.rate_limited as f64);
+            m.family("foobar_dns_responses_total", "counter", "DNS responses by response code.");
+            for (rcode, n) in &d.responses {
+                m.sample("foobar_dns_responses_total", &[("rcode", rcode)], *n as f64);
+            }
+        }
         let name = "foobar_health_check_duration_seconds";
         m.family(name, "histogram", "How long health checks took.");
         for s in &report.services {

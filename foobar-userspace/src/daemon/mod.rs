@@ -255,7 +255,11 @@ impl Daemon {
         if let (Some(spec), Some(dns)) =
             (crate::dns::zone::ZoneSpec::from_config(&self.config).map_err(DaemonError::Dns)?, &self.config.dns)
         {
-            self.dns = Some(crate::dns::Dns::start(spec, &dns.listen, self.live()).await.map_err(DaemonError::Dns)?);
+            self.dns = Some(
+                crate::dns::Dns::start(spec, &dns.listen, dns.responses_per_second, self.live())
+                    .await
+                    .map_err(DaemonError::Dns)?,
+            );
         }
         info!(socket = %path.display(), metrics = %addr, checks = self.checkers.len(), "serving");
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));

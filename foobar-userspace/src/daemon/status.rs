@@ -118,6 +118,9 @@ impl Daemon {
                 serial: dns.serial(),
                 listen: dns.listen.iter().map(ToString::to_string).collect(),
                 answering: self.live().services.into_iter().collect(),
+                queries: dns.stats.queries.load(std::sync::atomic::Ordering::Relaxed),
+                rate_limited: dns.stats.rate_limited.load(std::sync::atomic::Ordering::Relaxed),
+                responses: dns.stats.by_rcode().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             });
         }
         if let Ok(c) = self.dataplane.counters() {

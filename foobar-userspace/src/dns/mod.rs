@@ -5,7 +5,9 @@
 //! new SOA serial), never a mix.
 //!
 //! - `zone`: the records, built from the config and what is live.
+//! - `guard`: counters and per-source response rate limiting in front of the zone.
 
+pub mod guard;
 pub mod zone;
 
 use std::{sync::Arc, time::Duration};
@@ -34,11 +36,17 @@ pub struct Dns {
     updater: JoinHandle<()>,
     pub zone: String,
     pub listen: Vec<std::net::SocketAddr>,
+    pub stats: Arc<guard::DnsStats>,
 }
 
 impl Dns {
     /// Binds every listen address and starts answering for `spec` with `live`.
-    pub async fn start(spec: ZoneSpec, listen: &[std::net::SocketAddr], live: Live) -> Result<Dns, String> {
+    pub async fn start(
+        spec: ZoneSpec,
+        listen: &[std::net::SocketAddr],
+        responses_per_second: u32,
+        live: Live,
+    ) -> Result<Dns, String> {
         let handler = Arc::new(InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
             spec.origin.clone(),
             ZoneType::Primary,
@@ -49,7 +57,8 @@ impl Dns {
         *handler.records_mut().await = spec.build(&live, serial0)?;
         let mut catalog = Catalog::new();
         catalog.upsert(LowerName::from(&spec.origin), vec![handler.clone() as Arc<dyn ZoneHandler>]);
-        let mut server = Server::new(catalog);
+        let stats = Arc::new(guard::DnsStats::default());
+        let mut server = Server::new(guard::Guard::new(catalog, responses_per_second, stats.clone()));
         for addr in listen {
             let udp = UdpSocket::bind(addr).await.map_err(|e| format!("dns.listen {addr} (udp): {e}"))?;
             server.register_socket(udp);
@@ -80,7 +89,7 @@ impl Dns {
                 warn!(error = %e, "DNS server stopped");
             }
         });
-        Ok(Dns { live: live_tx, serial: serial_rx, server, updater, zone, listen: listen.to_vec() })
+        Ok(Dns { live: live_tx, serial: serial_rx, server, updater, zone, listen: listen.to_vec(), stats })
     }
 
     /// Publishes what is live (and the zone, after a reload); only changes rebuild the zone.

@@ -124,7 +124,11 @@ impl ZoneSpec {
                     let pref = pref.parse().map_err(|_| format!("MX preference `{pref}`"))?;
                     vec![RData::MX(MX::new(pref, relative(host.trim(), origin)?))]
                 }
-                (Source::Static(v), ConfigType::Txt) => vec![RData::TXT(TXT::new(vec![v.clone()]))],
+                // One TXT character-string holds at most 255 bytes: longer text is split.
+                (Source::Static(v), ConfigType::Txt) => {
+                    let chunks = v.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+                    vec![RData::TXT(TXT::new(chunks))]
+                }
                 (Source::Service { name, vip }, _) if live.services.contains(name) => vec![address(*vip)],
                 (Source::Service { .. }, _) => Vec::new(),
                 (Source::Replication(addrs), _) => addrs.iter().map(|ip| address(*ip)).collect(),

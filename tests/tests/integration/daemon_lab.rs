@@ -31,6 +31,7 @@ pub fn trials() -> Vec<Trial> {
         gated("daemon_lab::restart_under_load_fails_no_request", &[Need::Root, Need::Bpf], restart),
         gated("daemon_lab::a_hung_backend_costs_only_its_own_timeout", &[Need::Root, Need::Bpf], hung_backend),
         gated("daemon_lab::dns_answers_authoritatively_and_follows_health", &[Need::Root, Need::Bpf], dns),
+        gated("daemon_lab::dns_truncates_survives_junk_and_limits_floods", &[Need::Root, Need::Bpf], dns_abuse),
     ]
 }
 
@@ -372,4 +373,74 @@ fn dns() {
     assert_eq!(dig(&stack.client, &["+short", "www.foobar.com"]).trim(), VIP);
     let text = render(&daemon.status());
     assert!(text.contains("dns foobar.com.") && text.contains("answering for: www"), "{text}");
+}
+
+/// A DNS query for `name` type A, as a client library would send it.
+fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+fn dns_abuse() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let big = "x".repeat(1500);
+    let text = LAB_CONFIG.replacen("ttl = 30\n", "ttl = 30\nresponses_per_second = 20\n", 1).replacen(
+        "[replication]",
+        &format!("[[dns.record]]\nname = \"big\"\ntype = \"TXT\"\nvalue = \"{big}\"\n\n[replication]"),
+        1,
+    );
+    let daemon = RunningDaemon::start(&stack.node, &text);
+
+    // Too big for a 512-byte UDP answer: truncated (TC); dig's automatic retry over TCP gets it all.
+    let udp = dig(&stack.client, &["+ignore", "+bufsize=512", "big.foobar.com", "TXT"]);
+    assert!(udp.contains(" tc") && udp.contains("ANSWER: 0"), "{udp}");
+    let full = dig(&stack.client, &["big.foobar.com", "TXT"]);
+    assert!(full.contains("ANSWER: 1") && full.matches('x').count() >= 1500, "{full}");
+
+    // Junk: random bytes, a bare header, a name that points at itself. The server stays up.
+    let junk: Vec<Vec<u8>> = vec![
+        (0u8..=255).map(|b| b.wrapping_mul(37)).collect(),
+        vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0],
+        vec![0x12, 0x35, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1],
+        vec![0xff; 3],
+    ];
+    {
+        let _inside = stack.client.enter();
+        let sock = std::net::UdpSocket::bind("192.0.2.100:0").expect("bind");
+        for _ in 0..25 {
+            for j in &junk {
+                let _ = sock.send_to(j, "192.0.2.53:53");
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(dig(&stack.client, &["+short", "www.foobar.com"]).trim(), VIP, "junk hurt the server");
+
+    // A flood of 200 queries from one /24: the limit (20/s) leaves most unanswered.
+    let before = daemon.status().dns.expect("dns").rate_limited;
+    {
+        let _inside = stack.client.enter();
+        let sock = std::net::UdpSocket::bind("192.0.2.100:0").expect("bind");
+        for id in 0..200u16 {
+            let _ = sock.send_to(&dns_query(id, "www.foobar.com"), "192.0.2.53:53");
+        }
+    }
+    let limited = daemon.wait_for(Duration::from_secs(2), "rate limiting", |r| {
+        r.dns.as_ref().is_some_and(|d| d.rate_limited >= before + 150)
+    });
+    eprintln!("200 queries: limited within {limited:?}");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(dig(&stack.client, &["+short", "www.foobar.com"]).trim(), VIP, "the limit did not recover");
+    let metrics = stack.node.exec(&["curl", "-sS", "--max-time", "3", "http://127.0.0.1:9469/metrics"]);
+    assert!(
+        metrics.contains("foobar_dns_rate_limited_total")
+            && metrics.contains("foobar_dns_responses_total{rcode=\"NOERROR\"}")
+    );
 }
