@@ -174,6 +174,9 @@ pub struct Dns {
     /// UDP responses per second per source /24 (IPv4) or /56 (IPv6); 0 turns the limit off.
     #[serde(default = "defaults::dns_rate")]
     pub responses_per_second: u32,
+    /// Whether zone transfers (AXFR, over TCP) are answered; refused by default.
+    #[serde(default)]
+    pub allow_axfr: bool,
     #[serde(default, rename = "record")]
     pub records: Vec<Record>,
 }

@@ -42,6 +42,7 @@ fn good_values_are_accepted() {
         (r#"interval = "500ms""#, r#"interval = "1m""#),
         (r#"address = "198.51.100.12""#, "address = \"198.51.100.12\"\nweight = 3\nbackup = true"),
         ("ttl = 30", "ttl = 300"),
+        ("ttl = 30", "ttl = 30\nresponses_per_second = 0\nallow_axfr = true"),
         ("heartbeat = true", "heartbeat = false"),
     ] {
         if let Err(e) = edited(from, to) {

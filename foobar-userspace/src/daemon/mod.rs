@@ -256,7 +256,7 @@ impl Daemon {
             (crate::dns::zone::ZoneSpec::from_config(&self.config).map_err(DaemonError::Dns)?, &self.config.dns)
         {
             self.dns = Some(
-                crate::dns::Dns::start(spec, &dns.listen, dns.responses_per_second, self.live())
+                crate::dns::Dns::start(spec, &dns.listen, dns.responses_per_second, dns.allow_axfr, self.live())
                     .await
                     .map_err(DaemonError::Dns)?,
             );

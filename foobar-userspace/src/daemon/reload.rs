@@ -94,6 +94,10 @@ fn daemon_change(old: &Config, new: &Config) -> Option<&'static str> {
         Some("daemon.metrics_listen")
     } else if old.dns.as_ref().map(|d| &d.listen) != new.dns.as_ref().map(|d| &d.listen) {
         Some("dns.listen")
+    } else if old.dns.as_ref().map(|d| (d.allow_axfr, d.responses_per_second))
+        != new.dns.as_ref().map(|d| (d.allow_axfr, d.responses_per_second))
+    {
+        Some("dns.allow_axfr or dns.responses_per_second")
     } else {
         None
     }

@@ -45,13 +45,12 @@ impl Dns {
         spec: ZoneSpec,
         listen: &[std::net::SocketAddr],
         responses_per_second: u32,
+        allow_axfr: bool,
         live: Live,
     ) -> Result<Dns, String> {
-        let handler = Arc::new(InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
-            spec.origin.clone(),
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-        ));
+        let axfr = if allow_axfr { AxfrPolicy::AllowAll } else { AxfrPolicy::Deny };
+        let handler =
+            Arc::new(InMemoryZoneHandler::<TokioRuntimeProvider>::empty(spec.origin.clone(), ZoneType::Primary, axfr));
         let serial0 =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
         *handler.records_mut().await = spec.build(&live, serial0)?;

@@ -350,6 +350,11 @@ fn dns() {
         nodata.contains("status: NOERROR") && nodata.contains("ANSWER: 0") && nodata.contains("AUTHORITY: 1"),
         "{nodata}"
     );
+    let axfr = dig(&stack.client, &["foobar.com", "AXFR"]);
+    assert!(
+        axfr.contains("Transfer failed") && !axfr.contains("www.foobar.com.\t"),
+        "AXFR answered by default: {axfr}"
+    );
     let refused = dig(&stack.client, &["www.example.org", "A"]);
     assert!(refused.contains("status: REFUSED"), "{refused}");
     assert!(!refused.contains(" ra"), "recursion offered: {refused}");
@@ -391,11 +396,12 @@ fn dns_abuse() {
     let stack = Stack::build();
     let _web1 = nginx::start(&stack.web1, "web1");
     let big = "x".repeat(1500);
-    let text = LAB_CONFIG.replacen("ttl = 30\n", "ttl = 30\nresponses_per_second = 20\n", 1).replacen(
-        "[replication]",
-        &format!("[[dns.record]]\nname = \"big\"\ntype = \"TXT\"\nvalue = \"{big}\"\n\n[replication]"),
-        1,
-    );
+    let text =
+        LAB_CONFIG.replacen("ttl = 30\n", "ttl = 30\nresponses_per_second = 20\nallow_axfr = true\n", 1).replacen(
+            "[replication]",
+            &format!("[[dns.record]]\nname = \"big\"\ntype = \"TXT\"\nvalue = \"{big}\"\n\n[replication]"),
+            1,
+        );
     let daemon = RunningDaemon::start(&stack.node, &text);
 
     // Too big for a 512-byte UDP answer: truncated (TC); dig's automatic retry over TCP gets it all.
@@ -403,6 +409,12 @@ fn dns_abuse() {
     assert!(udp.contains(" tc") && udp.contains("ANSWER: 0"), "{udp}");
     let full = dig(&stack.client, &["big.foobar.com", "TXT"]);
     assert!(full.contains("ANSWER: 1") && full.matches('x').count() >= 1500, "{full}");
+    // Zone transfers, allowed in this config, list the zone (over TCP).
+    let axfr = dig(&stack.client, &["foobar.com", "AXFR"]);
+    assert!(
+        axfr.contains("www.foobar.com.") && axfr.contains("db-write.foobar.com.") && axfr.contains("SOA"),
+        "{axfr}"
+    );
 
     // Junk: random bytes, a bare header, a name that points at itself. The server stays up.
     let junk: Vec<Vec<u8>> = vec![
