@@ -15,6 +15,8 @@ use crate::{
 pub enum Bench {
     /// ns per packet of each XDP path against an empty XDP program (BPF_PROG_TEST_RUN).
     Dataplane,
+    /// queries/s of foobar's DNS against NSD serving the same zone (dnsperf).
+    Dns,
 }
 
 pub fn run(which: Bench) -> anyhow::Result<()> {
@@ -27,6 +29,7 @@ pub fn run(which: Bench) -> anyhow::Result<()> {
     let object = build_ebpf::run()?;
     let bin = match which {
         Bench::Dataplane => "bench-dataplane",
+        Bench::Dns => "bench-dns",
     };
     timed(&format!("benchmark {bin}"), || {
         step::run(

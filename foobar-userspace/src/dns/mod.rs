@@ -58,9 +58,13 @@ impl Dns {
         catalog.upsert(LowerName::from(&spec.origin), vec![handler.clone() as Arc<dyn ZoneHandler>]);
         let stats = Arc::new(guard::DnsStats::default());
         let mut server = Server::new(guard::Guard::new(catalog, responses_per_second, stats.clone()));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         for addr in listen {
-            let udp = UdpSocket::bind(addr).await.map_err(|e| format!("dns.listen {addr} (udp): {e}"))?;
-            server.register_socket(udp);
+            // One UDP socket per core on the same address (SO_REUSEPORT): the kernel spreads
+            // queries over them, so no single socket's queue is the bottleneck.
+            for _ in 0..cores {
+                server.register_socket(reuseport_udp(*addr).map_err(|e| format!("dns.listen {addr} (udp): {e}"))?);
+            }
             let tcp = TcpListener::bind(addr).await.map_err(|e| format!("dns.listen {addr} (tcp): {e}"))?;
             server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
         }
@@ -106,6 +110,15 @@ impl Dns {
     pub fn serial(&self) -> u32 {
         *self.serial.borrow()
     }
+}
+
+fn reuseport_udp(addr: std::net::SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 impl Drop for Dns {
