@@ -193,6 +193,24 @@ mod tests {
         let down = zone.build(&Live::default(), 8).expect("build");
         assert!(answers(&down, "www.foobar.com.", RecordType::A).is_empty(), "www answered with no backend");
     }
+
+    #[test]
+    fn every_static_record_type() {
+        let extra = "[[dns.record]]\nname = \"web\"\ntype = \"CNAME\"\nvalue = \"www\"\n\n\
+                     [[dns.record]]\nname = \"@\"\ntype = \"MX\"\nvalue = \"10 mail\"\n\n\
+                     [[dns.record]]\nname = \"mail\"\ntype = \"AAAA\"\nvalue = \"2001:db8:1::25\"\nttl = 300\n\n\
+                     [[dns.record]]\nname = \"@\"\ntype = \"TXT\"\nvalue = \"v=spf1 -all\"\n\n[replication]";
+        let text = include_str!("../../../examples/lab.toml").replacen("[replication]", extra, 1);
+        let cfg = crate::config::parse(Path::new("lab.toml"), &text, &|_| true).expect("config");
+        let zone = ZoneSpec::from_config(&cfg).expect("zone").expect("dns");
+        let map = zone.build(&Live::default(), 1).expect("build");
+        assert_eq!(answers(&map, "web.foobar.com.", RecordType::CNAME), ["www.foobar.com."]);
+        assert_eq!(answers(&map, "foobar.com.", RecordType::MX), ["10 mail.foobar.com."]);
+        assert_eq!(answers(&map, "mail.foobar.com.", RecordType::AAAA), ["2001:db8:1::25"]);
+        assert_eq!(answers(&map, "foobar.com.", RecordType::TXT), ["v=spf1 -all"]);
+        let key = RrKey::new(LowerName::from(&Name::from_ascii("mail.foobar.com.").expect("name")), RecordType::AAAA);
+        assert_eq!(map[&key].ttl(), 300, "per-record TTL");
+    }
 }
 
 #[cfg(test)]
