@@ -7,6 +7,7 @@
 //! - [`netns`]: an RAII lab of network namespaces and veth pairs (cleanup on drop and panic).
 //! - [`raw`]: sending crafted frames out of an interface with an `AF_PACKET` socket.
 //! - [`router`]: a one-namespace node with fixed FIB answers, for fixtures and benchmarks.
+//! - [`tls`]: the lab's certificate authority and the web servers' certificate.
 //! - [`topology`]: the seeds' whole stack (client, node, web1/web2, app, db1/db2) in namespaces.
 //! - [`nginx`]: real nginx web servers inside the lab.
 //! - [`http`]: a kept-alive HTTP connection for tests that hold one open across a change.
@@ -22,4 +23,5 @@ pub mod nginx;
 pub mod packet;
 pub mod raw;
 pub mod router;
+pub mod tls;
 pub mod topology;

@@ -14,6 +14,15 @@ pub struct Nginx {
 /// loopback for DSR); `/` answers `<name> <client address>\n`, so tests see which web server
 /// served them and whom it saw; `/static/` serves files from the `html` directory.
 pub fn start(ns: &Netns, name: &str) -> Nginx {
+    start_with(ns, name, None)
+}
+
+/// As [`start`], also serving HTTPS on port 443 with the lab CA's certificate.
+pub fn start_tls(ns: &Netns, name: &str, ca: &crate::tls::LabCa) -> Nginx {
+    start_with(ns, name, Some(ca))
+}
+
+fn start_with(ns: &Netns, name: &str, tls: Option<&crate::tls::LabCa>) -> Nginx {
     let dir = std::env::temp_dir().join(format!("{}-nginx", ns.name()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("html")).expect("nginx dir");
@@ -24,8 +33,13 @@ pub fn start(ns: &Netns, name: &str) -> Nginx {
          http {{\n  access_log off;\n  keepalive_requests 100000;\n\
            server {{\n    listen 80 reuseport;\n    root {d}/html;\n\
              location = / {{ default_type text/plain; return 200 \"{name} $remote_addr\\n\"; }}\n\
-             location /static/ {{ alias {d}/html/; }}\n  }}\n}}\n",
-        d = dir.display()
+             location /static/ {{ alias {d}/html/; }}\n{tls}  }}\n}}\n",
+        d = dir.display(),
+        tls = tls.map_or(String::new(), |ca| format!(
+            "    listen 443 ssl reuseport;\n    ssl_certificate {};\n    ssl_certificate_key {};\n",
+            ca.server_cert.display(),
+            ca.server_key.display()
+        )),
     );
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).expect("nginx.conf");
@@ -34,6 +48,9 @@ pub fn start(ns: &Netns, name: &str) -> Nginx {
     let log_arg = log.display().to_string();
     let process = ns.spawn(&["nginx", "-c", &conf_arg, "-e", &log_arg, "-g", "daemon off;"], &log);
     wait_listening(ns, 80);
+    if tls.is_some() {
+        wait_listening(ns, 443);
+    }
     Nginx { process, dir }
 }
 

@@ -50,8 +50,11 @@ pub fn up() -> anyhow::Result<()> {
     .context("install Ctrl-C handler")?;
 
     let stack = timed("namespaces and veths (client, node, web1, web2, app, db1, db2)", || Ok(Stack::build()))?;
-    let _web1 = timed("nginx on web1", || Ok(nginx::start(&stack.web1, "web1")))?;
-    let _web2 = timed("nginx on web2", || Ok(nginx::start(&stack.web2, "web2")))?;
+    let ca = timed("lab certificate authority and www.foobar.com certificate", || {
+        Ok(foobar_tests::tls::LabCa::create(&state_dir().join("tls")))
+    })?;
+    let _web1 = timed("nginx on web1 (HTTP and HTTPS)", || Ok(nginx::start_tls(&stack.web1, "web1", &ca)))?;
+    let _web2 = timed("nginx on web2 (HTTP and HTTPS)", || Ok(nginx::start_tls(&stack.web2, "web2", &ca)))?;
     let log = state_dir().join("foobar.log");
     let _ = std::fs::remove_file(&log);
     let config = workspace_root().join("examples/lab.toml");
@@ -62,7 +65,7 @@ pub fn up() -> anyhow::Result<()> {
         Ok(d)
     })?;
     eprintln!("    lab up in {:.1}s", started.elapsed().as_secs_f64());
-    print_tour(&stack, &log, &foobar);
+    print_tour(&stack, &log, &foobar, &ca.ca_cert);
 
     loop {
         match stop_rx.recv_timeout(Duration::from_millis(500)) {
@@ -128,7 +131,7 @@ fn wait_for_log(log: &Path, needle: &str, timeout: Duration) -> anyhow::Result<(
     bail!("foobar did not start within {timeout:?}; its log:\n{text}")
 }
 
-fn print_tour(stack: &Stack, log: &Path, foobar: &Path) {
+fn print_tour(stack: &Stack, log: &Path, foobar: &Path, ca_cert: &Path) {
     let name = |role: &str| {
         stack.hosts().iter().find(|(r, _)| *r == role).map(|(_, n)| n.name().to_owned()).unwrap_or_default()
     };
@@ -141,6 +144,14 @@ fn print_tour(stack: &Stack, log: &Path, foobar: &Path) {
         String::new(),
         "  # new connections to the VIP alternate between web1 and web2 (they see the node's NAT address):".to_owned(),
         format!("  for i in 1 2 3 4; do sudo ip netns exec {client} curl -s http://{}/; done", topology::VIP),
+        String::new(),
+        "  # foobar's DNS answers for the zone, and HTTPS goes through the VIP end to end (lab CA):".to_owned(),
+        format!("  sudo ip netns exec {client} dig @{} www.foobar.com", topology::DNS),
+        format!(
+            "  sudo ip netns exec {client} curl -s --cacert {} --resolve www.foobar.com:443:{} https://www.foobar.com/",
+            ca_cert.display(),
+            topology::VIP
+        ),
         String::new(),
         "  # the firewall hides everything else: web1 directly, or the VIP on a port no rule allows:".to_owned(),
         format!("  sudo ip netns exec {client} curl -s --connect-timeout 1 http://{}/", topology::WEB1),
