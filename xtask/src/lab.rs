@@ -30,7 +30,7 @@ fn pid_file() -> PathBuf {
     state_dir().join("lab.pid")
 }
 
-pub fn up() -> anyhow::Result<()> {
+pub fn up(demo: bool) -> anyhow::Result<()> {
     if !step::is_root() {
         bail!("the lab creates network namespaces and loads XDP: run it as root (`sudo -E cargo xtask lab`)");
     }
@@ -53,7 +53,7 @@ pub fn up() -> anyhow::Result<()> {
     let ca = timed("lab certificate authority and www.foobar.com certificate", || {
         Ok(foobar_tests::tls::LabCa::create(&state_dir().join("tls")))
     })?;
-    let _web1 = timed("nginx on web1 (HTTP and HTTPS)", || Ok(nginx::start_tls(&stack.web1, "web1", &ca)))?;
+    let mut web1 = Some(timed("nginx on web1 (HTTP and HTTPS)", || Ok(nginx::start_tls(&stack.web1, "web1", &ca)))?);
     let _web2 = timed("nginx on web2 (HTTP and HTTPS)", || Ok(nginx::start_tls(&stack.web2, "web2", &ca)))?;
     let log = state_dir().join("foobar.log");
     let _ = std::fs::remove_file(&log);
@@ -65,6 +65,13 @@ pub fn up() -> anyhow::Result<()> {
         Ok(d)
     })?;
     eprintln!("    lab up in {:.1}s", started.elapsed().as_secs_f64());
+    if demo {
+        crate::demo::run(&stack.client, &stack.web1, &foobar, &ca, &mut web1);
+        eprintln!("\n==> demo done; tearing the lab down");
+        drop(daemon);
+        let _ = std::fs::remove_file(pid_file());
+        return Ok(());
+    }
     print_tour(&stack, &log, &foobar, &ca.ca_cert);
 
     loop {
@@ -79,6 +86,7 @@ pub fn up() -> anyhow::Result<()> {
     }
     eprintln!("==> tearing the lab down");
     drop(daemon);
+    drop(web1);
     let _ = std::fs::remove_file(pid_file());
     Ok(())
 }

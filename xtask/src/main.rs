@@ -4,12 +4,13 @@
 //! - `setup`: idempotent bootstrap of everything a fresh machine lacks.
 //! - `build_ebpf`: compiles the XDP programs to the object the daemon embeds.
 //! - `test`: setup, build-ebpf, then the whole test suite.
-//! - `lab`: the seeds' stack in namespaces with the foobar daemon in front.
+//! - `lab`: the seeds' stack in namespaces with the foobar daemon in front; `demo`: its tour, run by itself.
 //! - `bench`: benchmarks with ratios to a baseline from the same run.
 //! - `step`: running external commands and timing the steps of a task.
 
 mod bench;
 mod build_ebpf;
+mod demo;
 mod lab;
 mod setup;
 mod step;
@@ -39,6 +40,9 @@ enum Task {
     Lab {
         #[command(subcommand)]
         action: Option<LabAction>,
+        /// Run the tour by itself (bounded traffic, a few seconds), print what happened, tear down.
+        #[arg(long)]
+        demo: bool,
     },
     /// Setup if needed, build the eBPF object, then run every test.
     Test {
@@ -60,7 +64,7 @@ fn main() -> anyhow::Result<()> {
         Task::BuildEbpf => build_ebpf::run().map(|_| ()),
         Task::Test { args } => test::run(&args),
         Task::Bench { which } => bench::run(which),
-        Task::Lab { action: None } => lab::up(),
-        Task::Lab { action: Some(LabAction::Down) } => lab::down(),
+        Task::Lab { action: None, demo } => lab::up(demo),
+        Task::Lab { action: Some(LabAction::Down), .. } => lab::down(),
     }
 }
