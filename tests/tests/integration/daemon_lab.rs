@@ -268,7 +268,8 @@ fn restart() {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .expect("wrk request count");
-    assert!(requests > 500, "too few requests to prove anything: {requests}");
+    // Enough one-request connections to span the restart; the rate depends on the load on the machine.
+    assert!(requests > 200, "too few requests to prove anything: {requests}");
     assert_eq!(wrk_count(&report, "Socket errors:"), 0, "requests failed across the restart");
     assert_eq!(wrk_count(&report, "Non-2xx or 3xx responses:"), 0);
     // The counters carried over: the second daemon took over the first one's pinned maps.
