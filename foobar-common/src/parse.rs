@@ -23,6 +23,12 @@ pub const IPPROTO_AH: u8 = 51;
 pub const IPPROTO_ICMPV6: u8 = 58;
 pub const IPPROTO_DSTOPTS: u8 = 60;
 
+/// TCP flag bits as they sit in the header's flags byte.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
 /// Most stacked VLAN tags accepted (802.1ad outer + 802.1Q inner).
 pub const MAX_VLANS: usize = 2;
 /// Most IPv6 extension headers followed before the packet is refused.

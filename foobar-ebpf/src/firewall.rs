@@ -13,7 +13,7 @@ use foobar_common::{
         ALLOW_FIXED_BITS, ALLOW_MAX_ENTRIES, AllowDataV4, AllowDataV6, DENY_MAX_ENTRIES, FirewallSettings, MAX_RULES,
         RuleSet, SYN_TRACKED_SOURCES, SourceKey, allow_data_v4, allow_data_v6, gcra,
     },
-    parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L3, Parsed, source_of},
+    parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L3, Parsed, TCP_ACK, TCP_SYN, source_of},
 };
 
 use crate::{atomic, lb, packet::Frame, stats::count};
@@ -32,9 +32,6 @@ static SETTINGS: Array<FirewallSettings> = Array::with_max_entries(1, 0);
 static RULE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_RULES, 0);
 #[map(name = "FW_SYN_TAT")]
 static SYN_TAT: LruHashMap<SourceKey, u64> = LruHashMap::with_max_entries(SYN_TRACKED_SOURCES, 0);
-
-const TCP_SYN: u8 = 0x02;
-const TCP_ACK: u8 = 0x10;
 
 /// Whether the firewall lets `p` through (it has already counted the outcome).
 #[inline(never)]

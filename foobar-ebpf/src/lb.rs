@@ -15,7 +15,10 @@ use foobar_common::{
         MAX_SERVICES, MODE_DSR, NatKey, NatTarget, NextHop, PICK_HASH, RING_SIZE, ServiceInfo, ServiceKey,
         TrafficStats, flow_expired, flow_hash,
     },
-    parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L3, Parsed, parse_quoted},
+    parse::{
+        Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L3, Parsed, TCP_ACK, TCP_FIN, TCP_RST,
+        TCP_SYN, parse_quoted,
+    },
 };
 
 use crate::{
@@ -49,10 +52,6 @@ static BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::with_max_entries(
 
 const BPF_ANY: u64 = 0;
 const BPF_NOEXIST: u64 = 1;
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
 
 /// Balances `p` if it belongs to a service or is a NAT reply; `None` leaves it to the kernel.
 #[inline(never)]

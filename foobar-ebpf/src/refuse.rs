@@ -19,16 +19,12 @@ use foobar_common::{
     bytes::PacketBytes,
     counters::Counter,
     csum::CsumDelta,
-    parse::{ETH_HLEN, L3, Parsed},
+    parse::{ETH_HLEN, L3, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
 use crate::{packet::Frame, stats::count};
 
-const TCP_RST_ACK: u8 = 0x14;
-const TCP_RST: u8 = 0x04;
-const TCP_SYN: u8 = 0x02;
-const TCP_FIN: u8 = 0x01;
-const TCP_ACK: u8 = 0x10;
+const TCP_RST_ACK: u8 = TCP_RST | TCP_ACK;
 
 #[inline(never)]
 pub fn refuse(frame: &Frame, p: &Parsed) -> u32 {

@@ -79,6 +79,28 @@ pub struct ServiceSpec {
     pub backends: Vec<BackendSpec>,
 }
 
+impl BackendSpec {
+    /// A primary backend of weight 1.
+    pub fn new(name: &str, addr: IpAddr) -> BackendSpec {
+        BackendSpec { name: name.to_owned(), addr, weight: 1, backup: false }
+    }
+}
+
+impl ServiceSpec {
+    /// A TCP service on one port, balanced round-robin with NAT: the common case.
+    pub fn tcp(name: &str, vip: IpAddr, port: u16, backends: Vec<BackendSpec>) -> ServiceSpec {
+        ServiceSpec {
+            name: name.to_owned(),
+            vip,
+            ports: vec![port],
+            protocol: 6,
+            mode: Mode::Nat,
+            scheduler: Scheduler::RoundRobin,
+            backends,
+        }
+    }
+}
+
 /// A service as registered: its spec, data-plane ids and backend states.
 #[derive(Clone, Debug)]
 pub struct Service {
@@ -362,24 +384,15 @@ mod tests {
     use super::*;
 
     fn spec(backups: &[bool]) -> ServiceSpec {
-        ServiceSpec {
-            name: "www".into(),
-            vip: "192.0.2.10".parse().expect("ip"),
-            ports: vec![80],
-            protocol: 6,
-            mode: Mode::Nat,
-            scheduler: Scheduler::RoundRobin,
-            backends: backups
-                .iter()
-                .enumerate()
-                .map(|(i, &backup)| BackendSpec {
-                    name: format!("web{i}"),
-                    addr: format!("198.51.100.{}", 11 + i).parse().expect("ip"),
-                    weight: 1,
-                    backup,
-                })
-                .collect(),
-        }
+        let backends = backups
+            .iter()
+            .enumerate()
+            .map(|(i, &backup)| BackendSpec {
+                backup,
+                ..BackendSpec::new(&format!("web{i}"), format!("198.51.100.{}", 11 + i).parse().expect("ip"))
+            })
+            .collect();
+        ServiceSpec::tcp("www", "192.0.2.10".parse().expect("ip"), 80, backends)
     }
 
     #[test]

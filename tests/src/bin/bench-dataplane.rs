@@ -19,7 +19,7 @@ use foobar::{
         Dataplane, Role,
         firewall::Settings,
         rules::AllowRule,
-        services::{BackendSpec, Mode, Scheduler, ServiceSpec, Services},
+        services::{BackendSpec, ServiceSpec, Services},
     },
     net::Cidr,
 };
@@ -107,23 +107,14 @@ fn dataplane(denies: u32, backends: usize) -> (Dataplane, Services) {
     };
     dp.set_allow_rules(&[rule(6, "192.0.2.10", 80), rule(17, "192.0.2.53", 53)]).expect("rules");
     let mut services = Services::new();
-    let spec = ServiceSpec {
-        name: "www".into(),
-        vip: "192.0.2.10".parse().expect("ip"),
-        ports: vec![80],
-        protocol: 6,
-        mode: Mode::Nat,
-        scheduler: Scheduler::RoundRobin,
-        // Addresses repeat past two: the cost depends on the ring, not on which address it holds.
-        backends: (0..backends)
-            .map(|i| BackendSpec {
-                name: format!("web{i}"),
-                addr: if i % 2 == 0 { "198.51.100.11" } else { "198.51.100.12" }.parse().expect("ip"),
-                weight: 1,
-                backup: false,
-            })
-            .collect(),
-    };
+    // Addresses repeat past two: the cost depends on the ring, not on which address it holds.
+    let backends = (0..backends)
+        .map(|i| {
+            let addr = if i % 2 == 0 { "198.51.100.11" } else { "198.51.100.12" };
+            BackendSpec::new(&format!("web{i}"), addr.parse().expect("ip"))
+        })
+        .collect();
+    let spec = ServiceSpec::tcp("www", "192.0.2.10".parse().expect("ip"), 80, backends);
     services.add(&mut dp, spec).expect("service");
     (dp, services)
 }

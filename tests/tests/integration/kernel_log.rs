@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use foobar::dataplane::{
     Dataplane, Role,
-    services::{BackendSpec, Mode, Scheduler, ServiceSpec, Services},
+    services::{BackendSpec, ServiceSpec, Services},
 };
 use foobar_common::counters::Counter::*;
 use foobar_tests::{
@@ -51,21 +51,13 @@ fn no_next_hop() {
     let r = Router::build(&mut lab);
     let _inside = r.ns.enter();
     let mut dp = Dataplane::load().expect("load");
-    let ghost = ServiceSpec {
-        name: "ghost".into(),
-        vip: "192.0.2.10".parse().expect("ip"),
-        ports: vec![9000],
-        protocol: 6,
-        mode: Mode::Nat,
-        scheduler: Scheduler::RoundRobin,
-        // On the back segment, so routed, but no such host: no neighbour entry ever forms.
-        backends: vec![BackendSpec {
-            name: "ghost".into(),
-            addr: "198.51.100.99".parse().expect("ip"),
-            weight: 1,
-            backup: false,
-        }],
-    };
+    // On the back segment, so routed, but no such host: no neighbour entry ever forms.
+    let ghost = ServiceSpec::tcp(
+        "ghost",
+        "192.0.2.10".parse().expect("ip"),
+        9000,
+        vec![BackendSpec::new("ghost", "198.51.100.99".parse().expect("ip"))],
+    );
     Services::new().add(&mut dp, ghost).expect("service");
     let mut syn = Frame::tcp4([192, 0, 2, 100], 40000, [192, 0, 2, 10], 9000).flags(TcpFlags::SYN);
     syn.src_mac = CLIENT_MAC;

@@ -44,19 +44,11 @@ fn v6(s: &str) -> Ipv6Addr {
 }
 
 fn backend(name: &str, addr: &str) -> BackendSpec {
-    BackendSpec { name: name.into(), addr: addr.parse().expect("ip"), weight: 1, backup: false }
+    BackendSpec::new(name, addr.parse().expect("ip"))
 }
 
 fn service(name: &str, vip: &str, port: u16, protocol: u8, mode: Mode, backends: Vec<BackendSpec>) -> ServiceSpec {
-    ServiceSpec {
-        name: name.into(),
-        vip: vip.parse::<IpAddr>().expect("ip"),
-        ports: vec![port],
-        protocol,
-        mode,
-        scheduler: Scheduler::RoundRobin,
-        backends,
-    }
+    ServiceSpec { protocol, mode, ..ServiceSpec::tcp(name, vip.parse::<IpAddr>().expect("ip"), port, backends) }
 }
 
 /// ICMP "fragmentation needed" (MTU 1400) from `router` to `to`, quoting `sent`'s IP header and
