@@ -12,12 +12,14 @@
 //! - [`nginx`]: real nginx web servers inside the lab.
 //! - [`http`]: a kept-alive HTTP connection for tests that hold one open across a change.
 //! - [`daemon`]: the real daemon serving in a lab namespace, steered over its control socket.
+//! - [`mariadb`]: real MariaDB primary and replica in the lab, replicating by GTID.
 //! - [`gate`]: deciding whether a root-only or BPF test can run here, and saying why not.
 
 pub mod checksum;
 pub mod daemon;
 pub mod gate;
 pub mod http;
+pub mod mariadb;
 pub mod netns;
 pub mod nginx;
 pub mod packet;

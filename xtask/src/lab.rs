@@ -55,6 +55,9 @@ pub fn up(demo: bool) -> anyhow::Result<()> {
     })?;
     let mut web1 = Some(timed("nginx on web1 (HTTP and HTTPS)", || Ok(nginx::start_tls(&stack.web1, "web1", &ca)))?);
     let _web2 = timed("nginx on web2 (HTTP and HTTPS)", || Ok(nginx::start_tls(&stack.web2, "web2", &ca)))?;
+    let db = timed("MariaDB primary on db1 replicating to db2 (GTID)", || {
+        Ok(foobar_tests::mariadb::Replication::start(&stack.db1, topology::DB1, &stack.db2, topology::DB2))
+    })?;
     let log = state_dir().join("foobar.log");
     let _ = std::fs::remove_file(&log);
     let config = workspace_root().join("examples/lab.toml");
@@ -72,7 +75,7 @@ pub fn up(demo: bool) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(pid_file());
         return Ok(());
     }
-    print_tour(&stack, &log, &foobar, &ca.ca_cert);
+    print_tour(&stack, &log, &foobar, &ca.ca_cert, &db.replica.dir);
 
     loop {
         match stop_rx.recv_timeout(Duration::from_millis(500)) {
@@ -87,6 +90,7 @@ pub fn up(demo: bool) -> anyhow::Result<()> {
     eprintln!("==> tearing the lab down");
     drop(daemon);
     drop(web1);
+    drop(db);
     let _ = std::fs::remove_file(pid_file());
     Ok(())
 }
@@ -139,7 +143,7 @@ fn wait_for_log(log: &Path, needle: &str, timeout: Duration) -> anyhow::Result<(
     bail!("foobar did not start within {timeout:?}; its log:\n{text}")
 }
 
-fn print_tour(stack: &Stack, log: &Path, foobar: &Path, ca_cert: &Path) {
+fn print_tour(stack: &Stack, log: &Path, foobar: &Path, ca_cert: &Path, replica_dir: &Path) {
     let name = |role: &str| {
         stack.hosts().iter().find(|(r, _)| *r == role).map(|(_, n)| n.name().to_owned()).unwrap_or_default()
     };
@@ -159,6 +163,13 @@ fn print_tour(stack: &Stack, log: &Path, foobar: &Path, ca_cert: &Path) {
             "  sudo ip netns exec {client} curl -s --cacert {} --resolve www.foobar.com:443:{} https://www.foobar.com/",
             ca_cert.display(),
             topology::VIP
+        ),
+        String::new(),
+        "  # the database tier: db2 replicates db1 (and foobar's DNS names them db-write and db-read):".to_owned(),
+        format!(
+            "  sudo ip netns exec {} mariadb --socket={}/mysqld.sock -uroot -e 'SHOW SLAVE STATUS\\G'",
+            name("db2"),
+            replica_dir.display()
         ),
         String::new(),
         "  # the firewall hides everything else: web1 directly, or the VIP on a port no rule allows:".to_owned(),

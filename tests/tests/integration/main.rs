@@ -5,6 +5,7 @@
 //! cannot work, and fail instead under CI or `cargo xtask test`.
 
 mod daemon_lab;
+mod db_lab;
 mod firewall;
 mod firewall_lab;
 mod fixtures;
@@ -48,6 +49,7 @@ fn main() {
     trials.extend(lb_fixtures::trials());
     trials.extend(lb_lab::trials());
     trials.extend(daemon_lab::trials());
+    trials.extend(db_lab::trials());
     trials.extend(kernel_log::trials());
     trials.extend(netns_xdp::trials());
     trials.extend(stack::trials());

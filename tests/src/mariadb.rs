@@ -1,0 +1,149 @@
+//! Real MariaDB servers (Debian's) inside lab namespaces: a primary and a replica with GTID
+//! replication, each with its own data directory, server id and binary log, plus the monitor
+//! user foobar connects as, holding only the grants it needs.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use crate::netns::{Netns, Spawned};
+
+/// The replication user's password (lab only).
+const REPL_PASSWORD: &str = "lab-replication";
+/// The monitor user's password (lab only); foobar reads it from `replication.password_file`.
+pub const MONITOR_PASSWORD: &str = "lab-monitor";
+
+/// A running mariadbd and where it keeps its files.
+pub struct Mariadb {
+    pub process: Spawned,
+    pub dir: PathBuf,
+    pub ns: Netns,
+}
+
+impl Mariadb {
+    /// Initialises a data directory and starts mariadbd on `addr:3306` in `ns`.
+    pub fn start(ns: &Netns, name: &str, addr: &str, server_id: u32) -> Mariadb {
+        let dir = std::env::temp_dir().join(format!("{}-mariadb", ns.name()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mariadb dir");
+        let data = dir.join("data");
+        let out = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=socket", "--skip-test-db"])
+            .arg(format!("--datadir={}", data.display()))
+            .output()
+            .expect("run mariadb-install-db");
+        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+        let d = dir.display();
+        let args = [
+            "mariadbd".to_owned(),
+            "--no-defaults".to_owned(),
+            "--user=root".to_owned(),
+            format!("--datadir={}", data.display()),
+            format!("--socket={d}/mysqld.sock"),
+            format!("--pid-file={d}/mysqld.pid"),
+            format!("--bind-address={addr}"),
+            "--port=3306".to_owned(),
+            format!("--server-id={server_id}"),
+            format!("--log-bin={d}/{name}-bin"),
+            "--binlog-format=ROW".to_owned(),
+            "--log-slave-updates".to_owned(),
+            "--skip-name-resolve".to_owned(),
+            format!("--log-error={d}/error.log"),
+        ];
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = ns.spawn(&argv, &dir.join("stdout.log"));
+        let m = Mariadb { process, dir, ns: ns.clone() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while m.sql_raw("SELECT 1").is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mariadbd in {} did not start: {}",
+                ns.name(),
+                std::fs::read_to_string(m.dir.join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        m
+    }
+
+    fn sql_raw(&self, sql: &str) -> Result<String, String> {
+        self.client(&["-N", "-B", "-e", sql])
+    }
+
+    fn client(&self, args: &[&str]) -> Result<String, String> {
+        let socket = format!("--socket={}/mysqld.sock", self.dir.display());
+        let mut cmd = vec!["mariadb", "--no-defaults", &socket, "-uroot"];
+        cmd.extend_from_slice(args);
+        let out = self.ns.output(&cmd);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Runs SQL as root over the local socket; panics with the server's error.
+    pub fn sql(&self, sql: &str) -> String {
+        self.sql_raw(sql).unwrap_or_else(|e| panic!("SQL in {} failed: {sql}: {e}", self.ns.name()))
+    }
+
+    /// `SHOW SLAVE STATUS` as (field, value) pairs.
+    pub fn replica_status(&self) -> Vec<(String, String)> {
+        let out = self.client(&["-B", "-e", "SHOW SLAVE STATUS"]).unwrap_or_else(|e| panic!("SHOW SLAVE STATUS: {e}"));
+        let mut lines = out.lines();
+        let (Some(names), Some(values)) = (lines.next(), lines.next()) else { return Vec::new() };
+        names.split('\t').zip(values.split('\t')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+    }
+}
+
+/// A primary and its replica, replicating by GTID, with the monitor user on both.
+pub struct Replication {
+    pub primary: Mariadb,
+    pub replica: Mariadb,
+}
+
+impl Replication {
+    pub fn start(primary_ns: &Netns, primary_addr: &str, replica_ns: &Netns, replica_addr: &str) -> Replication {
+        let primary = Mariadb::start(primary_ns, "db1", primary_addr, 1);
+        let replica = Mariadb::start(replica_ns, "db2", replica_addr, 2);
+        // Created before replication starts, so the replica gets the users by replication too.
+        primary.sql(&format!(
+            "CREATE USER 'repl'@'%' IDENTIFIED BY '{REPL_PASSWORD}'; \
+             GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'; \
+             CREATE USER 'foobar_monitor'@'%' IDENTIFIED BY '{MONITOR_PASSWORD}'; \
+             GRANT REPLICATION CLIENT, SLAVE MONITOR ON *.* TO 'foobar_monitor'@'%'; \
+             CREATE DATABASE foobar_monitor; \
+             GRANT SELECT, INSERT, UPDATE, CREATE ON foobar_monitor.* TO 'foobar_monitor'@'%';"
+        ));
+        replica.sql(&format!(
+            "CHANGE MASTER TO MASTER_HOST='{primary_addr}', MASTER_PORT=3306, MASTER_USER='repl', \
+             MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos; START SLAVE; SET GLOBAL read_only=1;"
+        ));
+        Replication { primary, replica }
+    }
+
+    /// Waits until the replica has applied everything the primary has written (by GTID).
+    pub fn wait_caught_up(&self, within: Duration) {
+        let target = self.primary.sql("SELECT @@gtid_binlog_pos").trim().to_owned();
+        let deadline = Instant::now() + within;
+        loop {
+            let have = self.replica.sql("SELECT @@gtid_slave_pos").trim().to_owned();
+            if have == target {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica at {have:?}, primary at {target:?}: {:?}",
+                self.replica.replica_status()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Writes the monitor password where `replication.password_file` points.
+pub fn write_password_file(path: &Path) {
+    std::fs::write(path, MONITOR_PASSWORD).expect("password file");
+}
