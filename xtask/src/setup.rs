@@ -31,6 +31,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "nsd",
     "dnsperf",
     "openssl",
+    // The hung-backend test's never-answering server.
+    "python3",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
