@@ -114,15 +114,7 @@ fn word(b: &[u8], at: usize) -> u32 {
 /// since a denied source's packets are dropped whatever else is wrong with them.
 #[inline(always)]
 pub fn source_of<P: PacketBytes + ?Sized>(pkt: &P) -> Option<(L3, [u32; 4])> {
-    let mut ethertype = be16(pkt.load::<[u8; 2]>(12)?);
-    let mut off = ETH_HLEN;
-    for _ in 0..MAX_VLANS {
-        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
-            break;
-        }
-        ethertype = be16(pkt.load::<[u8; 2]>(off + 2)?);
-        off += 4;
-    }
+    let (ethertype, off, _) = link_layer(pkt).ok()?;
     match ethertype {
         ETH_P_IP => {
             let s: [u8; 4] = pkt.load(off + 12)?;
@@ -136,9 +128,10 @@ pub fn source_of<P: PacketBytes + ?Sized>(pkt: &P) -> Option<(L3, [u32; 4])> {
     }
 }
 
-/// Parses a frame starting at its Ethernet header.
+/// The Ethernet header and up to [`MAX_VLANS`] tags: the ethertype they lead to, the offset
+/// of the network header, and how many tags there were.
 #[inline(always)]
-pub fn parse<P: PacketBytes + ?Sized>(pkt: &P) -> Result<Parsed, Malformed> {
+fn link_layer<P: PacketBytes + ?Sized>(pkt: &P) -> Result<(u16, usize, u8), Malformed> {
     let eth: [u8; ETH_HLEN] = pkt.load(0).ok_or(Counter::TruncatedEthernet)?;
     let mut ethertype = be16([eth[12], eth[13]]);
     let mut off = ETH_HLEN;
@@ -155,6 +148,13 @@ pub fn parse<P: PacketBytes + ?Sized>(pkt: &P) -> Result<Parsed, Malformed> {
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
         return Err(Counter::TooManyVlans);
     }
+    Ok((ethertype, off, vlans))
+}
+
+/// Parses a frame starting at its Ethernet header.
+#[inline(always)]
+pub fn parse<P: PacketBytes + ?Sized>(pkt: &P) -> Result<Parsed, Malformed> {
+    let (ethertype, off, vlans) = link_layer(pkt)?;
     match ethertype {
         ETH_P_IP => parse_ipv4(pkt, off, vlans),
         ETH_P_IPV6 => parse_ipv6(pkt, off, vlans),
