@@ -6,6 +6,15 @@
 
 use crate::netns::{Lab, Netns};
 
+/// The XDP test context (`struct xdp_md`) for a frame of `len` bytes arriving on `ifindex`:
+/// `data_end` at offset 4 and `ingress_ifindex` at offset 12, as BPF_PROG_TEST_RUN reads them.
+pub fn xdp_md(len: usize, ifindex: u32) -> [u8; 24] {
+    let mut md = [0u8; 24];
+    md[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
+    md[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+    md
+}
+
 /// The MAC the router's neighbour table gives a host whose address ends in `last`.
 pub fn mac_of(last: u8) -> [u8; 6] {
     [0x02, 0, 0, 0, 0, last]

@@ -43,13 +43,11 @@ const XDP_REDIRECT: u32 = 4;
 
 /// Median kernel-timed ns of one run of `program`, cycling through `frames`, and the verdicts seen.
 fn measure(program: &Xdp, frames: &[Vec<u8>], ingress: u32) -> (f64, Vec<u32>) {
-    let mut md = [0u8; 24];
-    md[12..16].copy_from_slice(&ingress.to_ne_bytes());
     let mut times = Vec::with_capacity(CALLS);
     let mut verdicts = Vec::new();
     for i in 0..CALLS {
         let frame = &frames[i % frames.len()];
-        md[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        let md = foobar_tests::router::xdp_md(frame.len(), ingress);
         let r = program
             .test_run(TestRunOptions { data_in: Some(frame), ctx_in: Some(&md), ..TestRunOptions::default() })
             .expect("test run");

@@ -9,6 +9,7 @@ use foobar_common::{counters::Counter, parse};
 use foobar_tests::{
     gate::Need,
     packet::{Frame, TcpFlags, ip_offset, truncate_consistently},
+    router::xdp_md,
 };
 use libtest_mimic::Trial;
 
@@ -242,14 +243,6 @@ impl From<Fixture> for Case {
 }
 
 pub const XDP_REDIRECT: u32 = 4;
-
-/// The XDP test context (`struct xdp_md`) for a frame of `len` bytes arriving on `ifindex`.
-fn xdp_md(len: usize, ifindex: u32) -> [u8; 24] {
-    let mut md = [0u8; 24];
-    md[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
-    md[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-    md
-}
 
 /// Runs each case and fails listing every case that did not hold.
 pub fn run_cases(dp: &Dataplane, role: Role, cases: Vec<Case>) {

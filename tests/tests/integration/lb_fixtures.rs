@@ -363,9 +363,7 @@ fn lb_fixtures() {
 fn pick(dp: &Dataplane, n: &Router, sport: u16, port: u16) -> u8 {
     use aya::programs::{TestRun, TestRunOptions};
     let frame = macs(Frame::tcp4(CLIENT, sport, VIP, port).flags(TcpFlags::SYN), CLIENT_MAC, n.front_mac);
-    let mut md = [0u8; 24];
-    md[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-    md[12..16].copy_from_slice(&n.front.to_ne_bytes());
+    let md = foobar_tests::router::xdp_md(frame.len(), n.front);
     let mut out = vec![0u8; frame.len()];
     let r = dp
         .program(Role::Trusted)
