@@ -235,10 +235,7 @@ pub fn sweep_stale() {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if owner_pid(&name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
-                for pin in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
-                    let _ = std::fs::remove_file(pin.path());
-                }
-                let _ = std::fs::remove_dir(e.path());
+                let _ = foobar::dataplane::Pins::remove_all(&e.path());
             }
         }
     }
