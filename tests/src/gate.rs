@@ -25,6 +25,7 @@ fn strict() -> bool {
         || std::env::var("FOOBAR_REQUIRE_BPF").is_ok_and(|v| v == "1")
 }
 
+/// Whether this process runs as root; the gate, xtask and benches all ask this one place.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -20,7 +20,7 @@ pub enum Bench {
 }
 
 pub fn run(which: Bench) -> anyhow::Result<()> {
-    if !step::is_root() {
+    if !foobar_tests::gate::is_root() {
         bail!("benchmarks load BPF programs and build namespaces: run as root (`sudo -E cargo xtask bench ...`)");
     }
     if !setup::is_complete() {

@@ -31,7 +31,7 @@ fn pid_file() -> PathBuf {
 }
 
 pub fn up(demo: bool) -> anyhow::Result<()> {
-    if !step::is_root() {
+    if !foobar_tests::gate::is_root() {
         bail!("the lab creates network namespaces and loads XDP: run it as root (`sudo -E cargo xtask lab`)");
     }
     let started = Instant::now();

@@ -66,7 +66,7 @@ fn apt_packages() -> anyhow::Result<()> {
         eprintln!("    all {} packages present", APT_PACKAGES.len());
         return Ok(());
     }
-    if !step::is_root() {
+    if !foobar_tests::gate::is_root() {
         bail!(
             "missing Debian packages {missing:?}: run `sudo cargo xtask setup` or `sudo apt-get install {}`",
             missing.join(" ")

@@ -37,8 +37,3 @@ pub fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
-
-/// Whether this process runs as root.
-pub fn is_root() -> bool {
-    output(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
-}

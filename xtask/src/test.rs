@@ -19,7 +19,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         setup::run()?;
     }
     let object = build_ebpf::run()?;
-    if !step::is_root() {
+    if !foobar_tests::gate::is_root() {
         eprintln!("note: not root, so the netns and BPF tests will be reported as ignored");
     }
     timed("cargo test", || {
