@@ -7,6 +7,7 @@
 //! - `services` + `ring`: load-balanced services, their backends and scheduling rings.
 //! - `pins`: stateful maps and XDP links pinned so a restart does not interrupt forwarding.
 
+mod batch;
 mod error;
 pub mod firewall;
 pub mod object;

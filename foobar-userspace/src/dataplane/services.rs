@@ -328,22 +328,20 @@ const ACTIVE_SCAN_LIMIT: usize = 2_000_000;
 
 impl Dataplane {
     /// Counts the tracked flows that are still live (no FIN or RST seen, not idle past their timeout),
-    /// per service and per backend. Reads the whole connection table: for `status`, not for
-    /// every packet.
+    /// per service and per backend. Reads the whole connection table, 4096 entries per syscall
+    /// (see `batch`): for `status` and `/metrics`, not for every packet.
     pub fn active_flows(&self) -> Result<ActiveFlows, DataplaneError> {
-        let table: HashMap<&MapData, FlowKey, Flow> = HashMap::try_from(self.map(CONNTRACK_MAP)?)?;
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: clock_gettime writes into `ts`; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
         let mut out = ActiveFlows::default();
-        for entry in table.iter().take(ACTIVE_SCAN_LIMIT) {
-            let Ok((key, flow)) = entry else { continue };
-            if flow.flags & FLOW_CLOSING == 0 && !flow_expired(&flow, now, key.protocol, &LbSettings::DEFAULT) {
+        super::batch::for_each_entry(self.map(CONNTRACK_MAP)?, ACTIVE_SCAN_LIMIT, |key: &FlowKey, flow: &Flow| {
+            if flow.flags & FLOW_CLOSING == 0 && !flow_expired(flow, now, key.protocol, &LbSettings::DEFAULT) {
                 *out.by_service.entry(flow.service).or_default() += 1;
                 *out.by_backend.entry(flow.backend).or_default() += 1;
             }
-        }
+        })?;
         Ok(out)
     }
 

@@ -28,6 +28,7 @@ pub fn trials() -> Vec<Trial> {
     vec![
         gated("lb_fixtures::nat_dsr_ipv6_and_flow_lifecycle", &[Need::Root, Need::Bpf], lb_fixtures),
         gated("lb_fixtures::weighted_maglev_and_backup_scheduling", &[Need::Root, Need::Bpf], scheduling),
+        gated("lb_fixtures::active_flows_are_counted_over_the_whole_table", &[Need::Root, Need::Bpf], active_count),
     ]
 }
 
@@ -426,4 +427,26 @@ fn scheduling() {
     let b: Vec<u8> = (0..64).map(|i| pick(&nodes[1].0, &n, 4000 + i, 82)).collect();
     assert_eq!(a, b, "two nodes disagreed on Maglev picks");
     assert!(a.contains(&0x11) && a.contains(&0x12), "Maglev used one backend only: {a:02x?}");
+}
+
+/// The active-flow count `status` and `/metrics` report reads the connection table in batches
+/// of 4096 entries; more flows than several batches hold must all be counted, per backend too.
+fn active_count() {
+    let mut lab = Lab::new();
+    let n = Router::build(&mut lab);
+    let _inside = n.ns.enter();
+    let mut dp = Dataplane::load().expect("load");
+    let mut services = Services::new();
+    let backends = vec![backend("web1", "198.51.100.11"), backend("web2", "198.51.100.12")];
+    services.add(&mut dp, with_scheduler("rr", 84, Scheduler::RoundRobin, backends)).expect("rr");
+    const FLOWS: u16 = 10_000;
+    for sport in 10_000..10_000 + FLOWS {
+        pick(&dp, &n, sport, 84);
+    }
+    let active = dp.active_flows().expect("active flows");
+    let per_service: Vec<u64> = active.by_service.values().copied().collect();
+    assert_eq!(per_service, [u64::from(FLOWS)], "flows per service");
+    let mut per_backend: Vec<u64> = active.by_backend.values().copied().collect();
+    per_backend.sort_unstable();
+    assert_eq!(per_backend, [u64::from(FLOWS) / 2; 2], "round-robin flows per backend");
 }
