@@ -216,14 +216,14 @@ pub struct Record {
     pub ttl: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DbServer {
     pub name: String,
     pub address: SocketAddr,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Replication {
     pub primary: Spanned<DbServer>,
@@ -235,8 +235,14 @@ pub struct Replication {
     pub interval: Span,
     #[serde(default = "defaults::max_lag")]
     pub max_lag: Span,
+    /// Bounds each connection attempt and each query, so a hung server costs at most this.
+    #[serde(default = "defaults::repl_timeout")]
+    pub timeout: Spanned<Span>,
     #[serde(default = "defaults::yes")]
     pub heartbeat: bool,
+    /// `database.table` the heartbeat row lives in (created on the primary when missing).
+    #[serde(default = "defaults::heartbeat_table")]
+    pub heartbeat_table: Spanned<String>,
 }
 
 mod defaults {
@@ -283,6 +289,12 @@ mod defaults {
     }
     pub fn repl_interval() -> Span {
         Span(Duration::from_secs(1))
+    }
+    pub fn repl_timeout() -> toml::Spanned<Span> {
+        toml::Spanned::new(0..0, Span(Duration::from_millis(500)))
+    }
+    pub fn heartbeat_table() -> toml::Spanned<String> {
+        toml::Spanned::new(0..0, "foobar_monitor.heartbeat".to_owned())
     }
     pub fn max_lag() -> Span {
         Span(Duration::from_secs(5))

@@ -44,6 +44,7 @@ fn good_values_are_accepted() {
         ("ttl = 30", "ttl = 300"),
         ("ttl = 30", "ttl = 30\nresponses_per_second = 0\nallow_axfr = true"),
         ("heartbeat = true", "heartbeat = false"),
+        (r#"timeout = "500ms""#, r#"timeout = "1s""#),
     ] {
         if let Err(e) = edited(from, to) {
             panic!("`{to}` rejected: {e}");
@@ -121,6 +122,16 @@ fn bad_values_name_file_line_and_key() {
             r#"address = "198.51.100.12""#,
             "address = \"198.51.100.12\"\nweight = 0",
             "lab.toml:54: service[0].backend[1].weight: must be at least 1 (drain the backend instead)",
+        ),
+        (
+            r#"timeout = "500ms""#,
+            r#"timeout = "2s""#,
+            "lab.toml:84: replication.timeout: must be above zero and at most `interval` (a check round must end before the next)",
+        ),
+        (
+            r#"heartbeat_table = "foobar_monitor.heartbeat""#,
+            r#"heartbeat_table = "heartbeat; DROP TABLE x""#,
+            "lab.toml:87: replication.heartbeat_table: `heartbeat; DROP TABLE x` must be `database.table`, letters, digits and `_` only",
         ),
     ] {
         match edited(from, to) {

@@ -202,6 +202,25 @@ fn replication(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
     if r.interval.0.is_zero() || r.max_lag.0.is_zero() {
         out.push(src.problem(r.primary.span(), "replication.interval", "interval and max_lag must be above zero"));
     }
+    let timeout = r.timeout.get_ref().0;
+    if timeout.is_zero() || timeout > r.interval.0 {
+        let at = if r.timeout.span().is_empty() { r.primary.span() } else { r.timeout.span() };
+        out.push(src.problem(
+            at,
+            "replication.timeout",
+            "must be above zero and at most `interval` (a check round must end before the next)",
+        ));
+    }
+    let table = r.heartbeat_table.get_ref();
+    let identifier = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !table.split_once('.').is_some_and(|(db, t)| identifier(db) && identifier(t)) {
+        let at = if r.heartbeat_table.span().is_empty() { r.primary.span() } else { r.heartbeat_table.span() };
+        out.push(src.problem(
+            at,
+            "replication.heartbeat_table",
+            format!("`{table}` must be `database.table`, letters, digits and `_` only"),
+        ));
+    }
     let mut names = HashSet::from([r.primary.get_ref().name.as_str()]);
     for (i, rep) in r.replicas.iter().enumerate() {
         if !names.insert(rep.name.as_str()) {
