@@ -14,6 +14,7 @@
 //! - [`logging`]: tracing setup (human or JSON).
 //! - [`metrics`]: the Prometheus endpoint and its text format.
 //! - [`net`]: CIDR prefixes and the address form the maps use.
+//! - [`replication`]: the MariaDB/MySQL replication monitor behind `db-write` and `db-read`.
 //! - [`xdp_mode`]: the operator-facing attach mode (`native | generic | auto`).
 
 pub mod addresses;
@@ -28,4 +29,5 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod replication;
 pub mod xdp_mode;

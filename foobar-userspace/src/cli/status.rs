@@ -4,7 +4,7 @@ use std::{fmt::Write as _, path::Path, process::ExitCode};
 
 use crate::control::{
     client,
-    protocol::{Request, Response, StatusReport},
+    protocol::{ReplicationStatus, Request, Response, StatusReport},
 };
 
 pub fn run(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
@@ -94,9 +94,47 @@ pub fn render(r: &StatusReport) -> String {
             d.rate_limited
         );
     }
+    if let Some(db) = &r.replication {
+        render_replication(&mut out, db);
+    }
     let _ = writeln!(out, "data-plane counters");
     for (name, value) in &r.counters {
         let _ = writeln!(out, "  {name:<40} {value}");
     }
     out
+}
+
+/// One line per database server, then what DNS answers from it.
+fn render_replication(out: &mut String, db: &ReplicationStatus) {
+    let _ = writeln!(out, "replication  db-write -> {}  db-read -> {}", list(&db.write), list(&db.read));
+    let _ = writeln!(
+        out,
+        "  {:<8} {:<22} {:<8} {:<12} {:>9} {:>5} {:>5} {:>10} {:>6}  reason",
+        "server", "address", "role", "state", "hb lag", "io", "sql", "behind", "check"
+    );
+    for s in &db.servers {
+        let dash = || "-".to_owned();
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<22} {:<8} {:<12} {:>9} {:>5} {:>5} {:>10} {:>6}  {}",
+            s.name,
+            s.address,
+            s.role,
+            s.state,
+            s.heartbeat_lag.map_or_else(dash, |l| format!("{l:.3}s")),
+            s.io_thread.clone().unwrap_or_else(dash),
+            s.sql_thread.clone().unwrap_or_else(dash),
+            s.seconds_behind_master.map_or_else(dash, |b| format!("{b}s")),
+            format!("{:.0}ms", s.check_ms),
+            s.reason
+        );
+        if let Some(t) = &s.topology {
+            let _ = writeln!(out, "  ! {}: {t}", s.name);
+        }
+    }
+    out.push('\n');
+}
+
+fn list(addrs: &[String]) -> String {
+    if addrs.is_empty() { "(nothing)".to_owned() } else { addrs.join(", ") }
 }

@@ -36,7 +36,7 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Status(StatusReport),
+    Status(Box<StatusReport>),
     Done { message: String },
     Firewall { denied: Vec<String> },
     Error { message: String },
@@ -49,6 +49,49 @@ pub struct StatusReport {
     /// Every non-zero data-plane counter, by name.
     pub counters: Vec<(String, u64)>,
     pub dns: Option<DnsStatus>,
+    pub replication: Option<ReplicationStatus>,
+}
+
+/// What the replication monitor last saw, and what DNS answers from it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationStatus {
+    /// The primary first, then the replicas in config order.
+    pub servers: Vec<DbServerStatus>,
+    /// Addresses `replication = "primary"` records answer.
+    pub write: Vec<String>,
+    /// Addresses `replication = "replicas"` records answer.
+    pub read: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DbServerStatus {
+    pub name: String,
+    pub address: String,
+    /// primary | replica
+    pub role: String,
+    /// Primary: unknown | up | read-only | unreachable.
+    /// Replica: unknown | healthy | lagging | broken | unreachable.
+    pub state: String,
+    /// Why it is in that state, e.g. "SQL thread stopped" or "lag 6.1s > max_lag 5s".
+    pub reason: String,
+    /// A replica replicating from elsewhere, or a primary that is itself a replica.
+    pub topology: Option<String>,
+    pub server_id: Option<u32>,
+    pub read_only: Option<bool>,
+    /// Replicas: Yes | No | Connecting, as the server reports them.
+    pub io_thread: Option<String>,
+    pub sql_thread: Option<String>,
+    /// The last IO or SQL thread error, with its number.
+    pub last_error: Option<String>,
+    /// Lag measured from the heartbeat row (seconds).
+    pub heartbeat_lag: Option<f64>,
+    pub seconds_behind_master: Option<u64>,
+    /// GTID position: written (primary) or applied (replica).
+    pub gtid: Option<String>,
+    /// Checks that failed since the daemon started.
+    pub check_errors: u64,
+    /// How long the last check took.
+    pub check_ms: f64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

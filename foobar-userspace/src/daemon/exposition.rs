@@ -81,6 +81,9 @@ impl Daemon {
                 m.sample("foobar_dns_responses_total", &[("rcode", rcode)], *n as f64);
             }
         }
+        if let Some(r) = &report.replication {
+            super::databases::metrics(&mut m, r);
+        }
         let name = "foobar_health_check_duration_seconds";
         m.family(name, "histogram", "How long health checks took.");
         for s in &report.services {

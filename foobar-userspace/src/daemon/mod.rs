@@ -7,10 +7,12 @@
 //! no map update ever races another.
 //!
 //! - `backends`: operator state and health combined into a backend's data-plane state.
+//! - `databases`: the replication monitor's reports, feeding status, metrics and DNS.
 //! - `reload`: applying a changed config as a difference.
 //! - `status`: the report `foobar status` prints; `exposition`: what `/metrics` shows.
 
 mod backends;
+mod databases;
 mod exposition;
 mod reload;
 mod status;
@@ -45,6 +47,8 @@ pub enum DaemonError {
     Metrics { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("DNS: {0}")]
     Dns(String),
+    #[error("{0}")]
+    Replication(String),
 }
 
 /// A running foobar: the loaded data plane, its services and the config it runs.
@@ -66,6 +70,8 @@ pub struct Daemon {
     /// Running health checkers, and where they report (set while serving).
     checkers: Vec<tokio::task::JoinHandle<()>>,
     probes: Option<mpsc::Sender<Probe>>,
+    /// The replication monitor and its last report.
+    databases: databases::Databases,
 }
 
 impl Daemon {
@@ -85,11 +91,6 @@ impl Daemon {
             }
             dataplane.attach(&iface, role, config.daemon.xdp_mode)?;
         }
-        if config.replication.is_some() {
-            warn!(
-                "this build does not yet run the replication monitor: replication DNS records answer the configured servers"
-            );
-        }
         info!(interfaces = dataplane.attachments().len(), services = services.all().len(), "data plane running");
         Ok(Daemon {
             dataplane,
@@ -103,6 +104,7 @@ impl Daemon {
             dns: None,
             checkers: Vec::new(),
             probes: None,
+            databases: databases::Databases::default(),
         })
     }
 
@@ -133,7 +135,7 @@ impl Daemon {
     /// Answers one control request (the socket's requests all come through here).
     pub fn handle(&mut self, request: Request) -> Response {
         let result = match request {
-            Request::Status => return Response::Status(self.status()),
+            Request::Status => return Response::Status(Box::new(self.status())),
             Request::Backend { service, backend, action } => {
                 self.backends.entry(&service, &backend).admin = Admin::from(action);
                 self.publish(&service, &backend, "operator").map(|()| format!("{service}/{backend}: {action:?}"))
@@ -197,9 +199,11 @@ impl Daemon {
         Ok(())
     }
 
-    /// What DNS should answer for now: services with a backend taking new flows.
+    /// What DNS should answer for now: services with a backend taking new flows, and the
+    /// databases' addresses once the replication monitor has checked them.
     fn live(&self) -> crate::dns::zone::Live {
         crate::dns::zone::Live {
+            databases: self.databases.answers(),
             services: self
                 .services
                 .all()
@@ -245,6 +249,7 @@ impl Daemon {
             server::bind(&path).map_err(|source| DaemonError::ControlSocket { path: path.clone(), source })?;
         let (call_tx, mut calls) = mpsc::channel::<Call>(64);
         let (probe_tx, mut probes) = mpsc::channel::<Probe>(256);
+        let (report_tx, mut reports) = mpsc::channel::<crate::replication::Report>(16);
         let control = tokio::spawn(server::serve(listener, call_tx));
         let addr = self.config.daemon.metrics_listen;
         let metrics_listener = exporter::bind(addr).await.map_err(|source| DaemonError::Metrics { addr, source })?;
@@ -252,6 +257,8 @@ impl Daemon {
         let exporter = tokio::spawn(exporter::serve(metrics_listener, scrape_tx));
         self.probes = Some(probe_tx);
         self.restart_checks();
+        self.databases.report_to(report_tx);
+        self.databases.run(databases::settings(&self.config).map_err(DaemonError::Replication)?);
         if let (Some(spec), Some(dns)) =
             (crate::dns::zone::ZoneSpec::from_config(&self.config).map_err(DaemonError::Dns)?, &self.config.dns)
         {
@@ -283,6 +290,7 @@ impl Daemon {
                     let _ = call.reply.send(response);
                 }
                 Some(probe) = probes.recv() => self.on_probe(probe),
+                Some(report) = reports.recv() => self.on_report(report),
                 Some(()) = async {
                     match hangups.as_mut() {
                         Some(h) => h.recv().await,
@@ -312,6 +320,7 @@ impl Daemon {
         control.abort();
         exporter.abort();
         self.dns = None;
+        self.databases.run(None);
         for c in self.checkers.drain(..) {
             c.abort();
         }

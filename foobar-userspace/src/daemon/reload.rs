@@ -21,6 +21,8 @@ impl Daemon {
                 path.display()
             ));
         }
+        // Read before anything changes, so an unreadable password file refuses the reload.
+        let monitor = super::databases::settings(&new)?;
         let mut changes = Vec::new();
         // Firewall: settings and allow rules replace the old; the deny list changes by the
         // difference between the two files, so blocks made at run time stay.
@@ -69,6 +71,7 @@ impl Daemon {
             self.publish(&service, &backend, "reload")?;
         }
         self.restart_checks();
+        self.databases.run(monitor);
         self.refresh_dns();
         let summary = if changes.is_empty() { "no changes".to_owned() } else { changes.join(", ") };
         info!(file = %path.display(), changes = summary, "config reloaded");

@@ -123,6 +123,7 @@ impl Daemon {
                 responses: dns.stats.by_rcode().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             });
         }
+        report.replication = self.databases.status();
         if let Ok(c) = self.dataplane.counters() {
             report.counters = c.nonzero().map(|(c, v)| (c.name().to_owned(), v)).collect();
         }

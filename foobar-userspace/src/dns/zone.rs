@@ -4,8 +4,9 @@
 //! static records come from `value`; dynamic ones follow the data plane: a `service = "..."`
 //! record answers the service's VIP while it has a backend taking new flows; otherwise the
 //! name has no records and is answered NXDOMAIN (negatively cached for the zone's TTL).
-//! `replication` records answer the configured database servers until the replication
-//! monitor exists to make them follow the databases' state.
+//! `replication` records follow the replication monitor: `primary` answers the primary while it
+//! is reachable, `replicas` the healthy replicas or the primary when none is; before the first
+//! check they answer the configured servers.
 
 use std::{collections::BTreeMap, collections::BTreeSet, net::IpAddr, sync::Arc};
 
@@ -44,14 +45,20 @@ pub enum Source {
         name: String,
         vip: IpAddr,
     },
-    /// Fixed database addresses (the replication monitor will make these follow health).
-    Replication(Vec<IpAddr>),
+    /// The primary or the readable replicas, as the replication monitor sees them; the
+    /// configured addresses until it has.
+    Replication {
+        target: ReplicationTarget,
+        configured: Vec<IpAddr>,
+    },
 }
 
-/// What is live: services with a backend taking new flows.
+/// What is live: services with a backend taking new flows, and once the replication monitor
+/// has checked them, the databases to answer as `(primary, readable)`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Live {
     pub services: BTreeSet<String>,
+    pub databases: Option<(Vec<IpAddr>, Vec<IpAddr>)>,
 }
 
 fn relative(name: &str, origin: &Name) -> Result<Name, String> {
@@ -78,11 +85,12 @@ impl ZoneSpec {
                 Source::Service { name: s.get_ref().clone(), vip }
             } else {
                 let rep = config.replication.as_ref().ok_or("replication records need [replication]")?;
-                let addrs = match r.replication {
-                    Some(ReplicationTarget::Primary) => vec![rep.primary.get_ref().address.ip()],
-                    _ => rep.replicas.iter().map(|x| x.address.ip()).collect(),
+                let target = r.replication.unwrap_or(ReplicationTarget::Replicas);
+                let configured = match target {
+                    ReplicationTarget::Primary => vec![rep.primary.get_ref().address.ip()],
+                    ReplicationTarget::Replicas => rep.replicas.iter().map(|x| x.address.ip()).collect(),
                 };
-                Source::Replication(addrs)
+                Source::Replication { target, configured }
             };
             records.push(RecordSpec {
                 name: relative(r.name.get_ref(), &origin)?,
@@ -131,7 +139,14 @@ impl ZoneSpec {
                 }
                 (Source::Service { name, vip }, _) if live.services.contains(name) => vec![address(*vip)],
                 (Source::Service { .. }, _) => Vec::new(),
-                (Source::Replication(addrs), _) => addrs.iter().map(|ip| address(*ip)).collect(),
+                (Source::Replication { target, configured }, _) => {
+                    let addrs = match (&live.databases, target) {
+                        (None, _) => configured,
+                        (Some((write, _)), ReplicationTarget::Primary) => write,
+                        (Some((_, read)), ReplicationTarget::Replicas) => read,
+                    };
+                    addrs.iter().map(|ip| address(*ip)).collect()
+                }
             };
             for d in rdata {
                 let wanted = match r.kind {
@@ -182,7 +197,7 @@ mod tests {
     #[test]
     fn the_lab_zone_follows_service_health() {
         let zone = lab();
-        let up = Live { services: ["www".to_owned()].into() };
+        let up = Live { services: ["www".to_owned()].into(), databases: None };
         let map = zone.build(&up, 7).expect("build");
         assert_eq!(answers(&map, "www.foobar.com.", RecordType::A), ["192.0.2.10"]);
         assert_eq!(answers(&map, "db-write.foobar.com.", RecordType::A), ["198.51.100.31"]);
@@ -192,6 +207,19 @@ mod tests {
         assert!(answers(&map, "foobar.com.", RecordType::SOA)[0].contains(" 7 "));
         let down = zone.build(&Live::default(), 8).expect("build");
         assert!(answers(&down, "www.foobar.com.", RecordType::A).is_empty(), "www answered with no backend");
+    }
+
+    #[test]
+    fn replication_records_follow_the_monitor() {
+        let zone = lab();
+        let db1: IpAddr = "198.51.100.31".parse().expect("ip");
+        let moved = Live { databases: Some((vec![db1], vec![db1])), ..Live::default() };
+        let map = zone.build(&moved, 2).expect("build");
+        assert_eq!(answers(&map, "db-read.foobar.com.", RecordType::A), ["198.51.100.31"], "reads on the primary");
+        let gone = Live { databases: Some((vec![], vec![])), ..Live::default() };
+        let map = zone.build(&gone, 3).expect("build");
+        assert!(answers(&map, "db-write.foobar.com.", RecordType::A).is_empty());
+        assert!(answers(&map, "db-read.foobar.com.", RecordType::A).is_empty());
     }
 
     #[test]
@@ -235,7 +263,8 @@ mod handler_tests {
             ZoneType::Primary,
             AxfrPolicy::Deny,
         );
-        *handler.records_mut().await = zone.build(&Live { services: ["www".to_owned()].into() }, 5).expect("build");
+        *handler.records_mut().await =
+            zone.build(&Live { services: ["www".to_owned()].into(), databases: None }, 5).expect("build");
         for (name, t) in
             [("foobar.com.", RecordType::SOA), ("ns1.foobar.com.", RecordType::A), ("www.foobar.com.", RecordType::A)]
         {

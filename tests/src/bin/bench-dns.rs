@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     let text = include_str!("../../../examples/lab.toml");
     let cfg = config::parse(Path::new("examples/lab.toml"), text, &|_| true).expect("lab config");
     let spec = ZoneSpec::from_config(&cfg).expect("zone").expect("dns section");
-    let live = Live { services: ["www".to_owned()].into() };
+    let live = Live { services: ["www".to_owned()].into(), databases: None };
 
     let mut lab = Lab::new();
     let client = lab.ns("client");

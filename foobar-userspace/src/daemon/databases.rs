@@ -1,0 +1,135 @@
+//! The daemon's side of the replication monitor: (re)starting it, taking in its reports, and
+//! what `/metrics` shows of them.
+
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use super::Daemon;
+use crate::{
+    config::Config,
+    control::protocol::ReplicationStatus,
+    metrics::Exposition,
+    replication::{
+        self, Report, Settings,
+        classify::{Role, State},
+    },
+};
+
+/// The running monitor and what it last said.
+#[derive(Default)]
+pub(super) struct Databases {
+    running: Option<(Settings, JoinHandle<()>)>,
+    reports: Option<mpsc::Sender<Report>>,
+    last: Option<Report>,
+}
+
+impl Drop for Databases {
+    fn drop(&mut self) {
+        if let Some((_, task)) = self.running.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The monitor settings `config` asks for (reading the password file), or `None` without a
+/// `[replication]` section.
+pub(super) fn settings(config: &Config) -> Result<Option<Settings>, String> {
+    config.replication.as_ref().map(Settings::from_config).transpose()
+}
+
+impl Databases {
+    /// Where reports go from now on (set once the event loop runs).
+    pub(super) fn report_to(&mut self, tx: mpsc::Sender<Report>) {
+        self.reports = Some(tx);
+    }
+
+    /// Runs the monitor with `wanted`; a monitor already running with the same settings goes on.
+    pub(super) fn run(&mut self, wanted: Option<Settings>) {
+        if self.running.as_ref().map(|(s, _)| s) == wanted.as_ref() {
+            return;
+        }
+        if let Some((_, task)) = self.running.take() {
+            task.abort();
+        }
+        self.last = None;
+        let (Some(settings), Some(tx)) = (wanted, self.reports.clone()) else { return };
+        let task = replication::spawn(settings.clone(), tx);
+        self.running = Some((settings, task));
+    }
+
+    /// Takes a round's report; true when what DNS answers changed.
+    pub(super) fn take(&mut self, report: Report) -> bool {
+        let changed = self.last.as_ref().is_none_or(|old| (&old.write, &old.read) != (&report.write, &report.read));
+        self.last = Some(report);
+        changed
+    }
+
+    /// `(write, read)` addresses once a round has completed.
+    pub(super) fn answers(&self) -> Option<(Vec<std::net::IpAddr>, Vec<std::net::IpAddr>)> {
+        self.last.as_ref().map(|r| (r.write.clone(), r.read.clone()))
+    }
+
+    pub(super) fn status(&self) -> Option<ReplicationStatus> {
+        match (&self.last, &self.running) {
+            (Some(r), _) => Some(r.status.clone()),
+            (None, Some((s, _))) => Some(replication::initial(s)),
+            (None, None) => None,
+        }
+    }
+}
+
+impl Daemon {
+    pub(super) fn on_report(&mut self, report: Report) {
+        if self.databases.take(report) {
+            self.refresh_dns();
+        }
+    }
+}
+
+/// Replication families for `/metrics`, from the status report.
+pub(super) fn metrics(m: &mut Exposition, status: &ReplicationStatus) {
+    m.family("foobar_replication_state", "gauge", "1 for the state each database server is in.");
+    for s in &status.servers {
+        let role = if s.role == Role::Primary.name() { Role::Primary } else { Role::Replica };
+        for state in State::all(role) {
+            let on = f64::from(u8::from(s.state == state.name()));
+            m.sample(
+                "foobar_replication_state",
+                &[("server", &s.name), ("role", &s.role), ("state", state.name())],
+                on,
+            );
+        }
+    }
+    m.family("foobar_replication_lag_seconds", "gauge", "Replica lag, by heartbeat and as Seconds_Behind_Master.");
+    for s in &status.servers {
+        if let Some(l) = s.heartbeat_lag {
+            m.sample("foobar_replication_lag_seconds", &[("server", &s.name), ("source", "heartbeat")], l);
+        }
+        if let Some(l) = s.seconds_behind_master {
+            let labels = [("server", s.name.as_str()), ("source", "seconds_behind_master")];
+            m.sample("foobar_replication_lag_seconds", &labels, l as f64);
+        }
+    }
+    m.family("foobar_replication_thread_running", "gauge", "1 while a replica's IO or SQL thread runs.");
+    for s in &status.servers {
+        for (thread, state) in [("io", &s.io_thread), ("sql", &s.sql_thread)] {
+            if let Some(state) = state {
+                let on = f64::from(u8::from(state == "Yes"));
+                m.sample("foobar_replication_thread_running", &[("server", &s.name), ("thread", thread)], on);
+            }
+        }
+    }
+    m.family("foobar_replication_read_only", "gauge", "1 while the server has read_only on.");
+    for s in &status.servers {
+        if let Some(ro) = s.read_only {
+            m.sample("foobar_replication_read_only", &[("server", &s.name)], f64::from(u8::from(ro)));
+        }
+    }
+    m.family("foobar_replication_check_errors_total", "counter", "Checks that failed, per server.");
+    for s in &status.servers {
+        m.sample("foobar_replication_check_errors_total", &[("server", &s.name)], s.check_errors as f64);
+    }
+    m.family("foobar_replication_check_seconds", "gauge", "How long the last check of each server took.");
+    for s in &status.servers {
+        m.sample("foobar_replication_check_seconds", &[("server", &s.name)], s.check_ms / 1000.0);
+    }
+}

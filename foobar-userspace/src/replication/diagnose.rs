@@ -1,0 +1,51 @@
+//! A failed check turned into one line naming the server and what to fix, for the log and
+//! `foobar status`: a wrong password, a wrong port and a missing grant read differently.
+
+use std::io::ErrorKind;
+
+use mysql_async::{Error, IoError};
+
+use super::Server;
+
+/// Explains `error` from checking `server` as monitor user `user`; `table` is the heartbeat's.
+pub fn explain(error: &Error, server: &Server, user: &str, table: Option<&str>) -> String {
+    let at = format!("{} ({})", server.name, server.addr);
+    let database = table.and_then(|t| t.split_once('.')).map_or("foobar_monitor", |(db, _)| db);
+    match error {
+        Error::Server(e) => match e.code {
+            // ER_ACCESS_DENIED_ERROR
+            1045 => format!(
+                "{at} refused the monitor's login: {}; make replication.password_file hold the password of \
+                 `{user}`, and check that `replication.user` exists on {}",
+                e.message, server.name
+            ),
+            // ER_HOST_NOT_PRIVILEGED
+            1130 => format!(
+                "{at} does not let this host log in: {}; create `{user}` for the node's back address",
+                e.message
+            ),
+            // ER_DBACCESS_DENIED_ERROR, ER_TABLEACCESS_DENIED_ERROR, ER_COLUMNACCESS_DENIED_ERROR,
+            // ER_SPECIFIC_ACCESS_DENIED_ERROR
+            1044 | 1142 | 1143 | 1227 => format!(
+                "{at}: `{user}` lacks a grant: {}; on the primary run GRANT REPLICATION CLIENT, SLAVE MONITOR \
+                 ON *.* TO '{user}'@'%'; GRANT SELECT, INSERT, UPDATE, CREATE ON {database}.* TO '{user}'@'%'",
+                e.message
+            ),
+            // ER_BAD_DB_ERROR
+            1049 => format!(
+                "{at}: {}; create the heartbeat's database on the primary: CREATE DATABASE {database} \
+                 (or set replication.heartbeat_table)",
+                e.message
+            ),
+            code => format!("{at}: server error {code}: {}", e.message),
+        },
+        Error::Io(IoError::Io(e)) => match e.kind() {
+            ErrorKind::ConnectionRefused => format!(
+                "{at}: connection refused: is the server running, and is {}.address the port it listens on?",
+                server.key
+            ),
+            _ => format!("{at}: {e}"),
+        },
+        other => format!("{at}: {other}"),
+    }
+}

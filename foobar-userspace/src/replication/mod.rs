@@ -1,0 +1,246 @@
+//! The replication monitor: every `interval`, one round checks the primary (writing the
+//! heartbeat row), then every replica at once (reading it back), each check bounded by
+//! `timeout`, so a hung server costs its own check at most the timeout and never stops the
+//! others or the daemon. Each round's report goes to the daemon's event loop, which shows it
+//! in `status` and `/metrics` and hands DNS what `db-write` and `db-read` answer.
+//!
+//! - `classify`: states, reasons and DNS answers from what a check saw (pure, unit-tested).
+//! - `observe`: the queries, over `mysql_async`.
+//! - `diagnose`: a failed check explained, naming the server and what to fix.
+
+pub mod classify;
+mod diagnose;
+mod observe;
+
+use std::{
+    collections::VecDeque,
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    time::Duration,
+};
+
+use tokio::{sync::mpsc, time::Instant};
+use tracing::{info, warn};
+
+use self::{
+    classify::{Role, Seen, State, Verdict},
+    observe::{Beat, Heartbeat, Login, Session},
+};
+use crate::{
+    config::schema::Replication,
+    control::protocol::{DbServerStatus, ReplicationStatus},
+};
+
+/// One configured database server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub role: Role,
+    /// Where the config names it, for messages ("replication.replicas[0]").
+    pub key: String,
+}
+
+/// The monitor's settings, with the password read from `password_file` (compared on reload,
+/// so a changed password restarts the monitor too).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The primary first, then the replicas in config order.
+    pub servers: Vec<Server>,
+    user: String,
+    password: String,
+    interval: Duration,
+    timeout: Duration,
+    max_lag: Duration,
+    heartbeat_table: Option<String>,
+}
+
+impl Settings {
+    /// Fails, naming the file, when the password cannot be read.
+    pub fn from_config(r: &Replication) -> Result<Settings, String> {
+        let password = read_password(&r.password_file)?;
+        let p = r.primary.get_ref();
+        let mut servers = vec![Server {
+            name: p.name.clone(),
+            addr: p.address,
+            role: Role::Primary,
+            key: "replication.primary".into(),
+        }];
+        servers.extend(r.replicas.iter().enumerate().map(|(i, x)| Server {
+            name: x.name.clone(),
+            addr: x.address,
+            role: Role::Replica,
+            key: format!("replication.replicas[{i}]"),
+        }));
+        Ok(Settings {
+            servers,
+            user: r.user.clone(),
+            password,
+            interval: r.interval.0,
+            timeout: r.timeout.get_ref().0,
+            max_lag: r.max_lag.0,
+            heartbeat_table: r.heartbeat.then(|| r.heartbeat_table.get_ref().clone()),
+        })
+    }
+
+    fn login(&self) -> Login<'_> {
+        Login { user: &self.user, password: &self.password, heartbeat_table: self.heartbeat_table.as_deref() }
+    }
+}
+
+fn read_password(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "replication.password_file {}: {e}; write the monitor user's password there (readable by root only)",
+            path.display()
+        )
+    })?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// One round's result: the status to show and the addresses DNS answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub status: ReplicationStatus,
+    pub write: Vec<IpAddr>,
+    pub read: Vec<IpAddr>,
+}
+
+/// The status before the first round completes: every server unknown.
+pub fn initial(settings: &Settings) -> ReplicationStatus {
+    ReplicationStatus {
+        servers: settings.servers.iter().map(|s| status_of(s, &Err(String::new()), State::Unknown)).collect(),
+        write: Vec::new(),
+        read: Vec::new(),
+    }
+}
+
+/// Starts the monitor; it stops when its handle is aborted or the event loop goes away.
+pub fn spawn(settings: Settings, reports: mpsc::Sender<Report>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(monitor(settings, reports))
+}
+
+/// What one check produced.
+struct Checked {
+    seen: Result<Seen, String>,
+    heartbeat: Option<Heartbeat>,
+    took: Duration,
+}
+
+/// Heartbeat rows kept to measure lag against: an hour's worth at a 1 s interval.
+const HEARTBEAT_HISTORY: usize = 3600;
+
+async fn check(s: &Settings, i: usize, session: &mut Session, beat: Beat) -> Checked {
+    let server = &s.servers[i];
+    let started = Instant::now();
+    let login = s.login();
+    let outcome = tokio::time::timeout(s.timeout, session.check(server, &login, beat)).await;
+    let (seen, heartbeat) = match outcome {
+        Ok(Ok((seen, heartbeat))) => (Ok(seen), heartbeat),
+        Ok(Err(e)) => (Err(diagnose::explain(&e, server, &s.user, s.heartbeat_table.as_deref())), None),
+        Err(_) => (
+            Err(format!("{} ({}): no answer within {:?} (replication.timeout)", server.name, server.addr, s.timeout)),
+            None,
+        ),
+    };
+    if seen.is_err() {
+        session.reset();
+    }
+    Checked { seen, heartbeat, took: started.elapsed() }
+}
+
+async fn monitor(s: Settings, reports: mpsc::Sender<Report>) {
+    let n = s.servers.len();
+    let mut sessions: Vec<Session> = (0..n).map(|_| Session::default()).collect();
+    let mut errors = vec![0u64; n];
+    let mut last: Vec<State> = vec![State::Unknown; n];
+    let mut written: VecDeque<i64> = VecDeque::with_capacity(HEARTBEAT_HISTORY);
+    let mut ticks = tokio::time::interval(s.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        // The primary first: the replicas' heartbeat reads measure against its fresh write.
+        let beat = if s.heartbeat_table.is_some() { Beat::Write } else { Beat::Skip };
+        let primary = check(&s, 0, &mut sessions[0], beat).await;
+        let read = match primary.heartbeat {
+            Some(h) => {
+                if written.len() == HEARTBEAT_HISTORY {
+                    written.pop_front();
+                }
+                written.push_back(h.ts);
+                Beat::Read
+            }
+            None => Beat::Skip,
+        };
+        let replicas = sessions.iter_mut().enumerate().skip(1).map(|(i, session)| check(&s, i, session, read));
+        let mut checked = vec![primary];
+        checked.extend(futures_util::future::join_all(replicas).await);
+        for c in &mut checked[1..] {
+            if let (Ok(seen), Some(h)) = (&mut c.seen, c.heartbeat) {
+                seen.heartbeat_lag = Some(classify::heartbeat_lag(h.ts, h.at, &written));
+            }
+        }
+        let report = round_report(&s, &checked, &mut errors, &mut last);
+        if reports.send(report).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Judges one round, logs each state change once with its reason, and builds the report.
+fn round_report(s: &Settings, checked: &[Checked], errors: &mut [u64], last: &mut [State]) -> Report {
+    let primary = &s.servers[0];
+    let mut servers = Vec::with_capacity(checked.len());
+    for (i, (server, c)) in s.servers.iter().zip(checked).enumerate() {
+        let verdict = match &c.seen {
+            Err(e) => {
+                errors[i] += 1;
+                Verdict { state: State::Unreachable, reason: e.clone(), topology: None }
+            }
+            Ok(seen) if server.role == Role::Primary => classify::primary(seen),
+            Ok(seen) => classify::replica(seen, primary.addr, &primary.name, s.max_lag),
+        };
+        if verdict.state != last[i] {
+            let (name, role, from, to) = (&server.name, server.role.name(), last[i].name(), verdict.state.name());
+            match verdict.state {
+                State::Up | State::Healthy => {
+                    info!(server = name, role, from, to, reason = verdict.reason, "database state changed")
+                }
+                _ => warn!(server = name, role, from, to, reason = verdict.reason, "database state changed"),
+            }
+            last[i] = verdict.state;
+        }
+        let mut st = status_of(server, &c.seen, verdict.state);
+        st.reason = verdict.reason;
+        st.topology = verdict.topology;
+        st.check_errors = errors[i];
+        st.check_ms = c.took.as_secs_f64() * 1000.0;
+        servers.push(st);
+    }
+    let ip = |i: usize| (s.servers[i].addr.ip(), last[i]);
+    let replicas: Vec<(IpAddr, State)> = (1..s.servers.len()).map(ip).collect();
+    let (write, read) = classify::answers(ip(0), &replicas);
+    let show = |v: &[IpAddr]| v.iter().map(ToString::to_string).collect();
+    Report { status: ReplicationStatus { servers, write: show(&write), read: show(&read) }, write, read }
+}
+
+/// A server's status line from what its check saw.
+fn status_of(server: &Server, seen: &Result<Seen, String>, state: State) -> DbServerStatus {
+    let seen = seen.as_ref().ok();
+    let replica = seen.and_then(|x| x.replica.as_ref());
+    DbServerStatus {
+        name: server.name.clone(),
+        address: server.addr.to_string(),
+        role: server.role.name().to_owned(),
+        state: state.name().to_owned(),
+        server_id: seen.map(|x| x.server_id),
+        read_only: seen.map(|x| x.read_only),
+        io_thread: replica.map(|r| r.io.clone()),
+        sql_thread: replica.map(|r| r.sql.clone()),
+        last_error: replica.and_then(|r| r.last_error.clone()),
+        heartbeat_lag: seen.and_then(|x| x.heartbeat_lag).map(|d| d.as_secs_f64()),
+        seconds_behind_master: replica.and_then(|r| r.seconds_behind),
+        gtid: seen.and_then(|x| x.gtid.clone()),
+        ..DbServerStatus::default()
+    }
+}

@@ -1,0 +1,171 @@
+//! One check of one server over `mysql_async`: its identity and `read_only`, its replica
+//! threads, and the heartbeat (written on the primary, read on the replicas).
+//!
+//! Replicas are checked over sessions opened `READ ONLY`, so nothing the monitor sends can
+//! write on a replica, whatever the server's own `read_only` says.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mysql_async::{Conn, OptsBuilder, Row, Value, prelude::Queryable};
+
+use super::{
+    Server,
+    classify::{ReplicaSeen, Role, Seen},
+};
+
+/// A server's connection, kept between checks and dropped after any failure.
+#[derive(Default)]
+pub struct Session {
+    conn: Option<Conn>,
+    /// The heartbeat table exists (created on this connection or found).
+    table_ready: bool,
+}
+
+/// Credentials and the heartbeat table, shared by every check.
+pub struct Login<'a> {
+    pub user: &'a str,
+    pub password: &'a str,
+    pub heartbeat_table: Option<&'a str>,
+}
+
+/// Microseconds since the epoch: what the heartbeat row holds (the monitor's own clock, so the
+/// lag it reads back never depends on the servers' clocks).
+pub fn now_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+impl Session {
+    /// Forgets the connection (after a failure or a timeout), so the next check reconnects.
+    pub fn reset(&mut self) {
+        self.conn = None;
+        self.table_ready = false;
+    }
+
+    async fn conn(&mut self, server: &Server, login: &Login<'_>) -> Result<&mut Conn, mysql_async::Error> {
+        if self.conn.is_none() {
+            let mut opts = OptsBuilder::default()
+                .ip_or_hostname(server.addr.ip().to_string())
+                .tcp_port(server.addr.port())
+                .user(Some(login.user))
+                .pass(Some(login.password))
+                .prefer_socket(false)
+                .stmt_cache_size(0);
+            if server.role == Role::Replica {
+                opts = opts.setup(vec!["SET SESSION TRANSACTION READ ONLY".to_owned()]);
+            }
+            self.conn = Some(Conn::new(opts).await?);
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// Checks the server. With [`Beat::Write`] also writes the heartbeat row and returns its
+    /// timestamp; with [`Beat::Read`] returns the row's timestamp and when it was read.
+    pub async fn check(
+        &mut self,
+        server: &Server,
+        login: &Login<'_>,
+        beat: Beat,
+    ) -> Result<(Seen, Option<Heartbeat>), mysql_async::Error> {
+        let conn = self.conn(server, login).await?;
+        let (server_id, read_only, version): (u32, i64, String) =
+            conn.query_first("SELECT @@server_id, @@read_only, @@version").await?.unwrap_or_default();
+        let gtid_query = match (version.contains("MariaDB"), server.role) {
+            (true, Role::Primary) => "SELECT @@gtid_binlog_pos",
+            (true, Role::Replica) => "SELECT @@gtid_slave_pos",
+            (false, _) => "SELECT @@gtid_executed",
+        };
+        let gtid: Option<String> = conn.query_first(gtid_query).await.ok().flatten();
+        let replica = replica_status(conn).await?;
+        let seen = Seen { server_id, read_only: read_only != 0, gtid, replica, heartbeat_lag: None };
+        let mut heartbeat = None;
+        match (beat, login.heartbeat_table) {
+            // Only a writable primary that replicates from nowhere gets the row: writing on
+            // anything else would leave a transaction its replicas do not expect.
+            (Beat::Write, Some(table)) if !seen.read_only && seen.replica.is_none() => {
+                if !self.table_ready {
+                    let conn = self.conn.as_mut().expect("connected");
+                    conn.query_drop(format!(
+                        "CREATE TABLE IF NOT EXISTS {table} (id INT UNSIGNED NOT NULL PRIMARY KEY, \
+                         ts BIGINT NOT NULL COMMENT 'microseconds since the epoch, foobar monitor clock')"
+                    ))
+                    .await?;
+                    self.table_ready = true;
+                }
+                let ts = now_micros();
+                let conn = self.conn.as_mut().expect("connected");
+                // A literal id, never @@server_id: the row must be the same one on every server.
+                conn.query_drop(format!(
+                    "INSERT INTO {table} (id, ts) VALUES (1, {ts}) ON DUPLICATE KEY UPDATE ts = VALUES(ts)"
+                ))
+                .await?;
+                heartbeat = Some(Heartbeat { ts, at: ts });
+            }
+            (Beat::Read, Some(table)) => {
+                let conn = self.conn.as_mut().expect("connected");
+                match conn.query_first::<i64, _>(format!("SELECT ts FROM {table} WHERE id = 1")).await {
+                    Ok(Some(ts)) => heartbeat = Some(Heartbeat { ts, at: now_micros() }),
+                    // No table or no row yet (a fresh replica): the lag is unknown, not an error.
+                    Ok(None) => {}
+                    Err(mysql_async::Error::Server(e)) if e.code == 1146 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => {}
+        }
+        Ok((seen, heartbeat))
+    }
+}
+
+/// A heartbeat row's timestamp, and when it was written (primary) or read (replica).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub ts: i64,
+    pub at: i64,
+}
+
+/// The heartbeat part of a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Beat {
+    /// Write the row (the primary).
+    Write,
+    /// Read the row: this round's write reached the primary, so now − ts is the lag.
+    Read,
+    /// No heartbeat this round (off, or the primary was not written).
+    Skip,
+}
+
+/// `SHOW REPLICA STATUS` (MariaDB ≥ 10.5, MySQL ≥ 8.0.22), else `SHOW SLAVE STATUS`; column
+/// names differ between MySQL's new spelling and the old one MariaDB keeps.
+async fn replica_status(conn: &mut Conn) -> Result<Option<ReplicaSeen>, mysql_async::Error> {
+    let rows: Vec<Row> = match conn.query("SHOW REPLICA STATUS").await {
+        Ok(rows) => rows,
+        // ER_PARSE_ERROR: an older server.
+        Err(mysql_async::Error::Server(e)) if e.code == 1064 => conn.query("SHOW SLAVE STATUS").await?,
+        Err(e) => return Err(e),
+    };
+    let Some(row) = rows.first() else { return Ok(None) };
+    let get = |names: &[&str]| text(row, names);
+    let host = get(&["Master_Host", "Source_Host"]).unwrap_or_default();
+    let port = get(&["Master_Port", "Source_Port"]).unwrap_or_default();
+    let error = |errno: &[&str], message: &[&str]| {
+        get(errno).filter(|n| n != "0").map(|n| format!("{n}: {}", get(message).unwrap_or_default()))
+    };
+    Ok(Some(ReplicaSeen {
+        source: format!("{host}:{port}"),
+        io: get(&["Slave_IO_Running", "Replica_IO_Running"]).unwrap_or_default(),
+        sql: get(&["Slave_SQL_Running", "Replica_SQL_Running"]).unwrap_or_default(),
+        last_error: error(&["Last_SQL_Errno"], &["Last_SQL_Error"])
+            .or_else(|| error(&["Last_IO_Errno"], &["Last_IO_Error"])),
+        seconds_behind: get(&["Seconds_Behind_Master", "Seconds_Behind_Source"]).and_then(|s| s.parse().ok()),
+    }))
+}
+
+/// A column by any of its names, as text; NULL and missing columns are `None`.
+fn text(row: &Row, names: &[&str]) -> Option<String> {
+    let i = row.columns_ref().iter().position(|c| names.iter().any(|n| c.name_str() == *n))?;
+    match row.as_ref(i)? {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        other => Some(other.as_sql(true)),
+    }
+}
