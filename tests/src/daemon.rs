@@ -70,7 +70,7 @@ impl RunningDaemon {
 
     pub fn status(&self) -> StatusReport {
         match self.request(Request::Status) {
-            Response::Status(r) => r,
+            Response::Status(r) => *r,
             other => panic!("status answered {other:?}"),
         }
     }
@@ -100,6 +100,16 @@ impl Drop for RunningDaemon {
     }
 }
 
+/// Scrapes `/metrics` on `ns`'s loopback (where lab.toml puts it) and checks it has every one
+/// of `lines` (each a whole sample or a prefix of one); returns the scrape.
+pub fn assert_metrics(ns: &Netns, lines: &[&str]) -> String {
+    let metrics = ns.exec(&["curl", "-sS", "--max-time", "3", "http://127.0.0.1:9469/metrics"]);
+    for line in lines {
+        assert!(metrics.contains(line), "/metrics lacks {line:?}:\n{metrics}");
+    }
+    metrics
+}
+
 fn socket_path(ns: &Netns) -> PathBuf {
     std::env::temp_dir().join(format!("{}-control.sock", ns.name()))
 }
@@ -109,12 +119,25 @@ pub fn pin_dir(ns: &Netns) -> PathBuf {
     PathBuf::from(format!("/sys/fs/bpf/{}", ns.name()))
 }
 
-/// `text` (a config in `examples/lab.toml`'s shape) with its control socket and pin directory
-/// moved to paths of this lab's own, and `detach_on_exit` as given.
+/// Where a lab's daemon reads the replication monitor's password.
+pub fn password_file(ns: &Netns) -> PathBuf {
+    std::env::temp_dir().join(format!("{}-monitor.pass", ns.name()))
+}
+
+/// `text` (a config in `examples/lab.toml`'s shape) with its control socket, pin directory and
+/// monitor password file moved to paths of this lab's own (the lab's monitor password written
+/// there), and `detach_on_exit` as given.
 pub fn lab_config(ns: &Netns, text: &str, detach_on_exit: bool) -> String {
     let socket = socket_path(ns).display().to_string();
     let pins = pin_dir(ns).display().to_string();
+    let password = password_file(ns);
+    crate::mariadb::write_password_file(&password);
     text.replacen(r#"control_socket = "/run/foobar/control.sock""#, &format!("control_socket = {socket:?}"), 1)
+        .replacen(
+            r#"password_file = "/etc/foobar/mysql-monitor.pass""#,
+            &format!("password_file = {:?}", password.display().to_string()),
+            1,
+        )
         .replacen(
             r#"pin_dir = "/sys/fs/bpf/foobar""#,
             &format!("pin_dir = {pins:?}\ndetach_on_exit = {detach_on_exit}"),

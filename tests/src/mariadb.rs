@@ -144,6 +144,11 @@ impl Replication {
 }
 
 /// Writes the monitor password where `replication.password_file` points.
+/// Writes the monitor password where `replication.password_file` points, readable by its
+/// owner only, as a secret should be.
 pub fn write_password_file(path: &Path) {
-    std::fs::write(path, MONITOR_PASSWORD).expect("password file");
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).expect("password file");
+    f.write_all(MONITOR_PASSWORD.as_bytes()).expect("write password file");
 }

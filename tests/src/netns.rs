@@ -192,6 +192,12 @@ impl Spawned {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Ends the process at once with SIGKILL (a crash, as far as it can tell) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits up to `within` for the process to end by itself; whether it did.
     pub fn wait_done(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
@@ -207,6 +213,10 @@ impl Spawned {
 
 impl Drop for Spawned {
     fn drop(&mut self) {
+        // Reaped already (ended or killed): its pid may belong to someone else by now.
+        if !self.running() {
+            return;
+        }
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: signalling the pid of a child we started and have not yet reaped.
         unsafe { libc::kill(pid, libc::SIGTERM) };

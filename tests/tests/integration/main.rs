@@ -14,6 +14,7 @@ mod lb_fixtures;
 mod lb_lab;
 mod netns_xdp;
 mod parser_props;
+mod replication_lab;
 mod stack;
 
 use foobar_tests::gate::{self, Gate, Need};
@@ -50,6 +51,7 @@ fn main() {
     trials.extend(lb_lab::trials());
     trials.extend(daemon_lab::trials());
     trials.extend(db_lab::trials());
+    trials.extend(replication_lab::trials());
     trials.extend(kernel_log::trials());
     trials.extend(netns_xdp::trials());
     trials.extend(stack::trials());

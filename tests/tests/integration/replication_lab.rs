@@ -1,0 +1,190 @@
+//! The replication monitor against real MariaDB in the lab: db1 primary, db2 replica, the
+//! daemon on the node watching both and answering `db-write` / `db-read` from what it sees.
+
+use std::time::{Duration, Instant};
+
+use foobar::control::protocol::{DbServerStatus, Request, Response, StatusReport};
+use foobar_tests::{
+    daemon::{RunningDaemon, assert_metrics, lab_config, password_file},
+    gate::Need,
+    mariadb::Replication,
+    topology::*,
+};
+use libtest_mimic::Trial;
+
+use crate::{daemon_lab::dig, firewall_lab::LAB_CONFIG, gated};
+
+pub fn trials() -> Vec<Trial> {
+    const NEEDS: &[Need] = &[Need::Root, Need::Bpf];
+    vec![
+        gated("replication_lab::stopped_sql_thread_breaks_the_replica_and_moves_db_read", NEEDS, broken),
+        gated("replication_lab::master_delay_shows_as_heartbeat_lag", NEEDS, lagging),
+        gated("replication_lab::dead_primary_is_unreachable_and_the_rest_goes_on", NEEDS, primary_dies),
+        gated("replication_lab::bad_credentials_port_and_grants_are_explained", NEEDS, misconfigured),
+    ]
+}
+
+/// One server's line in `status`.
+fn server(report: &StatusReport, name: &str) -> DbServerStatus {
+    let db = report.replication.as_ref().expect("status has a replication section");
+    db.servers.iter().find(|s| s.name == name).cloned().unwrap_or_else(|| panic!("no server {name}: {db:?}"))
+}
+
+fn state_of(report: &StatusReport, name: &str) -> String {
+    server(report, name).state
+}
+
+/// `dig +short NAME` from the client, through foobar's DNS.
+fn resolve(stack: &Stack, name: &str) -> String {
+    dig(&stack.client, &["+short", name]).trim().to_owned()
+}
+
+/// The lab with both databases replicating and the daemon on `config` (lab.toml's shape).
+fn lab(config: &str) -> (Stack, Replication, RunningDaemon) {
+    let stack = Stack::build();
+    let db = Replication::start(&stack.db1, DB1, &stack.db2, DB2);
+    let daemon = RunningDaemon::start(&stack.node, config);
+    (stack, db, daemon)
+}
+
+fn broken() {
+    let (stack, db, daemon) = lab(LAB_CONFIG);
+    daemon.wait_for(Duration::from_secs(5), "db2 healthy", |r| state_of(r, "db2") == "healthy");
+    let report = daemon.status();
+    let (db1, db2) = (server(&report, "db1"), server(&report, "db2"));
+    assert_eq!((db1.state.as_str(), db1.read_only, db1.server_id), ("up", Some(false), Some(1)), "{db1:?}");
+    assert_eq!((db2.io_thread.as_deref(), db2.sql_thread.as_deref()), (Some("Yes"), Some("Yes")), "{db2:?}");
+    let lag = db2.heartbeat_lag.expect("heartbeat lag measured");
+    assert!(lag < 1.0, "fresh lab lag {lag}s: {db2:?}");
+    assert!(db2.gtid.as_deref().is_some_and(|g| g.starts_with("0-1-")), "{db2:?}");
+    assert_eq!(resolve(&stack, "db-write.foobar.com"), DB1);
+    assert_eq!(resolve(&stack, "db-read.foobar.com"), DB2);
+    // The heartbeat row came from the monitor on the primary, by replication on the replica;
+    // nothing was written on the replica itself (its binlog has no GTID of its own server id).
+    let binlog = db.replica.sql("SELECT @@gtid_binlog_state");
+    assert!(binlog.contains("0-1-") && !binlog.contains("0-2-"), "the replica wrote itself: {binlog}");
+    let rows = db.replica.sql("SELECT id FROM foobar_monitor.heartbeat");
+    assert_eq!(rows.trim(), "1", "one row with a literal id");
+
+    db.replica.sql("STOP SLAVE SQL_THREAD");
+    let took = daemon.wait_for(Duration::from_secs(5), "db2 broken", |r| state_of(r, "db2") == "broken");
+    assert!(took < Duration::from_secs(2), "broken noticed after {took:?}, more than two intervals");
+    let db2 = server(&daemon.status(), "db2");
+    assert_eq!(db2.reason, "SQL thread stopped", "{db2:?}");
+    assert_eq!(resolve(&stack, "db-read.foobar.com"), DB1, "reads move to the primary");
+    assert_metrics(
+        &stack.node,
+        &[
+            "foobar_replication_state{server=\"db2\",role=\"replica\",state=\"broken\"} 1",
+            "foobar_replication_state{server=\"db1\",role=\"primary\",state=\"up\"} 1",
+            "foobar_replication_thread_running{server=\"db2\",thread=\"sql\"} 0",
+            "foobar_replication_thread_running{server=\"db2\",thread=\"io\"} 1",
+            "foobar_replication_lag_seconds{server=\"db2\",source=\"heartbeat\"}",
+        ],
+    );
+
+    db.replica.sql("START SLAVE SQL_THREAD");
+    daemon.wait_for(Duration::from_secs(5), "db2 healthy again", |r| state_of(r, "db2") == "healthy");
+    assert_eq!(resolve(&stack, "db-read.foobar.com"), DB2);
+    let rendered = foobar::cli::status::render(&daemon.status());
+    assert!(rendered.contains("replication  db-write -> 198.51.100.31  db-read -> 198.51.100.32"), "{rendered}");
+}
+
+fn lagging() {
+    const DELAY: f64 = 4.0;
+    let config = LAB_CONFIG.replacen(r#"max_lag = "5s""#, r#"max_lag = "2s""#, 1);
+    let (stack, db, daemon) = lab(&config);
+    daemon.wait_for(Duration::from_secs(5), "db2 healthy", |r| state_of(r, "db2") == "healthy");
+    db.replica.sql(&format!("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = {DELAY}; START SLAVE;"));
+    // A write load on the primary, next to the monitor's own heartbeat writes.
+    db.primary.sql("CREATE DATABASE demo; CREATE TABLE demo.load (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))");
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut lags = Vec::new();
+    while Instant::now() < deadline {
+        db.primary.sql("INSERT INTO demo.load (at) VALUES (NOW(6))");
+        let s = server(&daemon.status(), "db2");
+        if s.state == "lagging" {
+            lags.push(s.heartbeat_lag.expect("lag"));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(lags.len() >= 8, "db2 was lagging in only {} samples", lags.len());
+    // The last few seconds, once the delay is in full effect.
+    for lag in &lags[lags.len() - 8..] {
+        assert!((lag - DELAY).abs() <= 1.0, "measured lag {lag}s vs delay {DELAY}s: {lags:?}");
+    }
+    let db2 = server(&daemon.status(), "db2");
+    assert!(db2.reason.contains("by heartbeat > max_lag 2s"), "{db2:?}");
+    assert_eq!(resolve(&stack, "db-read.foobar.com"), DB1, "a lagging replica leaves db-read");
+}
+
+fn primary_dies() {
+    let (stack, mut db, daemon) = lab(LAB_CONFIG);
+    let _web1 = foobar_tests::nginx::start(&stack.web1, "web1");
+    daemon.wait_for(Duration::from_secs(5), "db2 healthy", |r| state_of(r, "db2") == "healthy");
+    let errors_before = server(&daemon.status(), "db2").check_errors;
+    db.primary.process.kill();
+    // lab.toml: interval 1s, timeout 500ms.
+    let took = daemon.wait_for(Duration::from_secs(5), "db1 unreachable", |r| state_of(r, "db1") == "unreachable");
+    assert!(took <= Duration::from_millis(1500 + 300), "unreachable after {took:?}");
+    assert!(server(&daemon.status(), "db1").reason.starts_with("db1 (198.51.100.31:3306): "));
+    // The open connection broke first; the next round's connect is refused.
+    daemon.wait_for(Duration::from_secs(3), "connection refused", |r| {
+        server(r, "db1").reason.contains("db1 (198.51.100.31:3306): connection refused")
+    });
+    assert_eq!(resolve(&stack, "db-write.foobar.com"), "", "no writable primary to answer");
+    // The replica is still checked for real: its IO thread lost the primary.
+    daemon.wait_for(Duration::from_secs(5), "db2 broken", |r| state_of(r, "db2") == "broken");
+    let db2 = server(&daemon.status(), "db2");
+    assert_eq!(db2.check_errors, errors_before, "db2's checks kept working: {db2:?}");
+    // The daemon goes on: DNS answers, the control socket answers.
+    assert_eq!(resolve(&stack, "www.foobar.com"), VIP);
+    assert!(matches!(daemon.request(Request::Status), Response::Status(_)));
+}
+
+fn misconfigured() {
+    let (stack, db, daemon) = lab(LAB_CONFIG);
+    daemon.wait_for(Duration::from_secs(5), "db1 up", |r| state_of(r, "db1") == "up");
+    let reload = |text: &str| {
+        std::fs::write(&daemon.config_file, text).expect("config");
+        match daemon.request(Request::Reload) {
+            Response::Done { .. } => {}
+            other => panic!("reload: {other:?}"),
+        }
+    };
+    let reason_within = |what: &str, pred: &dyn Fn(&DbServerStatus) -> bool| {
+        daemon.wait_for(Duration::from_secs(5), what, |r| pred(&server(r, "db1")));
+        server(&daemon.status(), "db1").reason
+    };
+
+    // A wrong password: the reload rereads the file and the monitor starts again with it.
+    std::fs::write(password_file(&stack.node), "not-the-password").expect("password");
+    reload(&std::fs::read_to_string(&daemon.config_file).expect("config"));
+    let why = reason_within("login refused", &|s| s.reason.contains("refused the monitor's login"));
+    assert!(why.starts_with("db1 (198.51.100.31:3306) refused the monitor's login: Access denied"), "{why}");
+    assert!(why.contains("replication.password_file") && why.contains("`foobar_monitor`"), "{why}");
+    assert_eq!(state_of(&daemon.status(), "db1"), "unreachable");
+
+    // A wrong port.
+    let text = lab_config(&stack.node, LAB_CONFIG, true).replacen("198.51.100.31:3306", "198.51.100.31:3307", 1);
+    reload(&text);
+    let why = reason_within("refused", &|s| s.reason.contains("connection refused"));
+    assert_eq!(
+        why,
+        "db1 (198.51.100.31:3307): connection refused: is the server running, and is \
+         replication.primary.address the port it listens on?"
+    );
+
+    // Back to good, then a missing grant.
+    reload(&lab_config(&stack.node, LAB_CONFIG, true));
+    reason_within("db1 up", &|s| s.state == "up");
+    // Global grants apply from the next login: end the monitor's sessions, as a DBA would.
+    db.primary.sql("REVOKE SLAVE MONITOR ON *.* FROM 'foobar_monitor'@'%'");
+    let sessions = db.primary.sql("SELECT id FROM information_schema.processlist WHERE user = 'foobar_monitor'");
+    for id in sessions.split_whitespace() {
+        db.primary.sql(&format!("KILL {id}"));
+    }
+    let why = reason_within("missing grant", &|s| s.reason.contains("lacks a grant"));
+    assert!(why.starts_with("db1 (198.51.100.31:3306): `foobar_monitor` lacks a grant: Access denied"), "{why}");
+    assert!(why.contains("GRANT REPLICATION CLIENT, SLAVE MONITOR ON *.* TO 'foobar_monitor'@'%'"), "{why}");
+}
