@@ -7,7 +7,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use foobar_tests::{netns::Netns, nginx, tls::LabCa, topology};
+use foobar_tests::{
+    mariadb::Replication,
+    netns::Netns,
+    nginx,
+    tls::LabCa,
+    topology::{self, Stack},
+};
 
 fn say(title: &str) {
     println!("\n### {title}");
@@ -42,14 +48,20 @@ fn wait_status(foobar: &Path, within: Duration, pred: impl Fn(&str) -> bool) -> 
     None
 }
 
-fn web1_line(text: &str) -> String {
-    text.lines().find(|l| l.trim_start().starts_with("web1 ")).unwrap_or("").to_owned()
+/// The status line that starts with `name` (a backend or a database server).
+fn line_of(text: &str, name: &str) -> String {
+    text.lines().find(|l| l.trim_start().starts_with(&format!("{name} "))).unwrap_or("").to_owned()
 }
 
-pub fn run(client: &Netns, web1_ns: &Netns, foobar: &Path, ca: &LabCa, web1: &mut Option<nginx::Nginx>) {
+fn dig(client: &Netns, name: &str) -> String {
+    client.exec(&["dig", "@192.0.2.53", "+short", "+time=2", "+tries=1", name]).trim().to_owned()
+}
+
+pub fn run(stack: &Stack, foobar: &Path, ca: &LabCa, web1: &mut Option<nginx::Nginx>, db: &Replication) {
+    let (client, web1_ns) = (&stack.client, &stack.web1);
     let vip = format!("http://{}/", topology::VIP);
     say("DNS: foobar answers www.foobar.com with the VIP");
-    println!("{}", client.exec(&["dig", "@192.0.2.53", "+short", "+time=2", "+tries=1", "www.foobar.com"]).trim());
+    println!("{}", dig(client, "www.foobar.com"));
 
     say("four new connections to the VIP alternate between the web servers");
     for _ in 0..4 {
@@ -66,8 +78,10 @@ pub fn run(client: &Netns, web1_ns: &Netns, foobar: &Path, ca: &LabCa, web1: &mu
 
     say("stop web1's nginx: health checks take it out");
     drop(web1.take());
-    match wait_status(foobar, Duration::from_secs(5), |s| web1_line(s).contains(" down ")) {
-        Some(t) => println!("web1 marked down after {:.1} s: {}", t.as_secs_f64(), web1_line(&status(foobar)).trim()),
+    match wait_status(foobar, Duration::from_secs(5), |s| line_of(s, "web1").contains(" down ")) {
+        Some(t) => {
+            println!("web1 marked down after {:.1} s: {}", t.as_secs_f64(), line_of(&status(foobar), "web1").trim())
+        }
         None => println!("web1 was not marked down within 5 s"),
     }
     for _ in 0..3 {
@@ -75,7 +89,7 @@ pub fn run(client: &Netns, web1_ns: &Netns, foobar: &Path, ca: &LabCa, web1: &mu
     }
     say("start it again: it comes back");
     *web1 = Some(nginx::start_tls(web1_ns, "web1", ca));
-    match wait_status(foobar, Duration::from_secs(5), |s| web1_line(s).contains(" up ")) {
+    match wait_status(foobar, Duration::from_secs(5), |s| line_of(s, "web1").contains(" up ")) {
         Some(t) => println!("web1 back up after {:.1} s", t.as_secs_f64()),
         None => println!("web1 did not come back within 5 s"),
     }
@@ -92,6 +106,26 @@ pub fn run(client: &Netns, web1_ns: &Netns, foobar: &Path, ca: &LabCa, web1: &mu
     println!("client: {}", fetch(client, &vip, &[]));
     println!("{}", run(&["firewall", "unblock", topology::CLIENT]));
     println!("client: {}", fetch(client, &vip, &[]));
+
+    say("the databases: db-write is the primary, db-read the healthy replica");
+    if wait_status(foobar, Duration::from_secs(5), |s| line_of(s, "db2").contains(" healthy ")).is_none() {
+        println!("db2 did not turn healthy within 5 s");
+    }
+    println!("{}", line_of(&status(foobar), "db2").trim());
+    println!("db-write -> {}   db-read -> {}", dig(client, "db-write.foobar.com"), dig(client, "db-read.foobar.com"));
+    say("stop replication on db2: foobar marks it broken and db-read moves to the primary");
+    db.replica.sql("STOP SLAVE SQL_THREAD");
+    match wait_status(foobar, Duration::from_secs(5), |s| line_of(s, "db2").contains(" broken ")) {
+        Some(t) => println!("db2 broken after {:.1} s: {}", t.as_secs_f64(), line_of(&status(foobar), "db2").trim()),
+        None => println!("db2 was not marked broken within 5 s"),
+    }
+    println!("db-read -> {}", dig(client, "db-read.foobar.com"));
+    db.replica.sql("START SLAVE SQL_THREAD");
+    match wait_status(foobar, Duration::from_secs(5), |s| line_of(s, "db2").contains(" healthy ")) {
+        Some(t) => println!("replication restarted: db2 healthy after {:.1} s", t.as_secs_f64()),
+        None => println!("db2 was not healthy again within 5 s"),
+    }
+    println!("db-read -> {}", dig(client, "db-read.foobar.com"));
 
     say("foobar status");
     print!("{}", status(foobar));

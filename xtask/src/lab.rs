@@ -61,6 +61,7 @@ pub fn up(demo: bool) -> anyhow::Result<()> {
     let log = state_dir().join("foobar.log");
     let _ = std::fs::remove_file(&log);
     let config = workspace_root().join("examples/lab.toml");
+    let _password = MonitorPassword::install(&config)?;
     let mut daemon = timed("foobar daemon on the node (examples/lab.toml)", || {
         let d =
             stack.node.spawn(&[path_str(&foobar)?, "run", "--config", path_str(&config)?, "--detach-on-exit"], &log);
@@ -69,7 +70,7 @@ pub fn up(demo: bool) -> anyhow::Result<()> {
     })?;
     eprintln!("    lab up in {:.1}s", started.elapsed().as_secs_f64());
     if demo {
-        crate::demo::run(&stack.client, &stack.web1, &foobar, &ca, &mut web1);
+        crate::demo::run(&stack, &foobar, &ca, &mut web1, &db);
         eprintln!("\n==> demo done; tearing the lab down");
         drop(daemon);
         let _ = std::fs::remove_file(pid_file());
@@ -127,6 +128,45 @@ fn build_foobar(object: &Path) -> anyhow::Result<PathBuf> {
     Ok(workspace_root().join("target/release/foobar"))
 }
 
+/// The lab monitor user's password, where the config's `replication.password_file` says;
+/// removed at teardown when the lab put it there (an operator's own file is left alone).
+struct MonitorPassword {
+    file: Option<PathBuf>,
+    /// Its directory, when the lab created that too.
+    dir: Option<PathBuf>,
+}
+
+impl MonitorPassword {
+    fn install(config: &Path) -> anyhow::Result<MonitorPassword> {
+        let text = std::fs::read_to_string(config).with_context(|| format!("read {}", config.display()))?;
+        // Interfaces exist only inside the node's namespace: the daemon checks those itself.
+        let cfg = foobar::config::parse(config, &text, &|_| true).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut made = MonitorPassword { file: None, dir: None };
+        let Some(path) = cfg.replication.map(|r| r.password_file) else { return Ok(made) };
+        if path.exists() {
+            return Ok(made);
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+            made.dir = Some(dir.to_owned());
+        }
+        foobar_tests::mariadb::write_password_file(&path);
+        made.file = Some(path);
+        Ok(made)
+    }
+}
+
+impl Drop for MonitorPassword {
+    fn drop(&mut self) {
+        if let Some(p) = &self.file {
+            let _ = std::fs::remove_file(p);
+        }
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
 fn path_str(p: &Path) -> anyhow::Result<&str> {
     p.to_str().with_context(|| format!("path {} is not UTF-8", p.display()))
 }
@@ -165,9 +205,16 @@ fn print_tour(stack: &Stack, log: &Path, foobar: &Path, ca_cert: &Path, replica_
             topology::VIP
         ),
         String::new(),
-        "  # the database tier: db2 replicates db1 (and foobar's DNS names them db-write and db-read):".to_owned(),
+        "  # the database tier: db2 replicates db1; foobar watches both (status) and DNS follows:".to_owned(),
+        format!("  sudo ip netns exec {client} dig @{} +short db-read.foobar.com", topology::DNS),
         format!(
             "  sudo ip netns exec {} mariadb --socket={}/mysqld.sock -uroot -e 'SHOW SLAVE STATUS\\G'",
+            name("db2"),
+            replica_dir.display()
+        ),
+        "  # stop replication and watch db2 turn broken and db-read move to db1 (START SLAVE undoes it):".to_owned(),
+        format!(
+            "  sudo ip netns exec {} mariadb --socket={}/mysqld.sock -uroot -e 'STOP SLAVE SQL_THREAD'",
             name("db2"),
             replica_dir.display()
         ),
