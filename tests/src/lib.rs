@@ -10,11 +10,14 @@
 //! - [`tls`]: the lab's certificate authority and the web servers' certificate.
 //! - [`topology`]: the seeds' whole stack (client, node, web1/web2, app, db1/db2) in namespaces.
 //! - [`nginx`]: real nginx web servers inside the lab.
+//! - [`app`]: the lab's demo application server behind the web servers' `/app`.
+//! - [`wrk`]: bounded wrk runs from a lab namespace and their summaries.
 //! - [`http`]: a kept-alive HTTP connection for tests that hold one open across a change.
 //! - [`daemon`]: the real daemon serving in a lab namespace, steered over its control socket.
 //! - [`mariadb`]: real MariaDB primary and replica in the lab, replicating by GTID.
 //! - [`gate`]: deciding whether a root-only or BPF test can run here, and saying why not.
 
+pub mod app;
 pub mod checksum;
 pub mod daemon;
 pub mod gate;
@@ -27,3 +30,4 @@ pub mod raw;
 pub mod router;
 pub mod tls;
 pub mod topology;
+pub mod wrk;
