@@ -14,6 +14,9 @@ use crate::netns::{Netns, Spawned};
 const REPL_PASSWORD: &str = "lab-replication";
 /// The monitor user's password (lab only); foobar reads it from `replication.password_file`.
 pub const MONITOR_PASSWORD: &str = "lab-monitor";
+/// The demo app's database user and password (lab only).
+pub const APP_USER: &str = "foobar_app";
+pub const APP_PASSWORD: &str = "lab-app";
 
 /// A running mariadbd and where it keeps its files.
 pub struct Mariadb {
@@ -98,7 +101,8 @@ impl Mariadb {
     }
 }
 
-/// A primary and its replica, replicating by GTID, with the monitor user on both.
+/// A primary and its replica, replicating by GTID, with the monitor user, the demo schema
+/// (`demo.visits`) and the demo app's user on both.
 pub struct Replication {
     pub primary: Mariadb,
     pub replica: Mariadb,
@@ -115,7 +119,12 @@ impl Replication {
              CREATE USER 'foobar_monitor'@'%' IDENTIFIED BY '{MONITOR_PASSWORD}'; \
              GRANT REPLICATION CLIENT, SLAVE MONITOR ON *.* TO 'foobar_monitor'@'%'; \
              CREATE DATABASE foobar_monitor; \
-             GRANT SELECT, INSERT, UPDATE, CREATE ON foobar_monitor.* TO 'foobar_monitor'@'%';"
+             GRANT SELECT, INSERT, UPDATE, CREATE ON foobar_monitor.* TO 'foobar_monitor'@'%'; \
+             CREATE DATABASE demo; \
+             CREATE TABLE demo.visits (id INT AUTO_INCREMENT PRIMARY KEY, web VARCHAR(32) NOT NULL, \
+               at DATETIME(6) NOT NULL DEFAULT NOW(6)); \
+             CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'; \
+             GRANT SELECT, INSERT ON demo.* TO '{APP_USER}'@'%';"
         ));
         replica.sql(&format!(
             "CHANGE MASTER TO MASTER_HOST='{primary_addr}', MASTER_PORT=3306, MASTER_USER='repl', \

@@ -10,6 +10,7 @@
 use std::{
     fs::File,
     os::fd::AsRawFd,
+    path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
@@ -66,8 +67,14 @@ impl Drop for Lab {
     fn drop(&mut self) {
         for name in self.namespaces.drain(..).rev() {
             let _ = Command::new("ip").args(["netns", "del", &name]).status();
+            let _ = std::fs::remove_dir_all(etc_dir(&name));
         }
     }
+}
+
+/// Where `ip netns exec` finds files to bind over `/etc` for namespace `name`.
+fn etc_dir(name: &str) -> PathBuf {
+    PathBuf::from("/etc/netns").join(name)
 }
 
 impl Netns {
@@ -102,6 +109,15 @@ impl Netns {
             *byte = u8::from_str_radix(part, 16).expect("hex MAC");
         }
         mac
+    }
+
+    /// Makes programs run in this namespace resolve names through `server` only: `ip netns exec`
+    /// binds `/etc/netns/<name>/resolv.conf` over `/etc/resolv.conf` (removed with the lab).
+    pub fn use_nameserver(&self, server: &str) {
+        let dir = etc_dir(&self.name);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let conf = format!("nameserver {server}\noptions timeout:1 attempts:2\n");
+        std::fs::write(dir.join("resolv.conf"), conf).expect("write resolv.conf");
     }
 
     /// Runs a command inside the namespace and returns its output, whatever its status.
@@ -238,28 +254,32 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Deletes `fb<pid>x<n>-*` namespaces, and pin directories of the same names under
-/// /sys/fs/bpf, whose creating process no longer exists.
+/// Deletes `fb<pid>x<n>-*` namespaces, and pin directories and `/etc/netns` files of the same
+/// names, whose creating process no longer exists.
 pub fn sweep_stale() {
-    if let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if owner_pid(&name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
-                let _ = foobar::dataplane::Pins::remove_all(&e.path());
-            }
+    for e in std::fs::read_dir("/sys/fs/bpf").into_iter().flatten().flatten() {
+        if left_behind(&e.file_name().to_string_lossy()) {
+            let _ = foobar::dataplane::Pins::remove_all(&e.path());
         }
     }
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or("");
-        if let Some(pid) = owner_pid(name) {
-            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+    if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if left_behind(name) {
                 let _ = Command::new("ip").args(["netns", "del", name]).status();
             }
         }
     }
+    for e in std::fs::read_dir("/etc/netns").into_iter().flatten().flatten() {
+        if left_behind(&e.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// A lab name whose creating process is gone.
+fn left_behind(name: &str) -> bool {
+    owner_pid(name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// The pid encoded in a lab namespace name, or `None` for names that are not the lab's.

@@ -12,7 +12,8 @@ pub struct Nginx {
 
 /// Starts nginx in `ns` on port 80 of every address (so it also answers on a VIP held on
 /// loopback for DSR); `/` answers `<name> <client address>\n`, so tests see which web server
-/// served them and whom it saw; `/static/` serves files from the `html` directory.
+/// served them and whom it saw; `/static/` serves files from the `html` directory; `/app` goes
+/// to the lab's app server, which is told which web server proxied it.
 pub fn start(ns: &Netns, name: &str) -> Nginx {
     start_with(ns, name, None)
 }
@@ -33,8 +34,12 @@ fn start_with(ns: &Netns, name: &str, tls: Option<&crate::tls::LabCa>) -> Nginx 
          http {{\n  access_log off;\n  keepalive_requests 100000;\n\
            server {{\n    listen 80 reuseport;\n    root {d}/html;\n\
              location = / {{ default_type text/plain; return 200 \"{name} $remote_addr\\n\"; }}\n\
-             location /static/ {{ alias {d}/html/; }}\n{tls}  }}\n}}\n",
+             location /static/ {{ alias {d}/html/; }}\n\
+             location /app {{ proxy_pass http://{app}:{port}; proxy_set_header X-Web {name}; \
+               proxy_connect_timeout 2s; proxy_read_timeout 10s; }}\n{tls}  }}\n}}\n",
         d = dir.display(),
+        app = crate::topology::APP,
+        port = crate::app::PORT,
         tls = tls.map_or(String::new(), |ca| format!(
             "    listen 443 ssl reuseport;\n    ssl_certificate {};\n    ssl_certificate_key {};\n",
             ca.server_cert.display(),

@@ -97,6 +97,9 @@ impl Stack {
         let mut next = || hosts.next().expect("five private hosts");
         let (web1, web2, app, db1, db2) = (next(), next(), next(), next(), next());
         drop(hosts);
+        // The client and the app look names up through foobar's DNS, as the seeds' users do.
+        client.use_nameserver(DNS);
+        app.use_nameserver(DNS);
         Stack { client, node, web1, web2, app, db1, db2, lab }
     }
 

@@ -49,7 +49,11 @@ fn lab(config: &str) -> (Stack, Replication, RunningDaemon) {
 
 fn broken() {
     let (stack, db, daemon) = lab(LAB_CONFIG);
-    daemon.wait_for(Duration::from_secs(5), "db2 healthy", |r| state_of(r, "db2") == "healthy");
+    // The first round creates the heartbeat row; the replica has it from the next.
+    daemon.wait_for(Duration::from_secs(5), "db2 healthy by heartbeat", |r| {
+        let s = server(r, "db2");
+        s.state == "healthy" && s.heartbeat_lag.is_some()
+    });
     let report = daemon.status();
     let (db1, db2) = (server(&report, "db1"), server(&report, "db2"));
     assert_eq!((db1.state.as_str(), db1.read_only, db1.server_id), ("up", Some(false), Some(1)), "{db1:?}");
@@ -97,7 +101,7 @@ fn lagging() {
     daemon.wait_for(Duration::from_secs(5), "db2 healthy", |r| state_of(r, "db2") == "healthy");
     db.replica.sql(&format!("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = {DELAY}; START SLAVE;"));
     // A write load on the primary, next to the monitor's own heartbeat writes.
-    db.primary.sql("CREATE DATABASE demo; CREATE TABLE demo.load (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))");
+    db.primary.sql("CREATE TABLE demo.load (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))");
     let deadline = Instant::now() + Duration::from_secs(12);
     let mut lags = Vec::new();
     while Instant::now() < deadline {
