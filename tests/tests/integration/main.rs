@@ -6,6 +6,7 @@
 
 mod daemon_lab;
 mod db_lab;
+mod e2e_lab;
 mod firewall;
 mod firewall_lab;
 mod fixtures;
@@ -51,6 +52,7 @@ fn main() {
     trials.extend(lb_lab::trials());
     trials.extend(daemon_lab::trials());
     trials.extend(db_lab::trials());
+    trials.extend(e2e_lab::trials());
     trials.extend(replication_lab::trials());
     trials.extend(kernel_log::trials());
     trials.extend(netns_xdp::trials());
