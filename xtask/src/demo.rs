@@ -63,9 +63,13 @@ pub fn run(stack: &Stack, foobar: &Path, ca: &LabCa, web1: &mut Option<nginx::Ng
     say("DNS: foobar answers www.foobar.com with the VIP");
     println!("{}", dig(client, "www.foobar.com"));
 
-    say("four new connections to the VIP alternate between the web servers");
+    say("four new connections to http://www.foobar.com/ (resolved by foobar) alternate between the web servers");
     for _ in 0..4 {
-        println!("{}", fetch(client, &vip, &[]));
+        println!("{}", fetch(client, "http://www.foobar.com/", &[]));
+    }
+    say("/app: a web server proxies to the app, which writes via db-write and reads via db-read");
+    for _ in 0..2 {
+        println!("{}", fetch(client, "http://www.foobar.com/app", &[]));
     }
     say("HTTPS end to end through the VIP (certificate checked against the lab CA)");
     let cacert = ca.ca_cert.display().to_string();
@@ -120,6 +124,7 @@ pub fn run(stack: &Stack, foobar: &Path, ca: &LabCa, web1: &mut Option<nginx::Ng
         None => println!("db2 was not marked broken within 5 s"),
     }
     println!("db-read -> {}", dig(client, "db-read.foobar.com"));
+    println!("{}", fetch(client, "http://www.foobar.com/app", &[]));
     db.replica.sql("START SLAVE SQL_THREAD");
     match wait_status(foobar, Duration::from_secs(5), |s| line_of(s, "db2").contains(" healthy ")) {
         Some(t) => println!("replication restarted: db2 healthy after {:.1} s", t.as_secs_f64()),

@@ -39,7 +39,7 @@ pub fn up(demo: bool) -> anyhow::Result<()> {
         setup::run()?;
     }
     let object = build_ebpf::run()?;
-    let foobar = timed("build foobar", || build_foobar(&object))?;
+    let foobar = timed("build foobar and the lab's demo app", || build_foobar(&object))?;
     std::fs::create_dir_all(state_dir())?;
     std::fs::write(pid_file(), std::process::id().to_string())?;
 
@@ -57,6 +57,9 @@ pub fn up(demo: bool) -> anyhow::Result<()> {
     let _web2 = timed("nginx on web2 (HTTP and HTTPS)", || Ok(nginx::start_tls(&stack.web2, "web2", &ca)))?;
     let db = timed("MariaDB primary on db1 replicating to db2 (GTID)", || {
         Ok(foobar_tests::mariadb::Replication::start(&stack.db1, topology::DB1, &stack.db2, topology::DB2))
+    })?;
+    let _app = timed("demo app on app (db-write / db-read by name through foobar's DNS)", || {
+        Ok(foobar_tests::app::start(&stack.app, &workspace_root().join("target/release/lab-app")))
     })?;
     let log = state_dir().join("foobar.log");
     let _ = std::fs::remove_file(&log);
@@ -117,11 +120,13 @@ pub fn down() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds `foobar` and the lab's demo app (`lab-app`, lab code) into target/release.
 fn build_foobar(object: &Path) -> anyhow::Result<PathBuf> {
     step::run(
         Command::new("cargo")
             .current_dir(workspace_root())
-            .args(["build", "--release", "--package", "foobar-userspace"])
+            .args(["build", "--release", "--package", "foobar-userspace", "--package", "foobar-tests"])
+            .args(["--bin", "foobar", "--bin", "lab-app"])
             .env("FOOBAR_REQUIRE_BPF", "1")
             .env("FOOBAR_BPF_OBJECT", object),
     )?;
@@ -194,8 +199,10 @@ fn print_tour(stack: &Stack, log: &Path, foobar: &Path, ca_cert: &Path, replica_
         "The lab is up. Every host is a network namespace; run commands in one with `ip netns exec`.".to_owned(),
         format!("  namespaces: {hosts}"),
         String::new(),
-        "  # new connections to the VIP alternate between web1 and web2 (they see the node's NAT address):".to_owned(),
-        format!("  for i in 1 2 3 4; do sudo ip netns exec {client} curl -s http://{}/; done", topology::VIP),
+        "  # the client resolves through foobar's DNS; new connections alternate between web1 and web2".to_owned(),
+        "  # (they see the node's NAT address), and /app goes on to the app server and the databases:".to_owned(),
+        format!("  for i in 1 2 3 4; do sudo ip netns exec {client} curl -s http://www.foobar.com/; done"),
+        format!("  sudo ip netns exec {client} curl -s http://www.foobar.com/app"),
         String::new(),
         "  # foobar's DNS answers for the zone, and HTTPS goes through the VIP end to end (lab CA):".to_owned(),
         format!("  sudo ip netns exec {client} dig @{} www.foobar.com", topology::DNS),
