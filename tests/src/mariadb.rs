@@ -32,9 +32,14 @@ impl Mariadb {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("mariadb dir");
         let data = dir.join("data");
+        // A temporary directory of its own: parallel servers sharing /tmp trip over each
+        // other's temporary tables while bootstrapping.
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("mariadb tmp dir");
         let out = Command::new("mariadb-install-db")
             .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=socket", "--skip-test-db"])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .output()
             .expect("run mariadb-install-db");
         assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
@@ -44,6 +49,7 @@ impl Mariadb {
             "--no-defaults".to_owned(),
             "--user=root".to_owned(),
             format!("--datadir={}", data.display()),
+            format!("--tmpdir={}", tmp.display()),
             format!("--socket={d}/mysqld.sock"),
             format!("--pid-file={d}/mysqld.pid"),
             format!("--bind-address={addr}"),
