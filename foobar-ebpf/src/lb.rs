@@ -11,7 +11,7 @@ use foobar_common::{
     addr::{FAMILY_V4, FAMILY_V6},
     counters::Counter,
     lb::{
-        BACKEND_ABSENT, Backend, CONNTRACK_ENTRIES, FLOW_CLOSING, Flow, FlowKey, LbSettings, MAX_BACKENDS,
+        BACKEND_ABSENT, BACKEND_UP, Backend, CONNTRACK_ENTRIES, FLOW_CLOSING, Flow, FlowKey, LbSettings, MAX_BACKENDS,
         MAX_SERVICES, MODE_DSR, NatKey, NatTarget, NextHop, PICK_HASH, RING_SIZE, ServiceInfo, ServiceKey,
         TrafficStats, flow_expired, flow_hash,
     },
@@ -24,7 +24,7 @@ use foobar_common::{
 use crate::{
     atomic,
     forward::{hop_back, lookup_hop, redirect_to, send},
-    nat::{NAT, Rewrite, allocate_port, rewrite, unnat_icmp},
+    nat::{NAT, Rewrite, allocate_port, rewrite, still_holds_port, unnat_icmp},
     packet::Frame,
     refuse::refuse,
     scratch::scratch,
@@ -198,6 +198,11 @@ fn schedule_inner(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool)
         count(Counter::LbNoBackend);
         return None;
     }
+    if replacing && svc.mode != MODE_DSR {
+        if let Some(()) = resume(key, svc, now) {
+            return Some(());
+        }
+    }
     let slot = if svc.pick == PICK_HASH {
         u64::from(flow_hash(key)) % u64::from(svc.ring_len)
     } else {
@@ -246,15 +251,52 @@ fn schedule_inner(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool)
         sc.flow = *unsafe { CONNTRACK.get(key) }?;
         return Some(());
     }
+    count_new_flow(svc.id, backend_id);
+    Some(())
+}
+
+/// Counts a new flow for the service and its backend.
+#[inline(always)]
+fn count_new_flow(service: u32, backend: u32) {
     count(Counter::LbNewFlow);
-    if let Some(st) = SERVICE_STATS.get_ptr_mut(svc.id) {
+    if let Some(st) = SERVICE_STATS.get_ptr_mut(service) {
         // SAFETY: this CPU's slot; no other writer.
         unsafe { (*st).new_flows += 1 };
     }
-    if let Some(st) = BACKEND_STATS.get_ptr_mut(backend_id) {
+    if let Some(st) = BACKEND_STATS.get_ptr_mut(backend) {
         // SAFETY: as above.
         unsafe { (*st).new_flows += 1 };
     }
+}
+
+/// A client reusing its port while its last flow there is closing gets that flow's backend and
+/// NAT port back, while the backend still takes new flows and nobody took the port since.
+///
+/// The backend may hold the old connection in TIME_WAIT for a minute, and lets a new SYN for
+/// it through only when it is later in sequence than the old one: true for the same client
+/// four-tuple (initial sequence numbers grow with time per tuple), a coin toss for another
+/// client's SYN given the same NAT port (refused ones cost the client a one-second SYN
+/// retransmit). So a reused client tuple keeps its backend tuple, as it would without NAT.
+#[inline(always)]
+fn resume(key: &FlowKey, svc: &ServiceInfo, now: u64) -> Option<()> {
+    // SAFETY: map lookups return pointers valid for this program run.
+    let old = unsafe { CONNTRACK.get(key) }?;
+    let backend = BACKENDS.get(old.backend)?;
+    if old.service != svc.id || backend.state != BACKEND_UP || !still_holds_port(key, old, backend) {
+        return None;
+    }
+    let sc = scratch()?;
+    sc.flow = Flow {
+        backend: old.backend,
+        service: svc.id,
+        nat_port: old.nat_port,
+        flags: 0,
+        _pad: 0,
+        last_seen_ns: now,
+        hop: NextHop::default(),
+    };
+    CONNTRACK.insert(key, &sc.flow, BPF_ANY).ok()?;
+    count_new_flow(svc.id, old.backend);
     Some(())
 }
 

@@ -9,7 +9,7 @@ use foobar_common::{
     addr::FAMILY_V4,
     bytes::PacketBytes,
     csum::CsumDelta,
-    lb::{Backend, FlowKey, LbSettings, NAT_ENTRIES, NatKey, NatTarget, flow_expired},
+    lb::{Backend, Flow, FlowKey, LbSettings, NAT_ENTRIES, NatKey, NatTarget, nat_port_free},
     parse::{ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP, L3, Parsed, Quoted},
 };
 
@@ -89,7 +89,9 @@ pub fn rewrite(frame: &Frame, p: &Parsed, family: u8, r: &Rewrite) -> bool {
 /// Picks a free NAT source port towards `backend` for the flow `key` and records the way back.
 ///
 /// Ports come from one shared cursor (an atomic add), so CPUs never hand out the same one
-/// at once; a port still held by a live flow is skipped, one whose flow ended is reused.
+/// at once; a port still held by a live flow is skipped. One whose flow ended, or closed and
+/// went quiet for `nat_reuse_ns`, is reused, and a closed holder is forgotten so its late
+/// packets cannot reach the new flow's backend connection.
 #[inline(always)]
 pub fn allocate_port(key: &FlowKey, backend: &Backend, sc: &mut Scratch, s: &LbSettings, now: u64) -> Option<u16> {
     let cursor = NAT_CURSOR.get_ptr_mut(0)?;
@@ -123,15 +125,38 @@ pub fn allocate_port(key: &FlowKey, backend: &Backend, sc: &mut Scratch, s: &LbS
             _pad: [0; 2],
         };
         // SAFETY: as above.
-        let live = match unsafe { CONNTRACK.get(&sc.holder) } {
-            Some(f) => f.nat_port == port && !flow_expired(f, now, key.protocol, s),
-            None => false,
+        let (held, free) = match unsafe { CONNTRACK.get(&sc.holder) } {
+            Some(f) if f.nat_port == port => (true, nat_port_free(f, now, key.protocol, s)),
+            _ => (false, true),
         };
-        if !live && NAT.insert(&sc.nat_key, &sc.target, BPF_ANY).is_ok() {
+        if free && NAT.insert(&sc.nat_key, &sc.target, BPF_ANY).is_ok() {
+            if held {
+                let _ = CONNTRACK.remove(&sc.holder);
+            }
             return Some(port);
         }
     }
     None
+}
+
+/// Whether the NAT port of `old`, the closing flow of tuple `key`, still belongs to that
+/// tuple towards `backend` (no other flow has taken it since), so a new flow on the same
+/// tuple can have it back.
+#[inline(always)]
+pub fn still_holds_port(key: &FlowKey, old: &Flow, backend: &Backend) -> bool {
+    let nat_key = NatKey {
+        backend: backend.addr,
+        backend_port: key.dport,
+        nat_port: old.nat_port,
+        protocol: key.protocol,
+        family: key.family,
+        _pad: [0; 2],
+    };
+    // SAFETY: map lookups return pointers valid for this program run.
+    match unsafe { NAT.get(&nat_key) } {
+        Some(t) => t.client == key.src && t.client_port == key.sport && t.vip == key.dst,
+        None => false,
+    }
 }
 
 /// Rewrites an ICMP error about a NAT flow for its backend: the quoted packet (VIP:port →

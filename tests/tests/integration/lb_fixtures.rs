@@ -10,7 +10,7 @@ use foobar::dataplane::{
     Dataplane, Role,
     services::{BackendSpec, BackendState, Mode, Scheduler, ServiceSpec, Services},
 };
-use foobar_common::counters::Counter::*;
+use foobar_common::{counters::Counter::*, lb::LbSettings};
 use foobar_tests::{
     gate::Need,
     netns::Lab,
@@ -29,6 +29,7 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_fixtures::nat_dsr_ipv6_and_flow_lifecycle", &[Need::Root, Need::Bpf], lb_fixtures),
         gated("lb_fixtures::weighted_maglev_and_backup_scheduling", &[Need::Root, Need::Bpf], scheduling),
         gated("lb_fixtures::active_flows_are_counted_over_the_whole_table", &[Need::Root, Need::Bpf], active_count),
+        gated("lb_fixtures::a_closed_flows_nat_port_goes_to_the_next_flow", &[Need::Root, Need::Bpf], nat_port_reuse),
     ]
 }
 
@@ -162,11 +163,13 @@ fn lb_fixtures() {
             counters: &[Ipv4, Tcp, LbEstablished, LbFlowClosing],
         },
         Case {
-            name: "a new SYN on the closing tuple is a new flow (round-robin moves on)",
+            // Same backend and NAT port: web1 may hold the old connection in TIME_WAIT, which
+            // only this tuple's next SYN gets through.
+            name: "a new SYN on the closing tuple is a new flow on its backend and NAT port",
             ingress: Some(n.front),
             frame: macs(syn(40000), client, front),
             verdict: XDP_REDIRECT,
-            output: Some(macs(Frame::tcp4(SNAT, 10242, WEB1, 80).flags(TcpFlags::SYN), back, mac_of(0x11))),
+            output: Some(macs(Frame::tcp4(SNAT, 10240, WEB1, 80).flags(TcpFlags::SYN), back, mac_of(0x11))),
             counters: &[Ipv4, Tcp, LbNewFlow],
         },
         Case {
@@ -179,7 +182,7 @@ fn lb_fixtures() {
             ),
             verdict: XDP_REDIRECT,
             output: Some(macs(
-                Frame::tcp6(v6("2001:db8:2::1"), 10243, v6("2001:db8:2::11"), 80).flags(TcpFlags::SYN),
+                Frame::tcp6(v6("2001:db8:2::1"), 10242, v6("2001:db8:2::11"), 80).flags(TcpFlags::SYN),
                 back,
                 mac_of(0x11),
             )),
@@ -189,7 +192,7 @@ fn lb_fixtures() {
             name: "IPv6 reply translated back",
             ingress: Some(n.back),
             frame: macs(
-                Frame::tcp6(v6("2001:db8:2::11"), 80, v6("2001:db8:2::1"), 10243).flags(TcpFlags::SYN | TcpFlags::ACK),
+                Frame::tcp6(v6("2001:db8:2::11"), 80, v6("2001:db8:2::1"), 10242).flags(TcpFlags::SYN | TcpFlags::ACK),
                 mac_of(0x11),
                 back,
             ),
@@ -263,7 +266,7 @@ fn lb_fixtures() {
                 icmp_error6(
                     v6("2001:db8:1::1"),
                     v6("2001:db8:2::11"),
-                    &Frame::tcp6(v6("2001:db8:2::11"), 80, v6("2001:db8:2::1"), 10243).build(),
+                    &Frame::tcp6(v6("2001:db8:2::11"), 80, v6("2001:db8:2::1"), 10242).build(),
                 ),
                 back,
                 mac_of(0x11),
@@ -356,6 +359,67 @@ fn lb_fixtures() {
         },
     ];
     let _ = APP;
+    run_cases(&dp, Role::Trusted, cases);
+}
+
+/// With one NAT port: a second flow finds it taken while the first is open, takes it once the
+/// first has closed and stayed quiet for `nat_reuse_ns` (0 here), and the first is forgotten.
+fn nat_port_reuse() {
+    let mut lab = Lab::new();
+    let n = Router::build(&mut lab);
+    let _inside = n.ns.enter();
+    let mut dp = Dataplane::load().expect("load data plane");
+    let settings = LbSettings { nat_port_count: 1, nat_reuse_ns: 0, ..LbSettings::DEFAULT };
+    dp.set_lb_settings(settings).expect("settings");
+    let mut services = Services::new();
+    services
+        .add(&mut dp, service("www", "192.0.2.10", 80, 6, Mode::Nat, vec![backend("web1", "198.51.100.11")]))
+        .expect("www");
+    let (client, front, back) = (CLIENT_MAC, n.front_mac, n.back_mac);
+    let from = |sport: u16, flags: u8| macs(Frame::tcp4(CLIENT, sport, VIP, 80).flags(flags), client, front);
+    let to_web1 = |flags: u8| Some(macs(Frame::tcp4(SNAT, 10240, WEB1, 80).flags(flags), back, mac_of(0x11)));
+    let cases = vec![
+        Case {
+            name: "the first flow takes the only NAT port",
+            ingress: Some(n.front),
+            frame: from(40000, TcpFlags::SYN),
+            verdict: XDP_REDIRECT,
+            output: to_web1(TcpFlags::SYN),
+            counters: &[Ipv4, Tcp, LbNewFlow],
+        },
+        Case {
+            name: "a second flow finds it held by an open flow",
+            ingress: Some(n.front),
+            frame: from(40001, TcpFlags::SYN),
+            verdict: XDP_DROP,
+            output: None,
+            counters: &[Ipv4, Tcp, LbNatPortsExhausted],
+        },
+        Case {
+            name: "the first flow closes",
+            ingress: Some(n.front),
+            frame: from(40000, TcpFlags::FIN | TcpFlags::ACK),
+            verdict: XDP_REDIRECT,
+            output: to_web1(TcpFlags::FIN | TcpFlags::ACK),
+            counters: &[Ipv4, Tcp, LbEstablished, LbFlowClosing],
+        },
+        Case {
+            name: "the second flow now gets the port",
+            ingress: Some(n.front),
+            frame: from(40001, TcpFlags::SYN),
+            verdict: XDP_REDIRECT,
+            output: to_web1(TcpFlags::SYN),
+            counters: &[Ipv4, Tcp, LbNewFlow],
+        },
+        Case {
+            name: "a late packet of the first flow is no longer tracked: it would need a new port",
+            ingress: Some(n.front),
+            frame: from(40000, TcpFlags::ACK),
+            verdict: XDP_DROP,
+            output: None,
+            counters: &[Ipv4, Tcp, LbNatPortsExhausted],
+        },
+    ];
     run_cases(&dp, Role::Trusted, cases);
 }
 
