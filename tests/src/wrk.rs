@@ -1,7 +1,10 @@
 //! wrk (Debian's HTTP load generator) run from a lab namespace for a bounded time, and its
 //! summary read back: requests, failures and latency percentiles.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
 
 use crate::netns::{Netns, Spawned};
 
@@ -85,7 +88,9 @@ fn millis(v: &str) -> f64 {
 
 /// Starts wrk against `url` from `ns` (see [`finish`]); the caller may act meanwhile.
 pub fn start(ns: &Netns, url: &str, load: Load) -> (Spawned, std::path::PathBuf) {
-    let log = std::env::temp_dir().join(format!("{}-wrk-{}.txt", ns.name(), std::process::id()));
+    static RUN: AtomicU32 = AtomicU32::new(0);
+    let n = RUN.fetch_add(1, Ordering::Relaxed);
+    let log = std::env::temp_dir().join(format!("{}-wrk-{n}.txt", ns.name()));
     let _ = std::fs::remove_file(&log);
     let (t, c, d) = (format!("-t{}", load.threads), format!("-c{}", load.connections), format!("-d{}s", load.seconds));
     let mut args = vec!["wrk", &t, &c, &d, "--timeout", "2s", "--latency"];

@@ -17,6 +17,9 @@ pub enum Bench {
     Dataplane,
     /// queries/s of foobar's DNS against NSD serving the same zone (dnsperf).
     Dns,
+    /// wrk through direct / HAProxy / foobar nat / foobar dsr, and a SYN flood against foobar
+    /// and nftables, in the lab.
+    Lab,
 }
 
 pub fn run(which: Bench) -> anyhow::Result<()> {
@@ -30,6 +33,7 @@ pub fn run(which: Bench) -> anyhow::Result<()> {
     let bin = match which {
         Bench::Dataplane => "bench-dataplane",
         Bench::Dns => "bench-dns",
+        Bench::Lab => "bench-lab",
     };
     timed(&format!("benchmark {bin}"), || {
         step::run(

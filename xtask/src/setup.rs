@@ -28,6 +28,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "bind9-dnsutils",
     "wrk",
     "haproxy",
+    "nftables",
+    "gnuplot-nox",
     "nsd",
     "dnsperf",
     "openssl",
