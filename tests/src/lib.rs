@@ -12,6 +12,7 @@
 //! - [`nginx`]: real nginx web servers inside the lab.
 //! - [`app`]: the lab's demo application server behind the web servers' `/app`.
 //! - [`wrk`]: bounded wrk runs from a lab namespace and their summaries.
+//! - [`hung`]: a TCP server that accepts and never answers.
 //! - [`http`]: a kept-alive HTTP connection for tests that hold one open across a change.
 //! - [`daemon`]: the real daemon serving in a lab namespace, steered over its control socket.
 //! - [`mariadb`]: real MariaDB primary and replica in the lab, replicating by GTID.
@@ -22,6 +23,7 @@ pub mod checksum;
 pub mod daemon;
 pub mod gate;
 pub mod http;
+pub mod hung;
 pub mod mariadb;
 pub mod netns;
 pub mod nginx;

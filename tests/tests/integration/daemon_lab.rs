@@ -273,17 +273,10 @@ fn xdp_on(ns: &Netns, dev: &str) -> String {
     out.lines().skip_while(|l| !l.starts_with("xdp:")).nth(1).unwrap_or("").trim().to_owned()
 }
 
-/// A server on port 80 that accepts connections and never answers (the worst kind of sick).
-const HUNG_SERVER: &str = "import socket; s = socket.socket(); \
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 80)); s.listen(128); held = []\n\
-while True: held.append(s.accept())";
-
 fn hung_backend() {
     let stack = Stack::build();
     let _web1 = nginx::start(&stack.web1, "web1");
-    let log = std::env::temp_dir().join(format!("{}-hung.txt", stack.web2.name()));
-    let _hung = stack.web2.spawn(&["/usr/bin/python3", "-c", HUNG_SERVER], &log);
-    nginx::wait_listening(&stack.web2, 80);
+    let _hung = foobar_tests::hung::start(&stack.web2, 80);
     let daemon = RunningDaemon::start(&stack.node, LAB_CONFIG);
     let checks = |r: &StatusReport, name: &str| {
         r.services[0].backends.iter().find(|b| b.name == name).and_then(|b| b.health.clone())

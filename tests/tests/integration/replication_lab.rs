@@ -21,6 +21,7 @@ pub fn trials() -> Vec<Trial> {
         gated("replication_lab::master_delay_shows_as_heartbeat_lag", NEEDS, lagging),
         gated("replication_lab::dead_primary_is_unreachable_and_the_rest_goes_on", NEEDS, primary_dies),
         gated("replication_lab::bad_credentials_port_and_grants_are_explained", NEEDS, misconfigured),
+        gated("replication_lab::a_hung_server_costs_its_timeout_and_wrong_roles_are_reported", NEEDS, hung_and_roles),
     ]
 }
 
@@ -191,4 +192,49 @@ fn misconfigured() {
     let why = reason_within("missing grant", &|s| s.reason.contains("lacks a grant"));
     assert!(why.starts_with("db1 (198.51.100.31:3306): `foobar_monitor` lacks a grant: Access denied"), "{why}");
     assert!(why.contains("GRANT REPLICATION CLIENT, SLAVE MONITOR ON *.* TO 'foobar_monitor'@'%'"), "{why}");
+}
+
+fn hung_and_roles() {
+    let (stack, db, daemon) = lab(LAB_CONFIG);
+    daemon.wait_for(Duration::from_secs(5), "db2 healthy", |r| state_of(r, "db2") == "healthy");
+    let reload = |text: String| {
+        std::fs::write(&daemon.config_file, text).expect("config");
+        assert!(matches!(daemon.request(Request::Reload), Response::Done { .. }), "reload refused");
+    };
+    let config = |t: &str| lab_config(&stack.node, t, true);
+
+    // A replica that accepts the connection and never says a word: unreachable once its
+    // timeout (500 ms) is up, while the primary's checks go on as before.
+    let _hung = foobar_tests::hung::start(&stack.db2, 3307);
+    reload(config(&LAB_CONFIG.replacen("198.51.100.32:3306", "198.51.100.32:3307", 1)));
+    daemon.wait_for(Duration::from_secs(5), "hung db2 unreachable", |r| state_of(r, "db2") == "unreachable");
+    let report = daemon.status();
+    let (db1, db2) = (server(&report, "db1"), server(&report, "db2"));
+    assert_eq!(db2.reason, "db2 (198.51.100.32:3307): no answer within 500ms (replication.timeout)", "{db2:?}");
+    assert!(db2.check_ms >= 500.0 && db2.check_ms < 700.0, "the hung check took {} ms", db2.check_ms);
+    assert_eq!(db1.state, "up");
+    assert!(db1.check_ms < 100.0, "db1's check took {} ms next to the hung one", db1.check_ms);
+
+    // Roles swapped in the config: the "primary" replicates from db1, the "replica" from nobody.
+    let swapped = LAB_CONFIG
+        .replacen("198.51.100.31:3306", "PRIMARY", 1)
+        .replacen("198.51.100.32:3306", "198.51.100.31:3306", 1)
+        .replacen("PRIMARY", "198.51.100.32:3306", 1);
+    reload(config(&swapped));
+    daemon.wait_for(Duration::from_secs(5), "roles reported", |r| {
+        server(r, "db1").topology.is_some() && state_of(r, "db2") == "broken"
+    });
+    let report = daemon.status();
+    let (claimed_primary, claimed_replica) = (server(&report, "db1"), server(&report, "db2"));
+    assert_eq!(claimed_primary.address, format!("{DB2}:3306"));
+    assert_eq!(
+        claimed_primary.topology.as_deref(),
+        Some("the primary is itself a replica of 198.51.100.31:3306"),
+        "{claimed_primary:?}"
+    );
+    assert_eq!(claimed_replica.reason, "not replicating: SHOW REPLICA STATUS is empty", "{claimed_replica:?}");
+    // No heartbeat was written on the real replica: its binary log holds only db1's GTIDs.
+    std::thread::sleep(Duration::from_secs(2));
+    let binlog = db.replica.sql("SELECT @@gtid_binlog_state");
+    assert!(!binlog.contains("0-2-"), "the monitor wrote on a replica: {binlog}");
 }
