@@ -74,6 +74,7 @@ fn broken() {
     db.replica.sql("STOP SLAVE SQL_THREAD");
     let took = daemon.wait_for(Duration::from_secs(5), "db2 broken", |r| state_of(r, "db2") == "broken");
     assert!(took < Duration::from_secs(2), "broken noticed after {took:?}, more than two intervals");
+    eprintln!("fresh heartbeat lag {lag:.3} s; stopped SQL thread noticed after {took:?}");
     let db2 = server(&daemon.status(), "db2");
     assert_eq!(db2.reason, "SQL thread stopped", "{db2:?}");
     assert_eq!(resolve(&stack, "db-read.foobar.com"), DB1, "reads move to the primary");
@@ -118,6 +119,7 @@ fn lagging() {
     for lag in &lags[lags.len() - 8..] {
         assert!((lag - DELAY).abs() <= 1.0, "measured lag {lag}s vs delay {DELAY}s: {lags:?}");
     }
+    eprintln!("MASTER_DELAY {DELAY} s measured as {:?} s", &lags[lags.len() - 8..]);
     let db2 = server(&daemon.status(), "db2");
     assert!(db2.reason.contains("by heartbeat > max_lag 2s"), "{db2:?}");
     assert_eq!(resolve(&stack, "db-read.foobar.com"), DB1, "a lagging replica leaves db-read");
@@ -132,6 +134,7 @@ fn primary_dies() {
     // lab.toml: interval 1s, timeout 500ms.
     let took = daemon.wait_for(Duration::from_secs(5), "db1 unreachable", |r| state_of(r, "db1") == "unreachable");
     assert!(took <= Duration::from_millis(1500 + 300), "unreachable after {took:?}");
+    eprintln!("killed primary unreachable after {took:?}");
     assert!(server(&daemon.status(), "db1").reason.starts_with("db1 (198.51.100.31:3306): "));
     // The open connection broke first; the next round's connect is refused.
     daemon.wait_for(Duration::from_secs(3), "connection refused", |r| {
