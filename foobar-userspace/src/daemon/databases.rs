@@ -17,6 +17,8 @@ use crate::{
 /// The running monitor and what it last said.
 #[derive(Default)]
 pub(super) struct Databases {
+    /// Settings read at start, run once the event loop gives reports somewhere to go.
+    waiting: Option<Settings>,
     running: Option<(Settings, JoinHandle<()>)>,
     reports: Option<mpsc::Sender<Report>>,
     last: Option<Report>,
@@ -37,9 +39,16 @@ pub(super) fn settings(config: &Config) -> Result<Option<Settings>, String> {
 }
 
 impl Databases {
-    /// Where reports go from now on (set once the event loop runs).
+    /// A monitor to start with [`Databases::report_to`].
+    pub(super) fn waiting(settings: Option<Settings>) -> Databases {
+        Databases { waiting: settings, running: None, reports: None, last: None }
+    }
+
+    /// Where reports go from now on (set once the event loop runs); starts the waiting monitor.
     pub(super) fn report_to(&mut self, tx: mpsc::Sender<Report>) {
         self.reports = Some(tx);
+        let waiting = self.waiting.take();
+        self.run(waiting);
     }
 
     /// Runs the monitor with `wanted`; a monitor already running with the same settings goes on.
@@ -131,5 +140,31 @@ pub(super) fn metrics(m: &mut Exposition, status: &ReplicationStatus) {
     m.family("foobar_replication_check_seconds", "gauge", "How long the last check of each server took.");
     for s in &status.servers {
         m.sample("foobar_replication_check_seconds", &[("server", &s.name)], s.check_ms / 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Daemon, DaemonError};
+
+    #[test]
+    fn an_unreadable_password_file_stops_the_start_before_anything_loads() {
+        let text = include_str!("../../../examples/lab.toml").replacen(
+            "/etc/foobar/mysql-monitor.pass",
+            "/nonexistent/foobar/monitor.pass",
+            1,
+        );
+        let cfg = crate::config::parse(Path::new("lab.toml"), &text, &|_| true).expect("config");
+        match Daemon::start(cfg) {
+            Err(DaemonError::Replication(e)) => assert_eq!(
+                e,
+                "replication.password_file /nonexistent/foobar/monitor.pass: No such file or directory (os error 2); \
+                 write the monitor user's password there (readable by root only)"
+            ),
+            Err(other) => panic!("failed for another reason: {other}"),
+            Ok(_) => panic!("started without a password"),
+        }
     }
 }

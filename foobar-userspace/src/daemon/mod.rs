@@ -79,6 +79,8 @@ impl Daemon {
     ///
     /// Rules go in before any attach, so an untrusted interface never runs with an empty firewall.
     pub fn start(config: Config) -> Result<Daemon, DaemonError> {
+        // Read before anything is loaded or attached: a missing password file stops nothing.
+        let monitor = databases::settings(&config).map_err(DaemonError::Replication)?;
         let pins = Pins::prepare(&config.daemon.pin_dir)
             .map_err(|e| DataplaneError::Pin(format!("{}: {e}", config.daemon.pin_dir.display())))?;
         let mut dataplane = Dataplane::load_pinned(pins)?;
@@ -104,7 +106,7 @@ impl Daemon {
             dns: None,
             checkers: Vec::new(),
             probes: None,
-            databases: databases::Databases::default(),
+            databases: databases::Databases::waiting(monitor),
         })
     }
 
@@ -258,7 +260,6 @@ impl Daemon {
         self.probes = Some(probe_tx);
         self.restart_checks();
         self.databases.report_to(report_tx);
-        self.databases.run(databases::settings(&self.config).map_err(DaemonError::Replication)?);
         if let (Some(spec), Some(dns)) =
             (crate::dns::zone::ZoneSpec::from_config(&self.config).map_err(DaemonError::Dns)?, &self.config.dns)
         {

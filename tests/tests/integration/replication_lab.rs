@@ -173,6 +173,16 @@ fn misconfigured() {
     assert!(why.contains("replication.password_file") && why.contains("`foobar_monitor`"), "{why}");
     assert_eq!(state_of(&daemon.status(), "db1"), "unreachable");
 
+    // No password file at all: the reload is refused, naming the file, and nothing changes.
+    std::fs::remove_file(password_file(&stack.node)).expect("remove password file");
+    match daemon.request(Request::Reload) {
+        Response::Error { message } => {
+            assert!(message.contains("replication.password_file") && message.contains("No such file"), "{message}");
+        }
+        other => panic!("reload without a password file: {other:?}"),
+    }
+    assert_eq!(state_of(&daemon.status(), "db1"), "unreachable", "the running monitor carries on");
+
     // A wrong port.
     let text = lab_config(&stack.node, LAB_CONFIG, true).replacen("198.51.100.31:3306", "198.51.100.31:3307", 1);
     reload(&text);
