@@ -230,8 +230,12 @@ fn print_tour(stack: &Stack, log: &Path, foobar: &Path, ca_cert: &Path, replica_
         format!("  sudo ip netns exec {client} curl -s --connect-timeout 1 http://{}/", topology::WEB1),
         format!("  sudo ip netns exec {client} curl -s --connect-timeout 1 http://{}:22/", topology::VIP),
         String::new(),
-        "  # what foobar is doing: services, backends with health and traffic, rule hits, counters:".to_owned(),
+        "  # what foobar is doing: services, backends with health and traffic, rule hits, databases, counters;"
+            .to_owned(),
+        "  # and the same as Prometheus metrics on the node's loopback (examples/lab.toml's metrics_listen):"
+            .to_owned(),
         format!("  sudo {} status", foobar.display()),
+        format!("  sudo ip netns exec {} curl -s http://127.0.0.1:9469/metrics | grep -v '^#'", name("node")),
         String::new(),
         "  # break things and watch: stop web1's nginx (health checks take it out within 1.5 s),".to_owned(),
         "  # take a backend out by hand, or block the client:".to_owned(),
