@@ -30,6 +30,7 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_fixtures::weighted_maglev_and_backup_scheduling", &[Need::Root, Need::Bpf], scheduling),
         gated("lb_fixtures::active_flows_are_counted_over_the_whole_table", &[Need::Root, Need::Bpf], active_count),
         gated("lb_fixtures::a_closed_flows_nat_port_goes_to_the_next_flow", &[Need::Root, Need::Bpf], nat_port_reuse),
+        gated("lb_fixtures::a_reused_tuple_leaves_a_draining_backend", &[Need::Root, Need::Bpf], resume_not_draining),
     ]
 }
 
@@ -421,6 +422,52 @@ fn nat_port_reuse() {
         },
     ];
     run_cases(&dp, Role::Trusted, cases);
+}
+
+/// A client reusing its port resumes its backend and NAT port only while that backend takes new
+/// flows: once it drains, the reused tuple is scheduled afresh.
+fn resume_not_draining() {
+    let mut lab = Lab::new();
+    let n = Router::build(&mut lab);
+    let _inside = n.ns.enter();
+    let mut dp = Dataplane::load().expect("load data plane");
+    let mut services = Services::new();
+    let web = vec![backend("web1", "198.51.100.11"), backend("web2", "198.51.100.12")];
+    services.add(&mut dp, service("www", "192.0.2.10", 80, 6, Mode::Nat, web)).expect("www");
+    let (client, front, back) = (CLIENT_MAC, n.front_mac, n.back_mac);
+    let from = |flags: u8| macs(Frame::tcp4(CLIENT, 40000, VIP, 80).flags(flags), client, front);
+    let to = |port: u16, web: [u8; 4], mac: u8, flags: u8| {
+        Some(macs(Frame::tcp4(SNAT, port, web, 80).flags(flags), back, mac_of(mac)))
+    };
+    let opened_and_closed = vec![
+        Case {
+            name: "a flow to web1",
+            ingress: Some(n.front),
+            frame: from(TcpFlags::SYN),
+            verdict: XDP_REDIRECT,
+            output: to(10240, WEB1, 0x11, TcpFlags::SYN),
+            counters: &[Ipv4, Tcp, LbNewFlow],
+        },
+        Case {
+            name: "it closes",
+            ingress: Some(n.front),
+            frame: from(TcpFlags::FIN | TcpFlags::ACK),
+            verdict: XDP_REDIRECT,
+            output: to(10240, WEB1, 0x11, TcpFlags::FIN | TcpFlags::ACK),
+            counters: &[Ipv4, Tcp, LbEstablished, LbFlowClosing],
+        },
+    ];
+    run_cases(&dp, Role::Trusted, opened_and_closed);
+    services.set_state(&mut dp, "www", "web1", BackendState::Draining).expect("drain web1");
+    let reused = vec![Case {
+        name: "the same tuple again goes to web2 with a fresh NAT port",
+        ingress: Some(n.front),
+        frame: from(TcpFlags::SYN),
+        verdict: XDP_REDIRECT,
+        output: to(10241, WEB2, 0x12, TcpFlags::SYN),
+        counters: &[Ipv4, Tcp, LbNewFlow],
+    }];
+    run_cases(&dp, Role::Trusted, reused);
 }
 
 /// Which backend a new flow from `sport` to the VIP's `port` goes to (the last byte of the
