@@ -94,7 +94,7 @@ impl Dataplane {
 
     fn load_with(mut ebpf: Ebpf, pins: Option<Pins>) -> Result<Self, DataplaneError> {
         for role in [Role::Trusted, Role::Untrusted] {
-            program_mut(&mut ebpf, role)?.load()?;
+            load_program(program_mut(&mut ebpf, role)?)?;
         }
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -222,7 +222,7 @@ impl Dataplane {
         let name = foobar_common::XDP_NOP_PROGRAM;
         let program: &mut Xdp = self.ebpf.program_mut(name).ok_or(DataplaneError::MissingProgram(name))?.try_into()?;
         if program.fd().is_err() {
-            program.load()?;
+            load_program(program)?;
         }
         let program = self.ebpf.program(name).ok_or(DataplaneError::MissingProgram(name))?;
         Ok(program.try_into()?)
@@ -267,4 +267,21 @@ fn program_mut(ebpf: &mut Ebpf, role: Role) -> Result<&mut Xdp, DataplaneError> 
     let name = role.program();
     let program = ebpf.program_mut(name).ok_or(DataplaneError::MissingProgram(name))?;
     Ok(program.try_into()?)
+}
+
+/// Loads an XDP program, trying again when the kernel says EAGAIN: the verifier gives up with
+/// that whenever a signal arrives for the loading thread (a child process exiting, say), as
+/// libbpf knows and retries too.
+fn load_program(program: &mut Xdp) -> Result<(), aya::programs::ProgramError> {
+    let mut tries = 0;
+    loop {
+        match program.load() {
+            Err(aya::programs::ProgramError::LoadError { io_error, .. })
+                if io_error.kind() == std::io::ErrorKind::WouldBlock && tries < 5 =>
+            {
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
 }
