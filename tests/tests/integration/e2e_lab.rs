@@ -15,7 +15,7 @@ pub fn trials() -> Vec<Trial> {
     const NEEDS: &[Need] = &[Need::Root, Need::Bpf];
     vec![
         gated("e2e_lab::client_browses_by_name_and_the_app_follows_the_databases", NEEDS, by_name),
-        gated("e2e_lab::no_request_fails_once_a_dead_web_server_is_out", NEEDS, web1_dies_under_load),
+        gated("e2e_lab::web_servers_die_under_load_and_foobar_follows", NEEDS, web_servers_die_under_load),
     ]
 }
 
@@ -73,10 +73,12 @@ fn by_name() {
     assert!(!mysql.status.success(), "the client reached db1's MariaDB directly");
 }
 
-fn web1_dies_under_load() {
+/// Under bounded wrk load: once a dead web1 is out, no request fails; once web2 dies too,
+/// DNS stops answering www and the VIP refuses new connections at once.
+fn web_servers_die_under_load() {
     let stack = Stack::build();
     let web1 = nginx::start(&stack.web1, "web1");
-    let _web2 = nginx::start(&stack.web2, "web2");
+    let web2 = nginx::start(&stack.web2, "web2");
     let daemon = RunningDaemon::start(&stack.node, LAB_CONFIG);
     let url = format!("http://{VIP}/");
     let both = wrk::run(&stack.client, &url, wrk::Load::light(2, true));
@@ -90,4 +92,19 @@ fn web1_dies_under_load() {
     assert!(alone.requests > 100, "too few requests with web2 alone: {}", alone.text);
     assert_eq!(alone.failed(), 0, "requests failed after web1 was taken out: {}", alone.text);
     eprintln!("both up: {} requests in 2 s; web1 out: {} in 3 s, none failed", both.requests, alone.requests);
+
+    assert_eq!(dig(&stack.client, &["+short", "www.foobar.com"]).trim(), VIP);
+    let load = wrk::Load::light(3, true);
+    let running = wrk::start(&stack.client, &url, load);
+    std::thread::sleep(Duration::from_millis(500));
+    drop(web2);
+    daemon.wait_for(Duration::from_secs(4), "web2 marked down", |r| r.services[0].backends.iter().all(|b| !b.active));
+    let during = wrk::finish(running, load);
+    assert!(during.requests > 0, "no request got through before web2 died: {}", during.text);
+    let www = dig(&stack.client, &["www.foobar.com", "A"]);
+    assert!(www.contains("status: NXDOMAIN") && www.contains("ANSWER: 0"), "www still answered: {www}");
+    let started = std::time::Instant::now();
+    let refused = stack.client.output(&["curl", "-sS", "--max-time", "3", &url]);
+    assert_eq!(refused.status.code(), Some(7), "the VIP did not refuse: {refused:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "refusing took {:?}", started.elapsed());
 }
