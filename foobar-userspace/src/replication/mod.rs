@@ -109,7 +109,7 @@ pub struct Report {
 /// The status before the first round completes: every server unknown.
 pub fn initial(settings: &Settings) -> ReplicationStatus {
     ReplicationStatus {
-        servers: settings.servers.iter().map(|s| status_of(s, &Err(String::new()), State::Unknown)).collect(),
+        servers: settings.servers.iter().map(|s| status_of(s, None, State::Unknown)).collect(),
         write: Vec::new(),
         read: Vec::new(),
     }
@@ -143,9 +143,6 @@ async fn check(s: &Settings, i: usize, session: &mut Session, beat: Beat) -> Che
             None,
         ),
     };
-    if seen.is_err() {
-        session.reset();
-    }
     Checked { seen, heartbeat, took: started.elapsed() }
 }
 
@@ -210,7 +207,7 @@ fn round_report(s: &Settings, checked: &[Checked], errors: &mut [u64], last: &mu
             }
             last[i] = verdict.state;
         }
-        let mut st = status_of(server, &c.seen, verdict.state);
+        let mut st = status_of(server, c.seen.as_ref().ok(), verdict.state);
         st.reason = verdict.reason;
         st.topology = verdict.topology;
         st.check_errors = errors[i];
@@ -225,8 +222,7 @@ fn round_report(s: &Settings, checked: &[Checked], errors: &mut [u64], last: &mu
 }
 
 /// A server's status line from what its check saw.
-fn status_of(server: &Server, seen: &Result<Seen, String>, state: State) -> DbServerStatus {
-    let seen = seen.as_ref().ok();
+fn status_of(server: &Server, seen: Option<&Seen>, state: State) -> DbServerStatus {
     let replica = seen.and_then(|x| x.replica.as_ref());
     DbServerStatus {
         name: server.name.clone(),

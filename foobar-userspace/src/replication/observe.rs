@@ -13,7 +13,7 @@ use super::{
     classify::{ReplicaSeen, Role, Seen},
 };
 
-/// A server's connection, kept between checks and dropped after any failure.
+/// A server's connection, kept between successful checks.
 #[derive(Default)]
 pub struct Session {
     conn: Option<Conn>,
@@ -35,38 +35,38 @@ pub fn now_micros() -> i64 {
 }
 
 impl Session {
-    /// Forgets the connection (after a failure or a timeout), so the next check reconnects.
-    pub fn reset(&mut self) {
-        self.conn = None;
-        self.table_ready = false;
-    }
-
-    async fn conn(&mut self, server: &Server, login: &Login<'_>) -> Result<&mut Conn, mysql_async::Error> {
-        if self.conn.is_none() {
-            let mut opts = OptsBuilder::default()
-                .ip_or_hostname(server.addr.ip().to_string())
-                .tcp_port(server.addr.port())
-                .user(Some(login.user))
-                .pass(Some(login.password))
-                .prefer_socket(false)
-                .stmt_cache_size(0);
-            if server.role == Role::Replica {
-                opts = opts.setup(vec!["SET SESSION TRANSACTION READ ONLY".to_owned()]);
-            }
-            self.conn = Some(Conn::new(opts).await?);
-        }
-        Ok(self.conn.as_mut().expect("connected above"))
-    }
-
     /// Checks the server. With [`Beat::Write`] also writes the heartbeat row and returns its
     /// timestamp; with [`Beat::Read`] returns the row's timestamp and when it was read.
+    ///
+    /// The connection is held only while the check runs: one that failed, or whose check was
+    /// cut short by the caller's timeout, is gone, and the next check connects afresh.
     pub async fn check(
         &mut self,
         server: &Server,
         login: &Login<'_>,
         beat: Beat,
     ) -> Result<(Seen, Option<Heartbeat>), mysql_async::Error> {
-        let conn = self.conn(server, login).await?;
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                self.table_ready = false;
+                connect(server, login).await?
+            }
+        };
+        let result = self.observe(&mut conn, server, login, beat).await;
+        if result.is_ok() {
+            self.conn = Some(conn);
+        }
+        result
+    }
+
+    async fn observe(
+        &mut self,
+        conn: &mut Conn,
+        server: &Server,
+        login: &Login<'_>,
+        beat: Beat,
+    ) -> Result<(Seen, Option<Heartbeat>), mysql_async::Error> {
         let (server_id, read_only, version): (u32, i64, String) =
             conn.query_first("SELECT @@server_id, @@read_only, @@version").await?.unwrap_or_default();
         let gtid_query = match (version.contains("MariaDB"), server.role) {
@@ -83,7 +83,6 @@ impl Session {
             // anything else would leave a transaction its replicas do not expect.
             (Beat::Write, Some(table)) if !seen.read_only && seen.replica.is_none() => {
                 if !self.table_ready {
-                    let conn = self.conn.as_mut().expect("connected");
                     conn.query_drop(format!(
                         "CREATE TABLE IF NOT EXISTS {table} (id INT UNSIGNED NOT NULL PRIMARY KEY, \
                          ts BIGINT NOT NULL COMMENT 'microseconds since the epoch, foobar monitor clock')"
@@ -92,7 +91,6 @@ impl Session {
                     self.table_ready = true;
                 }
                 let ts = now_micros();
-                let conn = self.conn.as_mut().expect("connected");
                 // A literal id, never @@server_id: the row must be the same one on every server.
                 conn.query_drop(format!(
                     "INSERT INTO {table} (id, ts) VALUES (1, {ts}) ON DUPLICATE KEY UPDATE ts = VALUES(ts)"
@@ -101,7 +99,6 @@ impl Session {
                 heartbeat = Some(Heartbeat { ts, at: ts });
             }
             (Beat::Read, Some(table)) => {
-                let conn = self.conn.as_mut().expect("connected");
                 match conn.query_first::<i64, _>(format!("SELECT ts FROM {table} WHERE id = 1")).await {
                     Ok(Some(ts)) => heartbeat = Some(Heartbeat { ts, at: now_micros() }),
                     // No table or no row yet (a fresh replica): the lag is unknown, not an error.
@@ -114,6 +111,21 @@ impl Session {
         }
         Ok((seen, heartbeat))
     }
+}
+
+/// Opens a connection to `server`; replicas get a read-only session.
+async fn connect(server: &Server, login: &Login<'_>) -> Result<Conn, mysql_async::Error> {
+    let mut opts = OptsBuilder::default()
+        .ip_or_hostname(server.addr.ip().to_string())
+        .tcp_port(server.addr.port())
+        .user(Some(login.user))
+        .pass(Some(login.password))
+        .prefer_socket(false)
+        .stmt_cache_size(0);
+    if server.role == Role::Replica {
+        opts = opts.setup(vec!["SET SESSION TRANSACTION READ ONLY".to_owned()]);
+    }
+    Conn::new(opts).await
 }
 
 /// A heartbeat row's timestamp, and when it was written (primary) or read (replica).
