@@ -144,7 +144,7 @@ fn to_backend(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
         // Replies go back the way the client's first frame came in.
         let Some(back) = hop_back(frame) else { return xdp_action::XDP_DROP };
         sc.target.hop = back;
-        if !schedule(p, &key, svc, existing.is_some()) {
+        if !schedule(p, &key, svc, existing) {
             return xdp_action::XDP_DROP;
         }
         &sc.flow
@@ -183,14 +183,15 @@ fn to_backend(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
 }
 
 /// Picks a backend for a new flow and records the flow (and its NAT port, in NAT mode).
-#[inline(never)]
 /// The flow ends up in the per-CPU scratch (`flow`); `sc.target.hop` must hold the way back.
-fn schedule(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool) -> bool {
-    schedule_inner(p, key, svc, replacing).is_some()
+/// `previous` is the tuple's tracked flow (closing or expired) that the new one replaces.
+#[inline(never)]
+fn schedule(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, previous: Option<&Flow>) -> bool {
+    schedule_inner(p, key, svc, previous).is_some()
 }
 
 #[inline(always)]
-fn schedule_inner(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool) -> Option<()> {
+fn schedule_inner(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, previous: Option<&Flow>) -> Option<()> {
     let s = settings()?;
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -198,8 +199,8 @@ fn schedule_inner(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool)
         count(Counter::LbNoBackend);
         return None;
     }
-    if replacing && svc.mode != MODE_DSR {
-        if let Some(()) = resume(key, svc, now) {
+    if let Some(old) = previous.filter(|_| svc.mode != MODE_DSR) {
+        if let Some(()) = resume(key, old, svc, now) {
             return Some(());
         }
     }
@@ -244,7 +245,7 @@ fn schedule_inner(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, replacing: bool)
         last_seen_ns: now,
         hop: NextHop::default(),
     };
-    let flags = if replacing { BPF_ANY } else { BPF_NOEXIST };
+    let flags = if previous.is_some() { BPF_ANY } else { BPF_NOEXIST };
     if CONNTRACK.insert(key, &sc.flow, flags).is_err() {
         // Another CPU recorded this flow first: follow its choice, so both agree.
         // SAFETY: as above.
@@ -278,9 +279,7 @@ fn count_new_flow(service: u32, backend: u32) {
 /// client's SYN given the same NAT port (refused ones cost the client a one-second SYN
 /// retransmit). So a reused client tuple keeps its backend tuple, as it would without NAT.
 #[inline(always)]
-fn resume(key: &FlowKey, svc: &ServiceInfo, now: u64) -> Option<()> {
-    // SAFETY: map lookups return pointers valid for this program run.
-    let old = unsafe { CONNTRACK.get(key) }?;
+fn resume(key: &FlowKey, old: &Flow, svc: &ServiceInfo, now: u64) -> Option<()> {
     let backend = BACKENDS.get(old.backend)?;
     if old.service != svc.id || backend.state != BACKEND_UP || !still_holds_port(key, old, backend) {
         return None;
