@@ -116,6 +116,9 @@ counters! {
     LbIcmpToBackend = "lb_icmp_errors_to_backend",
     /// Load balancer, passed untouched: VLAN-tagged traffic to a VIP (not balanced).
     LbTagged = "lb_vlan_tagged_passed",
+    /// Firewall, passed: a packet of a flow the load balancer tracks, let through without
+    /// consulting the allow rules again (they admitted the flow's first packet).
+    FwEstablished = "firewall_established",
 }
 
 /// Number of counter slots (the per-CPU array's size).

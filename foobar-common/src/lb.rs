@@ -17,6 +17,7 @@ pub const NAT_MAP: &str = "LB_NAT";
 pub const SETTINGS_MAP: &str = "LB_SETTINGS";
 pub const SERVICE_STATS_MAP: &str = "LB_SERVICE_STATS";
 pub const BACKEND_STATS_MAP: &str = "LB_BACKEND_STATS";
+pub const VIP_FILTER_MAP: &str = "LB_VIP_FILTER";
 
 pub const MAX_SERVICES: u32 = 16;
 /// Slots per ring half: the Maglev table size (prime, as Maglev needs).
@@ -39,6 +40,22 @@ pub const BACKEND_DOWN: u32 = 3;
 
 /// Flow flag: a FIN or RST was seen; the entry lives only `closing_ns` more.
 pub const FLOW_CLOSING: u16 = 1;
+
+/// log2 of the VIP filter's slots.
+pub const VIP_FILTER_BITS: u32 = 12;
+/// Slots of the VIP filter: an array with a nonzero slot for every VIP address's
+/// [`vip_slot`], so the kernel can tell on one array read that a packet's destination is not
+/// a VIP (most traffic that is not balanced) before it pays for a connection-table lookup.
+/// Other addresses may share a VIP's slot; they only pay that lookup.
+pub const VIP_FILTER_SLOTS: u32 = 1 << VIP_FILTER_BITS;
+
+/// The VIP-filter slot of an address (raw words, as in [`ServiceKey::addr`]).
+#[inline(always)]
+pub fn vip_slot(addr: &[u32; 4]) -> u32 {
+    let folded = addr[0] ^ addr[1].rotate_left(8) ^ addr[2].rotate_left(16) ^ addr[3].rotate_left(24);
+    // Fibonacci hashing: the top bits of the product depend on every bit of the address.
+    folded.wrapping_mul(0x9e37_79b9) >> (32 - VIP_FILTER_BITS)
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
@@ -106,7 +123,9 @@ pub struct Flow {
     /// The source port NAT gave the flow towards its backend (host order); 0 in DSR mode.
     pub nat_port: u16,
     pub flags: u16,
-    pub _pad: u32,
+    /// The service's forwarding mode when the flow began ([`MODE_NAT`] or [`MODE_DSR`]): its
+    /// later packets are forwarded from the flow alone, without looking the service up.
+    pub mode: u32,
     pub last_seen_ns: u64,
     /// Next hop towards the backend, found by the flow's first packet.
     pub hop: NextHop,
@@ -235,6 +254,20 @@ mod tests {
         assert!(buckets.iter().all(|&b| (800..1200).contains(&b)), "{buckets:?}");
         k.sport = 1;
         assert_eq!(flow_hash(&k), flow_hash(&k.clone()));
+    }
+
+    #[test]
+    fn vip_slots_stay_in_range_and_spread_neighbours() {
+        let mut seen = std::collections::HashSet::new();
+        for last in 0..=255u32 {
+            let v4 = [u32::from_ne_bytes([192, 0, 2, last as u8]), 0, 0, 0];
+            let slot = vip_slot(&v4);
+            assert!(slot < VIP_FILTER_SLOTS);
+            seen.insert(slot);
+        }
+        assert!(seen.len() > 200, "256 neighbouring addresses share too few slots: {}", seen.len());
+        let v6 = [0x2001_0db8u32.to_be(), 0, 0, 10u32.to_be()];
+        assert!(vip_slot(&v6) < VIP_FILTER_SLOTS);
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
@@ -13,7 +12,7 @@ use foobar_common::{
     lb::{
         BACKEND_ABSENT, BACKEND_UP, Backend, CONNTRACK_ENTRIES, FLOW_CLOSING, Flow, FlowKey, LbSettings, MAX_BACKENDS,
         MAX_SERVICES, MODE_DSR, NatKey, NatTarget, NextHop, PICK_HASH, RING_SIZE, ServiceInfo, ServiceKey,
-        TrafficStats, flow_expired, flow_hash,
+        TrafficStats, VIP_FILTER_SLOTS, flow_expired, flow_hash, vip_slot,
     },
     parse::{
         Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L3, Parsed, TCP_ACK, TCP_FIN, TCP_RST,
@@ -23,6 +22,7 @@ use foobar_common::{
 
 use crate::{
     atomic,
+    clock::now_ns,
     forward::{hop_back, lookup_hop, redirect_to, send},
     nat::{NAT, Rewrite, allocate_port, rewrite, still_holds_port, unnat_icmp},
     packet::Frame,
@@ -49,6 +49,9 @@ static SETTINGS: Array<LbSettings> = Array::with_max_entries(1, 0);
 static SERVICE_STATS: PerCpuArray<TrafficStats> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
 #[map(name = "LB_BACKEND_STATS")]
 static BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+/// Nonzero at the slot of every VIP (see `vip_slot`).
+#[map(name = "LB_VIP_FILTER")]
+static VIP_FILTER: Array<u32> = Array::with_max_entries(VIP_FILTER_SLOTS, 0);
 
 const BPF_ANY: u64 = 0;
 const BPF_NOEXIST: u64 = 1;
@@ -105,20 +108,43 @@ fn settings() -> Option<&'static LbSettings> {
     SETTINGS.get(0)
 }
 
+/// Forwards a packet of a flow already tracked, found by its tuple alone: the untrusted
+/// program tries this before its allow rules, so an established flow costs one conntrack
+/// lookup instead of a rule lookup, a service lookup and the conntrack lookup (the rules
+/// admitted the flow's first packet). `None` for anything else, which takes the full path:
+/// SYNs (a new flow on a reused tuple must meet the rules and the SYN limit), fragments,
+/// tagged frames, other protocols, destinations that are no VIP, and flows untracked or
+/// expired. A withdrawn service's flows are deleted by the daemon, so they cannot outlive it.
+#[inline(never)]
+pub fn established(frame: &Frame, p: &Parsed) -> Option<u32> {
+    let family = family_of(p)?;
+    let tcp = p.protocol == IPPROTO_TCP;
+    if (!tcp && p.protocol != IPPROTO_UDP) || p.fragment == Fragment::Later || p.vlans != 0 {
+        return None;
+    }
+    if tcp && p.tcp_flags & TCP_SYN != 0 {
+        return None;
+    }
+    if VIP_FILTER.get(vip_slot(&p.dst)).is_none_or(|&v| v == 0) {
+        return None;
+    }
+    let key = flow_key(p, family);
+    // SAFETY: map lookups return pointers valid for this program run.
+    let flow = unsafe { CONNTRACK.get(&key) }?;
+    let s = settings()?;
+    let now = now_ns();
+    if flow_expired(flow, now, p.protocol, s) {
+        return None;
+    }
+    seen(&key, flow, now);
+    Some(forward(frame, p, &key, flow, family))
+}
+
 #[inline(never)]
 fn to_backend(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
     let Some(s) = settings() else { return xdp_action::XDP_DROP };
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let key = FlowKey {
-        src: p.src,
-        dst: p.dst,
-        sport: p.src_port,
-        dport: p.dst_port,
-        protocol: p.protocol,
-        family,
-        _pad: [0; 2],
-    };
+    let now = now_ns();
+    let key = flow_key(p, family);
     let tcp = p.protocol == IPPROTO_TCP;
     let syn = tcp && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     // SAFETY: as above.
@@ -130,10 +156,7 @@ fn to_backend(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
     };
     let flow: &Flow = if live {
         let Some(f) = existing else { return xdp_action::XDP_DROP };
-        count(Counter::LbEstablished);
-        if now.saturating_sub(f.last_seen_ns) > 1_000_000_000 {
-            refresh(&key, now);
-        }
+        seen(&key, f, now);
         f
     } else if svc.ring_len == 0 {
         // No backend to give a new flow to: TCP clients get a reset at once.
@@ -149,8 +172,32 @@ fn to_backend(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
         }
         &sc.flow
     };
-    if tcp && p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
-        mark_closing(&key);
+    forward(frame, p, &key, flow, family)
+}
+
+/// The connection-tracking key of `p`'s flow, as the client sent it.
+#[inline(always)]
+fn flow_key(p: &Parsed, family: u8) -> FlowKey {
+    FlowKey { src: p.src, dst: p.dst, sport: p.src_port, dport: p.dst_port, protocol: p.protocol, family, _pad: [0; 2] }
+}
+
+/// Counts a packet of a live flow and renews the flow's timestamp, at most once a second:
+/// a store per packet would bounce the entry between CPUs for a clock nobody reads that finely.
+#[inline(always)]
+fn seen(key: &FlowKey, flow: &Flow, now: u64) {
+    count(Counter::LbEstablished);
+    if now.saturating_sub(flow.last_seen_ns) > 1_000_000_000 {
+        refresh(key, now);
+    }
+}
+
+/// Sends a packet of `flow` on to its backend: notes a FIN or RST, counts the packet for the
+/// flow's service and backend, rewrites it in NAT mode, and redirects it to the flow's next
+/// hop (asked of the FIB by the flow's first packet, then remembered in the flow).
+#[inline(always)]
+fn forward(frame: &Frame, p: &Parsed, key: &FlowKey, flow: &Flow, family: u8) -> u32 {
+    if p.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        mark_closing(key);
     }
     let Some(backend) = BACKENDS.get(flow.backend) else {
         return xdp_action::XDP_DROP;
@@ -159,21 +206,20 @@ fn to_backend(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
         count(Counter::LbNoBackend);
         return xdp_action::XDP_DROP;
     }
-    account(svc.id, flow.backend, frame, false);
+    account(flow.service, flow.backend, frame, false);
     let hop = if flow.hop.ifindex != 0 {
         flow.hop
     } else {
-        // The flow's first packet: ask the FIB once and remember the answer in the flow.
-        let src = if svc.mode == MODE_DSR { &p.src } else { &backend.snat };
+        let src = if flow.mode == MODE_DSR { &p.src } else { &backend.snat };
         let Some(hop) = lookup_hop(frame, p, src, &backend.addr) else { return xdp_action::XDP_DROP };
-        if let Some(f) = CONNTRACK.get_ptr_mut(&key) {
+        if let Some(f) = CONNTRACK.get_ptr_mut(key) {
             // SAFETY: pointer into the map value. A plain store: CPUs racing on one new flow
             // store the same next hop.
             unsafe { (*f).hop = hop };
         }
         hop
     };
-    if svc.mode != MODE_DSR {
+    if flow.mode != MODE_DSR {
         let r = Rewrite { src: backend.snat, dst: backend.addr, sport: flow.nat_port, dport: p.dst_port };
         if !rewrite(frame, p, family, &r) {
             return xdp_action::XDP_DROP;
@@ -193,8 +239,7 @@ fn schedule(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, previous: Option<&Flow
 #[inline(always)]
 fn schedule_inner(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, previous: Option<&Flow>) -> Option<()> {
     let s = settings()?;
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = now_ns();
     if svc.ring_len == 0 {
         count(Counter::LbNoBackend);
         return None;
@@ -241,7 +286,7 @@ fn schedule_inner(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, previous: Option
         service: svc.id,
         nat_port,
         flags: 0,
-        _pad: 0,
+        mode: svc.mode,
         last_seen_ns: now,
         hop: NextHop::default(),
     };
@@ -290,7 +335,7 @@ fn resume(key: &FlowKey, old: &Flow, svc: &ServiceInfo, now: u64) -> Option<()> 
         service: svc.id,
         nat_port: old.nat_port,
         flags: 0,
-        _pad: 0,
+        mode: svc.mode,
         last_seen_ns: now,
         hop: NextHop::default(),
     };
@@ -409,11 +454,11 @@ fn mark_closing(key: &FlowKey) {
     if let Some(f) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: as in `refresh`.
         unsafe {
-            if (*f).flags != FLOW_CLOSING {
+            if (*f).flags & FLOW_CLOSING == 0 {
                 count(Counter::LbFlowClosing);
             }
-            (*f).flags = FLOW_CLOSING;
-            (*f).last_seen_ns = bpf_ktime_get_ns();
+            (*f).flags |= FLOW_CLOSING;
+            (*f).last_seen_ns = now_ns();
         }
     }
 }

@@ -7,6 +7,7 @@
 //!   messages for the daemon's log.
 //! - `firewall`: deny list, allow rules, SYN rate limit, default policy.
 //! - `lb`: services, scheduling, connection tracking; `nat`: rewrites and NAT ports;
+//!   `clock`: the time flows are stamped with, cheaply;
 //!   `forward`: FIB lookup and redirect to the next hop; `refuse`: RSTs when no backend is up.
 //!
 //! The parsing itself lives in `foobar-common` so the host tests run the same code.
@@ -17,6 +18,7 @@
 #![allow(internal_features, reason = "the atomic intrinsics are the only RMW atomics the bpfel target offers")]
 
 mod atomic;
+mod clock;
 mod firewall;
 mod forward;
 mod lb;
@@ -50,14 +52,24 @@ pub fn foobar_xdp(ctx: XdpContext) -> u32 {
 
 /// Untrusted interfaces: as `foobar_xdp`, with the firewall deciding first. A denied source
 /// is dropped on sight, before the full parse: the cheapest path is the one floods take.
+/// Packets of tracked flows are forwarded next, like a stateful firewall's established
+/// traffic; everything else meets the allow rules. (Trusted interfaces keep the service
+/// lookup first: there is no rule lookup to save, and backends' replies would pay a miss.)
 #[xdp]
 pub fn foobar_xdp_fw(ctx: XdpContext) -> u32 {
     if firewall::denied_on_sight(&Frame(&ctx)) {
         return xdp_action::XDP_DROP;
     }
     let verdict = match parsed(&ctx) {
-        Some(p) if firewall::admits(&p) => lb::balance(&Frame(&ctx), &p).unwrap_or(xdp_action::XDP_PASS),
-        _ => xdp_action::XDP_DROP,
+        Some(p) => match lb::established(&Frame(&ctx), &p) {
+            Some(verdict) => {
+                count(Counter::FwEstablished);
+                verdict
+            }
+            None if firewall::admits(&p) => lb::balance(&Frame(&ctx), &p).unwrap_or(xdp_action::XDP_PASS),
+            None => xdp_action::XDP_DROP,
+        },
+        None => xdp_action::XDP_DROP,
     };
     if verdict == xdp_action::XDP_DROP {
         log::emit(&ctx);

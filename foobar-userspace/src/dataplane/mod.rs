@@ -4,18 +4,22 @@
 //! - `object`: the bytes of the eBPF object embedded at build time.
 //! - `stats`: summing the per-CPU counters.
 //! - `firewall` + `rules`: deny list, allow rules and settings, changed in place.
-//! - `services` + `ring`: load-balanced services, their backends and scheduling rings.
+//! - `services` + `ring`: load-balanced services, their backends and scheduling rings;
+//!   `vip_filter`: which addresses are VIPs, for the kernel's established-flow path.
+//! - `flows`: reading the connection table (live flows, forgetting a withdrawn service's).
 //! - `pins`: stateful maps and XDP links pinned so a restart does not interrupt forwarding.
 
 mod batch;
 mod error;
 pub mod firewall;
+pub mod flows;
 pub mod object;
 pub mod pins;
 pub mod ring;
 pub mod rules;
 pub mod services;
 mod stats;
+pub mod vip_filter;
 
 use aya::{
     Ebpf, EbpfLoader,

@@ -11,16 +11,16 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use foobar_common::{
     addr::{FAMILY_V4, FAMILY_V6},
     lb::{
-        BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_UP, BACKENDS_MAP, Backend, CONNTRACK_MAP,
-        FLOW_CLOSING, Flow, FlowKey, LbSettings, MAX_BACKENDS, MAX_SERVICES, MODE_DSR, MODE_NAT, PICK_CURSOR,
-        PICK_HASH, RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP, SERVICES_MAP, ServiceInfo, ServiceKey, TrafficStats,
-        flow_expired,
+        BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_UP, BACKENDS_MAP, Backend, MAX_BACKENDS,
+        MAX_SERVICES, MODE_DSR, MODE_NAT, PICK_CURSOR, PICK_HASH, RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP,
+        SERVICES_MAP, ServiceInfo, ServiceKey, TrafficStats,
     },
 };
 
 use super::{
     Dataplane, DataplaneError,
     ring::{self, Member},
+    vip_filter::VipFilter,
 };
 use crate::net::words;
 
@@ -118,6 +118,7 @@ pub struct Service {
 pub struct Services {
     services: Vec<Service>,
     next_backend: u32,
+    vip_filter: VipFilter,
 }
 
 impl Services {
@@ -144,6 +145,7 @@ impl Services {
         self.services.push(Service { spec, id, backend_ids, states, active: Vec::new(), half: 1 });
         let last = self.services.len() - 1;
         publish(dp, &mut self.services[last])?;
+        self.sync_vips(dp)?;
         Ok(id)
     }
 
@@ -180,14 +182,21 @@ impl Services {
         svc.backend_ids = ids;
         svc.states = states;
         publish(dp, svc)?;
-        withdraw(dp, &stale)
+        withdraw(dp, &stale)?;
+        self.sync_vips(dp)
     }
 
     /// Stops balancing the named service (its tracked flows' packets then reach the stack).
     pub fn remove(&mut self, dp: &mut Dataplane, name: &str) -> Result<(), DataplaneError> {
         let Some(i) = self.services.iter().position(|s| s.spec.name == name) else { return Ok(()) };
         let svc = self.services.remove(i);
-        withdraw(dp, &keys(&svc.spec))
+        withdraw(dp, &keys(&svc.spec))?;
+        self.sync_vips(dp)
+    }
+
+    /// Points the VIP filter at the services' VIPs (after any change of the set).
+    fn sync_vips(&mut self, dp: &mut Dataplane) -> Result<(), DataplaneError> {
+        self.vip_filter.sync(dp, self.services.iter().map(|s| words(s.spec.vip)))
     }
 
     /// Gives `b` a new backend id and writes its entry.
@@ -263,12 +272,17 @@ fn keys(spec: &ServiceSpec) -> Vec<ServiceKey> {
     spec.ports.iter().map(|&port| ServiceKey { addr: words(spec.vip), port, protocol: spec.protocol, family }).collect()
 }
 
-/// Removes service entries: new flows to them are no longer balanced.
+/// Removes service entries, then the flows tracked to them: nothing to those keys is
+/// balanced any more.
 fn withdraw(dp: &mut Dataplane, stale: &[ServiceKey]) -> Result<(), DataplaneError> {
-    let mut services: HashMap<&mut MapData, ServiceKey, ServiceInfo> = HashMap::try_from(dp.map_mut(SERVICES_MAP)?)?;
-    for key in stale {
-        services.remove(key)?;
+    {
+        let mut services: HashMap<&mut MapData, ServiceKey, ServiceInfo> =
+            HashMap::try_from(dp.map_mut(SERVICES_MAP)?)?;
+        for key in stale {
+            services.remove(key)?;
+        }
     }
+    dp.forget_flows_to(stale)?;
     Ok(())
 }
 
@@ -316,35 +330,7 @@ fn publish(dp: &mut Dataplane, svc: &mut Service) -> Result<(), DataplaneError> 
     Ok(())
 }
 
-/// Live flows, by service id and by backend id.
-#[derive(Clone, Debug, Default)]
-pub struct ActiveFlows {
-    pub by_service: std::collections::HashMap<u32, u64>,
-    pub by_backend: std::collections::HashMap<u32, u64>,
-}
-
-/// The most connection-table entries `active_flows` reads before it stops counting.
-const ACTIVE_SCAN_LIMIT: usize = 2_000_000;
-
 impl Dataplane {
-    /// Counts the tracked flows that are still live (no FIN or RST seen, not idle past their timeout),
-    /// per service and per backend. Reads the whole connection table, 4096 entries per syscall
-    /// (see `batch`): for `status` and `/metrics`, not for every packet.
-    pub fn active_flows(&self) -> Result<ActiveFlows, DataplaneError> {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes into `ts`; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-        let mut out = ActiveFlows::default();
-        super::batch::for_each_entry(self.map(CONNTRACK_MAP)?, ACTIVE_SCAN_LIMIT, |key: &FlowKey, flow: &Flow| {
-            if flow.flags & FLOW_CLOSING == 0 && !flow_expired(flow, now, key.protocol, &LbSettings::DEFAULT) {
-                *out.by_service.entry(flow.service).or_default() += 1;
-                *out.by_backend.entry(flow.backend).or_default() += 1;
-            }
-        })?;
-        Ok(out)
-    }
-
     /// Traffic of a service (by data-plane id), summed over CPUs.
     pub fn service_stats(&self, id: u32) -> Result<TrafficStats, DataplaneError> {
         sum_stats(self.map(SERVICE_STATS_MAP)?, id)

@@ -4,10 +4,15 @@
 //! The runs happen in a [`Router`] namespace, so the kernel's FIB lookup, and with it every
 //! output byte, is fixed.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    time::Duration,
+};
 
 use foobar::dataplane::{
     Dataplane, Role,
+    firewall::Settings,
+    rules::AllowRule,
     services::{BackendSpec, BackendState, Mode, Scheduler, ServiceSpec, Services},
 };
 use foobar_common::{counters::Counter::*, lb::LbSettings};
@@ -31,6 +36,7 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_fixtures::active_flows_are_counted_over_the_whole_table", &[Need::Root, Need::Bpf], active_count),
         gated("lb_fixtures::a_closed_flows_nat_port_goes_to_the_next_flow", &[Need::Root, Need::Bpf], nat_port_reuse),
         gated("lb_fixtures::a_reused_tuple_leaves_a_draining_backend", &[Need::Root, Need::Bpf], resume_not_draining),
+        gated("lb_fixtures::tracked_flows_skip_the_allow_rules", &[Need::Root, Need::Bpf], established_bypass),
     ]
 }
 
@@ -364,7 +370,8 @@ fn lb_fixtures() {
 }
 
 /// With one NAT port: a second flow finds it taken while the first is open, takes it once the
-/// first has closed and stayed quiet for `nat_reuse_ns` (0 here), and the first is forgotten.
+/// first has closed and stayed quiet for `nat_reuse_ns` (0 here: one clock tick), and the first
+/// is forgotten.
 fn nat_port_reuse() {
     let mut lab = Lab::new();
     let n = Router::build(&mut lab);
@@ -404,6 +411,11 @@ fn nat_port_reuse() {
             output: to_web1(TcpFlags::FIN | TcpFlags::ACK),
             counters: &[Ipv4, Tcp, LbEstablished, LbFlowClosing],
         },
+    ];
+    run_cases(&dp, Role::Trusted, cases);
+    // Flows are timed by a clock that moves once per timer tick (1-10 ms): let one pass.
+    std::thread::sleep(Duration::from_millis(30));
+    let cases = vec![
         Case {
             name: "the second flow now gets the port",
             ingress: Some(n.front),
@@ -560,4 +572,84 @@ fn active_count() {
     let mut per_backend: Vec<u64> = active.by_backend.values().copied().collect();
     per_backend.sort_unstable();
     assert_eq!(per_backend, [u64::from(FLOWS) / 2; 2], "round-robin flows per backend");
+}
+
+/// On an untrusted interface a tracked flow's packets are forwarded before the allow rules, as
+/// a stateful firewall's established traffic: counted as such, still forwarded after the rule
+/// that admitted the flow is gone, while a SYN meets the rules again; and a withdrawn service's
+/// flows are forgotten, so their next packet is no longer balanced.
+fn established_bypass() {
+    let mut lab = Lab::new();
+    let n = Router::build(&mut lab);
+    let _inside = n.ns.enter();
+    let mut dp = Dataplane::load().expect("load data plane");
+    dp.set_firewall_settings(Settings { default_drop: true, syn_rate: 0, syn_burst: 0 }).expect("settings");
+    let web = AllowRule { protocol: 6, dst: "192.0.2.10/32".parse().expect("cidr"), ports: vec![80], src: None };
+    dp.set_allow_rules(std::slice::from_ref(&web)).expect("rules");
+    let mut services = Services::new();
+    services
+        .add(&mut dp, service("www", "192.0.2.10", 80, 6, Mode::Nat, vec![backend("web1", "198.51.100.11")]))
+        .expect("www");
+    let (client, front, back) = (CLIENT_MAC, n.front_mac, n.back_mac);
+    let from = |sport: u16, flags: u8| macs(Frame::tcp4(CLIENT, sport, VIP, 80).flags(flags), client, front);
+    let to_web1 = |flags: u8| Some(macs(Frame::tcp4(SNAT, 10240, WEB1, 80).flags(flags), back, mac_of(0x11)));
+    run_cases(
+        &dp,
+        Role::Untrusted,
+        vec![
+            Case {
+                name: "a SYN meets the allow rules and starts a flow",
+                ingress: Some(n.front),
+                frame: from(40000, TcpFlags::SYN),
+                verdict: XDP_REDIRECT,
+                output: to_web1(TcpFlags::SYN),
+                counters: &[Ipv4, Tcp, FwAllowed, LbNewFlow],
+            },
+            Case {
+                name: "the flow's next packet is forwarded as established",
+                ingress: Some(n.front),
+                frame: from(40000, TcpFlags::ACK),
+                verdict: XDP_REDIRECT,
+                output: to_web1(TcpFlags::ACK),
+                counters: &[Ipv4, Tcp, FwEstablished, LbEstablished],
+            },
+        ],
+    );
+    dp.set_allow_rules(&[]).expect("no rules");
+    run_cases(
+        &dp,
+        Role::Untrusted,
+        vec![
+            Case {
+                name: "without the rule the open flow carries on",
+                ingress: Some(n.front),
+                frame: from(40000, TcpFlags::ACK),
+                verdict: XDP_REDIRECT,
+                output: to_web1(TcpFlags::ACK),
+                counters: &[Ipv4, Tcp, FwEstablished, LbEstablished],
+            },
+            Case {
+                name: "but a SYN on the same tuple meets the rules: default drop",
+                ingress: Some(n.front),
+                frame: from(40000, TcpFlags::SYN),
+                verdict: XDP_DROP,
+                output: None,
+                counters: &[Ipv4, Tcp, FwDefaultDrop],
+            },
+        ],
+    );
+    dp.set_allow_rules(&[web]).expect("rules again");
+    services.remove(&mut dp, "www").expect("remove www");
+    run_cases(
+        &dp,
+        Role::Untrusted,
+        vec![Case {
+            name: "a withdrawn service's flow is forgotten: its packet goes to the stack untouched",
+            ingress: Some(n.front),
+            frame: from(40000, TcpFlags::ACK),
+            verdict: XDP_PASS,
+            output: None,
+            counters: &[Ipv4, Tcp, FwAllowed],
+        }],
+    );
 }

@@ -1,0 +1,71 @@
+//! The connection table as the daemon reads it: live flows counted per service and backend
+//! (for `status` and `/metrics`), and the flows of a withdrawn service forgotten.
+//!
+//! Both read the whole table, 4096 entries per syscall (see `batch`): for occasional calls,
+//! never per packet.
+
+use std::collections::HashMap;
+
+use aya::maps::{self, MapData, MapError};
+use foobar_common::lb::{CONNTRACK_MAP, FLOW_CLOSING, Flow, FlowKey, LbSettings, ServiceKey, flow_expired};
+
+use super::{Dataplane, DataplaneError, batch};
+
+/// Live flows, by service id and by backend id.
+#[derive(Clone, Debug, Default)]
+pub struct ActiveFlows {
+    pub by_service: HashMap<u32, u64>,
+    pub by_backend: HashMap<u32, u64>,
+}
+
+/// The most connection-table entries one scan reads before it stops.
+const SCAN_LIMIT: usize = 2_000_000;
+
+impl Dataplane {
+    /// Counts the tracked flows that are still live (no FIN or RST seen, not idle past their
+    /// timeout), per service and per backend.
+    pub fn active_flows(&self) -> Result<ActiveFlows, DataplaneError> {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes into `ts`; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        let mut out = ActiveFlows::default();
+        batch::for_each_entry(self.map(CONNTRACK_MAP)?, SCAN_LIMIT, |key: &FlowKey, flow: &Flow| {
+            if flow.flags & FLOW_CLOSING == 0 && !flow_expired(flow, now, key.protocol, &LbSettings::DEFAULT) {
+                *out.by_service.entry(flow.service).or_default() += 1;
+                *out.by_backend.entry(flow.backend).or_default() += 1;
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Deletes the tracked flows addressed to any of `withdrawn` (a removed service, or a port
+    /// a service no longer serves) and returns how many there were. The untrusted program
+    /// forwards a tracked flow without looking its service up, so without this a withdrawn
+    /// service's open connections would go on being balanced; with it their next packets reach
+    /// the node's own stack, as traffic to an address that is not balanced does.
+    pub fn forget_flows_to(&mut self, withdrawn: &[ServiceKey]) -> Result<usize, DataplaneError> {
+        if withdrawn.is_empty() {
+            return Ok(0);
+        }
+        let mut doomed = Vec::new();
+        batch::for_each_entry(self.map(CONNTRACK_MAP)?, SCAN_LIMIT, |key: &FlowKey, _: &Flow| {
+            let to_withdrawn = |s: &ServiceKey| {
+                s.addr == key.dst && s.port == key.dport && s.protocol == key.protocol && s.family == key.family
+            };
+            if withdrawn.iter().any(to_withdrawn) {
+                doomed.push(*key);
+            }
+        })?;
+        let mut table: maps::HashMap<&mut MapData, FlowKey, Flow> =
+            maps::HashMap::try_from(self.map_mut(CONNTRACK_MAP)?)?;
+        for key in &doomed {
+            match table.remove(key) {
+                // Closed and evicted since the scan: as good as deleted.
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                other => other?,
+            }
+        }
+        Ok(doomed.len())
+    }
+}

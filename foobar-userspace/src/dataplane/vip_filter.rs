@@ -1,0 +1,33 @@
+//! The VIP filter: an array with a nonzero slot for each VIP address (`vip_slot`), which the
+//! untrusted program reads before its connection-table lookup so that traffic to other
+//! addresses (DNS queries, the node's own connections) does not pay for that lookup.
+
+use aya::maps::{Array, MapData};
+use foobar_common::lb::{VIP_FILTER_MAP, VIP_FILTER_SLOTS, vip_slot};
+
+use super::{Dataplane, DataplaneError};
+
+/// What this daemon last wrote to the filter, so that a change writes only the slots it
+/// changes. Unknown at first: the first sync writes every slot.
+#[derive(Debug, Default)]
+pub struct VipFilter {
+    written: Option<Vec<u32>>,
+}
+
+impl VipFilter {
+    /// Makes the filter mark exactly the slots of `vips` (raw address words).
+    pub fn sync(&mut self, dp: &mut Dataplane, vips: impl Iterator<Item = [u32; 4]>) -> Result<(), DataplaneError> {
+        let mut wanted = vec![0u32; VIP_FILTER_SLOTS as usize];
+        for vip in vips {
+            wanted[vip_slot(&vip) as usize] = 1;
+        }
+        let mut map: Array<&mut MapData, u32> = Array::try_from(dp.map_mut(VIP_FILTER_MAP)?)?;
+        for (slot, &want) in wanted.iter().enumerate() {
+            if self.written.as_ref().is_none_or(|w| w[slot] != want) {
+                map.set(slot as u32, want, 0)?;
+            }
+        }
+        self.written = Some(wanted);
+        Ok(())
+    }
+}
