@@ -115,9 +115,10 @@ fn settings() -> Option<&'static LbSettings> {
 /// SYNs (a new flow on a reused tuple must meet the rules and the SYN limit), fragments,
 /// tagged frames, other protocols, destinations that are no VIP, and flows untracked or
 /// expired. A withdrawn service's flows are deleted by the daemon, so they cannot outlive it.
-#[inline(never)]
+#[inline(always)]
 pub fn established(frame: &Frame, p: &Parsed) -> Option<u32> {
-    let family = family_of(p)?;
+    // The cheap tests stay inline in the caller: most packets that fail them are not
+    // balanced, and should not pay for a call (returns are slow under speculation mitigations).
     let tcp = p.protocol == IPPROTO_TCP;
     if (!tcp && p.protocol != IPPROTO_UDP) || p.fragment == Fragment::Later || p.vlans != 0 {
         return None;
@@ -128,6 +129,13 @@ pub fn established(frame: &Frame, p: &Parsed) -> Option<u32> {
     if VIP_FILTER.get(vip_slot(&p.dst)).is_none_or(|&v| v == 0) {
         return None;
     }
+    tracked(frame, p)
+}
+
+/// The rest of [`established`]: the connection-table lookup and the forwarding.
+#[inline(never)]
+fn tracked(frame: &Frame, p: &Parsed) -> Option<u32> {
+    let family = family_of(p)?;
     let key = flow_key(p, family);
     // SAFETY: map lookups return pointers valid for this program run.
     let flow = unsafe { CONNTRACK.get(&key) }?;
