@@ -7,8 +7,8 @@
 //! kernel times that one run; the median over many calls is reported. The timer's fixed cost is
 //! in the floor too, so ratios compare like with like. New flows use a new source port per call.
 //!
-//! Paths: firewall drop (deny-list hit), firewall pass, new flow, established flow and NAT
-//! reply; with 1, 10k and 100k deny CIDRs, 2 and 1000 backends, and a 1M-flow connection table.
+//! Paths: firewall drop (deny-list hit), firewall pass, new flow, established flow (with the
+//! firewall in front, as on the lab's front interface, and without) and NAT reply; with 1, 10k and 100k deny CIDRs, 2 and 1000 backends, and a 1M-flow connection table.
 //! Everything runs in a [`Router`] namespace so next-hop lookups succeed.
 
 use std::{net::Ipv4Addr, process::ExitCode};
@@ -163,6 +163,11 @@ fn main() -> ExitCode {
             // The first run records the flow (and its NAT port); the rest find it established.
             let v = bench(&mut dp, Some(Role::Untrusted), &ack, r.front, XDP_REDIRECT);
             push(&mut rows, &format!("LB established flow, {backends} backends"), i, v);
+            if backends == 2 {
+                // The same packet on a trusted interface: the load balancer without the firewall.
+                let v = bench(&mut dp, Some(Role::Trusted), &ack, r.front, XDP_REDIRECT);
+                push(&mut rows, "LB established flow, no firewall", i, v);
+            }
             // The flow of `ack` went to the first backend with the first NAT port.
             let reply =
                 vec![with_macs(Frame::tcp4([198, 51, 100, 11], 80, [198, 51, 100, 1], 10240), mac_of(0x11), back)];
