@@ -8,7 +8,8 @@
 //! in the floor too, so ratios compare like with like. New flows use a new source port per call.
 //!
 //! Paths: firewall drop (deny-list hit), firewall pass, new flow, established flow (with the
-//! firewall in front, as on the lab's front interface, and without) and NAT reply; with 1, 10k and 100k deny CIDRs, 2 and 1000 backends, and a 1M-flow connection table.
+//! firewall in front, as on the lab's front interface, and without) and NAT reply; with 1, 10k
+//! and 100k deny CIDRs, 2 and 1000 backends, and a 1M-flow connection table.
 //! Everything runs in a [`Router`] namespace so next-hop lookups succeed.
 
 use std::{net::Ipv4Addr, process::ExitCode};
