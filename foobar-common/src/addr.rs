@@ -40,4 +40,18 @@ mod tests {
         assert!(!prefix_match(&v4([192, 0, 2, 7]), &v4([192, 0, 2, 6]), 32));
         assert!(prefix_match(&v4([192, 0, 2, 1]), &v4([192, 0, 2, 0]), 31));
     }
+
+    #[test]
+    fn every_prefix_length_agrees_with_a_bitwise_reading() {
+        let a = [0x2001_0db8u32.to_be(), 0x0000_0001u32.to_be(), 0xdead_beefu32.to_be(), 0x0000_0010u32.to_be()];
+        for flip in 0..128u32 {
+            let mut b = a;
+            let word = (flip / 32) as usize;
+            b[word] = (u32::from_be(b[word]) ^ (1 << (31 - flip % 32))).to_be();
+            for bits in 0..=128u32 {
+                // The two agree exactly on the bits before the flipped one.
+                assert_eq!(prefix_match(&a, &b, bits), bits <= flip, "flip {flip}, prefix {bits}");
+            }
+        }
+    }
 }
