@@ -20,12 +20,32 @@ use crate::{atomic, lb, packet::Frame, stats::count};
 
 #[map(name = "FW_DENY_V4")]
 static DENY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
+/// Keyed by the address as four words (the same sixteen bytes userspace writes).
 #[map(name = "FW_DENY_V6")]
-static DENY_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
+static DENY_V6: LpmTrie<[u32; 4], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
 #[map(name = "FW_ALLOW_V4")]
 static ALLOW_V4: LpmTrie<AllowDataV4, RuleSet> = LpmTrie::with_max_entries(ALLOW_MAX_ENTRIES, 0);
 #[map(name = "FW_ALLOW_V6")]
 static ALLOW_V6: LpmTrie<AllowDataV6, RuleSet> = LpmTrie::with_max_entries(ALLOW_MAX_ENTRIES, 0);
+/// The deny-list lookup keys, one pair per CPU. Kept off the stack on purpose: the check
+/// runs inline before the parse, and keys left on the stack by some of its paths (IPv4, IPv6,
+/// neither) made the verifier carry each path through the rest of the program separately
+/// (875k of its 1M-instruction budget with them there, see the headroom test).
+pub struct DenyKeys {
+    v4: Key<[u8; 4]>,
+    v6: WordKey,
+}
+
+/// An IPv6 deny-list key with aligned words, stored four words at a time (packed `Key`
+/// fields are written a byte at a time, and LLVM then spilled all sixteen bytes).
+#[repr(C)]
+pub struct WordKey {
+    prefix_len: u32,
+    data: [u32; 4],
+}
+
+#[map(name = "FW_DENY_KEYS")]
+static DENY_KEYS: PerCpuArray<DenyKeys> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "FW_SETTINGS")]
 static SETTINGS: Array<FirewallSettings> = Array::with_max_entries(1, 0);
 #[map(name = "FW_RULE_HITS")]
@@ -84,11 +104,21 @@ pub fn admits(p: &Parsed) -> bool {
 /// is not even parsed), counted as received and denied.
 #[inline(always)]
 pub fn denied_on_sight(frame: &Frame) -> bool {
+    // The key slot first: asked for after the packet reads, it made LLVM keep an IPv6
+    // source in sixteen stack slots across the lookup.
+    let Some(keys) = DENY_KEYS.get_ptr_mut(0) else { return false };
     let Some((l3, src)) = source_of(frame) else { return false };
-    let denied = if l3 == L3::Ipv4 {
-        DENY_V4.get(Key::new(32, src[0].to_ne_bytes())).is_some()
-    } else {
-        DENY_V6.get(Key::new(128, words_to_bytes(&src))).is_some()
+    // SAFETY: this CPU's slot for the program run (XDP is not preempted on its CPU).
+    let denied = unsafe {
+        if l3 == L3::Ipv4 {
+            (*keys).v4.prefix_len = 32;
+            (*keys).v4.data = src[0].to_ne_bytes();
+            DENY_V4.get(&(*keys).v4).is_some()
+        } else {
+            (*keys).v6 = WordKey { prefix_len: 128, data: src };
+            // SAFETY: `WordKey` has `Key<[u32; 4]>`'s layout (a u32, then four; no padding).
+            DENY_V6.get(&*(&raw const (*keys).v6).cast::<Key<[u32; 4]>>()).is_some()
+        }
     };
     if denied {
         count(Counter::Received);
@@ -166,17 +196,4 @@ fn syn_conforms(p: &Parsed, s: &FirewallSettings) -> bool {
     }
     // Four lost races in a row means a flood from this source on several CPUs at once.
     false
-}
-
-#[inline(always)]
-fn words_to_bytes(w: &[u32; 4]) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    for i in 0..4 {
-        let x = w[i].to_ne_bytes();
-        b[4 * i] = x[0];
-        b[4 * i + 1] = x[1];
-        b[4 * i + 2] = x[2];
-        b[4 * i + 3] = x[3];
-    }
-    b
 }

@@ -92,10 +92,11 @@ pub fn foobar_xdp_nop(_ctx: XdpContext) -> u32 {
 fn parsed(ctx: &XdpContext) -> Option<Parsed> {
     count(Counter::Received);
     match parse(&Frame(ctx)) {
-        Ok(p) => {
+        Ok(mut p) => {
             for c in classify(&p).into_iter().flatten() {
                 count(c);
             }
+            scratch::blur_offsets(&mut p);
             Some(p)
         }
         Err(reason) => {

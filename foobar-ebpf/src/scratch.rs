@@ -3,7 +3,11 @@
 //! to the packet being processed; map helpers accept map values as keys and values directly.
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
-use foobar_common::lb::{Flow, FlowKey, NatKey, NatTarget};
+use foobar_common::{
+    bytes::MAX_PARSE_OFFSET,
+    lb::{Flow, FlowKey, NatKey, NatTarget},
+    parse::Parsed,
+};
 
 /// The records a new flow needs while it is being scheduled.
 pub struct Scratch {
@@ -22,4 +26,35 @@ pub fn scratch() -> Option<&'static mut Scratch> {
     let ptr = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: the slot belongs to this CPU and this packet for the program run (see module doc).
     Some(unsafe { &mut *ptr })
+}
+
+/// Covers every offset up to `MAX_PARSE_OFFSET` (1024).
+const OFFSET_MASK: u64 = 2 * MAX_PARSE_OFFSET as u64 - 1;
+
+/// Where `blur_offsets` passes the header offsets through.
+#[map(name = "PARSE_OFFSETS")]
+static OFFSETS: PerCpuArray<[u64; 4]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Passes a parsed packet's header offsets through map memory, so the verifier sees them
+/// afterwards as numbers it knows nothing about rather than as the exact values or ranges of
+/// each parse path (one per IPv6 extension-header chain, tag count and protocol).
+///
+/// Every later packet access checks its offset against `MAX_PARSE_OFFSET` and the frame's
+/// end anyway; what this saves is the verifier re-walking everything after the parse once per
+/// parse path, which brought the firewall program near the kernel's 1M-instruction budget.
+#[inline(always)]
+pub fn blur_offsets(p: &mut Parsed) {
+    let Some(slot) = OFFSETS.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's slot for the program run. Volatile, so that the compiler does not
+    // forward the stored values past the map (which would defeat the purpose).
+    unsafe {
+        core::ptr::write_volatile(slot, [p.l3_offset as u64, p.l4_offset as u64, p.vlans as u64, p.protocol as u64]);
+        let [l3, l4, v, pr] = core::ptr::read_volatile(slot);
+        // Masked, so the verifier still knows them small (they are at most MAX_PARSE_OFFSET,
+        // which the mask keeps): an unbounded offset plus a header length could wrap.
+        p.l3_offset = (l3 & OFFSET_MASK) as usize;
+        p.l4_offset = (l4 & OFFSET_MASK) as usize;
+        p.vlans = v as u8;
+        p.protocol = pr as u8;
+    }
 }

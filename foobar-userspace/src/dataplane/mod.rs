@@ -30,7 +30,7 @@ use aya::{
     },
 };
 use foobar_common::{XDP_FIREWALL_PROGRAM, XDP_PROGRAM, lb::LbSettings};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use self::{error::DataplaneError, pins::Pins, stats::CounterSnapshot};
 use crate::xdp_mode::{XdpMode, kernel_mode_name};
@@ -47,6 +47,10 @@ pub struct Dataplane {
 
 /// The reader of the XDP programs' log messages; [`KernelLog::flush`] hands them to `log`.
 pub type KernelLog = aya_log::EbpfLogger<&'static dyn log::Log>;
+
+/// The verifier's budget: a program whose verification walks more instructions than this is
+/// refused (BPF_COMPLEXITY_LIMIT_INSNS in the kernel).
+pub const VERIFIER_LIMIT: u32 = 1_000_000;
 
 /// Which program an interface runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +102,11 @@ impl Dataplane {
 
     fn load_with(mut ebpf: Ebpf, pins: Option<Pins>) -> Result<Self, DataplaneError> {
         for role in [Role::Trusted, Role::Untrusted] {
-            load_program(program_mut(&mut ebpf, role)?)?;
+            let program = program_mut(&mut ebpf, role)?;
+            load_program(program)?;
+            if let Some(walked) = program.info()?.verified_instruction_count() {
+                debug!(program = role.program(), walked, limit = VERIFIER_LIMIT, "verifier accepted the program");
+            }
         }
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -212,6 +220,13 @@ impl Dataplane {
     /// Interfaces the program is attached to.
     pub fn attachments(&self) -> &[Attachment] {
         &self.attached
+    }
+
+    /// Instructions the kernel's verifier walked to accept `role`'s program (`None` before
+    /// Linux 5.16, which does not say). Near [`VERIFIER_LIMIT`], any change to the program may
+    /// get it refused: the verifier walks every path, so the cost grows with branches, not size.
+    pub fn verifier_cost(&self, role: Role) -> Result<Option<u32>, DataplaneError> {
+        Ok(self.program(role)?.info()?.verified_instruction_count())
     }
 
     /// The XDP program serving `role`, e.g. for `BPF_PROG_TEST_RUN`.

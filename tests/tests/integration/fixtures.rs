@@ -4,7 +4,7 @@
 use std::net::Ipv6Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
-use foobar::dataplane::{CounterSnapshot, Dataplane, Role};
+use foobar::dataplane::{CounterSnapshot, Dataplane, Role, VERIFIER_LIMIT};
 use foobar_common::{counters::Counter, parse};
 use foobar_tests::{
     gate::Need,
@@ -27,7 +27,10 @@ pub struct Fixture {
 }
 
 pub fn trials() -> Vec<Trial> {
-    vec![gated("fixtures::parser_verdicts_and_counters", &[Need::Root, Need::Bpf], run_all)]
+    vec![
+        gated("fixtures::parser_verdicts_and_counters", &[Need::Root, Need::Bpf], run_all),
+        gated("fixtures::programs_verify_with_room_to_spare", &[Need::Root, Need::Bpf], verifier_headroom),
+    ]
 }
 
 fn client6() -> Ipv6Addr {
@@ -293,4 +296,23 @@ fn check(
         }
     }
     Ok(())
+}
+
+/// Each program's verification walks at most 80% of the kernel's instruction budget. The
+/// verifier walks every path, so a small change (one more call site, one more inlined helper)
+/// can multiply its cost: this fails while there is still room to rework the change, instead of
+/// the day a program is refused at load.
+fn verifier_headroom() {
+    let dp = Dataplane::load().expect("load data plane");
+    for role in [Role::Trusted, Role::Untrusted] {
+        let Some(walked) = dp.verifier_cost(role).expect("program info") else {
+            panic!("this kernel does not report verified_insns (Linux 5.16+): cannot check");
+        };
+        println!("{}: verifier walked {walked} of {VERIFIER_LIMIT} instructions", role.program());
+        assert!(
+            u64::from(walked) * 10 <= u64::from(VERIFIER_LIMIT) * 8,
+            "{}: the verifier walked {walked} instructions, over 80% of its {VERIFIER_LIMIT} budget",
+            role.program()
+        );
+    }
 }
