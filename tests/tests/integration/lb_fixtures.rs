@@ -18,7 +18,7 @@ use foobar::dataplane::{
 use foobar_common::{counters::Counter::*, lb::LbSettings};
 use foobar_tests::{
     gate::Need,
-    netns::Lab,
+    netns::{Entered, Lab},
     packet::{CLIENT_MAC, Frame, TcpFlags, Transport},
     router::{Router, mac_of},
 };
@@ -82,6 +82,37 @@ fn macs(mut f: Frame, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
     f.src_mac = src;
     f.dst_mac = dst;
     f.build()
+}
+
+/// What the single-service fixtures run in: a router namespace this thread has entered, a
+/// fresh data plane, and www (192.0.2.10:80/tcp, NAT) over the given backends. Fields drop in
+/// order: the data plane, then the thread leaves the namespace, then the namespace goes.
+struct WwwLab {
+    dp: Dataplane,
+    services: Services,
+    _inside: Entered,
+    n: Router,
+    _lab: Lab,
+}
+
+fn www_lab(backends: Vec<BackendSpec>) -> WwwLab {
+    let mut lab = Lab::new();
+    let n = Router::build(&mut lab);
+    let inside = n.ns.enter();
+    let mut dp = Dataplane::load().expect("load data plane");
+    let mut services = Services::new();
+    services.add(&mut dp, service("www", "192.0.2.10", 80, 6, Mode::Nat, backends)).expect("www");
+    WwwLab { dp, services, _inside: inside, n, _lab: lab }
+}
+
+/// A TCP segment from the client's port `sport` to www, as it reaches the front interface.
+fn to_www(n: &Router, sport: u16, flags: u8) -> Vec<u8> {
+    macs(Frame::tcp4(CLIENT, sport, VIP, 80).flags(flags), CLIENT_MAC, n.front_mac)
+}
+
+/// The same segment as NAT sends it on to the backend at `web` (MAC ending `mac`) from `port`.
+fn nat_to(n: &Router, port: u16, web: [u8; 4], mac: u8, flags: u8) -> Option<Vec<u8>> {
+    Some(macs(Frame::tcp4(SNAT, port, web, 80).flags(flags), n.back_mac, mac_of(mac)))
 }
 
 fn lb_fixtures() {
@@ -373,19 +404,12 @@ fn lb_fixtures() {
 /// first has closed and stayed quiet for `nat_reuse_ns` (0 here: one clock tick), and the first
 /// is forgotten.
 fn nat_port_reuse() {
-    let mut lab = Lab::new();
-    let n = Router::build(&mut lab);
-    let _inside = n.ns.enter();
-    let mut dp = Dataplane::load().expect("load data plane");
+    let mut www = www_lab(vec![backend("web1", "198.51.100.11")]);
+    let WwwLab { dp, n, .. } = &mut www;
     let settings = LbSettings { nat_port_count: 1, nat_reuse_ns: 0, ..LbSettings::DEFAULT };
     dp.set_lb_settings(settings).expect("settings");
-    let mut services = Services::new();
-    services
-        .add(&mut dp, service("www", "192.0.2.10", 80, 6, Mode::Nat, vec![backend("web1", "198.51.100.11")]))
-        .expect("www");
-    let (client, front, back) = (CLIENT_MAC, n.front_mac, n.back_mac);
-    let from = |sport: u16, flags: u8| macs(Frame::tcp4(CLIENT, sport, VIP, 80).flags(flags), client, front);
-    let to_web1 = |flags: u8| Some(macs(Frame::tcp4(SNAT, 10240, WEB1, 80).flags(flags), back, mac_of(0x11)));
+    let from = |sport: u16, flags: u8| to_www(n, sport, flags);
+    let to_web1 = |flags: u8| nat_to(n, 10240, WEB1, 0x11, flags);
     let cases = vec![
         Case {
             name: "the first flow takes the only NAT port",
@@ -412,7 +436,7 @@ fn nat_port_reuse() {
             counters: &[Ipv4, Tcp, LbEstablished, LbFlowClosing],
         },
     ];
-    run_cases(&dp, Role::Trusted, cases);
+    run_cases(dp, Role::Trusted, cases);
     // Flows are timed by a clock that moves once per timer tick (1-10 ms): let one pass.
     std::thread::sleep(Duration::from_millis(30));
     let cases = vec![
@@ -433,24 +457,17 @@ fn nat_port_reuse() {
             counters: &[Ipv4, Tcp, LbNatPortsExhausted],
         },
     ];
-    run_cases(&dp, Role::Trusted, cases);
+    run_cases(dp, Role::Trusted, cases);
 }
 
 /// A client reusing its port resumes its backend and NAT port only while that backend takes new
 /// flows: once it drains, the reused tuple is scheduled afresh.
 fn resume_not_draining() {
-    let mut lab = Lab::new();
-    let n = Router::build(&mut lab);
-    let _inside = n.ns.enter();
-    let mut dp = Dataplane::load().expect("load data plane");
-    let mut services = Services::new();
     let web = vec![backend("web1", "198.51.100.11"), backend("web2", "198.51.100.12")];
-    services.add(&mut dp, service("www", "192.0.2.10", 80, 6, Mode::Nat, web)).expect("www");
-    let (client, front, back) = (CLIENT_MAC, n.front_mac, n.back_mac);
-    let from = |flags: u8| macs(Frame::tcp4(CLIENT, 40000, VIP, 80).flags(flags), client, front);
-    let to = |port: u16, web: [u8; 4], mac: u8, flags: u8| {
-        Some(macs(Frame::tcp4(SNAT, port, web, 80).flags(flags), back, mac_of(mac)))
-    };
+    let mut www = www_lab(web);
+    let WwwLab { dp, services, n, .. } = &mut www;
+    let from = |flags: u8| to_www(n, 40000, flags);
+    let to = |port: u16, web: [u8; 4], mac: u8, flags: u8| nat_to(n, port, web, mac, flags);
     let opened_and_closed = vec![
         Case {
             name: "a flow to web1",
@@ -469,8 +486,8 @@ fn resume_not_draining() {
             counters: &[Ipv4, Tcp, LbEstablished, LbFlowClosing],
         },
     ];
-    run_cases(&dp, Role::Trusted, opened_and_closed);
-    services.set_state(&mut dp, "www", "web1", BackendState::Draining).expect("drain web1");
+    run_cases(dp, Role::Trusted, opened_and_closed);
+    services.set_state(dp, "www", "web1", BackendState::Draining).expect("drain web1");
     let reused = vec![Case {
         name: "the same tuple again goes to web2 with a fresh NAT port",
         ingress: Some(n.front),
@@ -479,7 +496,7 @@ fn resume_not_draining() {
         output: to(10241, WEB2, 0x12, TcpFlags::SYN),
         counters: &[Ipv4, Tcp, LbNewFlow],
     }];
-    run_cases(&dp, Role::Trusted, reused);
+    run_cases(dp, Role::Trusted, reused);
 }
 
 /// Which backend a new flow from `sport` to the VIP's `port` goes to (the last byte of the
@@ -579,22 +596,15 @@ fn active_count() {
 /// that admitted the flow is gone, while a SYN meets the rules again; and a withdrawn service's
 /// flows are forgotten, so their next packet is no longer balanced.
 fn established_bypass() {
-    let mut lab = Lab::new();
-    let n = Router::build(&mut lab);
-    let _inside = n.ns.enter();
-    let mut dp = Dataplane::load().expect("load data plane");
+    let mut www = www_lab(vec![backend("web1", "198.51.100.11")]);
+    let WwwLab { dp, services, n, .. } = &mut www;
     dp.set_firewall_settings(Settings { default_drop: true, syn_rate: 0, syn_burst: 0 }).expect("settings");
     let web = AllowRule { protocol: 6, dst: "192.0.2.10/32".parse().expect("cidr"), ports: vec![80], src: None };
     dp.set_allow_rules(std::slice::from_ref(&web)).expect("rules");
-    let mut services = Services::new();
-    services
-        .add(&mut dp, service("www", "192.0.2.10", 80, 6, Mode::Nat, vec![backend("web1", "198.51.100.11")]))
-        .expect("www");
-    let (client, front, back) = (CLIENT_MAC, n.front_mac, n.back_mac);
-    let from = |sport: u16, flags: u8| macs(Frame::tcp4(CLIENT, sport, VIP, 80).flags(flags), client, front);
-    let to_web1 = |flags: u8| Some(macs(Frame::tcp4(SNAT, 10240, WEB1, 80).flags(flags), back, mac_of(0x11)));
+    let from = |sport: u16, flags: u8| to_www(n, sport, flags);
+    let to_web1 = |flags: u8| nat_to(n, 10240, WEB1, 0x11, flags);
     run_cases(
-        &dp,
+        dp,
         Role::Untrusted,
         vec![
             Case {
@@ -617,7 +627,7 @@ fn established_bypass() {
     );
     dp.set_allow_rules(&[]).expect("no rules");
     run_cases(
-        &dp,
+        dp,
         Role::Untrusted,
         vec![
             Case {
@@ -639,9 +649,9 @@ fn established_bypass() {
         ],
     );
     dp.set_allow_rules(&[web]).expect("rules again");
-    services.remove(&mut dp, "www").expect("remove www");
+    services.remove(dp, "www").expect("remove www");
     run_cases(
-        &dp,
+        dp,
         Role::Untrusted,
         vec![Case {
             name: "a withdrawn service's flow is forgotten: its packet goes to the stack untouched",
