@@ -155,7 +155,7 @@ fn to_backend(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
     let key = flow_key(p, family);
     let tcp = p.protocol == IPPROTO_TCP;
     let syn = tcp && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    // SAFETY: as above.
+    // SAFETY: map lookups return pointers valid for this program run.
     let existing = unsafe { CONNTRACK.get(&key) };
     let live = match existing {
         // A new SYN on a closing entry is the client reusing its port: a new flow.
