@@ -16,7 +16,7 @@ use foobar_common::{
     },
     parse::{
         Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L3, Parsed, TCP_ACK, TCP_FIN, TCP_RST,
-        TCP_SYN, parse_quoted,
+        TCP_SYN, parse_plain_v4, parse_quoted,
     },
 };
 
@@ -24,11 +24,11 @@ use crate::{
     atomic,
     clock::now_ns,
     forward::{hop_back, lookup_hop, redirect_to, send},
-    nat::{NAT, Rewrite, allocate_port, rewrite, still_holds_port, unnat_icmp},
+    nat::{NAT, Rewrite, allocate_port, rewrite, rewrite_inline, still_holds_port, unnat_icmp},
     packet::Frame,
     refuse::refuse,
     scratch::scratch,
-    stats::count,
+    stats::{count, count_parsed},
 };
 
 #[map(name = "LB_SERVICES")]
@@ -119,23 +119,56 @@ fn settings() -> Option<&'static LbSettings> {
 pub fn established(frame: &Frame, p: &Parsed) -> Option<u32> {
     // The cheap tests stay inline in the caller: most packets that fail them are not
     // balanced, and should not pay for a call (returns are slow under speculation mitigations).
-    let tcp = p.protocol == IPPROTO_TCP;
-    if (!tcp && p.protocol != IPPROTO_UDP) || p.fragment == Fragment::Later || p.vlans != 0 {
-        return None;
-    }
-    if tcp && p.tcp_flags & TCP_SYN != 0 {
-        return None;
-    }
-    if VIP_FILTER.get(vip_slot(&p.dst)).is_none_or(|&v| v == 0) {
+    if !may_be_tracked(p) {
         return None;
     }
     tracked(frame, p)
+}
+
+/// [`established`] for a plain IPv4 frame (see `fastpath`), parsed here: `None`, with nothing
+/// counted, leaves the frame to the full path. The rewrite is inlined, so a packet of an
+/// established flow makes no BPF-to-BPF call past the fast path's own.
+#[inline(always)]
+pub fn established_plain(frame: &Frame, firewall: bool) -> Option<u32> {
+    let p = parse_plain_v4(frame)?;
+    if !may_be_tracked(&p) {
+        return None;
+    }
+    let (key, flow, now) = live_flow(&p, FAMILY_V4)?;
+    count_parsed(&p);
+    if firewall {
+        count(Counter::FwEstablished);
+    }
+    seen(&key, flow, now);
+    Some(forward::<true>(frame, &p, &key, flow, FAMILY_V4))
+}
+
+/// Whether `p` could belong to a tracked flow: TCP other than a SYN, or UDP; not a later
+/// fragment, untagged, and to an address whose VIP-filter slot is set.
+#[inline(always)]
+fn may_be_tracked(p: &Parsed) -> bool {
+    let tcp = p.protocol == IPPROTO_TCP;
+    if (!tcp && p.protocol != IPPROTO_UDP) || p.fragment == Fragment::Later || p.vlans != 0 {
+        return false;
+    }
+    if tcp && p.tcp_flags & TCP_SYN != 0 {
+        return false;
+    }
+    VIP_FILTER.get(vip_slot(&p.dst)).is_some_and(|&v| v != 0)
 }
 
 /// The rest of [`established`]: the connection-table lookup and the forwarding.
 #[inline(never)]
 fn tracked(frame: &Frame, p: &Parsed) -> Option<u32> {
     let family = family_of(p)?;
+    let (key, flow, now) = live_flow(p, family)?;
+    seen(&key, flow, now);
+    Some(forward::<false>(frame, p, &key, flow, family))
+}
+
+/// `p`'s flow if it is tracked and has not expired, with its key and the time.
+#[inline(always)]
+fn live_flow(p: &Parsed, family: u8) -> Option<(FlowKey, &'static Flow, u64)> {
     let key = flow_key(p, family);
     // SAFETY: map lookups return pointers valid for this program run.
     let flow = unsafe { CONNTRACK.get(&key) }?;
@@ -144,8 +177,7 @@ fn tracked(frame: &Frame, p: &Parsed) -> Option<u32> {
     if flow_expired(flow, now, p.protocol, s) {
         return None;
     }
-    seen(&key, flow, now);
-    Some(forward(frame, p, &key, flow, family))
+    Some((key, flow, now))
 }
 
 #[inline(never)]
@@ -180,7 +212,7 @@ fn to_backend(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
         }
         &sc.flow
     };
-    forward(frame, p, &key, flow, family)
+    forward::<false>(frame, p, &key, flow, family)
 }
 
 /// The connection-tracking key of `p`'s flow, as the client sent it.
@@ -202,8 +234,10 @@ fn seen(key: &FlowKey, flow: &Flow, now: u64) {
 /// Sends a packet of `flow` on to its backend: notes a FIN or RST, counts the packet for the
 /// flow's service and backend, rewrites it in NAT mode, and redirects it to the flow's next
 /// hop (asked of the FIB by the flow's first packet, then remembered in the flow).
+/// `INLINE_REWRITE` inlines the NAT rewrite (the fast path's choice; the full path calls it,
+/// keeping its own frames small: BPF's 512-byte stack is shared by the whole call chain).
 #[inline(always)]
-fn forward(frame: &Frame, p: &Parsed, key: &FlowKey, flow: &Flow, family: u8) -> u32 {
+fn forward<const INLINE_REWRITE: bool>(frame: &Frame, p: &Parsed, key: &FlowKey, flow: &Flow, family: u8) -> u32 {
     if p.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
         mark_closing(key);
     }
@@ -229,7 +263,9 @@ fn forward(frame: &Frame, p: &Parsed, key: &FlowKey, flow: &Flow, family: u8) ->
     };
     if flow.mode != MODE_DSR {
         let r = Rewrite { src: backend.snat, dst: backend.addr, sport: flow.nat_port, dport: p.dst_port };
-        if !rewrite(frame, p, family, &r) {
+        let rewritten =
+            if INLINE_REWRITE { rewrite_inline(frame, p, family, &r) } else { rewrite(frame, p, family, &r) };
+        if !rewritten {
             return xdp_action::XDP_DROP;
         }
     }

@@ -9,6 +9,7 @@
 //! - `lb`: services, scheduling, connection tracking; `nat`: rewrites and NAT ports;
 //!   `clock`: the time flows are stamped with, cheaply;
 //!   `forward`: FIB lookup and redirect to the next hop; `refuse`: RSTs when no backend is up.
+//! - `fastpath`: plain IPv4 packets of established flows, before all of the above.
 //!
 //! The parsing itself lives in `foobar-common` so the host tests run the same code.
 #![no_std]
@@ -19,6 +20,7 @@
 
 mod atomic;
 mod clock;
+mod fastpath;
 mod firewall;
 mod forward;
 mod lb;
@@ -32,14 +34,20 @@ mod stats;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use foobar_common::{
     counters::Counter,
-    parse::{Parsed, classify, parse},
+    parse::{Parsed, parse},
 };
 
-use crate::{packet::Frame, stats::count};
+use crate::{
+    packet::Frame,
+    stats::{count, count_parsed},
+};
 
-/// Trusted interfaces: parse (dropping what is malformed), then balance.
+/// Trusted interfaces: the fast path; else parse (dropping what is malformed), then balance.
 #[xdp]
 pub fn foobar_xdp(ctx: XdpContext) -> u32 {
+    if let Some(verdict) = fastpath::inside(&ctx) {
+        return verdict;
+    }
     let verdict = match parsed(&ctx) {
         Some(p) => lb::balance(&Frame(&ctx), &p).unwrap_or(xdp_action::XDP_PASS),
         None => xdp_action::XDP_DROP,
@@ -51,14 +59,15 @@ pub fn foobar_xdp(ctx: XdpContext) -> u32 {
 }
 
 /// Untrusted interfaces: as `foobar_xdp`, with the firewall deciding first. A denied source
-/// is dropped on sight, before the full parse: the cheapest path is the one floods take.
-/// Packets of tracked flows are forwarded next, like a stateful firewall's established
-/// traffic; everything else meets the allow rules. (Trusted interfaces keep the service
-/// lookup first: there is no rule lookup to save, and backends' replies would pay a miss.)
+/// is dropped on sight, before the full parse (in `fastpath::front`): the cheapest path is
+/// the one floods take. Packets of tracked flows are forwarded next, like a stateful
+/// firewall's established traffic; everything else meets the allow rules. (Trusted interfaces
+/// keep the service lookup first on the full path: there is no rule lookup to save, and
+/// backends' replies would pay a miss.)
 #[xdp]
 pub fn foobar_xdp_fw(ctx: XdpContext) -> u32 {
-    if firewall::denied_on_sight(&Frame(&ctx)) {
-        return xdp_action::XDP_DROP;
+    if let Some(verdict) = fastpath::front(&ctx) {
+        return verdict;
     }
     let verdict = match parsed(&ctx) {
         Some(p) => match lb::established(&Frame(&ctx), &p) {
@@ -90,16 +99,15 @@ pub fn foobar_xdp_nop(_ctx: XdpContext) -> u32 {
 /// stack space, which keeps the deepest call chain within BPF's 512-byte stack.
 #[inline(never)]
 fn parsed(ctx: &XdpContext) -> Option<Parsed> {
-    count(Counter::Received);
-    match parse(&Frame(ctx)) {
+    let ctx = packet::opaque(ctx);
+    match parse(&Frame(&ctx)) {
         Ok(mut p) => {
-            for c in classify(&p).into_iter().flatten() {
-                count(c);
-            }
+            count_parsed(&p);
             scratch::blur_offsets(&mut p);
             Some(p)
         }
         Err(reason) => {
+            count(Counter::Received);
             count(reason);
             None
         }

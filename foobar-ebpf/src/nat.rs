@@ -38,6 +38,12 @@ pub struct Rewrite {
 /// constant offset keeps every header write provably in bounds for the verifier.
 #[inline(never)]
 pub fn rewrite(frame: &Frame, p: &Parsed, family: u8, r: &Rewrite) -> bool {
+    rewrite_inline(frame, p, family, r)
+}
+
+/// [`rewrite`], inlined into its caller (the fast path, which makes no calls it can avoid).
+#[inline(always)]
+pub fn rewrite_inline(frame: &Frame, p: &Parsed, family: u8, r: &Rewrite) -> bool {
     let words = if family == FAMILY_V4 { 1 } else { 4 };
     let mut addrs = CsumDelta::new();
     addrs.addr(&p.src, &r.src, words);

@@ -29,6 +29,17 @@ impl PacketBytes for Frame<'_> {
     }
 }
 
+/// A copy of `ctx` that LLVM cannot see through: for BPF functions taking the context.
+///
+/// Otherwise LLVM may pass the function the packet pointers themselves instead of the
+/// context (argument promotion), and it passes them as the 32-bit fields they are loaded
+/// from; the verifier then no longer knows them as packet pointers and rejects every read.
+#[inline(always)]
+pub fn opaque(ctx: &XdpContext) -> XdpContext {
+    // SAFETY: a read of a valid reference; volatile only so that it stays a read.
+    XdpContext::new(unsafe { core::ptr::read_volatile(&ctx.ctx) })
+}
+
 impl Frame<'_> {
     /// Writes `value` at byte offset `off`; false (nothing written) when it would pass the end.
     #[inline(always)]

@@ -1,7 +1,10 @@
 //! Per-CPU event counters (slot = [`Counter`] discriminant).
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
-use foobar_common::counters::{COUNTER_SLOTS, Counter};
+use foobar_common::{
+    counters::{COUNTER_SLOTS, Counter},
+    parse::{Parsed, classify},
+};
 
 #[map(name = "FOOBAR_STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
@@ -13,5 +16,14 @@ pub fn count(c: Counter) {
         // SAFETY: the pointer is this CPU's slot, valid for the program's run; XDP programs
         // are not preempted on a CPU, so no other writer races this increment.
         unsafe { *slot += 1 };
+    }
+}
+
+/// Counts a cleanly parsed frame: received, and its layers (see `classify`).
+#[inline(always)]
+pub fn count_parsed(p: &Parsed) {
+    count(Counter::Received);
+    for c in classify(p).into_iter().flatten() {
+        count(c);
     }
 }

@@ -623,6 +623,35 @@ fn established_bypass() {
                 output: to_web1(TcpFlags::ACK),
                 counters: &[Ipv4, Tcp, FwEstablished, LbEstablished],
             },
+            // The fast path takes plain frames only; these two must leave it for the full path.
+            Case {
+                name: "with IP options the flow's packet takes the full path, still as established",
+                ingress: Some(n.front),
+                frame: macs(
+                    Frame::tcp4(CLIENT, 40000, VIP, 80).flags(TcpFlags::ACK).ip_options(&[1]),
+                    CLIENT_MAC,
+                    n.front_mac,
+                ),
+                verdict: XDP_REDIRECT,
+                output: Some(macs(
+                    Frame::tcp4(SNAT, 10240, WEB1, 80).flags(TcpFlags::ACK).ip_options(&[1]),
+                    n.back_mac,
+                    mac_of(0x11),
+                )),
+                counters: &[Ipv4, Tcp, FwEstablished, LbEstablished],
+            },
+            Case {
+                name: "a malformed packet of the flow is dropped and counted, not forwarded",
+                ingress: Some(n.front),
+                frame: {
+                    let mut f = from(40000, TcpFlags::ACK);
+                    f[14 + 20 + 12] = 0x40; // data offset 16 bytes: less than a TCP header
+                    f
+                },
+                verdict: XDP_DROP,
+                output: None,
+                counters: &[BadTcpOffset],
+            },
         ],
     );
     dp.set_allow_rules(&[]).expect("no rules");

@@ -2,7 +2,9 @@
 
 use std::net::Ipv6Addr;
 
-use foobar_common::parse::{Fragment, L3, parse, parse_quoted, source_of};
+use foobar_common::parse::{
+    Fragment, IPPROTO_TCP, IPPROTO_UDP, L3, Parsed, parse, parse_plain_v4, parse_quoted, source_of,
+};
 use foobar_tests::packet::{Frame, TcpFlags, Transport, truncate_consistently};
 use libtest_mimic::Trial;
 use proptest::{
@@ -18,7 +20,48 @@ pub fn trials() -> Vec<Trial> {
         plain("parser::built_frames_parse_to_their_fields", built_frames),
         plain("parser::every_truncation_is_refused", truncations),
         plain("parser::icmp_errors_name_the_quoted_flow", quoted_flows),
+        plain("parser::the_fast_path_parse_agrees_with_the_full_parse", plain_parse_agrees),
     ]
+}
+
+/// The frames the fast path takes: untagged IPv4 without options, TCP or UDP, not a fragment.
+fn is_plain(p: &Parsed) -> bool {
+    p.l3 == L3::Ipv4
+        && p.vlans == 0
+        && p.l4_offset == 34
+        && p.fragment == Fragment::None
+        && (p.protocol == IPPROTO_TCP || p.protocol == IPPROTO_UDP)
+}
+
+/// `parse_plain_v4` takes exactly the plain frames the full parse accepts, with the same
+/// result: it can neither forward a frame the full parse would drop as malformed, nor read
+/// one differently.
+fn plain_parse_agrees() {
+    let agree = |bytes: &[u8]| -> Result<(), TestCaseError> {
+        let full = parse(bytes).ok().filter(is_plain);
+        prop_assert_eq!(parse_plain_v4(bytes), full);
+        Ok(())
+    };
+    runner(20_000)
+        .run(&proptest::collection::vec(any::<u8>(), 0..128), |bytes| agree(&bytes))
+        .expect("arbitrary bytes");
+    // Mutations of plain frames reach every check the fast path relies on.
+    let bases = [
+        Frame::tcp4([192, 0, 2, 100], 1, [192, 0, 2, 10], 80).payload(b"hello").build(),
+        Frame::udp4([192, 0, 2, 100], 5353, [192, 0, 2, 53], 53).payload(b"query").build(),
+    ];
+    for base in bases {
+        agree(&base).expect("the unmutated frame");
+        assert!(parse_plain_v4(&base[..]).is_some(), "a plain frame must take the fast path");
+        runner(20_000)
+            .run(&(0..base.len(), any::<u8>(), 0..=base.len()), |(at, byte, len)| {
+                let mut f = base.clone();
+                f[at] = byte;
+                f.truncate(len);
+                agree(&f)
+            })
+            .expect("mutated plain frames");
+    }
 }
 
 fn runner(cases: u32) -> TestRunner {
