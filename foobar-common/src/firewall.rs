@@ -13,6 +13,7 @@ use crate::addr::prefix_match;
 
 pub const DENY_V4_MAP: &str = "FW_DENY_V4";
 pub const DENY_V6_MAP: &str = "FW_DENY_V6";
+pub const DENY_V4_FILTER_MAP: &str = "FW_DENY_V4_FILTER";
 pub const ALLOW_V4_MAP: &str = "FW_ALLOW_V4";
 pub const ALLOW_V6_MAP: &str = "FW_ALLOW_V6";
 pub const SETTINGS_MAP: &str = "FW_SETTINGS";
@@ -25,6 +26,21 @@ pub const MAX_RULES: u32 = 1024;
 pub const RULES_PER_KEY: usize = 4;
 /// Capacity of each deny trie.
 pub const DENY_MAX_ENTRIES: u32 = 262_144;
+/// Words of the IPv4 deny filter: one bit for each of the 2^24 /24 networks.
+///
+/// A bit is set where some deny prefix reaches into that /24 (covers it or lies inside it),
+/// so a clear bit proves the source is not denied and the kernel skips the trie lookup,
+/// which measured 50-60 ns for a miss here. The trie stays the authority: a set bit only
+/// means "look it up". 2 MiB, whatever the number of entries.
+pub const DENY_FILTER_WORDS: u32 = 1 << 18;
+
+/// The deny-filter word and bit of an IPv4 address (a raw word, as packets carry it).
+#[inline(always)]
+pub fn deny_filter_bit(addr: u32) -> (u32, u64) {
+    let net24 = u32::from_be(addr) >> 8;
+    (net24 >> 6, 1 << (net24 & 63))
+}
+
 /// Capacity of each allow trie.
 pub const ALLOW_MAX_ENTRIES: u32 = 16_384;
 /// Sources whose SYN rate is tracked at once (least recently seen are evicted).

@@ -10,8 +10,9 @@ use aya_ebpf::{
 use foobar_common::{
     counters::Counter,
     firewall::{
-        ALLOW_FIXED_BITS, ALLOW_MAX_ENTRIES, AllowDataV4, AllowDataV6, DENY_MAX_ENTRIES, FirewallSettings, MAX_RULES,
-        RuleSet, SYN_TRACKED_SOURCES, SourceKey, allow_data_v4, allow_data_v6, gcra,
+        ALLOW_FIXED_BITS, ALLOW_MAX_ENTRIES, AllowDataV4, AllowDataV6, DENY_FILTER_WORDS, DENY_MAX_ENTRIES,
+        FirewallSettings, MAX_RULES, RuleSet, SYN_TRACKED_SOURCES, SourceKey, allow_data_v4, allow_data_v6,
+        deny_filter_bit, gcra,
     },
     parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L3, Parsed, TCP_ACK, TCP_SYN, source_of},
 };
@@ -20,6 +21,9 @@ use crate::{atomic, lb, packet::Frame, stats::count};
 
 #[map(name = "FW_DENY_V4")]
 static DENY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
+/// Which /24s the IPv4 deny list reaches into (see `DENY_FILTER_WORDS`).
+#[map(name = "FW_DENY_V4_FILTER")]
+static DENY_V4_FILTER: Array<u64> = Array::with_max_entries(DENY_FILTER_WORDS, 0);
 /// Keyed by the address as four words (the same sixteen bytes userspace writes).
 #[map(name = "FW_DENY_V6")]
 static DENY_V6: LpmTrie<[u32; 4], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
@@ -111,6 +115,11 @@ pub fn denied_on_sight(frame: &Frame) -> bool {
     // SAFETY: this CPU's slot for the program run (XDP is not preempted on its CPU).
     let denied = unsafe {
         if l3 == L3::Ipv4 {
+            // Nearly every source's /24 holds no deny entry: one array read settles it.
+            let (word, bit) = deny_filter_bit(src[0]);
+            if DENY_V4_FILTER.get(word).is_some_and(|w| w & bit == 0) {
+                return false;
+            }
             (*keys).v4.prefix_len = 32;
             (*keys).v4.data = src[0].to_ne_bytes();
             DENY_V4.get(&(*keys).v4).is_some()

@@ -8,8 +8,8 @@ use std::{collections::BTreeSet, net::IpAddr};
 
 use aya::maps::{Array, LpmTrie, MapData, PerCpuArray, lpm_trie::Key};
 use foobar_common::firewall::{
-    ALLOW_FIXED_BITS, ALLOW_V4_MAP, ALLOW_V6_MAP, AllowDataV4, AllowDataV6, DENY_V4_MAP, DENY_V6_MAP, FirewallSettings,
-    MAX_RULES, RULE_HITS_MAP, RuleSet, SETTINGS_MAP, allow_data_v4, allow_data_v6,
+    ALLOW_FIXED_BITS, ALLOW_V4_MAP, ALLOW_V6_MAP, AllowDataV4, AllowDataV6, DENY_V4_FILTER_MAP, DENY_V4_MAP,
+    DENY_V6_MAP, FirewallSettings, MAX_RULES, RULE_HITS_MAP, RuleSet, SETTINGS_MAP, allow_data_v4, allow_data_v6,
 };
 
 use super::{
@@ -40,6 +40,10 @@ impl Dataplane {
             IpAddr::V4(a) => {
                 let mut trie: LpmTrie<&mut MapData, [u8; 4], u32> = LpmTrie::try_from(self.map_mut(DENY_V4_MAP)?)?;
                 trie.insert(&Key::new(u32::from(cidr.prefix), a.octets()), 1, 0)?;
+                // After the trie: a filter bit set first would only send lookups to a miss.
+                let filter =
+                    self.ebpf.map_mut(DENY_V4_FILTER_MAP).ok_or(DataplaneError::MissingMap(DENY_V4_FILTER_MAP))?;
+                self.deny_filter.add(filter, u32::from(a), cidr.prefix)?;
             }
             IpAddr::V6(a) => {
                 let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> = LpmTrie::try_from(self.map_mut(DENY_V6_MAP)?)?;
@@ -54,7 +58,12 @@ impl Dataplane {
         let removed = match cidr.addr {
             IpAddr::V4(a) => {
                 let mut trie: LpmTrie<&mut MapData, [u8; 4], u32> = LpmTrie::try_from(self.map_mut(DENY_V4_MAP)?)?;
-                trie.remove(&Key::new(u32::from(cidr.prefix), a.octets()))
+                let removed = trie.remove(&Key::new(u32::from(cidr.prefix), a.octets()));
+                // After the trie, so that no moment has the filter clear and the entry there.
+                let filter =
+                    self.ebpf.map_mut(DENY_V4_FILTER_MAP).ok_or(DataplaneError::MissingMap(DENY_V4_FILTER_MAP))?;
+                self.deny_filter.remove(filter, u32::from(a), cidr.prefix)?;
+                removed
             }
             IpAddr::V6(a) => {
                 let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> = LpmTrie::try_from(self.map_mut(DENY_V6_MAP)?)?;

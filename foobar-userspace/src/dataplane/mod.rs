@@ -3,13 +3,15 @@
 //!
 //! - `object`: the bytes of the eBPF object embedded at build time.
 //! - `stats`: summing the per-CPU counters.
-//! - `firewall` + `rules`: deny list, allow rules and settings, changed in place.
+//! - `firewall` + `rules`: deny list, allow rules and settings, changed in place;
+//!   `deny_filter`: the /24 bitmap that spares most IPv4 sources the deny-trie lookup.
 //! - `services` + `ring`: load-balanced services, their backends and scheduling rings;
 //!   `vip_filter`: which addresses are VIPs, for the kernel's established-flow path.
 //! - `flows`: reading the connection table (live flows, forgetting a withdrawn service's).
 //! - `pins`: stateful maps and XDP links pinned so a restart does not interrupt forwarding.
 
 mod batch;
+mod deny_filter;
 mod error;
 pub mod firewall;
 pub mod flows;
@@ -43,6 +45,8 @@ pub struct Dataplane {
     pins: Option<Pins>,
     /// The kernel programs' log messages (aya-log), until the daemon takes them to drain.
     logger: Option<KernelLog>,
+    /// The IPv4 deny prefixes, mirrored into the kernel's deny filter.
+    deny_filter: deny_filter::DenyFilter,
 }
 
 /// The reader of the XDP programs' log messages; [`KernelLog::flush`] hands them to `log`.
@@ -116,7 +120,7 @@ impl Dataplane {
                 None
             }
         };
-        let mut dp = Dataplane { ebpf, attached: Vec::new(), pins, logger };
+        let mut dp = Dataplane { ebpf, attached: Vec::new(), pins, logger, deny_filter: Default::default() };
         dp.set_lb_settings(LbSettings::DEFAULT)?;
         Ok(dp)
     }

@@ -254,6 +254,30 @@ fn runtime_changes() {
     assert_eq!(dp.denied_sources().expect("list").len(), 2);
     run_table(&dp, Role::Untrusted, vec![fx("undenied", web(), XDP_PASS, &[Ipv4, Tcp, FwAllowed])]);
 
+    // Overlapping entries: removing one must keep the kernel's /24 filter set for the other.
+    let client = || Frame::tcp4(CLIENT, 40000, VIP, 80).flags(TcpFlags::SYN).build();
+    dp.deny_source(cidr("192.0.0.0/16")).expect("deny a /16");
+    dp.deny_source(cidr("192.0.2.66/32")).expect("deny a host inside it");
+    run_table(
+        &dp,
+        Role::Untrusted,
+        vec![
+            fx("the /16 denies the client", client(), XDP_DROP, &[FwDeniedSource]),
+            fx("and the host", web(), XDP_DROP, &[FwDeniedSource]),
+        ],
+    );
+    assert!(dp.undeny_source(cidr("192.0.0.0/16")).expect("undeny the /16"));
+    run_table(
+        &dp,
+        Role::Untrusted,
+        vec![
+            fx("without the /16 the client passes", client(), XDP_PASS, &[Ipv4, Tcp, FwAllowed]),
+            fx("the host in the same /24 is still denied", web(), XDP_DROP, &[FwDeniedSource]),
+        ],
+    );
+    assert!(dp.undeny_source(cidr("192.0.2.66/32")).expect("undeny the host"));
+    run_table(&dp, Role::Untrusted, vec![fx("and then passes", web(), XDP_PASS, &[Ipv4, Tcp, FwAllowed])]);
+
     dp.set_allow_rules(&[rule(17, "192.0.2.53", &[53], None)]).expect("replace rules");
     run_table(
         &dp,
