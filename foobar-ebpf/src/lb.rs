@@ -24,7 +24,7 @@ use crate::{
     atomic,
     clock::now_ns,
     forward::{hop_back, lookup_hop, redirect_to, send},
-    nat::{NAT, Rewrite, allocate_port, rewrite, rewrite_inline, still_holds_port, unnat_icmp},
+    nat::{NAT, Rewrite, allocate_port, rewrite, still_holds_port, unnat_icmp},
     packet::Frame,
     refuse::refuse,
     scratch::scratch,
@@ -119,42 +119,56 @@ fn settings() -> Option<&'static LbSettings> {
 pub fn established(frame: &Frame, p: &Parsed) -> Option<u32> {
     // The cheap tests stay inline in the caller: most packets that fail them are not
     // balanced, and should not pay for a call (returns are slow under speculation mitigations).
-    if !may_be_tracked(p) {
+    if !continues_a_flow(p) || !maybe_vip(&p.dst) {
         return None;
     }
     tracked(frame, p)
 }
 
-/// [`established`] for a plain IPv4 frame (see `fastpath`), parsed here: `None`, with nothing
-/// counted, leaves the frame to the full path. The rewrite is inlined, so a packet of an
-/// established flow makes no BPF-to-BPF call past the fast path's own.
+/// The load balancer's part of the fast path (see `fastpath`): a plain IPv4 frame of an
+/// established flow or, on trusted interfaces, a backend's NAT reply. `None`, with nothing
+/// counted, leaves the frame to the full path. Rewrites are inlined, so these packets make no
+/// BPF-to-BPF call past the fast path's own.
 #[inline(always)]
-pub fn established_plain(frame: &Frame, firewall: bool) -> Option<u32> {
+pub fn plain(frame: &Frame, firewall: bool) -> Option<u32> {
     let p = parse_plain_v4(frame)?;
-    if !may_be_tracked(&p) {
+    if maybe_vip(&p.dst) {
+        if !continues_a_flow(&p) {
+            return None;
+        }
+        let (key, flow, now) = live_flow(&p, FAMILY_V4)?;
+        count_parsed(&p);
+        if firewall {
+            count(Counter::FwEstablished);
+        }
+        seen(&key, flow, now);
+        return Some(forward::<true>(frame, &p, &key, flow, FAMILY_V4));
+    }
+    // A reply, unless it may be a DSR backend's answer (from a VIP), which `from_backend`
+    // tells apart first. Behind the firewall replies meet the rules (`firewall::admits`).
+    if firewall || maybe_vip(&p.src) {
         return None;
     }
-    let (key, flow, now) = live_flow(&p, FAMILY_V4)?;
+    let target = nat_target(&p, FAMILY_V4)?;
     count_parsed(&p);
-    if firewall {
-        count(Counter::FwEstablished);
-    }
-    seen(&key, flow, now);
-    Some(forward::<true>(frame, &p, &key, flow, FAMILY_V4))
+    Some(reply_inline::<true>(frame, &p, target, FAMILY_V4))
 }
 
-/// Whether `p` could belong to a tracked flow: TCP other than a SYN, or UDP; not a later
-/// fragment, untagged, and to an address whose VIP-filter slot is set.
+/// Whether `addr`'s VIP-filter slot is set; false proves `addr` is no VIP.
 #[inline(always)]
-fn may_be_tracked(p: &Parsed) -> bool {
+fn maybe_vip(addr: &[u32; 4]) -> bool {
+    VIP_FILTER.get(vip_slot(addr)).is_some_and(|&v| v != 0)
+}
+
+/// Whether `p` could belong to a tracked flow by its kind alone: TCP other than a SYN, or UDP;
+/// not a later fragment, untagged. (A SYN starts a flow, even on a tuple still tracked.)
+#[inline(always)]
+fn continues_a_flow(p: &Parsed) -> bool {
     let tcp = p.protocol == IPPROTO_TCP;
     if (!tcp && p.protocol != IPPROTO_UDP) || p.fragment == Fragment::Later || p.vlans != 0 {
         return false;
     }
-    if tcp && p.tcp_flags & TCP_SYN != 0 {
-        return false;
-    }
-    VIP_FILTER.get(vip_slot(&p.dst)).is_some_and(|&v| v != 0)
+    !(tcp && p.tcp_flags & TCP_SYN != 0)
 }
 
 /// The rest of [`established`]: the connection-table lookup and the forwarding.
@@ -263,9 +277,7 @@ fn forward<const INLINE_REWRITE: bool>(frame: &Frame, p: &Parsed, key: &FlowKey,
     };
     if flow.mode != MODE_DSR {
         let r = Rewrite { src: backend.snat, dst: backend.addr, sport: flow.nat_port, dport: p.dst_port };
-        let rewritten =
-            if INLINE_REWRITE { rewrite_inline(frame, p, family, &r) } else { rewrite(frame, p, family, &r) };
-        if !rewritten {
+        if !rewrite::<INLINE_REWRITE>(frame, p, family, &r) {
             return xdp_action::XDP_DROP;
         }
     }
@@ -458,6 +470,12 @@ pub fn is_nat_reply(p: &Parsed) -> bool {
 /// A backend's reply in NAT mode: translated back to come from the VIP, to the client.
 #[inline(never)]
 fn reply(frame: &Frame, p: &Parsed, t: &NatTarget, family: u8) -> u32 {
+    reply_inline::<false>(frame, p, t, family)
+}
+
+/// [`reply`], inlined into its caller; `INLINE_REWRITE` as in [`forward`].
+#[inline(always)]
+fn reply_inline<const INLINE_REWRITE: bool>(frame: &Frame, p: &Parsed, t: &NatTarget, family: u8) -> u32 {
     count(Counter::LbNatReply);
     if p.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
         let key = FlowKey {
@@ -473,7 +491,7 @@ fn reply(frame: &Frame, p: &Parsed, t: &NatTarget, family: u8) -> u32 {
     }
     account(t.service, t.backend, frame, true);
     let r = Rewrite { src: t.vip, dst: t.client, sport: t.vip_port, dport: t.client_port };
-    if !rewrite(frame, p, family, &r) {
+    if !rewrite::<INLINE_REWRITE>(frame, p, family, &r) {
         return xdp_action::XDP_DROP;
     }
     if t.hop.ifindex != 0 {

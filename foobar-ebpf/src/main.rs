@@ -45,12 +45,12 @@ use crate::{
 /// Trusted interfaces: the fast path; else parse (dropping what is malformed), then balance.
 #[xdp]
 pub fn foobar_xdp(ctx: XdpContext) -> u32 {
-    if let Some(verdict) = fastpath::inside(&ctx) {
-        return verdict;
-    }
-    let verdict = match parsed(&ctx) {
-        Some(p) => lb::balance(&Frame(&ctx), &p).unwrap_or(xdp_action::XDP_PASS),
-        None => xdp_action::XDP_DROP,
+    let verdict = match fastpath::inside(&ctx) {
+        Some(verdict) => verdict,
+        None => match parsed(&ctx) {
+            Some(p) => lb::balance(&Frame(&ctx), &p).unwrap_or(xdp_action::XDP_PASS),
+            None => xdp_action::XDP_DROP,
+        },
     };
     if verdict == xdp_action::XDP_DROP {
         log::emit(&ctx);
@@ -59,26 +59,29 @@ pub fn foobar_xdp(ctx: XdpContext) -> u32 {
 }
 
 /// Untrusted interfaces: as `foobar_xdp`, with the firewall deciding first. A denied source
-/// is dropped on sight, before the full parse (in `fastpath::front`): the cheapest path is
-/// the one floods take. Packets of tracked flows are forwarded next, like a stateful
-/// firewall's established traffic; everything else meets the allow rules. (Trusted interfaces
-/// keep the service lookup first on the full path: there is no rule lookup to save, and
-/// backends' replies would pay a miss.)
+/// is dropped on sight, before the full parse: the cheapest path is the one floods take.
+/// Packets of tracked flows are forwarded next (by the fast path, or after the full parse),
+/// like a stateful firewall's established traffic; everything else meets the allow rules.
+/// (Trusted interfaces keep the service lookup first on the full path: there is no rule
+/// lookup to save, and backends' replies would pay a miss.)
 #[xdp]
 pub fn foobar_xdp_fw(ctx: XdpContext) -> u32 {
-    if let Some(verdict) = fastpath::front(&ctx) {
-        return verdict;
+    if firewall::denied_on_sight(&Frame(&ctx)) {
+        return xdp_action::XDP_DROP;
     }
-    let verdict = match parsed(&ctx) {
-        Some(p) => match lb::established(&Frame(&ctx), &p) {
-            Some(verdict) => {
-                count(Counter::FwEstablished);
-                verdict
-            }
-            None if firewall::admits(&p) => lb::balance(&Frame(&ctx), &p).unwrap_or(xdp_action::XDP_PASS),
+    let verdict = match fastpath::front(&ctx) {
+        Some(verdict) => verdict,
+        None => match parsed(&ctx) {
+            Some(p) => match lb::established(&Frame(&ctx), &p) {
+                Some(verdict) => {
+                    count(Counter::FwEstablished);
+                    verdict
+                }
+                None if firewall::admits(&p) => lb::balance(&Frame(&ctx), &p).unwrap_or(xdp_action::XDP_PASS),
+                None => xdp_action::XDP_DROP,
+            },
             None => xdp_action::XDP_DROP,
         },
-        None => xdp_action::XDP_DROP,
     };
     if verdict == xdp_action::XDP_DROP {
         log::emit(&ctx);

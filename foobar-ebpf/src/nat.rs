@@ -36,14 +36,21 @@ pub struct Rewrite {
 ///
 /// Only untagged frames are balanced, so the IP header starts right after Ethernet: a
 /// constant offset keeps every header write provably in bounds for the verifier.
-#[inline(never)]
-pub fn rewrite(frame: &Frame, p: &Parsed, family: u8, r: &Rewrite) -> bool {
-    rewrite_inline(frame, p, family, r)
+///
+/// `INLINE` puts the work in the caller (the fast path, which makes no call it can avoid);
+/// otherwise it is a BPF function of its own, which keeps the full path's frames small.
+#[inline(always)]
+pub fn rewrite<const INLINE: bool>(frame: &Frame, p: &Parsed, family: u8, r: &Rewrite) -> bool {
+    if INLINE { rewrite_here(frame, p, family, r) } else { rewrite_out_of_line(frame, p, family, r) }
 }
 
-/// [`rewrite`], inlined into its caller (the fast path, which makes no calls it can avoid).
+#[inline(never)]
+fn rewrite_out_of_line(frame: &Frame, p: &Parsed, family: u8, r: &Rewrite) -> bool {
+    rewrite_here(frame, p, family, r)
+}
+
 #[inline(always)]
-pub fn rewrite_inline(frame: &Frame, p: &Parsed, family: u8, r: &Rewrite) -> bool {
+fn rewrite_here(frame: &Frame, p: &Parsed, family: u8, r: &Rewrite) -> bool {
     let words = if family == FAMILY_V4 { 1 } else { 4 };
     let mut addrs = CsumDelta::new();
     addrs.addr(&p.src, &r.src, words);
