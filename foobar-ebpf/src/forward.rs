@@ -49,9 +49,9 @@ pub fn lookup_hop(frame: &Frame, p: &Parsed, src: &[u32; 4], dst: &[u32; 4]) -> 
 /// Gives the frame `hop`'s MACs and redirects it out of `hop`'s interface.
 #[inline(always)]
 pub fn send(frame: &Frame, hop: &NextHop) -> u32 {
-    if !frame.store(0, hop.dmac) || !frame.store(6, hop.smac) {
-        return xdp_action::XDP_DROP;
-    }
+    let Some(macs) = frame.window_mut::<12>(0) else { return xdp_action::XDP_DROP };
+    macs[..6].copy_from_slice(&hop.dmac);
+    macs[6..].copy_from_slice(&hop.smac);
     // SAFETY: bpf_redirect only records the target for the XDP core.
     unsafe { bpf_redirect(hop.ifindex, 0) as u32 }
 }

@@ -58,45 +58,53 @@ fn rewrite_here(frame: &Frame, p: &Parsed, family: u8, r: &Rewrite) -> bool {
     if p.l3_offset != ETH_HLEN {
         return false;
     }
-    let l3 = ETH_HLEN;
     if family == FAMILY_V4 {
-        let Some(old) = frame.load::<[u8; 2]>(l3 + 10) else { return false };
-        let ip_csum = addrs.apply(u16::from_be_bytes(old));
-        if !frame.store(l3 + 10, ip_csum.to_be_bytes())
-            || !frame.store(l3 + 12, r.src[0])
-            || !frame.store(l3 + 16, r.dst[0])
-        {
-            return false;
-        }
+        let Some(ip) = frame.window_mut::<20>(ETH_HLEN) else { return false };
+        let ip_csum = addrs.apply(u16::from_be_bytes([ip[10], ip[11]]));
+        ip[10..12].copy_from_slice(&ip_csum.to_be_bytes());
+        ip[12..16].copy_from_slice(&r.src[0].to_ne_bytes());
+        ip[16..20].copy_from_slice(&r.dst[0].to_ne_bytes());
     } else {
+        let Some(ip) = frame.window_mut::<40>(ETH_HLEN) else { return false };
         for i in 0..4 {
-            if !frame.store(l3 + 8 + 4 * i, r.src[i]) || !frame.store(l3 + 24 + 4 * i, r.dst[i]) {
-                return false;
-            }
+            ip[8 + 4 * i..12 + 4 * i].copy_from_slice(&r.src[i].to_ne_bytes());
+            ip[24 + 4 * i..28 + 4 * i].copy_from_slice(&r.dst[i].to_ne_bytes());
         }
     }
-    let l4 = p.l4_offset;
-    let csum_at = match p.protocol {
-        IPPROTO_TCP => l4 + 16,
-        IPPROTO_UDP => l4 + 6,
-        _ => return true,
-    };
-    let Some(old) = frame.load::<[u8; 2]>(csum_at) else { return false };
-    let old = u16::from_be_bytes(old);
     let mut l4_delta = addrs;
     l4_delta.word(p.src_port, r.sport);
     l4_delta.word(p.dst_port, r.dport);
-    // A zero UDP checksum over IPv4 means "none": it stays none.
-    if !(p.protocol == IPPROTO_UDP && family == FAMILY_V4 && old == 0) {
-        let mut new = l4_delta.apply(old);
-        if p.protocol == IPPROTO_UDP && new == 0 {
-            new = 0xffff;
+    let l4 = p.l4_offset;
+    match p.protocol {
+        IPPROTO_TCP => {
+            let Some(tcp) = frame.window_mut::<18>(l4) else { return false };
+            let new = l4_delta.apply(u16::from_be_bytes([tcp[16], tcp[17]]));
+            tcp[16..18].copy_from_slice(&new.to_be_bytes());
+            write_ports(tcp, r);
         }
-        if !frame.store(csum_at, new.to_be_bytes()) {
-            return false;
+        IPPROTO_UDP => {
+            let Some(udp) = frame.window_mut::<8>(l4) else { return false };
+            let old = u16::from_be_bytes([udp[6], udp[7]]);
+            // A zero UDP checksum over IPv4 means "none": it stays none.
+            if !(family == FAMILY_V4 && old == 0) {
+                let new = match l4_delta.apply(old) {
+                    0 => 0xffff,
+                    n => n,
+                };
+                udp[6..8].copy_from_slice(&new.to_be_bytes());
+            }
+            write_ports(udp, r);
         }
+        _ => {}
     }
-    frame.store(l4, r.sport.to_be_bytes()) && frame.store(l4 + 2, r.dport.to_be_bytes())
+    true
+}
+
+/// The new source and destination ports, at the start of a TCP or UDP header.
+#[inline(always)]
+fn write_ports<const N: usize>(header: &mut [u8; N], r: &Rewrite) {
+    header[0..2].copy_from_slice(&r.sport.to_be_bytes());
+    header[2..4].copy_from_slice(&r.dport.to_be_bytes());
 }
 
 /// Picks a free NAT source port towards `backend` for the flow `key` and records the way back.

@@ -40,7 +40,22 @@ pub fn opaque(ctx: &XdpContext) -> XdpContext {
     XdpContext::new(unsafe { core::ptr::read_volatile(&ctx.ctx) })
 }
 
-impl Frame<'_> {
+impl<'a> Frame<'a> {
+    /// The `N` bytes at `off` to change in place, after one bounds check; `None` when they
+    /// would pass the end. Several writes through one window check once, where separate
+    /// `store`s each reload the packet bounds (a store could, for all LLVM knows, change them).
+    #[inline(always)]
+    pub fn window_mut<const N: usize>(&self, off: usize) -> Option<&'a mut [u8; N]> {
+        let start = self.0.data();
+        let end = self.0.data_end();
+        if off > MAX_PARSE_OFFSET || start + off + N > end {
+            return None;
+        }
+        // SAFETY: the range was just checked to lie inside the packet, which XDP may write and
+        // which outlives the program run; callers hold no other reference into it.
+        Some(unsafe { &mut *((start + off) as *mut [u8; N]) })
+    }
+
     /// Writes `value` at byte offset `off`; false (nothing written) when it would pass the end.
     #[inline(always)]
     pub fn store<T: Copy>(&self, off: usize, value: T) -> bool {

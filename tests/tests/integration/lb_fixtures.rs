@@ -37,6 +37,7 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_fixtures::a_closed_flows_nat_port_goes_to_the_next_flow", &[Need::Root, Need::Bpf], nat_port_reuse),
         gated("lb_fixtures::a_reused_tuple_leaves_a_draining_backend", &[Need::Root, Need::Bpf], resume_not_draining),
         gated("lb_fixtures::tracked_flows_skip_the_allow_rules", &[Need::Root, Need::Bpf], established_bypass),
+        gated("lb_fixtures::udp_nat_patches_or_keeps_the_checksum", &[Need::Root, Need::Bpf], udp_nat_checksums),
     ]
 }
 
@@ -691,4 +692,48 @@ fn established_bypass() {
             counters: &[Ipv4, Tcp, FwAllowed],
         }],
     );
+}
+
+/// UDP through NAT, both ways and on both paths (the first packet schedules the flow, the
+/// next take the fast path): the checksum is patched, and a zero one ("none" over IPv4) stays
+/// zero. Output bytes are compared whole, so a wrong checksum fails the case.
+fn udp_nat_checksums() {
+    let mut www = www_lab(vec![backend("web1", "198.51.100.11")]);
+    let WwwLab { dp, services, n, .. } = &mut www;
+    services
+        .add(dp, service("dns-nat", "192.0.2.10", 53, 17, Mode::Nat, vec![backend("web1", "198.51.100.11")]))
+        .expect("service");
+    let query = |src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, mac: ([u8; 6], [u8; 6]), csum: bool| {
+        let mut f = macs(Frame::udp4(src, sport, dst, dport).payload(b"query"), mac.0, mac.1);
+        if !csum {
+            f[14 + 20 + 6..14 + 20 + 8].fill(0);
+        }
+        f
+    };
+    let inbound = (CLIENT_MAC, n.front_mac);
+    let outbound = (n.back_mac, mac_of(0x11));
+    let reply_in = (mac_of(0x11), n.back_mac);
+    let reply_out = (n.front_mac, CLIENT_MAC);
+    let mut cases = Vec::new();
+    for (csum, name) in [(true, "with a checksum"), (false, "with none")] {
+        for (i, step) in ["first packet", "next packet"].into_iter().enumerate() {
+            cases.push(Case {
+                name: Box::leak(format!("{step} to the service, {name}").into_boxed_str()),
+                ingress: Some(n.front),
+                frame: query(CLIENT, 5353, VIP, 53, inbound, csum),
+                verdict: XDP_REDIRECT,
+                output: Some(query(SNAT, 10240, WEB1, 53, outbound, csum)),
+                counters: if i == 0 && csum { &[Ipv4, Udp, LbNewFlow] } else { &[Ipv4, Udp, LbEstablished] },
+            });
+        }
+        cases.push(Case {
+            name: Box::leak(format!("the reply, {name}").into_boxed_str()),
+            ingress: Some(n.back),
+            frame: query(WEB1, 53, SNAT, 10240, reply_in, csum),
+            verdict: XDP_REDIRECT,
+            output: Some(query(VIP, 53, CLIENT, 5353, reply_out, csum)),
+            counters: &[Ipv4, Udp, LbNatReply],
+        });
+    }
+    run_cases(dp, Role::Trusted, cases);
 }
