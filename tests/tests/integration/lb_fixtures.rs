@@ -714,26 +714,37 @@ fn udp_nat_checksums() {
     let outbound = (n.back_mac, mac_of(0x11));
     let reply_in = (mac_of(0x11), n.back_mac);
     let reply_out = (n.front_mac, CLIENT_MAC);
+    // Every case is forwarded: `from` on `ingress` must leave as `to`.
+    let forwarded = |name: String,
+                     ingress: u32,
+                     from: Vec<u8>,
+                     to: Vec<u8>,
+                     counters: &'static [foobar_common::counters::Counter]| Case {
+        name: Box::leak(name.into_boxed_str()),
+        ingress: Some(ingress),
+        frame: from,
+        verdict: XDP_REDIRECT,
+        output: Some(to),
+        counters,
+    };
     let mut cases = Vec::new();
     for (csum, name) in [(true, "with a checksum"), (false, "with none")] {
         for (i, step) in ["first packet", "next packet"].into_iter().enumerate() {
-            cases.push(Case {
-                name: Box::leak(format!("{step} to the service, {name}").into_boxed_str()),
-                ingress: Some(n.front),
-                frame: query(CLIENT, 5353, VIP, 53, inbound, csum),
-                verdict: XDP_REDIRECT,
-                output: Some(query(SNAT, 10240, WEB1, 53, outbound, csum)),
-                counters: if i == 0 && csum { &[Ipv4, Udp, LbNewFlow] } else { &[Ipv4, Udp, LbEstablished] },
-            });
+            cases.push(forwarded(
+                format!("{step} to the service, {name}"),
+                n.front,
+                query(CLIENT, 5353, VIP, 53, inbound, csum),
+                query(SNAT, 10240, WEB1, 53, outbound, csum),
+                if i == 0 && csum { &[Ipv4, Udp, LbNewFlow] } else { &[Ipv4, Udp, LbEstablished] },
+            ));
         }
-        cases.push(Case {
-            name: Box::leak(format!("the reply, {name}").into_boxed_str()),
-            ingress: Some(n.back),
-            frame: query(WEB1, 53, SNAT, 10240, reply_in, csum),
-            verdict: XDP_REDIRECT,
-            output: Some(query(VIP, 53, CLIENT, 5353, reply_out, csum)),
-            counters: &[Ipv4, Udp, LbNatReply],
-        });
+        cases.push(forwarded(
+            format!("the reply, {name}"),
+            n.back,
+            query(WEB1, 53, SNAT, 10240, reply_in, csum),
+            query(VIP, 53, CLIENT, 5353, reply_out, csum),
+            &[Ipv4, Udp, LbNatReply],
+        ));
     }
     run_cases(dp, Role::Trusted, cases);
 }
