@@ -12,8 +12,12 @@
 //! otherwise walk the full path once more for each state the fast path can leave behind
 //! (over its 1M-instruction budget when tried). Returning from here leaves only `r0`
 //! different, so the full path is verified as if the fast path were not there. The call
-//! itself measured free; what the fast path saves is the full path's three BPF calls, the
-//! `Parsed` record it writes and reads back, and its generic parse.
+//! itself measured free (against the same path inlined). What the fast path saves is the
+//! full path's generic parse, the `Parsed` record it passes through map memory for the
+//! verifier's sake (`scratch::blur_offsets`) and its out-of-line rewrite, and on trusted
+//! interfaces the service lookup the full path makes before the connection table: 331-360 ->
+//! 230-240 ns per established packet here, against an empty program's 91 (`cargo xtask bench
+//! dataplane`).
 
 use aya_ebpf::programs::XdpContext;
 

@@ -127,8 +127,7 @@ pub fn established(frame: &Frame, p: &Parsed) -> Option<u32> {
 
 /// The load balancer's part of the fast path (see `fastpath`): a plain IPv4 frame of an
 /// established flow or, on trusted interfaces, a backend's NAT reply. `None`, with nothing
-/// counted, leaves the frame to the full path. Rewrites are inlined, so these packets make no
-/// BPF-to-BPF call past the fast path's own.
+/// counted, leaves the frame to the full path. The rewrite is inlined.
 #[inline(always)]
 pub fn plain(frame: &Frame, firewall: bool) -> Option<u32> {
     let p = parse_plain_v4(frame)?;
