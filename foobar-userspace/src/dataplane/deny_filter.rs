@@ -31,18 +31,29 @@ impl DenyFilter {
     /// Records `addr/len` (host order) as denied and updates the filter `map`.
     pub fn add(&mut self, map: &mut Map, addr: u32, len: u8) -> Result<(), DataplaneError> {
         self.prefixes.insert(normal(addr, len));
-        write(map, &self.update(addr, len))
+        self.write(map, addr, len)
     }
 
     /// Forgets `addr/len` and updates the filter `map`.
     pub fn remove(&mut self, map: &mut Map, addr: u32, len: u8) -> Result<(), DataplaneError> {
         self.prefixes.remove(&normal(addr, len));
-        write(map, &self.update(addr, len))
+        self.write(map, addr, len)
     }
 
-    /// Recomputes the bits of the /24s `addr/len` reaches into; returns the words that changed
-    /// (index, new value), already recorded as written.
-    fn update(&mut self, addr: u32, len: u8) -> Vec<(u32, u64)> {
+    /// Writes the words of `addr/len`'s span that changed, noting each once it is written (so
+    /// a failed write is retried by the next change there).
+    fn write(&mut self, map: &mut Map, addr: u32, len: u8) -> Result<(), DataplaneError> {
+        let mut map: Array<&mut MapData, u64> = Array::try_from(map)?;
+        for (word, value) in self.changes(addr, len) {
+            map.set(word, value, 0)?;
+            self.written[word as usize] = value;
+        }
+        Ok(())
+    }
+
+    /// Recomputes the bits of the /24s `addr/len` reaches into; returns the words that differ
+    /// from what was written (index, new value).
+    fn changes(&self, addr: u32, len: u8) -> Vec<(u32, u64)> {
         let (first, count) = span(addr, len);
         let bits = marked(&self.prefixes, first, count);
         let new_words: Vec<(u32, u64)> = if count >= 64 {
@@ -53,23 +64,8 @@ impl DenyFilter {
             let mask = ((1u64 << count) - 1) << shift;
             vec![(word, (self.written[word as usize] & !mask) | (bits[0] << shift))]
         };
-        let mut changed = Vec::new();
-        for (word, value) in new_words {
-            if self.written[word as usize] != value {
-                self.written[word as usize] = value;
-                changed.push((word, value));
-            }
-        }
-        changed
+        new_words.into_iter().filter(|&(word, value)| self.written[word as usize] != value).collect()
     }
-}
-
-fn write(map: &mut Map, words: &[(u32, u64)]) -> Result<(), DataplaneError> {
-    let mut map: Array<&mut MapData, u64> = Array::try_from(map)?;
-    for &(word, value) in words {
-        map.set(word, value, 0)?;
-    }
-    Ok(())
 }
 
 /// `addr/len` with its host bits cleared.
@@ -160,8 +156,8 @@ mod tests {
             } else {
                 filter.prefixes.insert(normal(addr, len));
             }
-            for (word, value) in filter.update(addr, len) {
-                assert_eq!(value, filter.written[word as usize]);
+            for (word, value) in filter.changes(addr, len) {
+                filter.written[word as usize] = value;
                 touched.insert(word);
             }
             let (first, count) = span(addr, len);
