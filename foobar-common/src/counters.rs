@@ -124,9 +124,72 @@ counters! {
 /// Number of counter slots (the per-CPU array's size).
 pub const COUNTER_SLOTS: u32 = Counter::ALL.len() as u32;
 
+/// Established-flow packets the fast path forwarded, by kind, in a per-CPU array of their own
+/// (slot = discriminant).
+///
+/// The full path counts such a packet five times (received, IPv4, TCP or UDP, established,
+/// and behind the firewall firewall-established), and five per-CPU increments measured about
+/// 15 ns of the fast path's 240. It counts one slot here instead, and userspace adds each slot
+/// to the counters it stands for ([`FastKind::counters`]) when it reads them, so readers see
+/// one set of counters whichever path a packet took.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastKind {
+    Tcp,
+    Udp,
+    TcpBehindFirewall,
+    UdpBehindFirewall,
+}
+
+pub const FAST_STATS_MAP: &str = "FOOBAR_FAST_STATS";
+
+impl FastKind {
+    pub const ALL: &'static [FastKind] =
+        &[FastKind::Tcp, FastKind::Udp, FastKind::TcpBehindFirewall, FastKind::UdpBehindFirewall];
+
+    /// The kind of an established TCP (else UDP) packet, forwarded behind the firewall or not.
+    #[inline(always)]
+    pub const fn of(tcp: bool, firewall: bool) -> FastKind {
+        match (tcp, firewall) {
+            (true, false) => FastKind::Tcp,
+            (false, false) => FastKind::Udp,
+            (true, true) => FastKind::TcpBehindFirewall,
+            (false, true) => FastKind::UdpBehindFirewall,
+        }
+    }
+
+    /// The counters one packet of this kind adds to: what the full path counts for it.
+    pub const fn counters(self) -> &'static [Counter] {
+        use Counter::*;
+        match self {
+            FastKind::Tcp => &[Received, Ipv4, Tcp, LbEstablished],
+            FastKind::Udp => &[Received, Ipv4, Udp, LbEstablished],
+            FastKind::TcpBehindFirewall => &[Received, Ipv4, Tcp, LbEstablished, FwEstablished],
+            FastKind::UdpBehindFirewall => &[Received, Ipv4, Udp, LbEstablished, FwEstablished],
+        }
+    }
+}
+
+pub const FAST_KINDS: u32 = FastKind::ALL.len() as u32;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_kinds_are_dense_and_found_by_of() {
+        for (i, &k) in FastKind::ALL.iter().enumerate() {
+            assert_eq!(k as usize, i);
+        }
+        for tcp in [true, false] {
+            for firewall in [true, false] {
+                let c = FastKind::of(tcp, firewall).counters();
+                assert_eq!(c.contains(&Counter::Tcp), tcp);
+                assert_eq!(c.contains(&Counter::Udp), !tcp);
+                assert_eq!(c.contains(&Counter::FwEstablished), firewall);
+            }
+        }
+    }
 
     #[test]
     fn slots_are_dense_and_names_unique() {

@@ -283,7 +283,7 @@ impl Dataplane {
 
     /// Current value of every counter, summed over CPUs.
     pub fn counters(&self) -> Result<CounterSnapshot, DataplaneError> {
-        stats::read(self.map(foobar_common::STATS_MAP)?)
+        stats::read(self.map(foobar_common::STATS_MAP)?, self.map(foobar_common::counters::FAST_STATS_MAP)?)
     }
 }
 

@@ -12,6 +12,7 @@ use std::{
 
 use foobar_common::{
     STATS_MAP,
+    counters::FAST_STATS_MAP,
     firewall::{RULE_HITS_MAP, SYN_TAT_MAP},
     lb::{BACKEND_STATS_MAP, CONNTRACK_MAP, CURSORS_MAP, NAT_MAP, SERVICE_STATS_MAP},
 };
@@ -25,6 +26,7 @@ pub const PINNED_MAPS: &[&str] = &[
     CURSORS_MAP,
     SYN_TAT_MAP,
     STATS_MAP,
+    FAST_STATS_MAP,
     RULE_HITS_MAP,
     SERVICE_STATS_MAP,
     BACKEND_STATS_MAP,

@@ -1,7 +1,8 @@
-//! Reading the per-CPU counter array: each slot summed over all CPUs.
+//! Reading the per-CPU counter arrays: each slot summed over all CPUs, and the fast path's
+//! slots added to the counters each stands for (see `FastKind`).
 
 use aya::maps::{Map, PerCpuArray};
-use foobar_common::counters::Counter;
+use foobar_common::counters::{Counter, FastKind};
 
 use super::DataplaneError;
 
@@ -26,11 +27,18 @@ impl CounterSnapshot {
     }
 }
 
-pub(super) fn read(map: &Map) -> Result<CounterSnapshot, DataplaneError> {
-    let array = PerCpuArray::<_, u64>::try_from(map)?;
-    let values = Counter::ALL
-        .iter()
-        .map(|&c| Ok(array.get(&(c as u32), 0)?.iter().sum()))
-        .collect::<Result<Vec<u64>, DataplaneError>>()?;
+pub(super) fn read(counters: &Map, fast: &Map) -> Result<CounterSnapshot, DataplaneError> {
+    let mut values = sums(counters, Counter::ALL.len())?;
+    for (kind, n) in FastKind::ALL.iter().zip(sums(fast, FastKind::ALL.len())?) {
+        for &c in kind.counters() {
+            values[c as usize] += n;
+        }
+    }
     Ok(CounterSnapshot(values))
+}
+
+/// Slots `0..slots` of a per-CPU array of counters, each summed over the CPUs.
+fn sums(map: &Map, slots: usize) -> Result<Vec<u64>, DataplaneError> {
+    let array = PerCpuArray::<_, u64>::try_from(map)?;
+    (0..slots as u32).map(|i| Ok(array.get(&i, 0)?.iter().sum())).collect()
 }
