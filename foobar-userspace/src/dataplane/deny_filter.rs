@@ -28,15 +28,13 @@ impl Default for DenyFilter {
 }
 
 impl DenyFilter {
-    /// Records `addr/len` (host order) as denied and updates the filter `map`.
-    pub fn add(&mut self, map: &mut Map, addr: u32, len: u8) -> Result<(), DataplaneError> {
-        self.prefixes.insert(normal(addr, len));
-        self.write(map, addr, len)
-    }
-
-    /// Forgets `addr/len` and updates the filter `map`.
-    pub fn remove(&mut self, map: &mut Map, addr: u32, len: u8) -> Result<(), DataplaneError> {
-        self.prefixes.remove(&normal(addr, len));
+    /// Records `addr/len` (host order) as denied or not, and updates the filter `map`.
+    pub fn set(&mut self, map: &mut Map, addr: u32, len: u8, denied: bool) -> Result<(), DataplaneError> {
+        if denied {
+            self.prefixes.insert(normal(addr, len));
+        } else {
+            self.prefixes.remove(&normal(addr, len));
+        }
         self.write(map, addr, len)
     }
 

@@ -4,7 +4,10 @@
 //! replacement writes all new entries before deleting the ones no longer wanted, so a packet
 //! never meets a moment where a rule present before and after the change is missing.
 
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use aya::maps::{Array, LpmTrie, MapData, PerCpuArray, lpm_trie::Key};
 use foobar_common::firewall::{
@@ -40,10 +43,7 @@ impl Dataplane {
             IpAddr::V4(a) => {
                 let mut trie: LpmTrie<&mut MapData, [u8; 4], u32> = LpmTrie::try_from(self.map_mut(DENY_V4_MAP)?)?;
                 trie.insert(&Key::new(u32::from(cidr.prefix), a.octets()), 1, 0)?;
-                // After the trie: a filter bit set first would only send lookups to a miss.
-                let filter =
-                    self.ebpf.map_mut(DENY_V4_FILTER_MAP).ok_or(DataplaneError::MissingMap(DENY_V4_FILTER_MAP))?;
-                self.deny_filter.add(filter, u32::from(a), cidr.prefix)?;
+                self.set_deny_filter(a, cidr.prefix, true)?;
             }
             IpAddr::V6(a) => {
                 let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> = LpmTrie::try_from(self.map_mut(DENY_V6_MAP)?)?;
@@ -53,16 +53,22 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Brings the IPv4 deny filter in line with `a/prefix` being denied or not. Called after
+    /// the trie changed: a bit set before the entry exists would only send lookups to a miss,
+    /// and a bit cleared before the entry goes would let a denied source through.
+    fn set_deny_filter(&mut self, a: Ipv4Addr, prefix: u8, denied: bool) -> Result<(), DataplaneError> {
+        // The map and the filter are two fields: borrowed apart, not through `map_mut`.
+        let map = self.ebpf.map_mut(DENY_V4_FILTER_MAP).ok_or(DataplaneError::MissingMap(DENY_V4_FILTER_MAP))?;
+        self.deny_filter.set(map, u32::from(a), prefix, denied)
+    }
+
     /// Removes `cidr` from the deny list; false if it was not there.
     pub fn undeny_source(&mut self, cidr: Cidr) -> Result<bool, DataplaneError> {
         let removed = match cidr.addr {
             IpAddr::V4(a) => {
                 let mut trie: LpmTrie<&mut MapData, [u8; 4], u32> = LpmTrie::try_from(self.map_mut(DENY_V4_MAP)?)?;
                 let removed = trie.remove(&Key::new(u32::from(cidr.prefix), a.octets()));
-                // After the trie, so that no moment has the filter clear and the entry there.
-                let filter =
-                    self.ebpf.map_mut(DENY_V4_FILTER_MAP).ok_or(DataplaneError::MissingMap(DENY_V4_FILTER_MAP))?;
-                self.deny_filter.remove(filter, u32::from(a), cidr.prefix)?;
+                self.set_deny_filter(a, cidr.prefix, false)?;
                 removed
             }
             IpAddr::V6(a) => {
