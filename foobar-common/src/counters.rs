@@ -124,14 +124,14 @@ counters! {
 /// Number of counter slots (the per-CPU array's size).
 pub const COUNTER_SLOTS: u32 = Counter::ALL.len() as u32;
 
-/// Established-flow packets the fast path forwarded, by kind, in a per-CPU array of their own
-/// (slot = discriminant).
+/// Packets the fast path forwarded, by kind, in a per-CPU array of their own (slot =
+/// discriminant).
 ///
-/// The full path counts such a packet five times (received, IPv4, TCP or UDP, established,
-/// and behind the firewall firewall-established), and five per-CPU increments measured about
-/// 15 ns of the fast path's 240. It counts one slot here instead, and userspace adds each slot
-/// to the counters it stands for ([`FastKind::counters`]) when it reads them, so readers see
-/// one set of counters whichever path a packet took.
+/// The full path counts such a packet four or five times (received, IPv4, TCP or UDP, then
+/// established and, behind the firewall, firewall-established; or NAT reply), and those
+/// per-CPU increments measured about 15 ns of the fast path's 240. It counts one slot here
+/// instead, and userspace adds each slot to the counters it stands for ([`FastKind::counters`])
+/// when it reads them, so readers see one set of counters whichever path a packet took.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FastKind {
@@ -139,13 +139,21 @@ pub enum FastKind {
     Udp,
     TcpBehindFirewall,
     UdpBehindFirewall,
+    TcpReply,
+    UdpReply,
 }
 
 pub const FAST_STATS_MAP: &str = "FOOBAR_FAST_STATS";
 
 impl FastKind {
-    pub const ALL: &'static [FastKind] =
-        &[FastKind::Tcp, FastKind::Udp, FastKind::TcpBehindFirewall, FastKind::UdpBehindFirewall];
+    pub const ALL: &'static [FastKind] = &[
+        FastKind::Tcp,
+        FastKind::Udp,
+        FastKind::TcpBehindFirewall,
+        FastKind::UdpBehindFirewall,
+        FastKind::TcpReply,
+        FastKind::UdpReply,
+    ];
 
     /// The kind of an established TCP (else UDP) packet, forwarded behind the firewall or not.
     #[inline(always)]
@@ -158,6 +166,12 @@ impl FastKind {
         }
     }
 
+    /// The kind of a backend's NAT reply over TCP (else UDP).
+    #[inline(always)]
+    pub const fn reply(tcp: bool) -> FastKind {
+        if tcp { FastKind::TcpReply } else { FastKind::UdpReply }
+    }
+
     /// The counters one packet of this kind adds to: what the full path counts for it.
     pub const fn counters(self) -> &'static [Counter] {
         use Counter::*;
@@ -166,6 +180,8 @@ impl FastKind {
             FastKind::Udp => &[Received, Ipv4, Udp, LbEstablished],
             FastKind::TcpBehindFirewall => &[Received, Ipv4, Tcp, LbEstablished, FwEstablished],
             FastKind::UdpBehindFirewall => &[Received, Ipv4, Udp, LbEstablished, FwEstablished],
+            FastKind::TcpReply => &[Received, Ipv4, Tcp, LbNatReply],
+            FastKind::UdpReply => &[Received, Ipv4, Udp, LbNatReply],
         }
     }
 }
@@ -188,6 +204,8 @@ mod tests {
                 assert_eq!(c.contains(&Counter::Udp), !tcp);
                 assert_eq!(c.contains(&Counter::FwEstablished), firewall);
             }
+            let r = FastKind::reply(tcp).counters();
+            assert_eq!((r.contains(&Counter::Tcp), r.contains(&Counter::LbNatReply)), (tcp, true));
         }
     }
 

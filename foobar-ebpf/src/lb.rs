@@ -28,7 +28,7 @@ use crate::{
     packet::Frame,
     refuse::refuse,
     scratch::scratch,
-    stats::{count, count_fast, count_parsed},
+    stats::{count, count_fast},
 };
 
 #[map(name = "LB_SERVICES")]
@@ -117,8 +117,8 @@ fn settings() -> Option<&'static LbSettings> {
 /// expired. A withdrawn service's flows are deleted by the daemon, so they cannot outlive it.
 #[inline(always)]
 pub fn established(frame: &Frame, p: &Parsed) -> Option<u32> {
-    // The cheap tests stay inline in the caller: most packets that fail them are not
-    // balanced, and should not pay for a call (returns are slow under speculation mitigations).
+    // The cheap tests come first, inline; `tracked` is a function of its own so that its frame
+    // (the key, the forwarding) is on the stack only for packets that get that far.
     if !continues_a_flow(p) || !maybe_vip(&p.dst) {
         return None;
     }
@@ -146,7 +146,7 @@ pub fn plain(frame: &Frame, firewall: bool) -> Option<u32> {
         return None;
     }
     let target = nat_target(&p, FAMILY_V4)?;
-    count_parsed(&p);
+    count_fast(FastKind::reply(p.protocol == IPPROTO_TCP));
     Some(reply_inline::<true>(frame, &p, target, FAMILY_V4))
 }
 
@@ -472,13 +472,14 @@ pub fn is_nat_reply(p: &Parsed) -> bool {
 /// A backend's reply in NAT mode: translated back to come from the VIP, to the client.
 #[inline(never)]
 fn reply(frame: &Frame, p: &Parsed, t: &NatTarget, family: u8) -> u32 {
+    count(Counter::LbNatReply);
     reply_inline::<false>(frame, p, t, family)
 }
 
-/// [`reply`], inlined into its caller; `INLINE_REWRITE` as in [`forward`].
+/// [`reply`] without its counter (the fast path counts its own way), inlined into its caller;
+/// `INLINE_REWRITE` as in [`forward`].
 #[inline(always)]
 fn reply_inline<const INLINE_REWRITE: bool>(frame: &Frame, p: &Parsed, t: &NatTarget, family: u8) -> u32 {
-    count(Counter::LbNatReply);
     if p.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
         let key = FlowKey {
             src: t.client,
