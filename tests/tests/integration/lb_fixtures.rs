@@ -604,6 +604,15 @@ fn established_bypass() {
     dp.set_allow_rules(std::slice::from_ref(&web)).expect("rules");
     let from = |sport: u16, flags: u8| to_www(n, sport, flags);
     let to_web1 = |flags: u8| nat_to(n, 10240, WEB1, 0x11, flags);
+    // The flow's ACK, forwarded to web1 as established traffic.
+    let established = |name: &'static str| Case {
+        name,
+        ingress: Some(n.front),
+        frame: from(40000, TcpFlags::ACK),
+        verdict: XDP_REDIRECT,
+        output: to_web1(TcpFlags::ACK),
+        counters: &[Ipv4, Tcp, FwEstablished, LbEstablished],
+    };
     run_cases(
         dp,
         Role::Untrusted,
@@ -616,14 +625,7 @@ fn established_bypass() {
                 output: to_web1(TcpFlags::SYN),
                 counters: &[Ipv4, Tcp, FwAllowed, LbNewFlow],
             },
-            Case {
-                name: "the flow's next packet is forwarded as established",
-                ingress: Some(n.front),
-                frame: from(40000, TcpFlags::ACK),
-                verdict: XDP_REDIRECT,
-                output: to_web1(TcpFlags::ACK),
-                counters: &[Ipv4, Tcp, FwEstablished, LbEstablished],
-            },
+            established("the flow's next packet is forwarded as established"),
             // The fast path takes plain frames only; these two must leave it for the full path.
             Case {
                 name: "with IP options the flow's packet takes the full path, still as established",
@@ -660,14 +662,7 @@ fn established_bypass() {
         dp,
         Role::Untrusted,
         vec![
-            Case {
-                name: "without the rule the open flow carries on",
-                ingress: Some(n.front),
-                frame: from(40000, TcpFlags::ACK),
-                verdict: XDP_REDIRECT,
-                output: to_web1(TcpFlags::ACK),
-                counters: &[Ipv4, Tcp, FwEstablished, LbEstablished],
-            },
+            established("without the rule the open flow carries on"),
             Case {
                 name: "but a SYN on the same tuple meets the rules: default drop",
                 ingress: Some(n.front),
