@@ -31,7 +31,11 @@ use aya::{
         xdp::{XdpLink, XdpLinkId},
     },
 };
-use foobar_common::{XDP_FIREWALL_PROGRAM, XDP_PROGRAM, lb::LbSettings};
+use foobar_common::{
+    STATS_MAP, XDP_FIREWALL_PROGRAM, XDP_PROGRAM,
+    counters::{Counter, FAST_STATS_MAP, FastKind},
+    lb::LbSettings,
+};
 use tracing::{debug, info, warn};
 
 pub use self::{error::DataplaneError, pins::Pins, stats::CounterSnapshot};
@@ -101,7 +105,26 @@ impl Dataplane {
             loader.map_pin_path(name, pins.map(name));
         }
         let ebpf = loader.load(object::bytes()?)?;
-        Dataplane::load_with(ebpf, Some(pins))
+        let dp = Dataplane::load_with(ebpf, Some(pins))?;
+        dp.warn_of_short_counters()?;
+        Ok(dp)
+    }
+
+    /// Warns when a pinned counter array, kept from an older build, has fewer slots than this
+    /// build counts in: the missing counters stay at 0 until the pins are removed.
+    fn warn_of_short_counters(&self) -> Result<(), DataplaneError> {
+        let arrays = [(STATS_MAP, Counter::ALL.len()), (FAST_STATS_MAP, FastKind::ALL.len())];
+        for (name, wants) in arrays {
+            if let Some((has, wants)) = stats::short_of(self.map(name)?, wants)? {
+                warn!(
+                    map = name,
+                    has,
+                    wants,
+                    "pinned counters from an older build: the newer counters read 0 until `foobar down` removes the pins"
+                );
+            }
+        }
+        Ok(())
     }
 
     fn load_with(mut ebpf: Ebpf, pins: Option<Pins>) -> Result<Self, DataplaneError> {

@@ -25,6 +25,7 @@ pub fn trials() -> Vec<Trial> {
         gated("firewall::syn_rate_limit_per_source", &[Need::Root, Need::Bpf], syn_limit),
         gated("firewall::changes_apply_at_run_time", &[Need::Root, Need::Bpf], runtime_changes),
         gated("firewall::deny_cost_is_flat_from_1_to_100k_entries", &[Need::Root, Need::Bpf], deny_scale),
+        gated("firewall::counters_pinned_by_an_older_build_still_read", &[Need::Root, Need::Bpf], short_counter_pin),
     ]
 }
 
@@ -319,4 +320,64 @@ fn deny_scale() {
     let many = per_packet(&dp);
     eprintln!("deny hit: {one} ns/packet with 1 entry, {many} ns/packet with 100k");
     assert!(many * 10 < one * 15, "deny lookup grew from {one} ns to {many} ns per packet");
+}
+
+/// A daemon adopting the pins of an older build finds counter arrays with fewer slots than it
+/// counts in (here the fast-path counters, one kind short). The data plane still loads and
+/// every counter still reads; only the kinds the old array lacks stay at 0.
+fn short_counter_pin() {
+    use aya::programs::{TestRun, TestRunOptions};
+    use foobar::dataplane::pins::Pins;
+    use foobar_common::counters::{FAST_STATS_MAP, FastKind};
+
+    let dir = std::path::PathBuf::from(format!("/sys/fs/bpf/foobar-test-short-pin-{}", std::process::id()));
+    let pins = Pins::prepare(&dir).expect("a pin directory on bpffs");
+    // The last kind, `DeniedSource`, is the one this array lacks.
+    pin_counter_array(&pins.map(FAST_STATS_MAP), FastKind::ALL.len() as u32 - 1);
+    let outcome = std::panic::catch_unwind(|| {
+        let mut dp = Dataplane::load_pinned(pins.clone()).expect("load over the older pin");
+        dp.set_firewall_settings(DROP_DEFAULT).expect("settings");
+        dp.deny_source(cidr("192.0.2.66/32")).expect("deny");
+        dp.set_allow_rules(&rules()).expect("rules");
+        let syn = |src| Frame::tcp4(src, 40000, VIP, 80).flags(TcpFlags::SYN).build();
+        // Counted in full, exactly as without the old pin (`run_table` checks every counter).
+        run_table(&dp, Role::Untrusted, vec![fx("allowed", syn(CLIENT), XDP_PASS, &[Ipv4, Tcp, FwAllowed])]);
+        let before = dp.counters().expect("counters read with a short array");
+        let frame = syn(DENIED);
+        let program = dp.program(Role::Untrusted).expect("program");
+        let run = program.test_run(TestRunOptions { data_in: Some(&frame), ..TestRunOptions::default() });
+        assert_eq!(run.expect("test run").return_value, XDP_DROP, "the denied source is still dropped");
+        let after = dp.counters().expect("counters still read");
+        assert_eq!(after.since(&before, FwDeniedSource), 0, "the slot the old array lacks reads 0");
+    });
+    Pins::remove_all(&dir).expect("remove the test pins");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Creates a per-CPU array of `slots` u64 counters and pins it at `path`, as an older build's
+/// daemon left it (by the bpf syscall: aya creates maps only from an object's definitions).
+fn pin_counter_array(path: &std::path::Path, slots: u32) {
+    const BPF_MAP_CREATE: libc::c_long = 0;
+    const BPF_OBJ_PIN: libc::c_long = 6;
+    const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+    let mut create = [0u32; 30];
+    create[..4].copy_from_slice(&[BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, slots]);
+    // SAFETY: `create` is a zeroed bpf_attr prefix of the size passed; the call only reads it.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_CREATE, create.as_ptr(), size_of_val(&create)) };
+    assert!(fd >= 0, "map create: {}", std::io::Error::last_os_error());
+    let cpath = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    #[repr(C)]
+    struct Pin {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+    }
+    let pin = Pin { pathname: cpath.as_ptr() as u64, bpf_fd: fd as u32, file_flags: 0 };
+    // SAFETY: `pin` is a valid bpf_attr for BPF_OBJ_PIN; the path outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_PIN, &pin as *const Pin, size_of::<Pin>()) };
+    assert_eq!(rc, 0, "pin at {}: {}", path.display(), std::io::Error::last_os_error());
+    // SAFETY: closing the fd we created; the pin keeps the map.
+    unsafe { libc::close(fd as i32) };
 }
