@@ -124,8 +124,8 @@ counters! {
 /// Number of counter slots (the per-CPU array's size).
 pub const COUNTER_SLOTS: u32 = Counter::ALL.len() as u32;
 
-/// Packets the fast path forwarded, by kind, in a per-CPU array of their own (slot =
-/// discriminant).
+/// Packets the fast path forwarded (or the firewall dropped on sight), by kind, in a per-CPU
+/// array of their own (slot = discriminant).
 ///
 /// The full path counts such a packet four or five times (received, IPv4, TCP or UDP, then
 /// established and, behind the firewall, firewall-established; or NAT reply), and those
@@ -141,6 +141,8 @@ pub enum FastKind {
     UdpBehindFirewall,
     TcpReply,
     UdpReply,
+    /// A frame dropped on sight for its denied source (`firewall::denied_on_sight`).
+    DeniedSource,
 }
 
 pub const FAST_STATS_MAP: &str = "FOOBAR_FAST_STATS";
@@ -153,6 +155,7 @@ impl FastKind {
         FastKind::UdpBehindFirewall,
         FastKind::TcpReply,
         FastKind::UdpReply,
+        FastKind::DeniedSource,
     ];
 
     /// The kind of an established TCP (else UDP) packet, forwarded behind the firewall or not.
@@ -182,6 +185,7 @@ impl FastKind {
             FastKind::UdpBehindFirewall => &[Received, Ipv4, Udp, LbEstablished, FwEstablished],
             FastKind::TcpReply => &[Received, Ipv4, Tcp, LbNatReply],
             FastKind::UdpReply => &[Received, Ipv4, Udp, LbNatReply],
+            FastKind::DeniedSource => &[Received, FwDeniedSource],
         }
     }
 }

@@ -8,7 +8,7 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use foobar_common::{
-    counters::Counter,
+    counters::{Counter, FastKind},
     firewall::{
         ALLOW_FIXED_BITS, ALLOW_MAX_ENTRIES, AllowDataV4, AllowDataV6, DENY_FILTER_WORDS, DENY_MAX_ENTRIES,
         FirewallSettings, MAX_RULES, RuleSet, SYN_TRACKED_SOURCES, SourceKey, allow_data_v4, allow_data_v6,
@@ -17,7 +17,11 @@ use foobar_common::{
     parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L3, Parsed, TCP_ACK, TCP_SYN, source_of},
 };
 
-use crate::{atomic, lb, packet::Frame, stats::count};
+use crate::{
+    atomic, lb,
+    packet::Frame,
+    stats::{count, count_fast},
+};
 
 #[map(name = "FW_DENY_V4")]
 static DENY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
@@ -130,8 +134,7 @@ pub fn denied_on_sight(frame: &Frame) -> bool {
         }
     };
     if denied {
-        count(Counter::Received);
-        count(Counter::FwDeniedSource);
+        count_fast(FastKind::DeniedSource);
     }
     denied
 }
