@@ -128,9 +128,9 @@ pub const COUNTER_SLOTS: u32 = Counter::ALL.len() as u32;
 /// array of their own (slot = discriminant).
 ///
 /// The full path counts such a packet four or five times (received, IPv4, TCP or UDP, then
-/// established and, behind the firewall, firewall-established; or NAT reply), and those
-/// per-CPU increments measured about 15 ns of the fast path's 240. It counts one slot here
-/// instead, and userspace adds each slot to the counters it stands for ([`FastKind::counters`])
+/// established and, behind the firewall, firewall-established; or NAT reply; a deny-list drop
+/// twice, received and denied), and those per-CPU increments measured about 15 ns of the fast
+/// path's 240. It counts one slot here instead, and userspace adds each slot to the counters it stands for ([`FastKind::counters`])
 /// when it reads them, so readers see one set of counters whichever path a packet took.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -30,8 +30,8 @@ pub fn count_parsed(p: &Parsed) {
     }
 }
 
-/// Counts a packet the fast path forwarded: one increment standing for several counters
-/// (see `FastKind`).
+/// Counts a packet the fast path forwarded, or the firewall dropped on sight: one increment
+/// standing for several counters (see `FastKind`).
 #[inline(always)]
 pub fn count_fast(kind: FastKind) {
     if let Some(slot) = FAST.get_ptr_mut(kind as u32) {
