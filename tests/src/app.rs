@@ -16,7 +16,7 @@ pub const PORT: u16 = 8080;
 
 /// Starts `binary` (the built `lab-app`) in `ns` on `APP:PORT`; ended, by its pid, on drop.
 pub fn start(ns: &Netns, binary: &Path) -> Spawned {
-    let dir = std::env::temp_dir().join(format!("{}-app", ns.name()));
+    let dir = ns.scratch("app");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("app dir");
     let password = dir.join("db.pass");

@@ -38,7 +38,7 @@ impl RunningDaemon {
     /// Starts the daemon with `text` exactly as given.
     pub fn start_with(ns: &Netns, text: &str) -> RunningDaemon {
         let socket = socket_path(ns);
-        let config_file = std::env::temp_dir().join(format!("{}-foobar.toml", ns.name()));
+        let config_file = ns.scratch("foobar.toml");
         std::fs::write(&config_file, text).expect("write config file");
         let file = config_file.clone();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -111,7 +111,7 @@ pub fn assert_metrics(ns: &Netns, lines: &[&str]) -> String {
 }
 
 fn socket_path(ns: &Netns) -> PathBuf {
-    std::env::temp_dir().join(format!("{}-control.sock", ns.name()))
+    ns.scratch("control.sock")
 }
 
 /// The pin directory a lab's daemon uses (so parallel labs never share pinned state).
@@ -121,7 +121,7 @@ pub fn pin_dir(ns: &Netns) -> PathBuf {
 
 /// Where a lab's daemon reads the replication monitor's password.
 pub fn password_file(ns: &Netns) -> PathBuf {
-    std::env::temp_dir().join(format!("{}-monitor.pass", ns.name()))
+    ns.scratch("monitor.pass")
 }
 
 /// `text` (a config in `examples/lab.toml`'s shape) with its control socket, pin directory and

@@ -9,7 +9,7 @@ pub fn start(ns: &Netns, port: u16) -> Spawned {
         "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
          s.bind(('0.0.0.0', {port})); s.listen(128); held = []\nwhile True: held.append(s.accept())"
     );
-    let log = std::env::temp_dir().join(format!("{}-hung-{port}.txt", ns.name()));
+    let log = ns.scratch(&format!("hung-{port}.txt"));
     let process = ns.spawn(&["/usr/bin/python3", "-c", &program], &log);
     crate::nginx::wait_listening(ns, port);
     process

@@ -28,7 +28,7 @@ pub struct Mariadb {
 impl Mariadb {
     /// Initialises a data directory and starts mariadbd on `addr:3306` in `ns`.
     pub fn start(ns: &Netns, name: &str, addr: &str, server_id: u32) -> Mariadb {
-        let dir = std::env::temp_dir().join(format!("{}-mariadb", ns.name()));
+        let dir = ns.scratch("mariadb");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("mariadb dir");
         let data = dir.join("data");

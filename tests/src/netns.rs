@@ -5,7 +5,7 @@
 //! whose process is gone, and only those. Interfaces are created directly inside the lab's
 //! namespaces; the root namespace's interfaces and routes are never touched. Dropping the
 //! [`Lab`] (also while unwinding from a failed assertion) deletes its namespaces, which
-//! destroys their veths.
+//! destroys their veths, and the files its namespaces' servers kept ([`Netns::scratch`]).
 
 use std::{
     fs::File,
@@ -69,6 +69,19 @@ impl Drop for Lab {
             let _ = Command::new("ip").args(["netns", "del", &name]).status();
             let _ = std::fs::remove_dir_all(etc_dir(&name));
         }
+        // The namespaces' scratch files: `<tag>-<role>-<what>` in the temporary directory.
+        remove_temp_entries(|entry| entry.starts_with(&format!("{}-", self.tag)));
+    }
+}
+
+/// Removes the entries of the temporary directory whose names `doomed` picks, files and
+/// directories alike (a database's data directory is over 100 MB).
+fn remove_temp_entries(doomed: impl Fn(&str) -> bool) {
+    for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        if doomed(&e.file_name().to_string_lossy()) {
+            let path = e.path();
+            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        }
     }
 }
 
@@ -80,6 +93,13 @@ fn etc_dir(name: &str) -> PathBuf {
 impl Netns {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Where a server or tool run in this namespace keeps `what` (a file or a directory):
+    /// `<namespace>-<what>` in the temporary directory, removed with the lab (or, if the
+    /// process died first, by the next lab's sweep).
+    pub fn scratch(&self, what: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-{what}", self.name))
     }
 
     /// Runs `ip -n <ns> ARGS`, panicking with its stderr on failure.
@@ -275,6 +295,7 @@ pub fn sweep_stale() {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
+    remove_temp_entries(left_behind);
 }
 
 /// A lab name whose creating process is gone.

@@ -24,7 +24,7 @@ pub fn start_tls(ns: &Netns, name: &str, ca: &crate::tls::LabCa) -> Nginx {
 }
 
 fn start_with(ns: &Netns, name: &str, tls: Option<&crate::tls::LabCa>) -> Nginx {
-    let dir = std::env::temp_dir().join(format!("{}-nginx", ns.name()));
+    let dir = ns.scratch("nginx");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("html")).expect("nginx dir");
     std::fs::write(dir.join("html/index.html"), format!("{name}\n")).expect("index");

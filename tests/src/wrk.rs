@@ -90,7 +90,7 @@ fn millis(v: &str) -> f64 {
 pub fn start(ns: &Netns, url: &str, load: Load) -> (Spawned, std::path::PathBuf) {
     static RUN: AtomicU32 = AtomicU32::new(0);
     let n = RUN.fetch_add(1, Ordering::Relaxed);
-    let log = std::env::temp_dir().join(format!("{}-wrk-{n}.txt", ns.name()));
+    let log = ns.scratch(&format!("wrk-{n}.txt"));
     let _ = std::fs::remove_file(&log);
     let (t, c, d) = (format!("-t{}", load.threads), format!("-c{}", load.connections), format!("-d{}s", load.seconds));
     let mut args = vec!["wrk", &t, &c, &d, "--timeout", "2s", "--latency"];

@@ -60,7 +60,7 @@ fn main() -> ExitCode {
     lab.veth(&client, "eth0", &server, "eth0");
     client.addr("eth0", "192.0.2.100/24");
     server.addr("eth0", "192.0.2.53/24");
-    let dir = std::env::temp_dir().join(format!("{}-bench-dns", server.name()));
+    let dir = server.scratch("bench-dns");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let queries = dir.join("queries.txt");

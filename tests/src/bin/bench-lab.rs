@@ -93,7 +93,7 @@ fn measure_direct(client: &Netns) -> Row {
 
 /// HAProxy in TCP mode on the node's VIP, round-robin over the two web servers.
 fn haproxy(node: &Netns) -> Spawned {
-    let dir = std::env::temp_dir().join(format!("{}-haproxy", node.name()));
+    let dir = node.scratch("haproxy");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("haproxy dir");
     let conf = format!(
@@ -140,7 +140,7 @@ struct Nft(Netns);
 
 impl Nft {
     fn load(node: &Netns) -> Nft {
-        let path = std::env::temp_dir().join(format!("{}-bench.nft", node.name()));
+        let path = node.scratch("bench.nft");
         std::fs::write(&path, NFT_RULES).expect("nft rules");
         node.exec(&["nft", "-f", path.to_str().expect("UTF-8")]);
         Nft(node.clone())

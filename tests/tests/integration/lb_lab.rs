@@ -164,7 +164,7 @@ fn vip_addresses() {
 
 fn https() {
     let stack = Stack::build();
-    let ca = foobar_tests::tls::LabCa::create(&std::env::temp_dir().join(format!("{}-tls", stack.node.name())));
+    let ca = foobar_tests::tls::LabCa::create(&stack.node.scratch("tls"));
     let _web1 = nginx::start_tls(&stack.web1, "web1", &ca);
     let _web2 = nginx::start_tls(&stack.web2, "web2", &ca);
     let _inside = stack.node.enter();
