@@ -18,6 +18,7 @@ pub const SETTINGS_MAP: &str = "LB_SETTINGS";
 pub const SERVICE_STATS_MAP: &str = "LB_SERVICE_STATS";
 pub const BACKEND_STATS_MAP: &str = "LB_BACKEND_STATS";
 pub const VIP_FILTER_MAP: &str = "LB_VIP_FILTER";
+pub const FLOW_EPOCH_MAP: &str = "LB_FLOW_EPOCH";
 
 pub const MAX_SERVICES: u32 = 16;
 /// Slots per ring half: the Maglev table size (prime, as Maglev needs).
@@ -25,6 +26,11 @@ pub const RING_SIZE: u32 = 65_537;
 pub const MAX_BACKENDS: u32 = 4096;
 pub const CONNTRACK_ENTRIES: u32 = 1 << 20;
 pub const NAT_ENTRIES: u32 = 1 << 20;
+/// Slots of the fast path's per-CPU flow cache (a power of two): 1024 × 72 bytes per CPU,
+/// small enough to stay in a CPU's own cache when it misses.
+pub const FLOW_CACHE_SLOTS: u32 = 1 << 10;
+/// The daemon's counter in the flow-cache epoch map (the data plane's is slot 0).
+pub const FLOW_EPOCH_DAEMON: u32 = 1;
 
 pub const MODE_NAT: u32 = 0;
 pub const MODE_DSR: u32 = 1;
@@ -221,14 +227,19 @@ pub fn flow_hash(k: &FlowKey) -> u32 {
 /// Whether a flow entry no longer binds its packets to a backend.
 #[inline(always)]
 pub fn flow_expired(flow: &Flow, now: u64, protocol: u8, s: &LbSettings) -> bool {
-    let limit = if flow.flags & FLOW_CLOSING != 0 {
+    now.saturating_sub(flow.last_seen_ns) > flow_timeout(flow, protocol, s)
+}
+
+/// How long `flow` may stay quiet before it expires: closing, TCP or UDP.
+#[inline(always)]
+pub fn flow_timeout(flow: &Flow, protocol: u8, s: &LbSettings) -> u64 {
+    if flow.flags & FLOW_CLOSING != 0 {
         s.closing_ns
     } else if protocol == crate::parse::IPPROTO_TCP {
         s.tcp_idle_ns
     } else {
         s.udp_idle_ns
-    };
-    now.saturating_sub(flow.last_seen_ns) > limit
+    }
 }
 
 /// Whether `flow` no longer needs its NAT port: it expired, or it closed and has been quiet

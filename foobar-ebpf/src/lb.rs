@@ -23,6 +23,7 @@ use foobar_common::{
 use crate::{
     atomic,
     clock::now_ns,
+    flow_cache,
     forward::{hop_back, lookup_hop, redirect_to, send},
     nat::{NAT, Rewrite, allocate_port, rewrite, still_holds_port, unnat_icmp},
     packet::Frame,
@@ -135,9 +136,28 @@ pub fn plain(frame: &Frame, firewall: bool) -> Option<u32> {
         if !continues_a_flow(&p) {
             return None;
         }
-        let (key, flow, now) = live_flow(&p, FAMILY_V4)?;
+        let key = flow_key(&p, FAMILY_V4);
+        let now = now_ns();
+        // A FIN or RST must reach the table (it marks the flow closing), so it skips the copy.
+        let closing = p.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FIN | TCP_RST) != 0;
+        let flow = match flow_cache::get(&key, now).filter(|_| !closing) {
+            Some(copy) => copy,
+            None => {
+                let epoch = flow_cache::epoch();
+                let s = settings()?;
+                // SAFETY: map lookups return pointers valid for this program run.
+                let flow = unsafe { CONNTRACK.get(&key) }?;
+                if flow_expired(flow, now, p.protocol, s) {
+                    return None;
+                }
+                renew(&key, flow, now);
+                if !closing {
+                    flow_cache::put(&key, flow, now, epoch, s);
+                }
+                flow
+            }
+        };
         count_fast(FastKind::of(p.protocol == IPPROTO_TCP, firewall));
-        renew(&key, flow, now);
         return Some(forward::<true>(frame, &p, &key, flow, FAMILY_V4));
     }
     // A reply, unless it may be a DSR backend's answer (from a VIP), which `from_backend`
@@ -355,6 +375,11 @@ fn schedule_inner(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, previous: Option
         sc.flow = *unsafe { CONNTRACK.get(key) }?;
         return Some(());
     }
+    // No copy of the tuple's last flow may outlive it, here or on another CPU.
+    flow_cache::forget(key);
+    if let Some(old) = previous {
+        flow_cache::retire(old, now);
+    }
     count_new_flow(svc.id, backend_id);
     Some(())
 }
@@ -398,6 +423,8 @@ fn resume(key: &FlowKey, old: &Flow, svc: &ServiceInfo, now: u64) -> Option<()> 
         hop: NextHop::default(),
     };
     CONNTRACK.insert(key, &sc.flow, BPF_ANY).ok()?;
+    // Other CPUs' copies of the closed flow name this backend and port too: still right.
+    flow_cache::forget(key);
     count_new_flow(svc.id, old.backend);
     Some(())
 }
@@ -513,9 +540,11 @@ fn refresh(key: &FlowKey, now: u64) {
     }
 }
 
-/// Marks a flow closing (an idempotent store of the only flag there is).
+/// Marks a flow closing (an idempotent store of the only flag there is), and empties this
+/// CPU's copy of it: closing flows are timed by the table alone.
 #[inline(always)]
 fn mark_closing(key: &FlowKey) {
+    flow_cache::forget(key);
     if let Some(f) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: as in `refresh`.
         unsafe {

@@ -9,7 +9,8 @@
 //! - `lb`: services, scheduling, connection tracking; `nat`: rewrites and NAT ports;
 //!   `clock`: the time flows are stamped with, cheaply;
 //!   `forward`: FIB lookup and redirect to the next hop; `refuse`: RSTs when no backend is up.
-//! - `fastpath`: plain IPv4 packets of established flows, before all of the above.
+//! - `fastpath`: plain IPv4 packets of established flows, before all of the above;
+//!   `flow_cache`: its per-CPU copies of recently forwarded flows.
 //!
 //! The parsing itself lives in `foobar-common` so the host tests run the same code.
 #![no_std]
@@ -22,6 +23,7 @@ mod atomic;
 mod clock;
 mod fastpath;
 mod firewall;
+mod flow_cache;
 mod forward;
 mod lb;
 mod log;

@@ -13,7 +13,7 @@ use foobar_common::{
     parse::{ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP, L3, Parsed, Quoted},
 };
 
-use crate::{atomic, lb::CONNTRACK, packet::Frame, scratch::Scratch};
+use crate::{atomic, flow_cache, lb::CONNTRACK, packet::Frame, scratch::Scratch};
 
 #[map(name = "LB_NAT")]
 pub static NAT: LruHashMap<NatKey, NatTarget> = LruHashMap::with_max_entries(NAT_ENTRIES, 0);
@@ -146,12 +146,11 @@ pub fn allocate_port(key: &FlowKey, backend: &Backend, sc: &mut Scratch, s: &LbS
             _pad: [0; 2],
         };
         // SAFETY: as above.
-        let (held, free) = match unsafe { CONNTRACK.get(&sc.holder) } {
-            Some(f) if f.nat_port == port => (true, nat_port_free(f, now, key.protocol, s)),
-            _ => (false, true),
-        };
+        let held = unsafe { CONNTRACK.get(&sc.holder) }.filter(|f| f.nat_port == port);
+        let free = held.is_none_or(|f| nat_port_free(f, now, key.protocol, s));
         if free && NAT.insert(&sc.nat_key, &sc.target, BPF_ANY).is_ok() {
-            if held {
+            if let Some(f) = held {
+                flow_cache::retire(f, now);
                 let _ = CONNTRACK.remove(&sc.holder);
             }
             return Some(port);

@@ -1,5 +1,6 @@
 //! The connection table as the daemon reads it: live flows counted per service and backend
-//! (for `status` and `/metrics`), and the flows of a withdrawn service forgotten.
+//! (for `status` and `/metrics`), and the flows of a withdrawn service forgotten; and the
+//! fast path's flow cache made stale whenever the daemon changes the table.
 //!
 //! Both read the whole table, 4096 entries per syscall (see `batch`): for occasional calls,
 //! never per packet.
@@ -7,7 +8,9 @@
 use std::collections::HashMap;
 
 use aya::maps::{self, MapData, MapError};
-use foobar_common::lb::{CONNTRACK_MAP, FLOW_CLOSING, Flow, FlowKey, LbSettings, ServiceKey, flow_expired};
+use foobar_common::lb::{
+    CONNTRACK_MAP, FLOW_CLOSING, FLOW_EPOCH_DAEMON, FLOW_EPOCH_MAP, Flow, FlowKey, LbSettings, ServiceKey, flow_expired,
+};
 
 use super::{Dataplane, DataplaneError, batch};
 
@@ -66,6 +69,20 @@ impl Dataplane {
                 other => other?,
             }
         }
+        if !doomed.is_empty() {
+            self.stale_flow_copies()?;
+        }
         Ok(doomed.len())
+    }
+
+    /// Makes every copy in the fast path's per-CPU flow cache stale, after the daemon changed
+    /// the connection table: the next packet of every flow asks the table again. The daemon
+    /// advances its own counter (the data plane advances the other), so plain read-then-write
+    /// loses no step.
+    pub(crate) fn stale_flow_copies(&mut self) -> Result<(), DataplaneError> {
+        let mut epoch: maps::Array<&mut MapData, u64> = maps::Array::try_from(self.map_mut(FLOW_EPOCH_MAP)?)?;
+        let now = epoch.get(&FLOW_EPOCH_DAEMON, 0)?;
+        epoch.set(FLOW_EPOCH_DAEMON, now.wrapping_add(1), 0)?;
+        Ok(())
     }
 }

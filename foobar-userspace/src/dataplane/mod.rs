@@ -285,7 +285,7 @@ impl Dataplane {
         let mut map: aya::maps::HashMap<&mut aya::maps::MapData, foobar_common::lb::FlowKey, foobar_common::lb::Flow> =
             aya::maps::HashMap::try_from(self.map_mut(foobar_common::lb::CONNTRACK_MAP)?)?;
         map.insert(key, flow, 0)?;
-        Ok(())
+        self.stale_flow_copies()
     }
 
     pub(crate) fn map(&self, name: &'static str) -> Result<&aya::maps::Map, DataplaneError> {
@@ -301,7 +301,8 @@ impl Dataplane {
         let mut map: aya::maps::Array<&mut aya::maps::MapData, LbSettings> =
             aya::maps::Array::try_from(self.map_mut(foobar_common::lb::SETTINGS_MAP)?)?;
         map.set(0, settings, 0)?;
-        Ok(())
+        // Cached flows were timed by the old settings.
+        self.stale_flow_copies()
     }
 
     /// Current value of every counter, summed over CPUs.

@@ -38,6 +38,7 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_fixtures::a_reused_tuple_leaves_a_draining_backend", &[Need::Root, Need::Bpf], resume_not_draining),
         gated("lb_fixtures::tracked_flows_skip_the_allow_rules", &[Need::Root, Need::Bpf], established_bypass),
         gated("lb_fixtures::udp_nat_patches_or_keeps_the_checksum", &[Need::Root, Need::Bpf], udp_nat_checksums),
+        gated("lb_fixtures::cached_flows_follow_the_table_on_every_cpu", &[Need::Root, Need::Bpf], cached_flows),
     ]
 }
 
@@ -742,4 +743,115 @@ fn udp_nat_checksums() {
         ));
     }
     run_cases(dp, Role::Trusted, cases);
+}
+
+/// Runs the calling thread on CPU `cpu` only: `BPF_PROG_TEST_RUN` runs the program on the
+/// caller's CPU, so this picks whose per-CPU flow cache a case meets.
+fn on_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and sched_setaffinity only write
+    // and read it.
+    let r = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(r, 0, "cannot run on CPU {cpu}: {}", std::io::Error::last_os_error());
+}
+
+/// The fast path forwards established packets from a per-CPU copy of their flow; the copy
+/// must never outlive what the table says. A flow cached on CPU 0 is closed on CPU 1 and its
+/// tuple scheduled afresh there, to another backend: CPU 0's next packet follows the new flow.
+/// And a flow cached for a port its service no longer serves (the VIP still balanced on
+/// another port) is forgotten by the daemon: its next packet goes to the stack.
+fn cached_flows() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(cpus >= 2, "this test needs two CPUs to put a flow's copy on one and change it on the other");
+    let web = vec![backend("web1", "198.51.100.11"), backend("web2", "198.51.100.12")];
+    let mut www = www_lab(web);
+    let WwwLab { dp, services, n, .. } = &mut www;
+    let https = vec![backend("web1", "198.51.100.11")];
+    services.add(dp, service("www-alt", "192.0.2.10", 8080, 6, Mode::Nat, https)).expect("www-alt");
+    let from = |flags: u8| to_www(n, 40000, flags);
+    let to = |port: u16, web: [u8; 4], mac: u8, flags: u8| nat_to(n, port, web, mac, flags);
+    let ack_to = |name: &'static str, port: u16, web: [u8; 4], mac: u8| Case {
+        name,
+        ingress: Some(n.front),
+        frame: from(TcpFlags::ACK),
+        verdict: XDP_REDIRECT,
+        output: to(port, web, mac, TcpFlags::ACK),
+        counters: &[Ipv4, Tcp, LbEstablished],
+    };
+    on_cpu(0);
+    let cached = vec![
+        Case {
+            name: "a flow to web1",
+            ingress: Some(n.front),
+            frame: from(TcpFlags::SYN),
+            verdict: XDP_REDIRECT,
+            output: to(10240, WEB1, 0x11, TcpFlags::SYN),
+            counters: &[Ipv4, Tcp, LbNewFlow],
+        },
+        ack_to("its next packet, from the table (and now cached on CPU 0)", 10240, WEB1, 0x11),
+        ack_to("and the next, from CPU 0's copy", 10240, WEB1, 0x11),
+    ];
+    run_cases(dp, Role::Trusted, cached);
+    on_cpu(1);
+    let closed = vec![Case {
+        name: "on CPU 1 it closes",
+        ingress: Some(n.front),
+        frame: from(TcpFlags::FIN | TcpFlags::ACK),
+        verdict: XDP_REDIRECT,
+        output: to(10240, WEB1, 0x11, TcpFlags::FIN | TcpFlags::ACK),
+        counters: &[Ipv4, Tcp, LbEstablished, LbFlowClosing],
+    }];
+    run_cases(dp, Role::Trusted, closed);
+    services.set_state(dp, "www", "web1", BackendState::Draining).expect("drain web1");
+    let reused = vec![Case {
+        name: "and its tuple starts a new flow, to web2 (web1 drains)",
+        ingress: Some(n.front),
+        frame: from(TcpFlags::SYN),
+        verdict: XDP_REDIRECT,
+        output: to(10241, WEB2, 0x12, TcpFlags::SYN),
+        counters: &[Ipv4, Tcp, LbNewFlow],
+    }];
+    run_cases(dp, Role::Trusted, reused);
+    on_cpu(0);
+    let followed = vec![
+        ack_to("CPU 0 forwards the new flow's packet to web2, not from its copy", 10241, WEB2, 0x12),
+        ack_to("and its next, cached again", 10241, WEB2, 0x12),
+    ];
+    run_cases(dp, Role::Trusted, followed);
+
+    let alt = |flags: u8| macs(Frame::tcp4(CLIENT, 40001, VIP, 8080).flags(flags), CLIENT_MAC, n.front_mac);
+    let alt_to_web1 =
+        |flags: u8| Some(macs(Frame::tcp4(SNAT, 10242, WEB1, 8080).flags(flags), n.back_mac, mac_of(0x11)));
+    let alt_flow = vec![
+        Case {
+            name: "a flow to port 8080",
+            ingress: Some(n.front),
+            frame: alt(TcpFlags::SYN),
+            verdict: XDP_REDIRECT,
+            output: alt_to_web1(TcpFlags::SYN),
+            counters: &[Ipv4, Tcp, LbNewFlow],
+        },
+        Case {
+            name: "its next packets are cached",
+            ingress: Some(n.front),
+            frame: alt(TcpFlags::ACK),
+            verdict: XDP_REDIRECT,
+            output: alt_to_web1(TcpFlags::ACK),
+            counters: &[Ipv4, Tcp, LbEstablished],
+        },
+    ];
+    run_cases(dp, Role::Trusted, alt_flow);
+    services.remove(dp, "www-alt").expect("remove www-alt");
+    let withdrawn = vec![Case {
+        name: "port 8080 withdrawn (the VIP still balanced on 80): the flow's packet goes to the stack",
+        ingress: Some(n.front),
+        frame: alt(TcpFlags::ACK),
+        verdict: XDP_PASS,
+        output: None,
+        counters: &[Ipv4, Tcp],
+    }];
+    run_cases(dp, Role::Trusted, withdrawn);
 }
