@@ -468,34 +468,41 @@ fn resume_not_draining() {
     let web = vec![backend("web1", "198.51.100.11"), backend("web2", "198.51.100.12")];
     let mut www = www_lab(web);
     let WwwLab { dp, services, n, .. } = &mut www;
-    let from = |flags: u8| to_www(n, 40000, flags);
-    let to = |port: u16, web: [u8; 4], mac: u8, flags: u8| nat_to(n, port, web, mac, flags);
-    let opened_and_closed = vec![
-        Case {
-            name: "a flow to web1",
-            ingress: Some(n.front),
-            frame: from(TcpFlags::SYN),
-            verdict: XDP_REDIRECT,
-            output: to(10240, WEB1, 0x11, TcpFlags::SYN),
-            counters: &[Ipv4, Tcp, LbNewFlow],
-        },
-        Case {
-            name: "it closes",
-            ingress: Some(n.front),
-            frame: from(TcpFlags::FIN | TcpFlags::ACK),
-            verdict: XDP_REDIRECT,
-            output: to(10240, WEB1, 0x11, TcpFlags::FIN | TcpFlags::ACK),
-            counters: &[Ipv4, Tcp, LbEstablished, LbFlowClosing],
-        },
-    ];
-    run_cases(dp, Role::Trusted, opened_and_closed);
+    run_cases(dp, Role::Trusted, vec![first_flow_to_web1(n)]);
+    close_drain_and_reuse(dp, services, n);
+}
+
+/// The client's SYN from port 40000 to www, scheduled to web1 with the first NAT port.
+fn first_flow_to_web1(n: &Router) -> Case {
+    Case {
+        name: "a flow to web1",
+        ingress: Some(n.front),
+        frame: to_www(n, 40000, TcpFlags::SYN),
+        verdict: XDP_REDIRECT,
+        output: nat_to(n, 10240, WEB1, 0x11, TcpFlags::SYN),
+        counters: &[Ipv4, Tcp, LbNewFlow],
+    }
+}
+
+/// Closes that flow, drains web1, and checks that the same tuple's next SYN goes to web2 with
+/// a fresh NAT port.
+fn close_drain_and_reuse(dp: &mut Dataplane, services: &mut Services, n: &Router) {
+    let closed = vec![Case {
+        name: "the flow closes",
+        ingress: Some(n.front),
+        frame: to_www(n, 40000, TcpFlags::FIN | TcpFlags::ACK),
+        verdict: XDP_REDIRECT,
+        output: nat_to(n, 10240, WEB1, 0x11, TcpFlags::FIN | TcpFlags::ACK),
+        counters: &[Ipv4, Tcp, LbEstablished, LbFlowClosing],
+    }];
+    run_cases(dp, Role::Trusted, closed);
     services.set_state(dp, "www", "web1", BackendState::Draining).expect("drain web1");
     let reused = vec![Case {
-        name: "the same tuple again goes to web2 with a fresh NAT port",
+        name: "the same tuple again goes to web2 (web1 drains) with a fresh NAT port",
         ingress: Some(n.front),
-        frame: from(TcpFlags::SYN),
+        frame: to_www(n, 40000, TcpFlags::SYN),
         verdict: XDP_REDIRECT,
-        output: to(10241, WEB2, 0x12, TcpFlags::SYN),
+        output: nat_to(n, 10241, WEB2, 0x12, TcpFlags::SYN),
         counters: &[Ipv4, Tcp, LbNewFlow],
     }];
     run_cases(dp, Role::Trusted, reused);
@@ -769,52 +776,26 @@ fn cached_flows() {
     let web = vec![backend("web1", "198.51.100.11"), backend("web2", "198.51.100.12")];
     let mut www = www_lab(web);
     let WwwLab { dp, services, n, .. } = &mut www;
-    let https = vec![backend("web1", "198.51.100.11")];
-    services.add(dp, service("www-alt", "192.0.2.10", 8080, 6, Mode::Nat, https)).expect("www-alt");
-    let from = |flags: u8| to_www(n, 40000, flags);
-    let to = |port: u16, web: [u8; 4], mac: u8, flags: u8| nat_to(n, port, web, mac, flags);
+    let alt_backends = vec![backend("web1", "198.51.100.11")];
+    services.add(dp, service("www-alt", "192.0.2.10", 8080, 6, Mode::Nat, alt_backends)).expect("www-alt");
     let ack_to = |name: &'static str, port: u16, web: [u8; 4], mac: u8| Case {
         name,
         ingress: Some(n.front),
-        frame: from(TcpFlags::ACK),
+        frame: to_www(n, 40000, TcpFlags::ACK),
         verdict: XDP_REDIRECT,
-        output: to(port, web, mac, TcpFlags::ACK),
+        output: nat_to(n, port, web, mac, TcpFlags::ACK),
         counters: &[Ipv4, Tcp, LbEstablished],
     };
     on_cpu(0);
     let cached = vec![
-        Case {
-            name: "a flow to web1",
-            ingress: Some(n.front),
-            frame: from(TcpFlags::SYN),
-            verdict: XDP_REDIRECT,
-            output: to(10240, WEB1, 0x11, TcpFlags::SYN),
-            counters: &[Ipv4, Tcp, LbNewFlow],
-        },
+        first_flow_to_web1(n),
         ack_to("its next packet, from the table (and now cached on CPU 0)", 10240, WEB1, 0x11),
         ack_to("and the next, from CPU 0's copy", 10240, WEB1, 0x11),
     ];
     run_cases(dp, Role::Trusted, cached);
+    // On CPU 1 the flow closes and its tuple starts a new flow, to web2.
     on_cpu(1);
-    let closed = vec![Case {
-        name: "on CPU 1 it closes",
-        ingress: Some(n.front),
-        frame: from(TcpFlags::FIN | TcpFlags::ACK),
-        verdict: XDP_REDIRECT,
-        output: to(10240, WEB1, 0x11, TcpFlags::FIN | TcpFlags::ACK),
-        counters: &[Ipv4, Tcp, LbEstablished, LbFlowClosing],
-    }];
-    run_cases(dp, Role::Trusted, closed);
-    services.set_state(dp, "www", "web1", BackendState::Draining).expect("drain web1");
-    let reused = vec![Case {
-        name: "and its tuple starts a new flow, to web2 (web1 drains)",
-        ingress: Some(n.front),
-        frame: from(TcpFlags::SYN),
-        verdict: XDP_REDIRECT,
-        output: to(10241, WEB2, 0x12, TcpFlags::SYN),
-        counters: &[Ipv4, Tcp, LbNewFlow],
-    }];
-    run_cases(dp, Role::Trusted, reused);
+    close_drain_and_reuse(dp, services, n);
     on_cpu(0);
     let followed = vec![
         ack_to("CPU 0 forwards the new flow's packet to web2, not from its copy", 10241, WEB2, 0x12),
