@@ -141,8 +141,8 @@ pub fn forget(key: &FlowKey) {
     }
 }
 
-/// Called when the table's `old` flow is replaced or removed: makes every CPU's copies stale
-/// if any CPU may still use a copy of it.
+/// Called when a flow of the table, last seen at `last_seen_ns`, is replaced or removed:
+/// makes every CPU's copies stale if any CPU may still use a copy of it.
 ///
 /// A copy is used for at most `RECHECK_NS` after the table was asked, and asking renews the
 /// table's flow when it is a second old: so a flow quiet in the table for longer than twice
@@ -150,8 +150,8 @@ pub fn forget(key: &FlowKey) {
 /// (NAT ports are reused after `nat_reuse_ns`, 2 s; tuples after a close), which keeps epoch
 /// steps, each a miss for every cached flow, rare.
 #[inline(always)]
-pub fn retire(old: &Flow, now: u64) {
-    if now.saturating_sub(old.last_seen_ns) > 2 * RECHECK_NS {
+pub fn retire(last_seen_ns: u64, now: u64) {
+    if now.saturating_sub(last_seen_ns) > 2 * RECHECK_NS {
         return;
     }
     if let Some(slot) = EPOCH.get_ptr_mut(0) {

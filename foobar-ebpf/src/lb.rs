@@ -369,6 +369,8 @@ fn schedule_inner(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, previous: Option
         hop: NextHop::default(),
     };
     let flags = if previous.is_some() { BPF_ANY } else { BPF_NOEXIST };
+    // Read before the insert frees the old entry for reuse.
+    let previous_seen = previous.map(|old| old.last_seen_ns);
     if CONNTRACK.insert(key, &sc.flow, flags).is_err() {
         // Another CPU recorded this flow first: follow its choice, so both agree.
         // SAFETY: as above.
@@ -377,8 +379,8 @@ fn schedule_inner(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, previous: Option
     }
     // No copy of the tuple's last flow may outlive it, here or on another CPU.
     flow_cache::forget(key);
-    if let Some(old) = previous {
-        flow_cache::retire(old, now);
+    if let Some(seen) = previous_seen {
+        flow_cache::retire(seen, now);
     }
     count_new_flow(svc.id, backend_id);
     Some(())

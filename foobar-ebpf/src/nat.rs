@@ -150,7 +150,7 @@ pub fn allocate_port(key: &FlowKey, backend: &Backend, sc: &mut Scratch, s: &LbS
         let free = held.is_none_or(|f| nat_port_free(f, now, key.protocol, s));
         if free && NAT.insert(&sc.nat_key, &sc.target, BPF_ANY).is_ok() {
             if let Some(f) = held {
-                flow_cache::retire(f, now);
+                flow_cache::retire(f.last_seen_ns, now);
                 let _ = CONNTRACK.remove(&sc.holder);
             }
             return Some(port);
