@@ -67,14 +67,18 @@ pub fn balance(frame: &Frame, p: &Parsed) -> Option<u32> {
     if (p.protocol != IPPROTO_TCP && p.protocol != IPPROTO_UDP) || p.fragment == Fragment::Later {
         return None;
     }
-    let key = ServiceKey { addr: p.dst, port: p.dst_port, protocol: p.protocol, family };
-    // SAFETY: map lookups return pointers valid for this program run; values are copied out.
-    if let Some(svc) = unsafe { SERVICES.get(&key) } {
-        if p.vlans != 0 {
-            count(Counter::LbTagged);
-            return None;
+    // The VIP filter (one inlined array read) settles most destinations that are no VIP, such
+    // as the node's own DNS, without the service table's lookup.
+    if maybe_vip(&p.dst) {
+        let key = ServiceKey { addr: p.dst, port: p.dst_port, protocol: p.protocol, family };
+        // SAFETY: map lookups return pointers valid for this program run; values are copied out.
+        if let Some(svc) = unsafe { SERVICES.get(&key) } {
+            if p.vlans != 0 {
+                count(Counter::LbTagged);
+                return None;
+            }
+            return Some(to_backend(frame, p, svc, family));
         }
-        return Some(to_backend(frame, p, svc, family));
     }
     if p.vlans != 0 {
         return None;
@@ -90,13 +94,15 @@ fn from_backend(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     // A DSR backend answers from the VIP. Where this node is also the backends' router, the
     // answer passes here: send it straight on to the client instead of through the stack
     // (which would refuse a forwarded packet whose source is one of its own addresses).
-    let from_service = ServiceKey { addr: p.src, port: p.src_port, protocol: p.protocol, family };
-    // SAFETY: as above.
-    if let Some(svc) = unsafe { SERVICES.get(&from_service) } {
-        if svc.mode == MODE_DSR {
-            return Some(redirect_to(frame, p, &p.src, &p.dst));
+    if maybe_vip(&p.src) {
+        let from_service = ServiceKey { addr: p.src, port: p.src_port, protocol: p.protocol, family };
+        // SAFETY: as above.
+        if let Some(svc) = unsafe { SERVICES.get(&from_service) } {
+            if svc.mode == MODE_DSR {
+                return Some(redirect_to(frame, p, &p.src, &p.dst));
+            }
+            return None;
         }
-        return None;
     }
     let target = nat_target(p, family)?;
     Some(reply(frame, p, target, family))

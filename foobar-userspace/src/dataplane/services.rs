@@ -143,9 +143,11 @@ impl Services {
         let backend_ids = spec.backends.iter().map(|b| self.new_backend(dp, b)).collect::<Result<Vec<_>, _>>()?;
         let states = vec![BackendState::Up; spec.backends.len()];
         self.services.push(Service { spec, id, backend_ids, states, active: Vec::new(), half: 1 });
+        // The filter first: the kernel looks a destination up only where the filter says it
+        // may be a VIP, so a VIP published before its filter slot would be missed meanwhile.
+        self.sync_vips(dp)?;
         let last = self.services.len() - 1;
         publish(dp, &mut self.services[last])?;
-        self.sync_vips(dp)?;
         Ok(id)
     }
 
@@ -181,9 +183,9 @@ impl Services {
         svc.spec = spec;
         svc.backend_ids = ids;
         svc.states = states;
-        publish(dp, svc)?;
-        withdraw(dp, &stale)?;
-        self.sync_vips(dp)
+        self.sync_vips(dp)?;
+        publish(dp, &mut self.services[i])?;
+        withdraw(dp, &stale)
     }
 
     /// Stops balancing the named service (its tracked flows' packets then reach the stack).
@@ -194,7 +196,8 @@ impl Services {
         self.sync_vips(dp)
     }
 
-    /// Points the VIP filter at the services' VIPs (after any change of the set).
+    /// Points the VIP filter at the services' VIPs: before a VIP's service is published, after
+    /// it is withdrawn.
     fn sync_vips(&mut self, dp: &mut Dataplane) -> Result<(), DataplaneError> {
         self.vip_filter.sync(dp, self.services.iter().map(|s| words(s.spec.vip)))
     }

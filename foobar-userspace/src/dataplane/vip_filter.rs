@@ -1,6 +1,6 @@
 //! The VIP filter: an array with a nonzero slot for each VIP address (`vip_slot`), which the
-//! untrusted program reads before its connection-table lookup so that traffic to other
-//! addresses (DNS queries, the node's own connections) does not pay for that lookup.
+//! programs read before their connection-table and service lookups so that traffic to other
+//! addresses (DNS queries, the node's own connections) does not pay for those lookups.
 
 use aya::maps::{Array, MapData};
 use foobar_common::lb::{VIP_FILTER_MAP, VIP_FILTER_SLOTS, vip_slot};
