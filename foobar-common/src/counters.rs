@@ -119,6 +119,10 @@ counters! {
     /// Firewall, passed: a packet of a flow the load balancer tracks, let through without
     /// consulting the allow rules again (they admitted the flow's first packet).
     FwEstablished = "firewall_established",
+    /// Load balancer: a packet of a tracked flow forwarded from this CPU's copy of the flow
+    /// (the fast path's flow cache), without the connection table's lookup; also counted in
+    /// `lb_established`. Its share of `lb_established` is the cache's hit rate.
+    LbFlowCacheHit = "lb_flow_cache_hits",
 }
 
 /// Number of counter slots (the per-CPU array's size).

@@ -23,6 +23,9 @@
 //! - the daemon deletes or inserts flows, or changes the timeouts: it advances its own epoch.
 //!
 //! Flows whose next hop is not known yet are not cached (their first packet finds it).
+//!
+//! Packets forwarded from a copy count `lb_flow_cache_hits` (as well as `lb_established`),
+//! so operators see the hit rate in `status` and `/metrics`.
 
 use aya_ebpf::{
     macros::map,

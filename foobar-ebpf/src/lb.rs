@@ -147,7 +147,10 @@ pub fn plain(frame: &Frame, firewall: bool) -> Option<u32> {
         // A FIN or RST must reach the table (it marks the flow closing), so it skips the copy.
         let closing = p.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FIN | TCP_RST) != 0;
         let flow = match flow_cache::get(&key, now).filter(|_| !closing) {
-            Some(copy) => copy,
+            Some(copy) => {
+                count(Counter::LbFlowCacheHit);
+                copy
+            }
             None => {
                 let epoch = flow_cache::epoch();
                 let s = settings()?;

@@ -612,14 +612,15 @@ fn established_bypass() {
     dp.set_allow_rules(std::slice::from_ref(&web)).expect("rules");
     let from = |sport: u16, flags: u8| to_www(n, sport, flags);
     let to_web1 = |flags: u8| nat_to(n, 10240, WEB1, 0x11, flags);
-    // The flow's ACK, forwarded to web1 as established traffic.
-    let established = |name: &'static str| Case {
+    // The flow's ACK, forwarded to web1 as established traffic (from the table, or from the
+    // flow cache's copy).
+    let established = |name: &'static str, counters: &'static [foobar_common::counters::Counter]| Case {
         name,
         ingress: Some(n.front),
         frame: from(40000, TcpFlags::ACK),
         verdict: XDP_REDIRECT,
         output: to_web1(TcpFlags::ACK),
-        counters: &[Ipv4, Tcp, FwEstablished, LbEstablished],
+        counters,
     };
     run_cases(
         dp,
@@ -633,7 +634,10 @@ fn established_bypass() {
                 output: to_web1(TcpFlags::SYN),
                 counters: &[Ipv4, Tcp, FwAllowed, LbNewFlow],
             },
-            established("the flow's next packet is forwarded as established"),
+            established(
+                "the flow's next packet is forwarded as established",
+                &[Ipv4, Tcp, FwEstablished, LbEstablished],
+            ),
             // The fast path takes plain frames only; these two must leave it for the full path.
             Case {
                 name: "with IP options the flow's packet takes the full path, still as established",
@@ -670,7 +674,10 @@ fn established_bypass() {
         dp,
         Role::Untrusted,
         vec![
-            established("without the rule the open flow carries on"),
+            established(
+                "without the rule the open flow carries on (from the cached copy)",
+                &[Ipv4, Tcp, FwEstablished, LbEstablished, LbFlowCacheHit],
+            ),
             Case {
                 name: "but a SYN on the same tuple meets the rules: default drop",
                 ingress: Some(n.front),
@@ -738,7 +745,13 @@ fn udp_nat_checksums() {
                 n.front,
                 query(CLIENT, 5353, VIP, 53, inbound, csum),
                 query(SNAT, 10240, WEB1, 53, outbound, csum),
-                if i == 0 && csum { &[Ipv4, Udp, LbNewFlow] } else { &[Ipv4, Udp, LbEstablished] },
+                // The first packet starts the flow; the next asks the table and caches the
+                // flow; from then on packets are forwarded from the copy.
+                match (csum, i) {
+                    (true, 0) => &[Ipv4, Udp, LbNewFlow],
+                    (true, _) => &[Ipv4, Udp, LbEstablished],
+                    (false, _) => &[Ipv4, Udp, LbEstablished, LbFlowCacheHit],
+                },
             ));
         }
         cases.push(forwarded(
@@ -778,19 +791,20 @@ fn cached_flows() {
     let WwwLab { dp, services, n, .. } = &mut www;
     let alt_backends = vec![backend("web1", "198.51.100.11")];
     services.add(dp, service("www-alt", "192.0.2.10", 8080, 6, Mode::Nat, alt_backends)).expect("www-alt");
-    let ack_to = |name: &'static str, port: u16, web: [u8; 4], mac: u8| Case {
+    // An ACK forwarded to `web` from NAT port `port`: from the table, or from CPU's copy (`hit`).
+    let ack_to = |name: &'static str, port: u16, web: [u8; 4], mac: u8, hit: bool| Case {
         name,
         ingress: Some(n.front),
         frame: to_www(n, 40000, TcpFlags::ACK),
         verdict: XDP_REDIRECT,
         output: nat_to(n, port, web, mac, TcpFlags::ACK),
-        counters: &[Ipv4, Tcp, LbEstablished],
+        counters: if hit { &[Ipv4, Tcp, LbEstablished, LbFlowCacheHit] } else { &[Ipv4, Tcp, LbEstablished] },
     };
     on_cpu(0);
     let cached = vec![
         first_flow_to_web1(n),
-        ack_to("its next packet, from the table (and now cached on CPU 0)", 10240, WEB1, 0x11),
-        ack_to("and the next, from CPU 0's copy", 10240, WEB1, 0x11),
+        ack_to("its next packet, from the table (and now cached on CPU 0)", 10240, WEB1, 0x11, false),
+        ack_to("and the next, from CPU 0's copy", 10240, WEB1, 0x11, true),
     ];
     run_cases(dp, Role::Trusted, cached);
     // On CPU 1 the flow closes and its tuple starts a new flow, to web2.
@@ -798,8 +812,8 @@ fn cached_flows() {
     close_drain_and_reuse(dp, services, n);
     on_cpu(0);
     let followed = vec![
-        ack_to("CPU 0 forwards the new flow's packet to web2, not from its copy", 10241, WEB2, 0x12),
-        ack_to("and its next, cached again", 10241, WEB2, 0x12),
+        ack_to("CPU 0 forwards the new flow's packet to web2, from the table", 10241, WEB2, 0x12, false),
+        ack_to("and its next from the new copy", 10241, WEB2, 0x12, true),
     ];
     run_cases(dp, Role::Trusted, followed);
 
@@ -816,12 +830,20 @@ fn cached_flows() {
             counters: &[Ipv4, Tcp, LbNewFlow],
         },
         Case {
-            name: "its next packets are cached",
+            name: "its next packet, from the table (and now cached)",
             ingress: Some(n.front),
             frame: alt(TcpFlags::ACK),
             verdict: XDP_REDIRECT,
             output: alt_to_web1(TcpFlags::ACK),
             counters: &[Ipv4, Tcp, LbEstablished],
+        },
+        Case {
+            name: "and the next, from the copy",
+            ingress: Some(n.front),
+            frame: alt(TcpFlags::ACK),
+            verdict: XDP_REDIRECT,
+            output: alt_to_web1(TcpFlags::ACK),
+            counters: &[Ipv4, Tcp, LbEstablished, LbFlowCacheHit],
         },
     ];
     run_cases(dp, Role::Trusted, alt_flow);
