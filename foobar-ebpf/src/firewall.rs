@@ -10,9 +10,9 @@ use aya_ebpf::{
 use foobar_common::{
     counters::{Counter, FastKind},
     firewall::{
-        ALLOW_FIXED_BITS, ALLOW_MAX_ENTRIES, AllowDataV4, AllowDataV6, DENY_FILTER_WORDS, DENY_MAX_ENTRIES,
-        FirewallSettings, MAX_RULES, RuleSet, SYN_TRACKED_SOURCES, SourceKey, allow_data_v4, allow_data_v6,
-        deny_filter_bit, gcra,
+        ALLOW_FIXED_BITS, ALLOW_MAX_ENTRIES, AllowDataV4, AllowDataV6, DENY_COVERS, DENY_FILTER_WORDS,
+        DENY_MAX_ENTRIES, DENY_REACHES, FirewallSettings, MAX_RULES, RuleSet, SYN_TRACKED_SOURCES, SourceKey,
+        allow_data_v4, allow_data_v6, deny_filter_slot, gcra,
     },
     parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L3, Parsed, TCP_ACK, TCP_SYN, source_of},
 };
@@ -25,7 +25,7 @@ use crate::{
 
 #[map(name = "FW_DENY_V4")]
 static DENY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
-/// Which /24s the IPv4 deny list reaches into (see `DENY_FILTER_WORDS`).
+/// Which /24s the IPv4 deny list reaches into, and which it covers (see `DENY_FILTER_WORDS`).
 #[map(name = "FW_DENY_V4_FILTER")]
 static DENY_V4_FILTER: Array<u64> = Array::with_max_entries(DENY_FILTER_WORDS, 0);
 /// Keyed by the address as four words (the same sixteen bytes userspace writes).
@@ -119,14 +119,20 @@ pub fn denied_on_sight(frame: &Frame) -> bool {
     // SAFETY: this CPU's slot for the program run (XDP is not preempted on its CPU).
     let denied = unsafe {
         if l3 == L3::Ipv4 {
-            // Nearly every source's /24 holds no deny entry: one array read settles it.
-            let (word, bit) = deny_filter_bit(src[0]);
-            if DENY_V4_FILTER.get(word).is_some_and(|w| w & bit == 0) {
+            // Nearly every source's /24 holds no deny entry, and a flood's often lies in a denied
+            // network: one array read settles both (see `DENY_FILTER_WORDS`).
+            let (word, shift) = deny_filter_slot(src[0]);
+            let bits = DENY_V4_FILTER.get(word).map_or(DENY_REACHES, |w| (w >> shift) & 3);
+            if bits & DENY_REACHES == 0 {
                 return false;
             }
-            (*keys).v4.prefix_len = 32;
-            (*keys).v4.data = src[0].to_ne_bytes();
-            DENY_V4.get(&(*keys).v4).is_some()
+            if bits & DENY_COVERS != 0 {
+                true
+            } else {
+                (*keys).v4.prefix_len = 32;
+                (*keys).v4.data = src[0].to_ne_bytes();
+                DENY_V4.get(&(*keys).v4).is_some()
+            }
         } else {
             (*keys).v6 = WordKey { prefix_len: 128, data: src };
             // SAFETY: `WordKey` has `Key<[u32; 4]>`'s layout (a u32, then four; no padding).

@@ -1,15 +1,18 @@
-//! The IPv4 deny filter (`DENY_FILTER_WORDS`): one bit per /24, set where some deny prefix
-//! reaches into that /24, so the kernel skips the deny trie for every other source.
+//! The IPv4 deny filter (`DENY_FILTER_WORDS`): two bits per /24, one set where some deny
+//! prefix reaches into that /24 (the kernel skips the deny trie for every other source), one
+//! where a prefix covers all of it (the kernel drops its sources without the trie).
 //!
 //! The daemon keeps the IPv4 deny prefixes here as well as in the trie, and after each change
 //! recomputes the bits of the span it touched from the prefixes alone, writing only the words
 //! that changed. Removing a prefix cannot clear a bit another prefix still needs, and the trie
-//! is written first on adding and last on removing, so the filter never hides a denied source.
+//! is written first on adding and last on removing, so the filter never hides a denied source;
+//! a "covers" bit is set only while a prefix in the trie covers the /24 (cleared before it
+//! goes), so it never denies a source the trie would let through.
 
 use std::collections::BTreeSet;
 
 use aya::maps::{Array, Map, MapData};
-use foobar_common::firewall::DENY_FILTER_WORDS;
+use foobar_common::firewall::{DENY_COVERS, DENY_FILTER_WORDS, DENY_REACHES};
 
 use super::DataplaneError;
 
@@ -53,18 +56,21 @@ impl DenyFilter {
     /// from what was written (index, new value).
     fn changes(&self, addr: u32, len: u8) -> Vec<(u32, u64)> {
         let (first, count) = span(addr, len);
-        let bits = marked(&self.prefixes, first, count);
-        let new_words: Vec<(u32, u64)> = if count >= 64 {
-            bits.iter().enumerate().map(|(i, &value)| (first / 64 + i as u32, value)).collect()
+        let words = marked(&self.prefixes, first, count);
+        let new_words: Vec<(u32, u64)> = if count >= NETS_PER_WORD {
+            words.iter().enumerate().map(|(i, &value)| (first / NETS_PER_WORD + i as u32, value)).collect()
         } else {
             // Part of one word: the span is aligned, so it does not straddle two.
-            let (word, shift) = (first / 64, first % 64);
-            let mask = ((1u64 << count) - 1) << shift;
-            vec![(word, (self.written[word as usize] & !mask) | (bits[0] << shift))]
+            let (word, shift) = (first / NETS_PER_WORD, (first % NETS_PER_WORD) * 2);
+            let mask = ((1u64 << (2 * count)) - 1) << shift;
+            vec![(word, (self.written[word as usize] & !mask) | (words[0] << shift))]
         };
         new_words.into_iter().filter(|&(word, value)| self.written[word as usize] != value).collect()
     }
 }
+
+/// /24 networks per filter word (two bits each, the first /24 in the lowest bits).
+const NETS_PER_WORD: u32 = 32;
 
 /// `addr/len` with its host bits cleared.
 fn normal(addr: u32, len: u8) -> (u32, u8) {
@@ -81,48 +87,50 @@ fn span(addr: u32, len: u8) -> (u32, u32) {
     ((addr & mask(len)) >> 8, 1 << (24 - len))
 }
 
-/// The filter bits of the /24s `first..first + count` (bit `i` for `first + i`, 64 to a word),
-/// computed from the prefixes alone. The span is aligned (as `span` makes it), so every prefix
-/// covers it, lies inside it, or misses it.
+/// The filter words of the /24s `first..first + count` (bits `2i` and `2i + 1` for
+/// `first + i`: `DENY_REACHES` and `DENY_COVERS`), computed from the prefixes alone. The span
+/// is aligned (as `span` makes it), so every prefix covers it, lies inside it, or misses it.
 fn marked(prefixes: &BTreeSet<(u32, u8)>, first: u32, count: u32) -> Vec<u64> {
-    let words = count.div_ceil(64) as usize;
+    let words = count.div_ceil(NETS_PER_WORD) as usize;
     let span_len = 24 - count.trailing_zeros() as u8;
     let start = first << 8;
     if (0..=span_len).any(|len| prefixes.contains(&normal(start, len))) {
-        let all = if count >= 64 { u64::MAX } else { (1 << count) - 1 };
+        let all = if count >= NETS_PER_WORD { u64::MAX } else { (1 << (2 * count)) - 1 };
         return vec![all; words];
     }
-    let mut bits = vec![0u64; words];
+    let mut out = vec![0u64; words];
     let end = u64::from(start) + (u64::from(count) << 8);
     for &(addr, len) in prefixes.range((start, 0)..) {
         if u64::from(addr) >= end {
             break;
         }
         let from = (addr - start) >> 8;
-        let nets = if len >= 24 { 1 } else { 1u32 << (24 - len) };
-        for net in from..from + nets {
-            bits[(net / 64) as usize] |= 1 << (net % 64);
+        let (reached, bits) =
+            if len > 24 { (1, DENY_REACHES) } else { (1u32 << (24 - len), DENY_REACHES | DENY_COVERS) };
+        for net in from..from + reached {
+            out[(net / NETS_PER_WORD) as usize] |= bits << (2 * (net % NETS_PER_WORD));
         }
     }
-    bits
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The word straight from the definition: a /24's bit is set when a prefix overlaps it.
+    /// The word straight from the definition: a /24's low bit is set when a prefix overlaps
+    /// it, its high bit when a prefix of /24 or shorter contains it.
     fn by_definition(prefixes: &BTreeSet<(u32, u8)>, word: u32) -> u64 {
         let mut out = 0;
-        for bit in 0..64u32 {
-            let net = (word << 6 | bit) << 8;
+        for i in 0..NETS_PER_WORD {
+            let net = (word * NETS_PER_WORD + i) << 8;
             let overlaps = prefixes.iter().any(|&(addr, len)| {
                 let m = mask(len.min(24));
                 addr & m == net & m
             });
-            if overlaps {
-                out |= 1 << bit;
-            }
+            let covers = prefixes.iter().any(|&(addr, len)| len <= 24 && addr & mask(len) == net & mask(len));
+            let bits = if covers { DENY_REACHES | DENY_COVERS } else { u64::from(overlaps) * DENY_REACHES };
+            out |= bits << (2 * i);
         }
         out
     }
@@ -159,8 +167,8 @@ mod tests {
                 touched.insert(word);
             }
             let (first, count) = span(addr, len);
-            touched.insert(first / 64);
-            touched.insert((first + count - 1) / 64);
+            touched.insert(first / NETS_PER_WORD);
+            touched.insert((first + count - 1) / NETS_PER_WORD);
         }
         assert!(filter.prefixes.len() > 20, "too few prefixes left to test much: {}", filter.prefixes.len());
         for &word in &touched {
@@ -179,12 +187,19 @@ mod tests {
 
     #[test]
     fn a_covering_prefix_fills_the_span_and_an_inner_one_marks_its_nets() {
+        const BOTH: u64 = DENY_REACHES | DENY_COVERS;
         let mut prefixes = BTreeSet::new();
         prefixes.insert(normal(v4([192, 0, 2, 0]), 23));
-        let word = v4([192, 0, 0, 0]) >> 14;
-        assert_eq!(marked(&prefixes, word * 64, 64), vec![0b1100]);
+        prefixes.insert(normal(v4([192, 0, 4, 9]), 32));
+        let first = v4([192, 0, 0, 0]) >> 8;
+        // 192.0.0-7.0/24: the /23 covers .2 and .3, the host reaches into .4.
+        let expected = (BOTH << 4) | (BOTH << 6) | (DENY_REACHES << 8);
+        assert_eq!(marked(&prefixes, first, 8), vec![expected]);
+        assert_eq!(marked(&prefixes, first, 32), vec![expected]);
+        assert_eq!(marked(&prefixes, v4([192, 0, 2, 0]) >> 8, 1), vec![BOTH]);
         prefixes.insert((0, 0));
-        assert_eq!(marked(&prefixes, word * 64, 64), vec![u64::MAX]);
-        assert_eq!(marked(&prefixes, v4([192, 0, 2, 0]) >> 8, 1), vec![1]);
+        assert_eq!(marked(&prefixes, first, 32), vec![u64::MAX]);
+        assert_eq!(marked(&prefixes, first, 64), vec![u64::MAX; 2]);
+        assert_eq!(marked(&prefixes, first, 2), vec![0b1111]);
     }
 }

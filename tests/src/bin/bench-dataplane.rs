@@ -8,7 +8,7 @@
 //! `interquartile_mean`). The timer's fixed cost is
 //! in the floor too, so ratios compare like with like. New flows use a new source port per call.
 //!
-//! Paths: firewall drop (deny-list hit), firewall pass, new flow, established flow (with the
+//! Paths: firewall drop (deny-list hit: a /32 entry, and a source in a denied /24), firewall pass, new flow, established flow (with the
 //! firewall in front, as on the lab's front interface, and without) and NAT reply; with 1, 10k
 //! and 100k deny CIDRs, 2 and 1000 backends, and a 1M-flow connection table. The established
 //! rows repeat one flow, which the fast path's flow cache then holds; "10k flows in turn" is
@@ -153,6 +153,8 @@ fn main() -> ExitCode {
     let ack = vec![with_macs(Frame::tcp4([192, 0, 2, 100], 40000, [192, 0, 2, 10], 80), client, front)];
     let denied =
         vec![with_macs(Frame::tcp4([203, 0, 113, 1], 40000, [192, 0, 2, 10], 80).flags(TcpFlags::SYN), client, front)];
+    let denied_net =
+        vec![with_macs(Frame::tcp4([198, 19, 255, 7], 40000, [192, 0, 2, 10], 80).flags(TcpFlags::SYN), client, front)];
     let dns =
         vec![with_macs(Frame::udp4([192, 0, 2, 100], 5353, [192, 0, 2, 53], 53).payload(b"query"), client, front)];
 
@@ -174,7 +176,17 @@ fn main() -> ExitCode {
                 let floor = bench(&mut dp, None, &syn, r.front, XDP_PASS);
                 push(&mut rows, "floor: empty XDP_PASS program", i, floor);
                 let v = bench(&mut dp, Some(Role::Untrusted), &denied, r.front, XDP_DROP);
-                push(&mut rows, "firewall drop (deny hit)", i, v);
+                push(&mut rows, "firewall drop (deny hit, a /32 entry)", i, v);
+                // The same list with a /24 in place of the /32: a flood from a denied network,
+                // which the deny filter settles without the trie.
+                let host: Cidr = "203.0.113.1/32".parse().expect("cidr");
+                let net: Cidr = "198.19.255.0/24".parse().expect("cidr");
+                dp.undeny_source(host).expect("undeny");
+                dp.deny_source(net).expect("deny");
+                let v = bench(&mut dp, Some(Role::Untrusted), &denied_net, r.front, XDP_DROP);
+                push(&mut rows, "firewall drop (deny hit, a denied /24)", i, v);
+                dp.undeny_source(net).expect("undeny");
+                dp.deny_source(host).expect("deny");
                 let v = bench(&mut dp, Some(Role::Untrusted), &dns, r.front, XDP_PASS);
                 push(&mut rows, "firewall pass (allowed, no service)", i, v);
             }
