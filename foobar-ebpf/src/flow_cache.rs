@@ -36,11 +36,11 @@ use foobar_common::{
     lb::{FLOW_CACHE_SLOTS, FLOW_CLOSING, Flow, FlowKey, LbSettings, flow_timeout},
 };
 
-use crate::atomic;
+use crate::{atomic, lb};
 
 /// How long a copy may be used without asking the table again: the table's own renewal
 /// granularity, so flows are renewed as often as without the cache.
-pub const RECHECK_NS: u64 = 1_000_000_000;
+pub const RECHECK_NS: u64 = lb::RENEW_NS;
 
 /// An IPv4 flow as the table held it: 72 bytes.
 pub struct Cached {

@@ -153,12 +153,7 @@ pub fn plain(frame: &Frame, firewall: bool) -> Option<u32> {
             }
             None => {
                 let epoch = flow_cache::epoch();
-                let s = settings()?;
-                // SAFETY: map lookups return pointers valid for this program run.
-                let flow = unsafe { CONNTRACK.get(&key) }?;
-                if flow_expired(flow, now, p.protocol, s) {
-                    return None;
-                }
+                let (flow, s) = live_flow(&key, now)?;
                 renew(&key, flow, now);
                 if !closing {
                     flow_cache::put(&key, flow, now, epoch, s);
@@ -200,23 +195,24 @@ fn continues_a_flow(p: &Parsed) -> bool {
 #[inline(never)]
 fn tracked(frame: &Frame, p: &Parsed) -> Option<u32> {
     let family = family_of(p)?;
-    let (key, flow, now) = live_flow(p, family)?;
+    let key = flow_key(p, family);
+    let now = now_ns();
+    let (flow, _) = live_flow(&key, now)?;
     seen(&key, flow, now);
     Some(forward::<false>(frame, p, &key, flow, family))
 }
 
-/// `p`'s flow if it is tracked and has not expired, with its key and the time.
+/// `key`'s flow in the table if it is tracked and has not expired at `now`, with the settings
+/// that judged it.
 #[inline(always)]
-fn live_flow(p: &Parsed, family: u8) -> Option<(FlowKey, &'static Flow, u64)> {
-    let key = flow_key(p, family);
+fn live_flow(key: &FlowKey, now: u64) -> Option<(&'static Flow, &'static LbSettings)> {
     // SAFETY: map lookups return pointers valid for this program run.
-    let flow = unsafe { CONNTRACK.get(&key) }?;
+    let flow = unsafe { CONNTRACK.get(key) }?;
     let s = settings()?;
-    let now = now_ns();
-    if flow_expired(flow, now, p.protocol, s) {
+    if flow_expired(flow, now, key.protocol, s) {
         return None;
     }
-    Some((key, flow, now))
+    Some((flow, s))
 }
 
 #[inline(never)]
@@ -268,10 +264,13 @@ fn seen(key: &FlowKey, flow: &Flow, now: u64) {
     renew(key, flow, now);
 }
 
+/// How stale a flow's timestamp may get before a packet renews it.
+pub const RENEW_NS: u64 = 1_000_000_000;
+
 /// The timestamp half of [`seen`], for the fast path (which counts its packets its own way).
 #[inline(always)]
 fn renew(key: &FlowKey, flow: &Flow, now: u64) {
-    if now.saturating_sub(flow.last_seen_ns) > 1_000_000_000 {
+    if now.saturating_sub(flow.last_seen_ns) > RENEW_NS {
         refresh(key, now);
     }
 }
