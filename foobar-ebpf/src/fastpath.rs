@@ -4,9 +4,9 @@
 //! That is a packet of an established flow in a plain frame: untagged IPv4 without options,
 //! TCP or UDP, not a fragment; on trusted interfaces also a backend's NAT reply. It is parsed
 //! at fixed offsets, looked up in this CPU's flow cache (`flow_cache`), else in the connection
-//! table (or the NAT table), and forwarded, with the NAT rewrite inlined. Anything else, or anything that turns out not to be a live tracked
-//! flow or reply, returns `None` having counted nothing, and the entry program runs the full
-//! path as before.
+//! table (or the NAT table), and forwarded, with the NAT rewrite inlined. Anything else, or
+//! anything that turns out not to be a live tracked flow or reply, returns `None` having
+//! counted nothing, and the entry program runs the full path as before.
 //!
 //! Why a function of its own, rather than inline in the entry programs: the verifier would
 //! otherwise walk the full path once more for each state the fast path can leave behind

@@ -196,8 +196,9 @@ impl Services {
         self.sync_vips(dp)
     }
 
-    /// Points the VIP filter at the services' VIPs: before a VIP's service is published, after
-    /// it is withdrawn.
+    /// Points the VIP filter at the services' VIPs. Called before publishing, so the filter
+    /// never hides a published VIP; a VIP it drops stops being balanced at once, as its
+    /// withdrawal, which follows, would have it.
     fn sync_vips(&mut self, dp: &mut Dataplane) -> Result<(), DataplaneError> {
         self.vip_filter.sync(dp, self.services.iter().map(|s| words(s.spec.vip)))
     }
