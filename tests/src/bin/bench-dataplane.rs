@@ -5,11 +5,12 @@
 //! Each call runs the program once on a fresh copy of the frame (`repeat` would rerun it on the
 //! buffer the previous run already rewrote, so NAT paths would measure something else), and the
 //! kernel times that one run; the mean of the middle half of many calls is reported (see
-//! `interquartile_mean`). The timer's fixed cost is
-//! in the floor too, so ratios compare like with like. New flows use a new source port per call.
+//! `interquartile_mean`). The timer's fixed cost is in the floor too, so ratios compare like
+//! with like. New flows use a new source port per call.
 //!
-//! Paths: firewall drop (deny-list hit: a /32 entry, and a source in a denied /24), firewall pass, new flow, established flow (with the
-//! firewall in front, as on the lab's front interface, and without) and NAT reply; with 1, 10k
+//! Paths: firewall drop (deny-list hit: a /32 entry, and a source in a denied /24), firewall
+//! pass, new flow, established flow (with the firewall in front, as on the lab's front
+//! interface, and without) and NAT reply; with 1, 10k
 //! and 100k deny CIDRs, 2 and 1000 backends, and a 1M-flow connection table. The established
 //! rows repeat one flow, which the fast path's flow cache then holds; "10k flows in turn" is
 //! the same path when the cache cannot help.
@@ -151,10 +152,11 @@ fn main() -> ExitCode {
         .map(|i| with_macs(Frame::tcp4([192, 0, 2, 100], 1024 + i, [192, 0, 2, 10], 80), client, front))
         .collect();
     let ack = vec![with_macs(Frame::tcp4([192, 0, 2, 100], 40000, [192, 0, 2, 10], 80), client, front)];
-    let denied =
-        vec![with_macs(Frame::tcp4([203, 0, 113, 1], 40000, [192, 0, 2, 10], 80).flags(TcpFlags::SYN), client, front)];
-    let denied_net =
-        vec![with_macs(Frame::tcp4([198, 19, 255, 7], 40000, [192, 0, 2, 10], 80).flags(TcpFlags::SYN), client, front)];
+    let syn_to_www_from = |src: [u8; 4]| {
+        vec![with_macs(Frame::tcp4(src, 40000, [192, 0, 2, 10], 80).flags(TcpFlags::SYN), client, front)]
+    };
+    let denied = syn_to_www_from([203, 0, 113, 1]);
+    let denied_net = syn_to_www_from([198, 19, 255, 7]);
     let dns =
         vec![with_macs(Frame::udp4([192, 0, 2, 100], 5353, [192, 0, 2, 53], 53).payload(b"query"), client, front)];
 
@@ -217,8 +219,6 @@ fn main() -> ExitCode {
                 // with where the table's entries landed: measured once, not per deny count.
                 let v = bench(&mut dp, Some(Role::Untrusted), &in_turn, r.front, XDP_REDIRECT);
                 push(&mut rows, "LB established, 10k flows in turn", i, v);
-            }
-            if backends == 2 && denies == 1 {
                 for n in 0..1_000_000u32 {
                     let key = FlowKey {
                         src: [u32::from_ne_bytes([198, 18, (n >> 16) as u8, (n >> 8) as u8]), 0, 0, 0],
