@@ -132,17 +132,17 @@ pub const COUNTER_SLOTS: u32 = Counter::ALL.len() as u32;
 /// array of their own (slot = discriminant).
 ///
 /// The full path counts such a packet four or five times (received, IPv4, TCP or UDP, then
-/// established and, behind the firewall, firewall-established; or NAT reply; a deny-list drop
-/// twice, received and denied), and those per-CPU increments measured about 15 ns of the fast
-/// path's 240. It counts one slot here instead, and userspace adds each slot to the counters it stands for ([`FastKind::counters`])
-/// when it reads them, so readers see one set of counters whichever path a packet took.
+/// established and, on untrusted interfaces, firewall-established; or NAT reply; a deny-list
+/// drop twice, received and denied). The fast path counts one slot here instead, and userspace
+/// adds each slot to the counters it stands for ([`FastKind::counters`]) when it reads them, so
+/// readers see one set of counters whichever path a packet took.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FastKind {
     Tcp,
     Udp,
-    TcpBehindFirewall,
-    UdpBehindFirewall,
+    TcpUntrusted,
+    UdpUntrusted,
     TcpReply,
     UdpReply,
     /// A frame dropped on sight for its denied source (`firewall::denied_on_sight`).
@@ -155,21 +155,21 @@ impl FastKind {
     pub const ALL: &'static [FastKind] = &[
         FastKind::Tcp,
         FastKind::Udp,
-        FastKind::TcpBehindFirewall,
-        FastKind::UdpBehindFirewall,
+        FastKind::TcpUntrusted,
+        FastKind::UdpUntrusted,
         FastKind::TcpReply,
         FastKind::UdpReply,
         FastKind::DeniedSource,
     ];
 
-    /// The kind of an established TCP (else UDP) packet, forwarded behind the firewall or not.
+    /// The kind of an established TCP (else UDP) packet, on an untrusted interface or not.
     #[inline(always)]
-    pub const fn of(tcp: bool, firewall: bool) -> FastKind {
-        match (tcp, firewall) {
+    pub const fn of(tcp: bool, untrusted: bool) -> FastKind {
+        match (tcp, untrusted) {
             (true, false) => FastKind::Tcp,
             (false, false) => FastKind::Udp,
-            (true, true) => FastKind::TcpBehindFirewall,
-            (false, true) => FastKind::UdpBehindFirewall,
+            (true, true) => FastKind::TcpUntrusted,
+            (false, true) => FastKind::UdpUntrusted,
         }
     }
 
@@ -185,8 +185,8 @@ impl FastKind {
         match self {
             FastKind::Tcp => &[Received, Ipv4, Tcp, LbEstablished],
             FastKind::Udp => &[Received, Ipv4, Udp, LbEstablished],
-            FastKind::TcpBehindFirewall => &[Received, Ipv4, Tcp, LbEstablished, FwEstablished],
-            FastKind::UdpBehindFirewall => &[Received, Ipv4, Udp, LbEstablished, FwEstablished],
+            FastKind::TcpUntrusted => &[Received, Ipv4, Tcp, LbEstablished, FwEstablished],
+            FastKind::UdpUntrusted => &[Received, Ipv4, Udp, LbEstablished, FwEstablished],
             FastKind::TcpReply => &[Received, Ipv4, Tcp, LbNatReply],
             FastKind::UdpReply => &[Received, Ipv4, Udp, LbNatReply],
             FastKind::DeniedSource => &[Received, FwDeniedSource],
@@ -206,11 +206,11 @@ mod tests {
             assert_eq!(k as usize, i);
         }
         for tcp in [true, false] {
-            for firewall in [true, false] {
-                let c = FastKind::of(tcp, firewall).counters();
+            for untrusted in [true, false] {
+                let c = FastKind::of(tcp, untrusted).counters();
                 assert_eq!(c.contains(&Counter::Tcp), tcp);
                 assert_eq!(c.contains(&Counter::Udp), !tcp);
-                assert_eq!(c.contains(&Counter::FwEstablished), firewall);
+                assert_eq!(c.contains(&Counter::FwEstablished), untrusted);
             }
             let r = FastKind::reply(tcp).counters();
             assert_eq!((r.contains(&Counter::Tcp), r.contains(&Counter::LbNatReply)), (tcp, true));

@@ -8,6 +8,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::parse::Parsed;
+
 pub const SERVICES_MAP: &str = "LB_SERVICES";
 pub const RINGS_MAP: &str = "LB_RINGS";
 pub const CURSORS_MAP: &str = "LB_CURSORS";
@@ -46,6 +48,11 @@ pub const BACKEND_DOWN: u32 = 3;
 
 /// Flow flag: a FIN or RST was seen; the entry lives only `closing_ns` more.
 pub const FLOW_CLOSING: u16 = 1;
+
+/// How stale a flow's timestamp may get before a packet renews it (a store per packet would
+/// bounce the entry between CPUs for a clock nobody reads that finely); also how long the fast
+/// path may use its copy of a flow without asking the table again.
+pub const RENEW_NS: u64 = 1_000_000_000;
 
 /// log2 of the VIP filter's slots.
 pub const VIP_FILTER_BITS: u32 = 12;
@@ -111,6 +118,20 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
+impl FlowKey {
+    /// The flow from `src:sport` to `dst:dport` (the one place its padding is filled in).
+    #[inline(always)]
+    pub const fn new(src: [u32; 4], sport: u16, dst: [u32; 4], dport: u16, protocol: u8, family: u8) -> FlowKey {
+        FlowKey { src, dst, sport, dport, protocol, family, _pad: [0; 2] }
+    }
+
+    /// The flow `p` belongs to, as its sender sent it.
+    #[inline(always)]
+    pub fn of(p: &Parsed, family: u8) -> FlowKey {
+        FlowKey::new(p.src, p.src_port, p.dst, p.dst_port, p.protocol, family)
+    }
+}
+
 /// Where to send a frame: out of `ifindex`, to `dmac`, from `smac`. Flows remember theirs so
 /// that only their first packet pays for a route lookup; `ifindex` 0 means "not known yet".
 #[repr(C)]
@@ -149,6 +170,14 @@ pub struct NatKey {
     pub _pad: [u8; 2],
 }
 
+impl NatKey {
+    /// Replies from `backend:backend_port` to the NAT address's `nat_port`.
+    #[inline(always)]
+    pub const fn new(backend: [u32; 4], backend_port: u16, nat_port: u16, protocol: u8, family: u8) -> NatKey {
+        NatKey { backend, backend_port, nat_port, protocol, family, _pad: [0; 2] }
+    }
+}
+
 /// Where a NAT reply goes back to.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -162,6 +191,14 @@ pub struct NatTarget {
     pub _pad: u32,
     /// Next hop back to the client: where its first frame came from.
     pub hop: NextHop,
+}
+
+impl NatTarget {
+    /// The client's flow this binding belongs to.
+    #[inline(always)]
+    pub const fn client_flow(&self, protocol: u8, family: u8) -> FlowKey {
+        FlowKey::new(self.client, self.client_port, self.vip, self.vip_port, protocol, family)
+    }
 }
 
 #[repr(C)]

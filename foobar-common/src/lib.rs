@@ -25,10 +25,11 @@ pub mod parse;
 mod pod;
 
 /// XDP program for trusted interfaces, as `bpftool prog show` lists it.
-pub const XDP_PROGRAM: &str = "foobar_xdp";
-/// XDP program for untrusted interfaces: the same path with the firewall in front.
-pub const XDP_FIREWALL_PROGRAM: &str = "foobar_xdp_fw";
+pub const XDP_TRUSTED_PROGRAM: &str = "xdp_trusted";
+/// XDP program for untrusted interfaces (`daemon.untrusted`): the same path with the firewall
+/// in front.
+pub const XDP_UNTRUSTED_PROGRAM: &str = "xdp_untrusted";
 /// A pass-everything XDP program: the floor benchmarks compare against.
-pub const XDP_NOP_PROGRAM: &str = "foobar_xdp_nop";
+pub const XDP_FLOOR_PROGRAM: &str = "xdp_floor";
 /// Name of the per-CPU counter array in the eBPF object.
 pub const STATS_MAP: &str = "FOOBAR_STATS";

@@ -4,7 +4,11 @@
 //! goes through [`PacketBytes::load`], loops have constant bounds, and offsets only grow by
 //! header lengths that were themselves read from the packet and checked.
 
-use crate::{bytes::PacketBytes, counters::Counter};
+use crate::{
+    addr::{FAMILY_V4, FAMILY_V6},
+    bytes::PacketBytes,
+    counters::Counter,
+};
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -82,6 +86,16 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// The address family tag of an IP packet ([`FAMILY_V4`], [`FAMILY_V6`]); `None` for others.
+    #[inline(always)]
+    pub fn family(&self) -> Option<u8> {
+        match self.l3 {
+            L3::Ipv4 => Some(FAMILY_V4),
+            L3::Ipv6 => Some(FAMILY_V6),
+            _ => None,
+        }
+    }
+
     const fn non_ip(l3: L3, vlans: u8, l3_offset: usize) -> Self {
         Parsed {
             l3,

@@ -1,9 +1,8 @@
 //! The load balancer's clock: CLOCK_MONOTONIC nanoseconds, read at most once per timer tick
 //! per CPU.
 //!
-//! `bpf_ktime_get_ns` is a helper call, and here (a VM with the "safe RET" speculation
-//! mitigation, where every return is expensive) it cost 45 ns per packet, as much as a
-//! connection-table lookup. `bpf_jiffies64` is inlined by the verifier into one memory load,
+//! `bpf_ktime_get_ns` is a helper call, dear on CPUs whose speculation mitigations make every
+//! return expensive; `bpf_jiffies64` is inlined by the verifier into one memory load,
 //! so each CPU keeps the last reading with the tick it was taken in, and only a packet that
 //! sees a new tick asks for the time. Flows are timed in seconds; a tick (1-10 ms) of lag is
 //! immaterial. (The SYN rate limit keeps reading the clock: its intervals can be shorter.)

@@ -8,29 +8,66 @@
 //! anything that turns out not to be a live tracked flow or reply, returns `None` having
 //! counted nothing, and the entry program runs the full path as before.
 //!
-//! Why a function of its own, rather than inline in the entry programs: the verifier would
-//! otherwise walk the full path once more for each state the fast path can leave behind
-//! (over its 1M-instruction budget when tried). Returning from here leaves only `r0`
-//! different, so the full path is verified as if the fast path were not there. The call
-//! itself measured free (against the same path inlined). What the fast path saves is the
-//! full path's generic parse, the `Parsed` record it passes through map memory for the
-//! verifier's sake (`scratch::blur_offsets`) and its out-of-line rewrite, and on trusted
-//! interfaces the service lookup the full path makes before the connection table: 331-360 ->
-//! 230-240 ns per established packet here, against an empty program's 91 (`cargo xtask bench
-//! dataplane`); the flow cache then took the connection-table lookup off most packets.
+//! A function of its own, not inlined into the entry programs: the verifier would otherwise
+//! walk the full path once more for each state the fast path can leave behind (over its
+//! 1M-instruction budget when tried). Returning from here leaves only `r0` different, so the
+//! full path is verified as if the fast path were not there.
 
 use aya_ebpf::programs::XdpContext;
+use foobar_common::{
+    addr::FAMILY_V4,
+    counters::{Counter, FastKind},
+    lb::FlowKey,
+    parse::{IPPROTO_TCP, parse_plain_v4},
+};
 
-use crate::{lb, packet::Frame};
+use crate::{
+    clock::now_ns,
+    conntrack, flow_cache, forward, lb,
+    packet::Frame,
+    services,
+    stats::{count, count_fast},
+};
 
-/// Untrusted interfaces (after the deny check): a plain packet of an established flow.
+/// A plain packet of an established flow or, on trusted interfaces, a backend's NAT reply,
+/// forwarded; `None`, with nothing counted, leaves the frame to the full path. On untrusted
+/// interfaces this runs after the deny check.
 #[inline(never)]
-pub fn front(ctx: &XdpContext) -> Option<u32> {
-    lb::plain(&Frame(ctx), true)
-}
-
-/// Trusted interfaces: a plain packet of an established flow, or a backend's NAT reply.
-#[inline(never)]
-pub fn inside(ctx: &XdpContext) -> Option<u32> {
-    lb::plain(&Frame(ctx), false)
+pub fn run<const UNTRUSTED: bool>(ctx: &XdpContext) -> Option<u32> {
+    let frame = Frame(ctx);
+    let p = parse_plain_v4(&frame)?;
+    if services::maybe_vip(&p.dst) {
+        if !conntrack::may_continue(&p) {
+            return None;
+        }
+        let key = FlowKey::of(&p, FAMILY_V4);
+        let now = now_ns();
+        // A FIN or RST must reach the table (it marks the flow closing), so it skips the copy.
+        let closing = forward::ends_flow(&p);
+        let flow = match flow_cache::get(&key, now).filter(|_| !closing) {
+            Some(copy) => {
+                count(Counter::LbFlowCacheHit);
+                copy
+            }
+            None => {
+                let epoch = flow_cache::epoch();
+                let (flow, s) = conntrack::live(&key, now)?;
+                conntrack::touch(&key, flow, now);
+                if !closing {
+                    flow_cache::put(&key, flow, now, epoch, s);
+                }
+                flow
+            }
+        };
+        count_fast(FastKind::of(p.protocol == IPPROTO_TCP, UNTRUSTED));
+        return Some(forward::to_backend::<true>(&frame, &p, &key, flow, FAMILY_V4));
+    }
+    // A reply, unless it may be a DSR backend's answer (from a VIP), which the full path tells
+    // apart first. On untrusted interfaces replies meet the rules (`firewall::admits`).
+    if UNTRUSTED || services::maybe_vip(&p.src) {
+        return None;
+    }
+    let target = lb::nat_reply(&p, FAMILY_V4)?;
+    count_fast(FastKind::reply(p.protocol == IPPROTO_TCP));
+    Some(forward::to_client::<true>(&frame, &p, target, FAMILY_V4))
 }

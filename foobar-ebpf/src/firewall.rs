@@ -37,8 +37,8 @@ static ALLOW_V4: LpmTrie<AllowDataV4, RuleSet> = LpmTrie::with_max_entries(ALLOW
 static ALLOW_V6: LpmTrie<AllowDataV6, RuleSet> = LpmTrie::with_max_entries(ALLOW_MAX_ENTRIES, 0);
 /// The deny-list lookup keys, one pair per CPU. Kept off the stack on purpose: the check
 /// runs inline before the parse, and keys left on the stack by some of its paths (IPv4, IPv6,
-/// neither) made the verifier carry each path through the rest of the program separately
-/// (875k of its 1M-instruction budget with them there, see the headroom test).
+/// neither) made the verifier carry each path through the rest of the program separately,
+/// near its 1M-instruction budget (see the headroom test).
 pub struct DenyKeys {
     v4: Key<[u8; 4]>,
     v6: WordKey,

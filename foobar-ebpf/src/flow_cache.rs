@@ -33,14 +33,14 @@ use aya_ebpf::{
 };
 use foobar_common::{
     addr::FAMILY_V4,
-    lb::{FLOW_CACHE_SLOTS, FLOW_CLOSING, Flow, FlowKey, LbSettings, flow_timeout},
+    lb::{FLOW_CACHE_SLOTS, FLOW_CLOSING, Flow, FlowKey, LbSettings, RENEW_NS, flow_timeout},
 };
 
-use crate::{atomic, lb};
+use crate::atomic;
 
 /// How long a copy may be used without asking the table again: the table's own renewal
 /// granularity, so flows are renewed as often as without the cache.
-pub const RECHECK_NS: u64 = lb::RENEW_NS;
+pub const RECHECK_NS: u64 = RENEW_NS;
 
 /// An IPv4 flow as the table held it: 72 bytes.
 pub struct Cached {

@@ -1,77 +1,90 @@
-//! Sending a rewritten frame on without the stack: to a next hop (egress interface and MACs)
-//! that the kernel's FIB supplies, or that a flow remembered from its first packet.
+//! Packets of tracked flows: on to their backend (rewritten in NAT mode), and backends' NAT
+//! replies back to their clients. Both note a FIN or RST, count the packet for the flow's
+//! service and backend, and redirect it to the next hop without the stack.
 
-use aya_ebpf::{
-    bindings::{bpf_fib_lookup, xdp_action},
-    helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_redirect},
-};
+use aya_ebpf::bindings::xdp_action;
 use foobar_common::{
     counters::Counter,
-    lb::NextHop,
-    parse::{L3, Parsed},
+    lb::{BACKEND_ABSENT, Flow, FlowKey, MODE_DSR, NatTarget},
+    parse::{IPPROTO_TCP, Parsed, TCP_FIN, TCP_RST},
 };
 
-use crate::{packet::Frame, stats::count};
+use crate::{
+    conntrack,
+    nexthop::{lookup_hop, redirect_to, send},
+    packet::Frame,
+    rewrite::{Rewrite, rewrite},
+    services,
+    stats::{account, count},
+};
 
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
-const BPF_FIB_LKUP_RET_SUCCESS: i64 = 0;
+/// Whether `p` ends its flow (a FIN or RST).
+#[inline(always)]
+pub fn ends_flow(p: &Parsed) -> bool {
+    p.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FIN | TCP_RST) != 0
+}
 
-/// The next hop towards `dst` (from `src`) in the kernel's FIB; `None`, counted, when there is
-/// no route or no neighbour entry yet. Costs a route lookup (about 230 ns here): flows call it
-/// for their first packet only.
-#[inline(never)]
-pub fn lookup_hop(frame: &Frame, p: &Parsed, src: &[u32; 4], dst: &[u32; 4]) -> Option<NextHop> {
-    let ctx = frame.0;
-    // SAFETY: bpf_fib_lookup is a plain C struct; all-zero is its documented "no input" state.
-    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    params.l4_protocol = p.protocol;
-    params.ifindex = ctx.ingress_ifindex() as u32;
-    if p.l3 == L3::Ipv4 {
-        params.family = AF_INET;
-        params.__bindgen_anon_3.ipv4_src = src[0];
-        params.__bindgen_anon_4.ipv4_dst = dst[0];
+/// Sends a packet of `flow` on to its backend, by the next hop its first packet asked of the
+/// FIB and the flow remembers. `INLINE_REWRITE` inlines the NAT rewrite (the fast path's
+/// choice; the full path calls it, keeping its own frames small: BPF's 512-byte stack is
+/// shared by the whole call chain).
+#[inline(always)]
+pub fn to_backend<const INLINE_REWRITE: bool>(
+    frame: &Frame,
+    p: &Parsed,
+    key: &FlowKey,
+    flow: &Flow,
+    family: u8,
+) -> u32 {
+    if ends_flow(p) {
+        conntrack::close(key);
+    }
+    let Some(backend) = services::backend(flow.backend) else {
+        return xdp_action::XDP_DROP;
+    };
+    if backend.state == BACKEND_ABSENT {
+        count(Counter::LbNoBackend);
+        return xdp_action::XDP_DROP;
+    }
+    account(flow.service, flow.backend, frame);
+    let hop = if flow.hop.ifindex != 0 {
+        flow.hop
     } else {
-        params.family = AF_INET6;
-        params.__bindgen_anon_3.ipv6_src = *src;
-        params.__bindgen_anon_4.ipv6_dst = *dst;
+        let src = if flow.mode == MODE_DSR { &p.src } else { &backend.snat };
+        let Some(hop) = lookup_hop(frame, p, src, &backend.addr) else { return xdp_action::XDP_DROP };
+        conntrack::set_hop(key, hop);
+        hop
+    };
+    if flow.mode != MODE_DSR {
+        let r = Rewrite { src: backend.snat, dst: backend.addr, sport: flow.nat_port, dport: p.dst_port };
+        if !rewrite::<INLINE_REWRITE>(frame, p, family, &r) {
+            return xdp_action::XDP_DROP;
+        }
     }
-    // SAFETY: `params` is a valid, initialised lookup struct of the size passed.
-    let rc = unsafe { fib_lookup(ctx.ctx.cast(), &mut params, core::mem::size_of::<bpf_fib_lookup>() as i32, 0) };
-    if rc != BPF_FIB_LKUP_RET_SUCCESS {
-        count(Counter::LbNoRoute);
-        crate::log::note_no_next_hop(u32::from_be(dst[0]), rc);
-        return None;
-    }
-    Some(NextHop { ifindex: params.ifindex, dmac: params.dmac, smac: params.smac })
+    send(frame, &hop)
 }
 
-/// Gives the frame `hop`'s MACs and redirects it out of `hop`'s interface.
-#[inline(always)]
-pub fn send(frame: &Frame, hop: &NextHop) -> u32 {
-    let Some(macs) = frame.window_mut::<12>(0) else { return xdp_action::XDP_DROP };
-    macs[..6].copy_from_slice(&hop.dmac);
-    macs[6..].copy_from_slice(&hop.smac);
-    // SAFETY: bpf_redirect only records the target for the XDP core.
-    unsafe { bpf_redirect(hop.ifindex, 0) as u32 }
+/// A backend's reply in NAT mode, counted: translated back to come from the VIP, to the client.
+#[inline(never)]
+pub fn reply(frame: &Frame, p: &Parsed, t: &NatTarget, family: u8) -> u32 {
+    count(Counter::LbNatReply);
+    to_client::<false>(frame, p, t, family)
 }
 
-/// Looks up the next hop towards `dst` and sends the frame there.
+/// [`reply`] without its counter (the fast path counts its own way), inlined into its caller;
+/// `INLINE_REWRITE` as in [`to_backend`].
 #[inline(always)]
-pub fn redirect_to(frame: &Frame, p: &Parsed, src: &[u32; 4], dst: &[u32; 4]) -> u32 {
-    match lookup_hop(frame, p, src, dst) {
-        Some(hop) => send(frame, &hop),
-        None => xdp_action::XDP_DROP,
+pub fn to_client<const INLINE_REWRITE: bool>(frame: &Frame, p: &Parsed, t: &NatTarget, family: u8) -> u32 {
+    if ends_flow(p) {
+        conntrack::close(&t.client_flow(p.protocol, family));
     }
-}
-
-/// The next hop back to whoever sent this frame: its source MAC, out of the interface it came in.
-#[inline(always)]
-pub fn hop_back(frame: &Frame) -> Option<NextHop> {
-    use foobar_common::bytes::PacketBytes;
-    Some(NextHop {
-        ifindex: frame.0.ingress_ifindex() as u32,
-        dmac: frame.load::<[u8; 6]>(6)?,
-        smac: frame.load::<[u8; 6]>(0)?,
-    })
+    account(t.service, t.backend, frame);
+    let r = Rewrite { src: t.vip, dst: t.client, sport: t.vip_port, dport: t.client_port };
+    if !rewrite::<INLINE_REWRITE>(frame, p, family, &r) {
+        return xdp_action::XDP_DROP;
+    }
+    if t.hop.ifindex != 0 {
+        return send(frame, &t.hop);
+    }
+    redirect_to(frame, p, &r.src, &r.dst)
 }

@@ -5,27 +5,37 @@
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use foobar_common::{
     bytes::MAX_PARSE_OFFSET,
-    lb::{Flow, FlowKey, NatKey, NatTarget},
+    lb::{Flow, NatTarget},
     parse::Parsed,
 };
 
-/// The records a new flow needs while it is being scheduled.
-pub struct Scratch {
+use crate::{nat, nexthop::hop_back, packet::Frame};
+
+/// A new flow while it is being scheduled: what the scheduler is given and what it makes.
+pub struct NewFlow {
+    /// The NAT binding being made. Its `hop`, the way back to the client, is set before
+    /// scheduling starts (by [`new_flow`]); the rest is the scheduler's to fill.
     pub target: NatTarget,
-    pub nat_key: NatKey,
-    pub holder: FlowKey,
+    /// The flow as recorded: the scheduler's result.
     pub flow: Flow,
+    /// NAT's working keys while it picks a port.
+    pub nat: nat::Keys,
 }
 
 #[map(name = "LB_SCRATCH")]
-static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+static SCRATCH: PerCpuArray<NewFlow> = PerCpuArray::with_max_entries(1, 0);
 
-/// This CPU's scratch slot.
+/// This CPU's new-flow record for `frame`'s flow, started with the way back to the client:
+/// out of the interface the frame came in, to the MAC it came from.
 #[inline(always)]
-pub fn scratch() -> Option<&'static mut Scratch> {
+pub fn new_flow(frame: &Frame) -> Option<&'static mut NewFlow> {
     let ptr = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: the slot belongs to this CPU and this packet for the program run (see module doc).
-    Some(unsafe { &mut *ptr })
+    let nf = unsafe { &mut *ptr };
+    // Written straight into the slot: a copy held on the stack across the lookup would grow
+    // the new-flow call chain's frames past BPF's 512 bytes.
+    nf.target.hop = hop_back(frame)?;
+    Some(nf)
 }
 
 /// Covers every offset up to `MAX_PARSE_OFFSET` (1024).

@@ -1,15 +1,24 @@
-//! Per-CPU event counters (slot = [`Counter`] discriminant).
+//! Per-CPU counters: events (slot = [`Counter`] discriminant), the fast path's packet kinds,
+//! and each service's and backend's traffic.
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use foobar_common::{
+    bytes::PacketBytes,
     counters::{COUNTER_SLOTS, Counter, FAST_KINDS, FastKind},
+    lb::{MAX_BACKENDS, MAX_SERVICES, TrafficStats},
     parse::{Parsed, classify},
 };
+
+use crate::packet::Frame;
 
 #[map(name = "FOOBAR_STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 #[map(name = "FOOBAR_FAST_STATS")]
 static FAST: PerCpuArray<u64> = PerCpuArray::with_max_entries(FAST_KINDS, 0);
+#[map(name = "LB_SERVICE_STATS")]
+static SERVICE_STATS: PerCpuArray<TrafficStats> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
+#[map(name = "LB_BACKEND_STATS")]
+static BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 
 /// Adds one to `c` on this CPU. Per-CPU slots need no atomics: no other CPU writes them.
 #[inline(always)]
@@ -37,5 +46,39 @@ pub fn count_fast(kind: FastKind) {
     if let Some(slot) = FAST.get_ptr_mut(kind as u32) {
         // SAFETY: as in `count`.
         unsafe { *slot += 1 };
+    }
+}
+
+/// Counts a new flow for the service and its backend.
+#[inline(always)]
+pub fn count_new_flow(service: u32, backend: u32) {
+    count(Counter::LbNewFlow);
+    if let Some(st) = SERVICE_STATS.get_ptr_mut(service) {
+        // SAFETY: this CPU's slot; no other writer.
+        unsafe { (*st).new_flows += 1 };
+    }
+    if let Some(st) = BACKEND_STATS.get_ptr_mut(backend) {
+        // SAFETY: as above.
+        unsafe { (*st).new_flows += 1 };
+    }
+}
+
+/// Adds the frame to its service's and backend's traffic.
+#[inline(always)]
+pub fn account(service: u32, backend: u32, frame: &Frame) {
+    let bytes = frame.frame_len() as u64;
+    if let Some(st) = SERVICE_STATS.get_ptr_mut(service) {
+        // SAFETY: this CPU's slot; no other writer.
+        unsafe {
+            (*st).packets += 1;
+            (*st).bytes += bytes;
+        }
+    }
+    if let Some(st) = BACKEND_STATS.get_ptr_mut(backend) {
+        // SAFETY: as above.
+        unsafe {
+            (*st).packets += 1;
+            (*st).bytes += bytes;
+        }
     }
 }

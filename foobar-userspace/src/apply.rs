@@ -9,7 +9,7 @@ use crate::{
         schema::{self, Firewall, Policy, Proto},
     },
     dataplane::{
-        Dataplane, DataplaneError, Role,
+        Dataplane, DataplaneError, Trust,
         firewall::Settings,
         rules::AllowRule,
         services::{BackendSpec, Mode, Scheduler, ServiceSpec, Services},
@@ -17,13 +17,13 @@ use crate::{
 };
 
 /// Each configured interface with the program role it gets.
-pub fn interface_roles(config: &Config) -> Vec<(String, Role)> {
+pub fn interface_trust(config: &Config) -> Vec<(String, Trust)> {
     let d = &config.daemon;
     d.interfaces
         .iter()
         .map(|i| {
             let untrusted = d.untrusted.iter().any(|u| u.get_ref() == i.get_ref());
-            (i.get_ref().clone(), if untrusted { Role::Untrusted } else { Role::Trusted })
+            (i.get_ref().clone(), if untrusted { Trust::Untrusted } else { Trust::Trusted })
         })
         .collect()
 }

@@ -87,11 +87,11 @@ impl Daemon {
         apply::firewall(&mut dataplane, &config.firewall)?;
         let services = apply::services(&mut dataplane, &config)?;
         let added = crate::addresses::ensure(&config);
-        for (iface, role) in apply::interface_roles(&config) {
+        for (iface, trust) in apply::interface_trust(&config) {
             if !config.services.is_empty() {
                 enable_forwarding(&iface);
             }
-            dataplane.attach(&iface, role, config.daemon.xdp_mode)?;
+            dataplane.attach(&iface, trust, config.daemon.xdp_mode)?;
         }
         info!(interfaces = dataplane.attachments().len(), services = services.all().len(), "data plane running");
         Ok(Daemon {

@@ -32,7 +32,7 @@ use aya::{
     },
 };
 use foobar_common::{
-    STATS_MAP, XDP_FIREWALL_PROGRAM, XDP_PROGRAM,
+    STATS_MAP, XDP_UNTRUSTED_PROGRAM, XDP_TRUSTED_PROGRAM,
     counters::{Counter, FAST_STATS_MAP, FastKind},
     lb::LbSettings,
 };
@@ -60,21 +60,22 @@ pub type KernelLog = aya_log::EbpfLogger<&'static dyn log::Log>;
 /// refused (BPF_COMPLEXITY_LIMIT_INSNS in the kernel).
 pub const VERIFIER_LIMIT: u32 = 1_000_000;
 
-/// Which program an interface runs.
+/// Whether an interface is trusted (the node's inside: backends, its own network) or untrusted
+/// (`daemon.untrusted`: the firewall runs first); it decides which program the interface runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub enum Trust {
     /// Parse and balance only.
     Trusted,
     /// The firewall first (`daemon.untrusted`).
     Untrusted,
 }
 
-impl Role {
-    /// Name of the XDP program serving this role.
+impl Trust {
+    /// Name of the XDP program for interfaces of this trust.
     pub fn program(self) -> &'static str {
         match self {
-            Role::Trusted => XDP_PROGRAM,
-            Role::Untrusted => XDP_FIREWALL_PROGRAM,
+            Trust::Trusted => XDP_TRUSTED_PROGRAM,
+            Trust::Untrusted => XDP_UNTRUSTED_PROGRAM,
         }
     }
 }
@@ -83,7 +84,7 @@ impl Role {
 #[derive(Debug)]
 pub struct Attachment {
     pub interface: String,
-    pub role: Role,
+    pub trust: Trust,
     pub mode: aya::programs::XdpMode,
     /// Whether an earlier foobar's pinned link was taken over (its program swapped in place).
     pub adopted: bool,
@@ -128,12 +129,12 @@ impl Dataplane {
     }
 
     fn load_with(mut ebpf: Ebpf, pins: Option<Pins>) -> Result<Self, DataplaneError> {
-        for role in [Role::Trusted, Role::Untrusted] {
-            let program = program_mut(&mut ebpf, role)?;
+        for trust in [Trust::Trusted, Trust::Untrusted] {
+            let program = program_mut(&mut ebpf, trust)?;
             load_program(program)?;
             // Only for the log: a kernel that will not say must not stop the load.
             if let Some(walked) = program.info().ok().and_then(|i| i.verified_instruction_count()) {
-                debug!(program = role.program(), walked, limit = VERIFIER_LIMIT, "verifier accepted the program");
+                debug!(program = trust.program(), walked, limit = VERIFIER_LIMIT, "verifier accepted the program");
             }
         }
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -148,37 +149,37 @@ impl Dataplane {
         Ok(dp)
     }
 
-    /// Swaps `role`'s program into the link an earlier foobar pinned for `interface`.
-    fn adopt(&mut self, role: Role, path: &std::path::Path) -> Result<XdpLinkId, DataplaneError> {
+    /// Swaps `trust`'s program into the link an earlier foobar pinned for `interface`.
+    fn adopt(&mut self, trust: Trust, path: &std::path::Path) -> Result<XdpLinkId, DataplaneError> {
         let pinned = PinnedLink::from_pin(path).map_err(|e| DataplaneError::Pin(format!("{}: {e}", path.display())))?;
         let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| DataplaneError::Pin(e.to_string()))?;
-        Ok(program_mut(&mut self.ebpf, role)?.attach_to_link(link)?)
+        Ok(program_mut(&mut self.ebpf, trust)?.attach_to_link(link)?)
     }
 
-    /// Pins the link `id` of `role`'s program at `path` and keeps it owned by the program.
-    fn pin(&mut self, role: Role, id: XdpLinkId, path: &std::path::Path) -> Result<XdpLinkId, DataplaneError> {
-        let program = program_mut(&mut self.ebpf, role)?;
+    /// Pins the link `id` of `trust`'s program at `path` and keeps it owned by the program.
+    fn pin(&mut self, trust: Trust, id: XdpLinkId, path: &std::path::Path) -> Result<XdpLinkId, DataplaneError> {
+        let program = program_mut(&mut self.ebpf, trust)?;
         let link = FdLink::try_from(program.take_link(id)?).map_err(|e| DataplaneError::Pin(e.to_string()))?;
         let pinned = link.pin(path).map_err(|e| DataplaneError::Pin(format!("{}: {e}", path.display())))?;
         let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| DataplaneError::Pin(e.to_string()))?;
         Ok(program.attach_to_link(link)?)
     }
 
-    /// Attaches the `role`'s program to `interface`, trying the kernel modes `mode` allows in order.
-    pub fn attach(&mut self, interface: &str, role: Role, mode: XdpMode) -> Result<&Attachment, DataplaneError> {
+    /// Attaches the `trust`'s program to `interface`, trying the kernel modes `mode` allows in order.
+    pub fn attach(&mut self, interface: &str, trust: Trust, mode: XdpMode) -> Result<&Attachment, DataplaneError> {
         if let Some(path) = self.pins.as_ref().map(|p| p.link(interface)) {
             if path.exists() {
-                match self.adopt(role, &path) {
+                match self.adopt(trust, &path) {
                     Ok(link) => {
                         info!(
                             interface,
-                            program = role.program(),
+                            program = trust.program(),
                             "took over the pinned XDP link (program swapped in place)"
                         );
                         let kernel_mode = mode.attempts()[0];
                         self.attached.push(Attachment {
                             interface: interface.to_owned(),
-                            role,
+                            trust,
                             mode: kernel_mode,
                             adopted: true,
                             link,
@@ -193,19 +194,19 @@ impl Dataplane {
                 }
             }
         }
-        let program = program_mut(&mut self.ebpf, role)?;
+        let program = program_mut(&mut self.ebpf, trust)?;
         let mut last_error = None;
         for &kernel_mode in mode.attempts() {
             match program.attach(interface, kernel_mode) {
                 Ok(link) => {
-                    info!(interface, program = role.program(), mode = kernel_mode_name(kernel_mode), "XDP attached");
+                    info!(interface, program = trust.program(), mode = kernel_mode_name(kernel_mode), "XDP attached");
                     let link = match self.pins.as_ref().map(|p| p.link(interface)) {
-                        Some(path) => self.pin(role, link, &path)?,
+                        Some(path) => self.pin(trust, link, &path)?,
                         None => link,
                     };
                     self.attached.push(Attachment {
                         interface: interface.to_owned(),
-                        role,
+                        trust,
                         mode: kernel_mode,
                         adopted: false,
                         link,
@@ -234,7 +235,7 @@ impl Dataplane {
             if let Some(pins) = &self.pins {
                 let _ = std::fs::remove_file(pins.link(&a.interface));
             }
-            program_mut(&mut self.ebpf, a.role)?.detach(a.link)?;
+            program_mut(&mut self.ebpf, a.trust)?.detach(a.link)?;
             info!(interface = a.interface, "XDP detached");
         }
         Ok(())
@@ -250,23 +251,23 @@ impl Dataplane {
         &self.attached
     }
 
-    /// Instructions the kernel's verifier walked to accept `role`'s program (`None` before
+    /// Instructions the kernel's verifier walked to accept `trust`'s program (`None` before
     /// Linux 5.16, which does not say). Near [`VERIFIER_LIMIT`], any change to the program may
     /// get it refused: the verifier walks every path, so the cost grows with branches, not size.
-    pub fn verifier_cost(&self, role: Role) -> Result<Option<u32>, DataplaneError> {
-        Ok(self.program(role)?.info()?.verified_instruction_count())
+    pub fn verifier_cost(&self, trust: Trust) -> Result<Option<u32>, DataplaneError> {
+        Ok(self.program(trust)?.info()?.verified_instruction_count())
     }
 
-    /// The XDP program serving `role`, e.g. for `BPF_PROG_TEST_RUN`.
-    pub fn program(&self, role: Role) -> Result<&Xdp, DataplaneError> {
-        let name = role.program();
+    /// The XDP program serving `trust`, e.g. for `BPF_PROG_TEST_RUN`.
+    pub fn program(&self, trust: Trust) -> Result<&Xdp, DataplaneError> {
+        let name = trust.program();
         let program = self.ebpf.program(name).ok_or(DataplaneError::MissingProgram(name))?;
         Ok(program.try_into()?)
     }
 
     /// Loads (once) and returns the do-nothing program benchmarks use as their floor.
     pub fn nop_program(&mut self) -> Result<&Xdp, DataplaneError> {
-        let name = foobar_common::XDP_NOP_PROGRAM;
+        let name = foobar_common::XDP_FLOOR_PROGRAM;
         let program: &mut Xdp = self.ebpf.program_mut(name).ok_or(DataplaneError::MissingProgram(name))?.try_into()?;
         if program.fd().is_err() {
             load_program(program)?;
@@ -311,8 +312,8 @@ impl Dataplane {
     }
 }
 
-fn program_mut(ebpf: &mut Ebpf, role: Role) -> Result<&mut Xdp, DataplaneError> {
-    let name = role.program();
+fn program_mut(ebpf: &mut Ebpf, trust: Trust) -> Result<&mut Xdp, DataplaneError> {
+    let name = trust.program();
     let program = ebpf.program_mut(name).ok_or(DataplaneError::MissingProgram(name))?;
     Ok(program.try_into()?)
 }

@@ -21,7 +21,7 @@ use std::{net::Ipv4Addr, process::ExitCode};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use foobar::{
     dataplane::{
-        Dataplane, Role,
+        Dataplane, Trust,
         firewall::Settings,
         rules::AllowRule,
         services::{BackendSpec, ServiceSpec, Services},
@@ -76,12 +76,12 @@ fn interquartile_mean(times: &mut [u64]) -> f64 {
     middle.iter().sum::<u64>() as f64 / middle.len() as f64
 }
 
-/// Measures `role`'s program (or the floor) and panics, naming the counters that moved, unless
+/// Measures `trust`'s program (or the floor) and panics, naming the counters that moved, unless
 /// it returned `verdict`: a benchmark of the wrong path measures nothing.
-fn bench(dp: &mut Dataplane, role: Option<Role>, frames: &[Vec<u8>], ingress: u32, verdict: u32) -> f64 {
+fn bench(dp: &mut Dataplane, trust: Option<Trust>, frames: &[Vec<u8>], ingress: u32, verdict: u32) -> f64 {
     let before = dp.counters().expect("counters");
-    let (ns, got) = match role {
-        Some(role) => measure(dp.program(role).expect("program"), frames, ingress),
+    let (ns, got) = match trust {
+        Some(trust) => measure(dp.program(trust).expect("program"), frames, ingress),
         None => measure(dp.nop_program().expect("nop"), frames, ingress),
     };
     if got != [verdict] {
@@ -177,7 +177,7 @@ fn main() -> ExitCode {
             if backends == 2 {
                 let floor = bench(&mut dp, None, &syn, r.front, XDP_PASS);
                 push(&mut rows, "floor: empty XDP_PASS program", i, floor);
-                let v = bench(&mut dp, Some(Role::Untrusted), &denied, r.front, XDP_DROP);
+                let v = bench(&mut dp, Some(Trust::Untrusted), &denied, r.front, XDP_DROP);
                 push(&mut rows, "firewall drop (deny hit, a /32 entry)", i, v);
                 // The same list with a /24 in place of the /32: a flood from a denied network,
                 // which the deny filter settles without the trie.
@@ -185,30 +185,30 @@ fn main() -> ExitCode {
                 let net: Cidr = "198.19.255.0/24".parse().expect("cidr");
                 dp.undeny_source(host).expect("undeny");
                 dp.deny_source(net).expect("deny");
-                let v = bench(&mut dp, Some(Role::Untrusted), &denied_net, r.front, XDP_DROP);
+                let v = bench(&mut dp, Some(Trust::Untrusted), &denied_net, r.front, XDP_DROP);
                 push(&mut rows, "firewall drop (deny hit, a denied /24)", i, v);
                 dp.undeny_source(net).expect("undeny");
                 dp.deny_source(host).expect("deny");
-                let v = bench(&mut dp, Some(Role::Untrusted), &dns, r.front, XDP_PASS);
+                let v = bench(&mut dp, Some(Trust::Untrusted), &dns, r.front, XDP_PASS);
                 push(&mut rows, "firewall pass (allowed, no service)", i, v);
             }
             // The first run records the flow (and its NAT port); the rest find it established.
-            let v = bench(&mut dp, Some(Role::Untrusted), &ack, r.front, XDP_REDIRECT);
+            let v = bench(&mut dp, Some(Trust::Untrusted), &ack, r.front, XDP_REDIRECT);
             push(&mut rows, &format!("LB established flow, {backends} backends"), i, v);
             if backends == 2 {
                 // The same packet on a trusted interface: the load balancer without the firewall.
-                let v = bench(&mut dp, Some(Role::Trusted), &ack, r.front, XDP_REDIRECT);
+                let v = bench(&mut dp, Some(Trust::Trusted), &ack, r.front, XDP_REDIRECT);
                 push(&mut rows, "LB established flow, no firewall", i, v);
             }
             // The flow of `ack` went to the first backend with the first NAT port.
             let reply =
                 vec![with_macs(Frame::tcp4([198, 51, 100, 11], 80, [198, 51, 100, 1], 10240), mac_of(0x11), back)];
-            let v = bench(&mut dp, Some(Role::Trusted), &reply, r.back, XDP_REDIRECT);
+            let v = bench(&mut dp, Some(Trust::Trusted), &reply, r.back, XDP_REDIRECT);
             push(&mut rows, &format!("NAT reply path, {backends} backends"), i, v);
             // Idle timeout 0: a source port met again counts as a new flow too.
             dp.set_lb_settings(LbSettings { tcp_idle_ns: 0, ..LbSettings::DEFAULT }).expect("settings");
             let before = dp.counters().expect("counters").get(Counter::LbNewFlow);
-            let v = bench(&mut dp, Some(Role::Untrusted), &new_flows, r.front, XDP_REDIRECT);
+            let v = bench(&mut dp, Some(Trust::Untrusted), &new_flows, r.front, XDP_REDIRECT);
             push(&mut rows, &format!("LB new flow, {backends} backends"), i, v);
             let new = dp.counters().expect("counters").get(Counter::LbNewFlow) - before;
             assert_eq!(new, CALLS as u64, "every call must schedule a new flow");
@@ -217,7 +217,7 @@ fn main() -> ExitCode {
                 // Those flows are tracked now; a packet of each in turn misses the fast path's
                 // per-CPU flow cache (1024 slots) nearly every time. Memory-bound, so it moves
                 // with where the table's entries landed: measured once, not per deny count.
-                let v = bench(&mut dp, Some(Role::Untrusted), &in_turn, r.front, XDP_REDIRECT);
+                let v = bench(&mut dp, Some(Trust::Untrusted), &in_turn, r.front, XDP_REDIRECT);
                 push(&mut rows, "LB established, 10k flows in turn", i, v);
                 for n in 0..1_000_000u32 {
                     let key = FlowKey {
@@ -234,7 +234,7 @@ fn main() -> ExitCode {
                         Flow { backend: 0, nat_port: 0, last_seen_ns: u64::MAX / 2, ..Flow::default() },
                     );
                 }
-                let v = bench(&mut dp, Some(Role::Untrusted), &ack, r.front, XDP_REDIRECT);
+                let v = bench(&mut dp, Some(Trust::Untrusted), &ack, r.front, XDP_REDIRECT);
                 push(&mut rows, "LB established flow, 1M flows tracked", i, v);
             }
         }

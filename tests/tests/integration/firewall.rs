@@ -1,10 +1,10 @@
-//! The firewall through `BPF_PROG_TEST_RUN` on `foobar_xdp_fw`: every rule kind, the deny
+//! The firewall through `BPF_PROG_TEST_RUN` on `xdp_untrusted`: every rule kind, the deny
 //! list, control ICMP, the SYN limiter, per-rule counters, and changes made at run time.
 
 use std::net::Ipv6Addr;
 
 use foobar::{
-    dataplane::{Dataplane, Role, firewall::Settings, rules::AllowRule},
+    dataplane::{Dataplane, Trust, firewall::Settings, rules::AllowRule},
     net::Cidr,
 };
 use foobar_common::counters::Counter::{self, *};
@@ -81,7 +81,7 @@ fn run_with_rule(dp: &Dataplane, fixture: Fixture, rule: Option<usize>) {
     let n = rules().len();
     let before = dp.rule_hits(n).expect("rule hits");
     let name = fixture.name;
-    run_table(dp, Role::Untrusted, vec![fixture]);
+    run_table(dp, Trust::Untrusted, vec![fixture]);
     let after = dp.rule_hits(n).expect("rule hits");
     for i in 0..n {
         let expected = u64::from(rule == Some(i));
@@ -243,17 +243,17 @@ fn syn_limit() {
         pass,
     ));
     table.push(fx("another source has its own bucket", syn(CLIENT), XDP_PASS, pass));
-    run_table(&dp, Role::Untrusted, table);
+    run_table(&dp, Trust::Untrusted, table);
 }
 
 fn runtime_changes() {
     let mut dp = loaded(DROP_DEFAULT);
     let web = || Frame::tcp4(DENIED, 40000, VIP, 80).flags(TcpFlags::SYN).build();
-    run_table(&dp, Role::Untrusted, vec![fx("denied", web(), XDP_DROP, &[FwDeniedSource])]);
+    run_table(&dp, Trust::Untrusted, vec![fx("denied", web(), XDP_DROP, &[FwDeniedSource])]);
     assert!(dp.undeny_source(cidr("192.0.2.66/32")).expect("undeny"));
     assert!(!dp.undeny_source(cidr("192.0.2.66/32")).expect("undeny again"), "second removal finds nothing");
     assert_eq!(dp.denied_sources().expect("list").len(), 2);
-    run_table(&dp, Role::Untrusted, vec![fx("undenied", web(), XDP_PASS, &[Ipv4, Tcp, FwAllowed])]);
+    run_table(&dp, Trust::Untrusted, vec![fx("undenied", web(), XDP_PASS, &[Ipv4, Tcp, FwAllowed])]);
 
     // Overlapping entries: removing one must keep the kernel's /24 filter set for the other.
     let client = || Frame::tcp4(CLIENT, 40000, VIP, 80).flags(TcpFlags::SYN).build();
@@ -261,7 +261,7 @@ fn runtime_changes() {
     dp.deny_source(cidr("192.0.2.66/32")).expect("deny a host inside it");
     run_table(
         &dp,
-        Role::Untrusted,
+        Trust::Untrusted,
         vec![
             fx("the /16 denies the client", client(), XDP_DROP, &[FwDeniedSource]),
             fx("and the host", web(), XDP_DROP, &[FwDeniedSource]),
@@ -270,26 +270,26 @@ fn runtime_changes() {
     assert!(dp.undeny_source(cidr("192.0.0.0/16")).expect("undeny the /16"));
     run_table(
         &dp,
-        Role::Untrusted,
+        Trust::Untrusted,
         vec![
             fx("without the /16 the client passes", client(), XDP_PASS, &[Ipv4, Tcp, FwAllowed]),
             fx("the host in the same /24 is still denied", web(), XDP_DROP, &[FwDeniedSource]),
         ],
     );
     assert!(dp.undeny_source(cidr("192.0.2.66/32")).expect("undeny the host"));
-    run_table(&dp, Role::Untrusted, vec![fx("and then passes", web(), XDP_PASS, &[Ipv4, Tcp, FwAllowed])]);
+    run_table(&dp, Trust::Untrusted, vec![fx("and then passes", web(), XDP_PASS, &[Ipv4, Tcp, FwAllowed])]);
 
     dp.set_allow_rules(&[rule(17, "192.0.2.53", &[53], None)]).expect("replace rules");
     run_table(
         &dp,
-        Role::Untrusted,
+        Trust::Untrusted,
         vec![
             fx("web rule removed", web(), XDP_DROP, &[Ipv4, Tcp, FwDefaultDrop]),
             fx("dns rule kept", Frame::udp4(CLIENT, 1, DNS, 53).build(), XDP_PASS, &[Ipv4, Udp, FwAllowed]),
         ],
     );
     dp.set_firewall_settings(Settings { default_drop: false, syn_rate: 0, syn_burst: 0 }).expect("settings");
-    run_table(&dp, Role::Untrusted, vec![fx("default accept", web(), XDP_PASS, &[Ipv4, Tcp, FwDefaultAccept])]);
+    run_table(&dp, Trust::Untrusted, vec![fx("default accept", web(), XDP_PASS, &[Ipv4, Tcp, FwDefaultAccept])]);
 }
 
 /// Deny-list lookups are a trie walk bounded by the address length, so 100k entries cost what
@@ -300,7 +300,7 @@ fn deny_scale() {
     let mut dp = loaded(DROP_DEFAULT);
     let frame = Frame::tcp4([203, 0, 113, 1], 40000, VIP, 80).flags(TcpFlags::SYN).build();
     let per_packet = |dp: &Dataplane| {
-        let prog = dp.program(Role::Untrusted).expect("program");
+        let prog = dp.program(Trust::Untrusted).expect("program");
         (0..5)
             .map(|_| {
                 let r = prog
@@ -341,10 +341,10 @@ fn short_counter_pin() {
         dp.set_allow_rules(&rules()).expect("rules");
         let syn = |src| Frame::tcp4(src, 40000, VIP, 80).flags(TcpFlags::SYN).build();
         // Counted in full, exactly as without the old pin (`run_table` checks every counter).
-        run_table(&dp, Role::Untrusted, vec![fx("allowed", syn(CLIENT), XDP_PASS, &[Ipv4, Tcp, FwAllowed])]);
+        run_table(&dp, Trust::Untrusted, vec![fx("allowed", syn(CLIENT), XDP_PASS, &[Ipv4, Tcp, FwAllowed])]);
         let before = dp.counters().expect("counters read with a short array");
         let frame = syn(DENIED);
-        let program = dp.program(Role::Untrusted).expect("program");
+        let program = dp.program(Trust::Untrusted).expect("program");
         let run = program.test_run(TestRunOptions { data_in: Some(&frame), ..TestRunOptions::default() });
         assert_eq!(run.expect("test run").return_value, XDP_DROP, "the denied source is still dropped");
         let after = dp.counters().expect("counters still read");

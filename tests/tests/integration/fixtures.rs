@@ -4,7 +4,7 @@
 use std::net::Ipv6Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
-use foobar::dataplane::{CounterSnapshot, Dataplane, Role, VERIFIER_LIMIT};
+use foobar::dataplane::{CounterSnapshot, Dataplane, Trust, VERIFIER_LIMIT};
 use foobar_common::{counters::Counter, parse};
 use foobar_tests::{
     gate::Need,
@@ -219,12 +219,12 @@ fn run_all() {
     let dp = Dataplane::load().expect("load data plane");
     // The parser's verdicts hold on both programs; with no rules loaded the firewall's
     // default policy (accept, the zeroed settings) adds one counter to every IP packet.
-    run_table(&dp, Role::Trusted, table());
+    run_table(&dp, Trust::Trusted, table());
 }
 
-/// Runs each fixture through `role`'s program and fails listing every fixture that did not hold.
-pub fn run_table(dp: &Dataplane, role: Role, fixtures: Vec<Fixture>) {
-    run_cases(dp, role, fixtures.into_iter().map(Case::from).collect());
+/// Runs each fixture through `trust`'s program and fails listing every fixture that did not hold.
+pub fn run_table(dp: &Dataplane, trust: Trust, fixtures: Vec<Fixture>) {
+    run_cases(dp, trust, fixtures.into_iter().map(Case::from).collect());
 }
 
 /// A fixture with everything spelled out: where the frame arrives and what must leave.
@@ -248,8 +248,8 @@ impl From<Fixture> for Case {
 pub const XDP_REDIRECT: u32 = 4;
 
 /// Runs each case and fails listing every case that did not hold.
-pub fn run_cases(dp: &Dataplane, role: Role, cases: Vec<Case>) {
-    let program = dp.program(role).expect("xdp program");
+pub fn run_cases(dp: &Dataplane, trust: Trust, cases: Vec<Case>) {
+    let program = dp.program(trust).expect("xdp program");
     let mut failures = Vec::new();
     for case in cases {
         let before = dp.counters().expect("counters");
@@ -304,15 +304,15 @@ fn check(
 /// the day a program is refused at load.
 fn verifier_headroom() {
     let dp = Dataplane::load().expect("load data plane");
-    for role in [Role::Trusted, Role::Untrusted] {
-        let Some(walked) = dp.verifier_cost(role).expect("program info") else {
+    for trust in [Trust::Trusted, Trust::Untrusted] {
+        let Some(walked) = dp.verifier_cost(trust).expect("program info") else {
             panic!("this kernel does not report verified_insns (Linux 5.16+): cannot check");
         };
-        println!("{}: verifier walked {walked} of {VERIFIER_LIMIT} instructions", role.program());
+        println!("{}: verifier walked {walked} of {VERIFIER_LIMIT} instructions", trust.program());
         assert!(
             u64::from(walked) * 10 <= u64::from(VERIFIER_LIMIT) * 8,
             "{}: the verifier walked {walked} instructions, over 80% of its {VERIFIER_LIMIT} budget",
-            role.program()
+            trust.program()
         );
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use foobar::dataplane::{
-    Dataplane, Role,
+    Dataplane, Trust,
     services::{BackendSpec, ServiceSpec, Services},
 };
 use foobar_common::counters::Counter::*;
@@ -64,7 +64,7 @@ fn no_next_hop() {
     syn.dst_mac = r.front_mac;
     run_cases(
         &dp,
-        Role::Trusted,
+        Trust::Trusted,
         vec![Case {
             name: "new flow to a backend with no neighbour entry",
             ingress: Some(r.front),

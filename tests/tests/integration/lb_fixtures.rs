@@ -10,7 +10,7 @@ use std::{
 };
 
 use foobar::dataplane::{
-    Dataplane, Role,
+    Dataplane, Trust,
     firewall::Settings,
     rules::AllowRule,
     services::{BackendSpec, BackendState, Mode, Scheduler, ServiceSpec, Services},
@@ -399,7 +399,7 @@ fn lb_fixtures() {
         },
     ];
     let _ = APP;
-    run_cases(&dp, Role::Trusted, cases);
+    run_cases(&dp, Trust::Trusted, cases);
 }
 
 /// With one NAT port: a second flow finds it taken while the first is open, takes it once the
@@ -438,7 +438,7 @@ fn nat_port_reuse() {
             counters: &[Ipv4, Tcp, LbEstablished, LbFlowClosing],
         },
     ];
-    run_cases(dp, Role::Trusted, cases);
+    run_cases(dp, Trust::Trusted, cases);
     // Flows are timed by a clock that moves once per timer tick (1-10 ms): let one pass.
     std::thread::sleep(Duration::from_millis(30));
     let cases = vec![
@@ -459,7 +459,7 @@ fn nat_port_reuse() {
             counters: &[Ipv4, Tcp, LbNatPortsExhausted],
         },
     ];
-    run_cases(dp, Role::Trusted, cases);
+    run_cases(dp, Trust::Trusted, cases);
 }
 
 /// A client reusing its port resumes its backend and NAT port only while that backend takes new
@@ -468,7 +468,7 @@ fn resume_not_draining() {
     let web = vec![backend("web1", "198.51.100.11"), backend("web2", "198.51.100.12")];
     let mut www = www_lab(web);
     let WwwLab { dp, services, n, .. } = &mut www;
-    run_cases(dp, Role::Trusted, vec![first_flow_to_web1(n)]);
+    run_cases(dp, Trust::Trusted, vec![first_flow_to_web1(n)]);
     close_drain_and_reuse(dp, services, n);
 }
 
@@ -495,7 +495,7 @@ fn close_drain_and_reuse(dp: &mut Dataplane, services: &mut Services, n: &Router
         output: nat_to(n, 10240, WEB1, 0x11, TcpFlags::FIN | TcpFlags::ACK),
         counters: &[Ipv4, Tcp, LbEstablished, LbFlowClosing],
     }];
-    run_cases(dp, Role::Trusted, closed);
+    run_cases(dp, Trust::Trusted, closed);
     services.set_state(dp, "www", "web1", BackendState::Draining).expect("drain web1");
     let reused = vec![Case {
         name: "the same tuple again goes to web2 (web1 drains) with a fresh NAT port",
@@ -505,7 +505,7 @@ fn close_drain_and_reuse(dp: &mut Dataplane, services: &mut Services, n: &Router
         output: nat_to(n, 10241, WEB2, 0x12, TcpFlags::SYN),
         counters: &[Ipv4, Tcp, LbNewFlow],
     }];
-    run_cases(dp, Role::Trusted, reused);
+    run_cases(dp, Trust::Trusted, reused);
 }
 
 /// Which backend a new flow from `sport` to the VIP's `port` goes to (the last byte of the
@@ -516,7 +516,7 @@ fn pick(dp: &Dataplane, n: &Router, sport: u16, port: u16) -> u8 {
     let md = foobar_tests::router::xdp_md(frame.len(), n.front);
     let mut out = vec![0u8; frame.len()];
     let r = dp
-        .program(Role::Trusted)
+        .program(Trust::Trusted)
         .expect("program")
         .test_run(TestRunOptions {
             data_in: Some(&frame),
@@ -624,7 +624,7 @@ fn established_bypass() {
     };
     run_cases(
         dp,
-        Role::Untrusted,
+        Trust::Untrusted,
         vec![
             Case {
                 name: "a SYN meets the allow rules and starts a flow",
@@ -672,7 +672,7 @@ fn established_bypass() {
     dp.set_allow_rules(&[]).expect("no rules");
     run_cases(
         dp,
-        Role::Untrusted,
+        Trust::Untrusted,
         vec![
             established(
                 "without the rule the open flow carries on (from the cached copy)",
@@ -692,7 +692,7 @@ fn established_bypass() {
     services.remove(dp, "www").expect("remove www");
     run_cases(
         dp,
-        Role::Untrusted,
+        Trust::Untrusted,
         vec![Case {
             name: "a withdrawn service's flow is forgotten: its packet goes to the stack untouched",
             ingress: Some(n.front),
@@ -762,7 +762,7 @@ fn udp_nat_checksums() {
             &[Ipv4, Udp, LbNatReply],
         ));
     }
-    run_cases(dp, Role::Trusted, cases);
+    run_cases(dp, Trust::Trusted, cases);
 }
 
 /// Runs the calling thread on CPU `cpu` only: `BPF_PROG_TEST_RUN` runs the program on the
@@ -806,7 +806,7 @@ fn cached_flows() {
         ack_to("its next packet, from the table (and now cached on CPU 0)", 10240, WEB1, 0x11, false),
         ack_to("and the next, from CPU 0's copy", 10240, WEB1, 0x11, true),
     ];
-    run_cases(dp, Role::Trusted, cached);
+    run_cases(dp, Trust::Trusted, cached);
     // On CPU 1 the flow closes and its tuple starts a new flow, to web2.
     on_cpu(1);
     close_drain_and_reuse(dp, services, n);
@@ -815,7 +815,7 @@ fn cached_flows() {
         ack_to("CPU 0 forwards the new flow's packet to web2, from the table", 10241, WEB2, 0x12, false),
         ack_to("and its next from the new copy", 10241, WEB2, 0x12, true),
     ];
-    run_cases(dp, Role::Trusted, followed);
+    run_cases(dp, Trust::Trusted, followed);
 
     let alt = |flags: u8| macs(Frame::tcp4(CLIENT, 40001, VIP, 8080).flags(flags), CLIENT_MAC, n.front_mac);
     let alt_to_web1 =
@@ -846,7 +846,7 @@ fn cached_flows() {
             counters: &[Ipv4, Tcp, LbEstablished, LbFlowCacheHit],
         },
     ];
-    run_cases(dp, Role::Trusted, alt_flow);
+    run_cases(dp, Trust::Trusted, alt_flow);
     services.remove(dp, "www-alt").expect("remove www-alt");
     let withdrawn = vec![Case {
         name: "port 8080 withdrawn (the VIP still balanced on 80): the flow's packet goes to the stack",
@@ -856,5 +856,5 @@ fn cached_flows() {
         output: None,
         counters: &[Ipv4, Tcp],
     }];
-    run_cases(dp, Role::Trusted, withdrawn);
+    run_cases(dp, Trust::Trusted, withdrawn);
 }

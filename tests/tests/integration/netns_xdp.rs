@@ -5,10 +5,10 @@ use std::process::Command;
 
 use aya::programs::XdpMode as KernelMode;
 use foobar::{
-    dataplane::{Dataplane, Role},
+    dataplane::{Dataplane, Trust},
     xdp_mode::XdpMode,
 };
-use foobar_common::{XDP_PROGRAM, counters::Counter};
+use foobar_common::{XDP_TRUSTED_PROGRAM, counters::Counter};
 use foobar_tests::{
     gate::Need,
     netns::Lab,
@@ -60,12 +60,12 @@ fn xdp_counts_traffic() {
     // can only ever address the node's interfaces.
     let inside = node.enter();
     let mut dp = Dataplane::load().expect("load data plane");
-    let attached = dp.attach("front", Role::Trusted, XdpMode::Native).expect("attach in native mode");
+    let attached = dp.attach("front", Trust::Trusted, XdpMode::Native).expect("attach in native mode");
     assert_eq!(attached.mode, KernelMode::Driver);
 
-    let listed = Command::new("bpftool").args(["prog", "show", "name", XDP_PROGRAM]).output().expect("bpftool");
+    let listed = Command::new("bpftool").args(["prog", "show", "name", XDP_TRUSTED_PROGRAM]).output().expect("bpftool");
     let listed = String::from_utf8_lossy(&listed.stdout);
-    assert!(listed.contains(&format!("xdp  name {XDP_PROGRAM}")), "bpftool does not list {XDP_PROGRAM}: {listed}");
+    assert!(listed.contains(&format!("xdp  name {XDP_TRUSTED_PROGRAM}")), "bpftool does not list {XDP_TRUSTED_PROGRAM}: {listed}");
 
     let before = dp.counters().expect("counters");
     client.exec(&["ping", "-c", "5", "-i", "0.05", "-W", "2", "192.0.2.2"]);
@@ -101,9 +101,9 @@ fn auto_falls_back() {
     node.ip(&["link", "set", "dummy0", "up"]);
     let inside = node.enter();
     let mut dp = Dataplane::load().expect("load");
-    let err = dp.attach("dummy0", Role::Trusted, XdpMode::Native).map(|_| ()).expect_err("a bridge has no native XDP");
+    let err = dp.attach("dummy0", Trust::Trusted, XdpMode::Native).map(|_| ()).expect_err("a bridge has no native XDP");
     assert!(err.to_string().starts_with("attaching XDP to interface dummy0 failed"), "{err}");
-    let attached = dp.attach("dummy0", Role::Trusted, XdpMode::Auto).expect("auto attaches");
+    let attached = dp.attach("dummy0", Trust::Trusted, XdpMode::Auto).expect("auto attaches");
     assert_eq!(attached.mode, KernelMode::Skb, "auto did not fall back to generic");
     dp.detach_all().expect("detach");
     drop(dp);

@@ -1,0 +1,112 @@
+//! ICMP errors about balanced flows (fragmentation needed, say): they go to the backend that
+//! owns the flow, which is the one that must react.
+//!
+//! In DSR mode the backend sent the quoted packet itself, from the VIP, so the error goes
+//! unchanged. In NAT mode the backend sent it to the node's NAT address, so the quoted packet
+//! is turned back into what the backend sent, and the error is addressed to the backend.
+
+use aya_ebpf::bindings::xdp_action;
+use foobar_common::{
+    bytes::PacketBytes,
+    counters::Counter,
+    csum::CsumDelta,
+    lb::{Backend, FlowKey, MODE_DSR, ServiceKey},
+    parse::{ETH_HLEN, L3, Parsed, Quoted, parse_quoted},
+};
+
+use crate::{
+    conntrack,
+    nexthop::{redirect_to, send},
+    packet::Frame,
+    services,
+    stats::count,
+};
+
+/// Sends an ICMP error about a tracked flow to the flow's backend; `None` (to the stack) for
+/// any other ICMP message.
+#[inline(never)]
+pub fn to_backend(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
+    let q = parse_quoted(frame, p)?;
+    // The quoted packet went from the VIP to the client: its flow is the reverse.
+    let key = FlowKey::new(q.dst, q.dport, q.src, q.sport, q.protocol, family);
+    let flow = conntrack::get(&key)?;
+    let svc = services::find(&ServiceKey { addr: q.src, port: q.sport, protocol: q.protocol, family })?;
+    let backend = services::backend(flow.backend)?;
+    count(Counter::LbIcmpToBackend);
+    if svc.mode != MODE_DSR && !unnat(frame, p, &q, backend, flow.nat_port) {
+        return Some(xdp_action::XDP_DROP);
+    }
+    if flow.hop.ifindex != 0 {
+        return Some(send(frame, &flow.hop));
+    }
+    Some(redirect_to(frame, p, &p.src, &backend.addr))
+}
+
+/// Rewrites an ICMP error about a NAT flow for its backend: the quoted packet (VIP:port →
+/// client:port, as the client saw it) becomes what the backend sent (backend:port →
+/// NAT address:NAT port), and the error is addressed to the backend.
+///
+/// Patched: the outer destination (and IPv4 header checksum), the quoted addresses, port and
+/// IPv4 header checksum, and the ICMP checksum over all of those (for ICMPv6 also over the
+/// pseudo-header's destination). The quoted transport checksum is left as it was: receivers
+/// do not check it, and it may not even be quoted.
+#[inline(never)]
+fn unnat(frame: &Frame, p: &Parsed, q: &Quoted, backend: &Backend, nat_port: u16) -> bool {
+    if p.l3_offset != ETH_HLEN {
+        return false;
+    }
+    let v4 = p.l3 == L3::Ipv4;
+    let words = if v4 { 1 } else { 4 };
+    // Changes inside the ICMP message, for the ICMP checksum.
+    let mut inner = CsumDelta::new();
+    inner.addr(&q.src, &backend.addr, words);
+    inner.addr(&q.dst, &backend.snat, words);
+    inner.word(q.dport, nat_port);
+    let ql3 = q.l3_offset;
+    if v4 {
+        let Some(old) = frame.load::<[u8; 2]>(ql3 + 10) else { return false };
+        let old = u16::from_be_bytes(old);
+        let mut hdr = CsumDelta::new();
+        hdr.addr(&q.src, &backend.addr, 1);
+        hdr.addr(&q.dst, &backend.snat, 1);
+        let new = hdr.apply(old);
+        inner.word(old, new);
+        if !frame.store(ql3 + 10, new.to_be_bytes())
+            || !frame.store(ql3 + 12, backend.addr[0])
+            || !frame.store(ql3 + 16, backend.snat[0])
+        {
+            return false;
+        }
+    } else {
+        for i in 0..4 {
+            if !frame.store(ql3 + 8 + 4 * i, backend.addr[i]) || !frame.store(ql3 + 24 + 4 * i, backend.snat[i]) {
+                return false;
+            }
+        }
+    }
+    if !frame.store(q.l4_offset + 2, nat_port.to_be_bytes()) {
+        return false;
+    }
+    // The outer destination: the VIP becomes the backend.
+    let mut outer = CsumDelta::new();
+    outer.addr(&p.dst, &backend.addr, words);
+    if v4 {
+        let Some(old) = frame.load::<[u8; 2]>(ETH_HLEN + 10) else { return false };
+        if !frame.store(ETH_HLEN + 10, outer.apply(u16::from_be_bytes(old)).to_be_bytes())
+            || !frame.store(ETH_HLEN + 16, backend.addr[0])
+        {
+            return false;
+        }
+    } else {
+        for i in 0..4 {
+            if !frame.store(ETH_HLEN + 24 + 4 * i, backend.addr[i]) {
+                return false;
+            }
+        }
+        // ICMPv6's checksum covers the pseudo-header, so the outer change counts there too.
+        inner.addr(&p.dst, &backend.addr, 4);
+    }
+    let at = p.l4_offset + 2;
+    let Some(old) = frame.load::<[u8; 2]>(at) else { return false };
+    frame.store(at, inner.apply(u16::from_be_bytes(old)).to_be_bytes())
+}

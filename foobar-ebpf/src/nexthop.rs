@@ -1,0 +1,77 @@
+//! Next hops: where a rewritten frame goes without the stack (egress interface and MACs), as
+//! the kernel's FIB supplies it or a flow remembered it from its first packet, and sending it there.
+
+use aya_ebpf::{
+    bindings::{bpf_fib_lookup, xdp_action},
+    helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_redirect},
+};
+use foobar_common::{
+    counters::Counter,
+    lb::NextHop,
+    parse::{L3, Parsed},
+};
+
+use crate::{packet::Frame, stats::count};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const BPF_FIB_LKUP_RET_SUCCESS: i64 = 0;
+
+/// The next hop towards `dst` (from `src`) in the kernel's FIB; `None`, counted, when there is
+/// no route or no neighbour entry yet. A route lookup is the dearest helper on the path: flows
+/// call it for their first packet only.
+#[inline(never)]
+pub fn lookup_hop(frame: &Frame, p: &Parsed, src: &[u32; 4], dst: &[u32; 4]) -> Option<NextHop> {
+    let ctx = frame.0;
+    // SAFETY: bpf_fib_lookup is a plain C struct; all-zero is its documented "no input" state.
+    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    params.l4_protocol = p.protocol;
+    params.ifindex = ctx.ingress_ifindex() as u32;
+    if p.l3 == L3::Ipv4 {
+        params.family = AF_INET;
+        params.__bindgen_anon_3.ipv4_src = src[0];
+        params.__bindgen_anon_4.ipv4_dst = dst[0];
+    } else {
+        params.family = AF_INET6;
+        params.__bindgen_anon_3.ipv6_src = *src;
+        params.__bindgen_anon_4.ipv6_dst = *dst;
+    }
+    // SAFETY: `params` is a valid, initialised lookup struct of the size passed.
+    let rc = unsafe { fib_lookup(ctx.ctx.cast(), &mut params, core::mem::size_of::<bpf_fib_lookup>() as i32, 0) };
+    if rc != BPF_FIB_LKUP_RET_SUCCESS {
+        count(Counter::LbNoRoute);
+        crate::log::note_no_next_hop(u32::from_be(dst[0]), rc);
+        return None;
+    }
+    Some(NextHop { ifindex: params.ifindex, dmac: params.dmac, smac: params.smac })
+}
+
+/// Gives the frame `hop`'s MACs and redirects it out of `hop`'s interface.
+#[inline(always)]
+pub fn send(frame: &Frame, hop: &NextHop) -> u32 {
+    let Some(macs) = frame.window_mut::<12>(0) else { return xdp_action::XDP_DROP };
+    macs[..6].copy_from_slice(&hop.dmac);
+    macs[6..].copy_from_slice(&hop.smac);
+    // SAFETY: bpf_redirect only records the target for the XDP core.
+    unsafe { bpf_redirect(hop.ifindex, 0) as u32 }
+}
+
+/// Looks up the next hop towards `dst` and sends the frame there.
+#[inline(always)]
+pub fn redirect_to(frame: &Frame, p: &Parsed, src: &[u32; 4], dst: &[u32; 4]) -> u32 {
+    match lookup_hop(frame, p, src, dst) {
+        Some(hop) => send(frame, &hop),
+        None => xdp_action::XDP_DROP,
+    }
+}
+
+/// The next hop back to whoever sent this frame: its source MAC, out of the interface it came in.
+#[inline(always)]
+pub fn hop_back(frame: &Frame) -> Option<NextHop> {
+    use foobar_common::bytes::PacketBytes;
+    Some(NextHop {
+        ifindex: frame.0.ingress_ifindex() as u32,
+        dmac: frame.load::<[u8; 6]>(6)?,
+        smac: frame.load::<[u8; 6]>(0)?,
+    })
+}
