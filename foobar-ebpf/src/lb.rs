@@ -10,14 +10,8 @@ use foobar_common::{
 };
 
 use crate::{
-    clock::now_ns,
-    conntrack, forward, icmp,
-    nexthop::redirect_to,
-    packet::Frame,
-    refuse::refuse,
-    schedule::schedule,
-    scratch, services,
-    stats::count,
+    clock::now_ns, conntrack, forward, icmp, nexthop::redirect_to, packet::Frame, refuse::refuse, schedule::schedule,
+    scratch, services, stats::count,
 };
 
 /// Balances `p` if it belongs to a service or is a NAT reply; `None` leaves it to the kernel.

@@ -3,9 +3,9 @@
 //!
 //! # Layout
 //! - [`addresses`]: making sure VIPs and DNS addresses are local, removing only our own.
-//! - [`apply`]: a validated config turned into data-plane state.
 //! - [`cli`]: the `foobar` command line, one file per subcommand.
 //! - [`config`]: the TOML config, its schema and whole-file validation.
+//! - [`plan`]: a config compiled once into what the daemon runs, and reloads diff.
 //! - [`control`]: the control socket's protocol, server and client.
 //! - [`dns`]: the authoritative DNS server whose answers follow health.
 //! - [`health`]: backend health checks with rise/fall hysteresis.
@@ -18,7 +18,6 @@
 //! - [`xdp_mode`]: the operator-facing attach mode (`native | generic | auto`).
 
 pub mod addresses;
-pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -29,5 +28,6 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod plan;
 pub mod replication;
 pub mod xdp_mode;

@@ -29,16 +29,26 @@ impl Cidr {
     }
 }
 
+/// Why a text is not a CIDR prefix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("`{0}` is not an IP address or CIDR (e.g. 192.0.2.0/24)")]
+    NotAnAddress(String),
+    #[error("`{text}`: prefix length must be 0..={max}")]
+    PrefixLength { text: String, max: u8 },
+    #[error("`{text}` has host bits set past /{prefix}")]
+    HostBits { text: String, prefix: u8 },
+}
+
 impl FromStr for Cidr {
-    type Err = String;
+    type Err = CidrError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr =
-            addr.parse().map_err(|_| format!("`{s}` is not an IP address or CIDR (e.g. 192.0.2.0/24)"))?;
+        let addr: IpAddr = addr.parse().map_err(|_| CidrError::NotAnAddress(s.to_owned()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -46,11 +56,11 @@ impl FromStr for Cidr {
                 .parse::<u8>()
                 .ok()
                 .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`{s}`: prefix length must be 0..={max}"))?,
+                .ok_or_else(|| CidrError::PrefixLength { text: s.to_owned(), max })?,
         };
         let cidr = Cidr { addr, prefix };
         if !cidr.contains(addr) || host_bits_set(addr, prefix) {
-            return Err(format!("`{s}` has host bits set past /{prefix}"));
+            return Err(CidrError::HostBits { text: s.to_owned(), prefix });
         }
         Ok(cidr)
     }

@@ -8,12 +8,12 @@ use std::{
 };
 
 use foobar::{
-    config,
     control::{
         client,
         protocol::{Request, Response, StatusReport},
     },
     daemon::Daemon,
+    plan::Plan,
 };
 use tokio::sync::oneshot;
 
@@ -45,10 +45,10 @@ impl RunningDaemon {
         let ns = ns.clone();
         let thread = std::thread::spawn(move || {
             let _inside = ns.enter();
-            let cfg = config::load(&file).expect("config");
+            let plan = Plan::load(&file).expect("config");
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async {
-                let daemon = Daemon::start(cfg).expect("daemon starts").watching(file);
+                let daemon = Daemon::start(plan).expect("daemon starts").watching(file);
                 let stop = async {
                     let _ = stopped.await;
                 };

@@ -17,6 +17,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::checksum;
 
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x64];
+
+/// An IPv6 address from a literal the test wrote.
+pub fn v6(text: &str) -> Ipv6Addr {
+    text.parse().expect("v6 literal")
+}
+
+/// `f` built with source MAC `src` and destination MAC `dst`.
+pub fn with_macs(mut f: Frame, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
+    f.src_mac = src;
+    f.dst_mac = dst;
+    f.build()
+}
 pub const NODE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
 /// TCP flag bits.

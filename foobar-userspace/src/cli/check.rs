@@ -1,11 +1,11 @@
-//! `foobar check --config F`.
+//! `foobar check --config F`: the config validated and compiled, as `run` and `reload` would.
 
 use std::{path::Path, process::ExitCode};
 
-use crate::config;
+use crate::plan::Plan;
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    match config::load(path) {
+    match Plan::load(path) {
         Ok(_) => {
             println!("{}: ok", path.display());
             Ok(ExitCode::SUCCESS)

@@ -6,11 +6,11 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
-use crate::{config, daemon::Daemon};
+use crate::{daemon::Daemon, plan::Plan};
 
 pub fn run(path: &Path, detach_on_exit: bool) -> anyhow::Result<ExitCode> {
-    let config = match config::load(path) {
-        Ok(c) => c,
+    let plan = match Plan::load(path) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
             return Ok(ExitCode::FAILURE);
@@ -20,7 +20,7 @@ pub fn run(path: &Path, detach_on_exit: bool) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
         let hangups = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
-        let daemon = Daemon::start(config)?.watching(path.to_path_buf()).detach_on_exit(detach_on_exit);
+        let daemon = Daemon::start(plan)?.watching(path.to_path_buf()).detach_on_exit(detach_on_exit);
         info!("SIGINT or SIGTERM stops foobar; SIGHUP or `foobar reload` reloads its config");
         daemon
             .serve(

@@ -24,6 +24,12 @@ pub struct ConfigError {
     pub problems: Vec<Problem>,
 }
 
+impl From<Vec<Problem>> for ConfigError {
+    fn from(problems: Vec<Problem>) -> ConfigError {
+        ConfigError { problems }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, p) in self.problems.iter().enumerate() {
@@ -36,29 +42,31 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Resolves byte offsets in a config's text to lines and keys.
-pub struct Source<'a> {
-    pub file: &'a std::path::Path,
-    pub text: &'a str,
+/// Where a config came from: its file and text, to resolve byte offsets to lines and keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub text: String,
 }
 
-impl Source<'_> {
+impl Origin {
     /// 1-based line holding byte `at`.
     pub fn line(&self, at: usize) -> usize {
         self.text[..at.min(self.text.len())].matches('\n').count() + 1
     }
 
     pub fn problem(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> Problem {
-        Problem { file: self.file.to_path_buf(), line: self.line(span.start), key: key.into(), message: message.into() }
+        Problem { file: self.file.clone(), line: self.line(span.start), key: key.into(), message: message.into() }
     }
 
     /// The dotted key at byte `at`: the nearest table header above it plus the key on its line.
     pub fn key_at(&self, at: usize) -> String {
-        let at = at.min(self.text.len());
-        let line_start = self.text[..at].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[at..].find('\n').map_or(self.text.len(), |i| at + i);
-        let line = self.text[line_start..line_end].trim();
-        let table = self.text[..line_start]
+        let text = self.text.as_str();
+        let at = at.min(text.len());
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+        let line = text[line_start..line_end].trim();
+        let table = text[..line_start]
             .lines()
             .rev()
             .map(str::trim)

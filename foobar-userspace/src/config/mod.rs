@@ -3,7 +3,8 @@
 //! Loading parses into typed structs (`schema`), with unknown keys and bad values rejected by
 //! serde, then runs whole-config checks (`validate`). Every problem names the file, the line
 //! and the key, and a config with any problem is rejected whole, so a bad file never changes
-//! anything that runs.
+//! anything that runs. A config keeps its [`Origin`], so that what is compiled from it later
+//! (`crate::plan`) names lines too.
 
 mod error;
 pub mod schema;
@@ -12,9 +13,8 @@ pub mod values;
 
 use std::path::Path;
 
-use self::error::Source;
 pub use self::{
-    error::{ConfigError, Problem},
+    error::{ConfigError, Origin, Problem},
     schema::Config,
 };
 
@@ -35,12 +35,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses and validates config `text`, naming `file` in errors; `interface_exists` says
 /// whether a network interface of that name is present.
 pub fn parse(file: &Path, text: &str, interface_exists: &dyn Fn(&str) -> bool) -> Result<Config, ConfigError> {
-    let src = Source { file, text };
-    let config: Config = toml::from_str(text).map_err(|e| {
+    let origin = Origin { file: file.to_path_buf(), text: text.to_owned() };
+    let mut config: Config = toml::from_str(text).map_err(|e| {
         let at = e.span().map_or(0, |s| s.start);
-        ConfigError { problems: vec![src.problem(at..at, src.key_at(at), e.message().trim())] }
+        ConfigError { problems: vec![origin.problem(at..at, origin.key_at(at), e.message().trim())] }
     })?;
-    let problems = validate::check(&config, &src, interface_exists);
+    config.origin = origin;
+    let problems = validate::check(&config, interface_exists);
     if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
 }
 

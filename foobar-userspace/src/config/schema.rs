@@ -11,7 +11,10 @@ use std::{
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::values::{Cidr, Span};
+use super::{
+    error::Origin,
+    values::{Cidr, Span},
+};
 use crate::xdp_mode::XdpMode;
 
 #[derive(Debug, Deserialize)]
@@ -24,6 +27,9 @@ pub struct Config {
     pub services: Vec<Service>,
     pub dns: Option<Dns>,
     pub replication: Option<Replication>,
+    /// The file and text this config was parsed from.
+    #[serde(skip)]
+    pub origin: Origin,
 }
 
 #[derive(Debug, Deserialize)]

@@ -153,16 +153,3 @@ fn every_problem_is_reported_at_once() {
     let err = parse(Path::new("lab.toml"), &text, &lab_interfaces).expect_err("two problems");
     assert_eq!(err.problems.len(), 2, "{err}");
 }
-
-#[test]
-fn rules_the_data_plane_cannot_hold_are_refused() {
-    let five_web_rules = "[[firewall.allow]]\nproto = \"tcp\"\nto = \"192.0.2.10\"\nports = [80]\n".repeat(4);
-    let err =
-        edited("[[firewall.allow]]\nproto = \"udp\"", &format!("{five_web_rules}[[firewall.allow]]\nproto = \"udp\""))
-            .expect_err("five rules on tcp/80/192.0.2.10");
-    assert_eq!(
-        err,
-        "lab.toml:18: firewall.allow: more than 4 allow rules apply to protocol 6 port 80 towards 192.0.2.10/32: \
-         merge rules that differ only by source"
-    );
-}

@@ -1,14 +1,16 @@
 //! Checks that need the whole config: references between tables, duplicates, and values
 //! that are well-formed alone but wrong together. Each finds every problem, not just the first.
+//! (What the data plane can hold is for the plan to say: `crate::plan`.)
 
 use std::collections::HashSet;
 
 use super::{
-    error::{Problem, Source},
+    error::{Origin, Problem},
     schema::{Config, Proto, RecordType},
 };
 
-pub fn check(cfg: &Config, src: &Source<'_>, interface_exists: &dyn Fn(&str) -> bool) -> Vec<Problem> {
+pub fn check(cfg: &Config, interface_exists: &dyn Fn(&str) -> bool) -> Vec<Problem> {
+    let src = &cfg.origin;
     let mut out = Vec::new();
     daemon(cfg, src, interface_exists, &mut out);
     firewall(cfg, src, &mut out);
@@ -18,7 +20,7 @@ pub fn check(cfg: &Config, src: &Source<'_>, interface_exists: &dyn Fn(&str) -> 
     out
 }
 
-fn daemon(cfg: &Config, src: &Source<'_>, interface_exists: &dyn Fn(&str) -> bool, out: &mut Vec<Problem>) {
+fn daemon(cfg: &Config, src: &Origin, interface_exists: &dyn Fn(&str) -> bool, out: &mut Vec<Problem>) {
     let d = &cfg.daemon;
     if d.interfaces.is_empty() {
         out.push(src.problem(
@@ -50,7 +52,7 @@ fn daemon(cfg: &Config, src: &Source<'_>, interface_exists: &dyn Fn(&str) -> boo
     }
 }
 
-fn firewall(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
+fn firewall(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
     for (i, rule) in cfg.firewall.allow.iter().enumerate() {
         if *rule.proto.get_ref() == Proto::Icmp && !rule.ports.is_empty() {
             out.push(src.problem(
@@ -63,20 +65,12 @@ fn firewall(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
             out.push(src.problem(rule.proto.span(), format!("firewall.allow[{i}].ports"), "port 0 is not a port"));
         }
     }
-    // The data plane holds a bounded number of rules per destination key; refuse here what it would refuse.
-    if let Err(e) = crate::dataplane::rules::compile(&crate::apply::allow_rules(&cfg.firewall)) {
-        let at = cfg.firewall.allow.first().map_or(0..0, |r| r.proto.span());
-        out.push(src.problem(at, "firewall.allow", e.to_string()));
-    }
-    if cfg.firewall.allow.len() > foobar_common::firewall::MAX_RULES as usize {
-        out.push(src.problem(0..0, "firewall.allow", format!("at most {} rules", foobar_common::firewall::MAX_RULES)));
-    }
     if cfg.firewall.syn_burst == Some(0) {
         out.push(src.problem(0..0, "firewall.syn_burst", "must be at least 1 (or leave it out to use the rate)"));
     }
 }
 
-fn services(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
+fn services(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
     let mut names = HashSet::new();
     let mut listeners = HashSet::new();
     for (i, s) in cfg.services.iter().enumerate() {
@@ -153,7 +147,7 @@ fn services(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
     }
 }
 
-fn dns(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
+fn dns(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
     let Some(dns) = &cfg.dns else { return };
     if dns.listen.is_empty() {
         out.push(src.problem(dns.zone.span(), "dns.listen", "lists no address"));
@@ -197,7 +191,7 @@ fn dns(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
     }
 }
 
-fn replication(cfg: &Config, src: &Source<'_>, out: &mut Vec<Problem>) {
+fn replication(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
     let Some(r) = &cfg.replication else { return };
     if r.interval.0.is_zero() || r.max_lag.0.is_zero() {
         out.push(src.problem(r.primary.span(), "replication.interval", "interval and max_lag must be above zero"));

@@ -10,18 +10,27 @@ use serde::{Deserialize, Deserializer, de};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Span(pub Duration);
 
+/// Why a text is not a duration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpanError {
+    #[error("`{0}` is not a duration (e.g. \"500ms\", \"2s\", \"1m\")")]
+    NotANumber(String),
+    #[error("`{0}`: duration unit must be ms, s or m")]
+    Unit(String),
+}
+
 impl FromStr for Span {
-    type Err = String;
+    type Err = SpanError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (n, unit) = s.split_at(digits);
-        let n: u64 = n.parse().map_err(|_| format!("`{s}` is not a duration (e.g. \"500ms\", \"2s\", \"1m\")"))?;
+        let n: u64 = n.parse().map_err(|_| SpanError::NotANumber(s.to_owned()))?;
         let d = match unit {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n * 60),
-            _ => return Err(format!("`{s}`: duration unit must be ms, s or m")),
+            _ => return Err(SpanError::Unit(s.to_owned())),
         };
         Ok(Span(d))
     }

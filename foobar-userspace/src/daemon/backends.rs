@@ -1,12 +1,15 @@
-//! What decides a backend's data-plane state: the operator's word (enabled, draining,
-//! disabled) and, where a health check runs, its verdict. Disabled or unhealthy means no new
-//! flows; draining means no new flows but existing ones stay (they always do: conntrack).
+//! One record per backend, owned by the event loop (pingora keeps its health the same way):
+//! the operator's word (enabled, draining, disabled), what its checks say (rise/fall
+//! hysteresis over the checkers' raw results), the last result and how long checks take.
+//! Disabled or unhealthy means no new flows; draining means no new flows but existing ones
+//! stay (they always do: conntrack).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use crate::{
     control::protocol::{BackendAction, HealthStatus},
     dataplane::services::BackendState,
+    health::{Hysteresis, Probe, ProbeError, Target},
     metrics::Histogram,
 };
 
@@ -28,21 +31,34 @@ impl From<BackendAction> for Admin {
     }
 }
 
-/// One backend's operator state and latest health.
+/// The last probe's outcome.
+#[derive(Clone, Debug)]
+pub struct LastProbe {
+    pub result: Result<String, ProbeError>,
+    pub latency: Duration,
+}
+
+/// One backend's record.
 #[derive(Clone, Debug, Default)]
-pub struct Control {
+pub struct Record {
     pub admin: Admin,
-    /// `None` while no health check has reported (or none is configured): assumed healthy.
-    pub health: Option<HealthStatus>,
+    /// The hysteresis over its probe results; `None` while no check runs for it (assumed healthy).
+    pub checks: Option<Hysteresis>,
+    /// `None` until a probe has reported.
+    pub last: Option<LastProbe>,
     /// How long its health checks took.
     pub latency: Histogram,
 }
 
-impl Control {
+impl Record {
+    /// Whether its checks pass (or none run).
+    pub fn healthy(&self) -> bool {
+        self.checks.as_ref().is_none_or(Hysteresis::healthy)
+    }
+
     /// The state the data plane should hold.
     pub fn effective(&self) -> BackendState {
-        let healthy = self.health.as_ref().is_none_or(|h| h.healthy);
-        match (self.admin, healthy) {
+        match (self.admin, self.healthy()) {
             (Admin::Disabled, _) | (Admin::Enabled, false) => BackendState::Down,
             (Admin::Draining, _) => BackendState::Draining,
             (Admin::Enabled, true) => BackendState::Up,
@@ -58,19 +74,57 @@ impl Control {
             _ => "up",
         }
     }
+
+    /// Takes one probe's result; `Some(healthy)` when it flips the backend's health. A result
+    /// for a backend no check runs for any more (a checker stopped by a reload) is ignored.
+    pub fn observe(&mut self, probe: &Probe) -> Option<bool> {
+        let checks = self.checks.as_mut()?;
+        self.latency.observe(probe.latency.as_secs_f64());
+        self.last = Some(LastProbe { result: probe.result.clone(), latency: probe.latency });
+        checks.record(probe.result.is_ok())
+    }
+
+    /// Its health as `status` shows it, once a probe has reported.
+    pub fn health(&self) -> Option<HealthStatus> {
+        let last = self.last.as_ref()?;
+        let text = match &last.result {
+            Ok(answer) => answer.clone(),
+            Err(e) => e.to_string(),
+        };
+        Some(HealthStatus { healthy: self.healthy(), last: text, latency_ms: last.latency.as_secs_f64() * 1000.0 })
+    }
 }
 
-/// Every backend's control state, by (service, backend) name.
+/// Every backend's record, by (service, backend) name.
 #[derive(Debug, Default)]
-pub struct Backends(HashMap<(String, String), Control>);
+pub struct Backends(HashMap<(String, String), Record>);
 
 impl Backends {
-    pub fn get(&self, service: &str, backend: &str) -> Control {
+    pub fn get(&self, service: &str, backend: &str) -> Record {
         self.0.get(&(service.to_owned(), backend.to_owned())).cloned().unwrap_or_default()
     }
 
-    pub fn entry(&mut self, service: &str, backend: &str) -> &mut Control {
+    pub fn entry(&mut self, service: &str, backend: &str) -> &mut Record {
         self.0.entry((service.to_owned(), backend.to_owned())).or_default()
+    }
+
+    /// Makes the checks of `targets` the ones records follow: a backend checked before keeps
+    /// its state and streak under the new rise and fall; one no longer checked is assumed
+    /// healthy again.
+    pub fn follow(&mut self, targets: &[Target]) {
+        for (key, record) in &mut self.0 {
+            if !targets.iter().any(|t| (&t.service, &t.backend) == (&key.0, &key.1)) {
+                record.checks = None;
+                record.last = None;
+            }
+        }
+        for t in targets {
+            let record = self.entry(&t.service, &t.backend);
+            record.checks = Some(match record.checks.take() {
+                Some(h) => h.retuned(t.rise, t.fall),
+                None => Hysteresis::new(t.rise, t.fall),
+            });
+        }
     }
 }
 
@@ -78,18 +132,52 @@ impl Backends {
 mod tests {
     use super::*;
 
-    fn health(healthy: bool) -> Option<HealthStatus> {
-        Some(HealthStatus { healthy, last: String::new(), latency_ms: 0.0 })
+    fn probe(ok: bool) -> Probe {
+        let result = if ok { Ok("HTTP 200".to_owned()) } else { Err(ProbeError::NoStatusLine) };
+        Probe { service: "www".into(), backend: "web1".into(), result, latency: Duration::from_millis(2) }
+    }
+
+    fn target(rise: u32, fall: u32) -> Target {
+        Target {
+            service: "www".into(),
+            backend: "web1".into(),
+            addr: "198.51.100.11:80".parse().expect("addr"),
+            check: crate::health::Check::Tcp,
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(300),
+            rise,
+            fall,
+        }
     }
 
     #[test]
     fn operator_and_health_combine() {
-        let c = |admin, health| Control { admin, health, latency: Histogram::default() };
-        assert_eq!(c(Admin::Enabled, None).effective(), BackendState::Up);
-        assert_eq!(c(Admin::Enabled, health(false)).effective(), BackendState::Down);
-        assert_eq!(c(Admin::Enabled, health(false)).label(), "down");
-        assert_eq!(c(Admin::Draining, health(true)).effective(), BackendState::Draining);
-        assert_eq!(c(Admin::Disabled, health(true)).effective(), BackendState::Down);
-        assert_eq!(c(Admin::Disabled, health(true)).label(), "disabled");
+        let checked = |admin, healthy: bool| {
+            let mut r = Record { admin, checks: Some(Hysteresis::new(1, 1)), ..Record::default() };
+            r.observe(&probe(healthy));
+            r
+        };
+        assert_eq!(Record::default().effective(), BackendState::Up);
+        assert_eq!(checked(Admin::Enabled, false).effective(), BackendState::Down);
+        assert_eq!(checked(Admin::Enabled, false).label(), "down");
+        assert_eq!(checked(Admin::Draining, true).effective(), BackendState::Draining);
+        assert_eq!(checked(Admin::Disabled, true).effective(), BackendState::Down);
+        assert_eq!(checked(Admin::Disabled, true).label(), "disabled");
+    }
+
+    #[test]
+    fn records_keep_their_state_across_new_checks_and_forget_it_without() {
+        let mut b = Backends::default();
+        b.follow(&[target(2, 1)]);
+        assert_eq!(b.entry("www", "web1").observe(&probe(false)), Some(false));
+        b.follow(&[target(3, 3)]);
+        assert!(!b.get("www", "web1").healthy(), "a reload must not bring a down backend back");
+        assert_eq!(b.entry("www", "web1").observe(&probe(true)), None);
+        assert_eq!(b.entry("www", "web1").observe(&probe(true)), None, "the new rise is 3");
+        assert_eq!(b.entry("www", "web1").observe(&probe(true)), Some(true));
+        b.entry("www", "web1").observe(&probe(false));
+        b.follow(&[]);
+        assert!(b.get("www", "web1").healthy(), "an unchecked backend is assumed healthy");
+        assert_eq!(b.entry("www", "web1").observe(&probe(false)), None, "a stopped checker's late result");
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     control::protocol::ReplicationStatus,
     metrics::Exposition,
     replication::{
-        self, Report, Settings,
+        self, PasswordError, Report, Settings,
         classify::{Role, State},
     },
 };
@@ -34,7 +34,7 @@ impl Drop for Databases {
 
 /// The monitor settings `config` asks for (reading the password file), or `None` without a
 /// `[replication]` section.
-pub(super) fn settings(config: &Config) -> Result<Option<Settings>, String> {
+pub(super) fn settings(config: &Config) -> Result<Option<Settings>, PasswordError> {
     config.replication.as_ref().map(Settings::from_config).transpose()
 }
 
@@ -157,9 +157,9 @@ mod tests {
             1,
         );
         let cfg = crate::config::parse(Path::new("lab.toml"), &text, &|_| true).expect("config");
-        match Daemon::start(cfg) {
+        match Daemon::start(crate::plan::Plan::compile(cfg).expect("plan")) {
             Err(DaemonError::Replication(e)) => assert_eq!(
-                e,
+                e.to_string(),
                 "replication.password_file /nonexistent/foobar/monitor.pass: No such file or directory (os error 2); \
                  write the monitor user's password there (readable by root only)"
             ),

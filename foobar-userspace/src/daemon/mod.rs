@@ -6,13 +6,17 @@
 //! owner of the data plane: control requests and health results reach it over channels, so
 //! no map update ever races another.
 //!
-//! - `backends`: operator state and health combined into a backend's data-plane state.
+//! - `backends`: each backend's record (operator state, health, last result, latency).
+//! - `control`: the control socket's requests.
 //! - `databases`: the replication monitor's reports, feeding status, metrics and DNS.
-//! - `reload`: applying a changed config as a difference.
+//! - `reload`: applying a changed config's plan as a difference.
 //! - `status`: the report `foobar status` prints; `exposition`: what `/metrics` shows.
+//! - `error`: what can go wrong, by kind.
 
 mod backends;
+mod control;
 mod databases;
+mod error;
 mod exposition;
 mod reload;
 mod status;
@@ -22,41 +26,22 @@ use std::{collections::HashMap, future::Future, path::PathBuf, time::Instant};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tracing::{info, warn};
 
-use self::backends::{Admin, Backends};
+use self::backends::Backends;
+pub use self::error::{ControlError, DaemonError, ReloadError};
 use crate::{
-    apply,
-    config::Config,
-    control::{
-        protocol::{HealthStatus, Request, Response},
-        server::{self, Call},
-    },
+    control::server::{self, Call},
     dataplane::{Dataplane, DataplaneError, Pins, services::Services},
     health::{self, Probe},
     metrics::{self as exporter, Scrape},
-    net::Cidr,
+    plan::Plan,
 };
 
-/// Why the daemon could not start or serve.
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error(transparent)]
-    Dataplane(#[from] DataplaneError),
-    #[error("cannot open the control socket {path}: {source}")]
-    ControlSocket { path: PathBuf, source: std::io::Error },
-    #[error("cannot listen for metrics on {addr}: {source}")]
-    Metrics { addr: std::net::SocketAddr, source: std::io::Error },
-    #[error("DNS: {0}")]
-    Dns(String),
-    #[error("{0}")]
-    Replication(String),
-}
-
-/// A running foobar: the loaded data plane, its services and the config it runs.
+/// A running foobar: the loaded data plane, its services and the plan it runs.
 pub struct Daemon {
     dataplane: Dataplane,
     services: Services,
     backends: Backends,
-    config: Config,
+    plan: Plan,
     /// Per service id: the last traffic sample, for rates in `status`.
     samples: HashMap<u32, status::Sample>,
     /// The file the config came from, for reloads.
@@ -75,30 +60,39 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Loads the XDP programs, fills the maps from `config`, then attaches to its interfaces.
+    /// Loads the XDP programs, fills the maps from `plan`, then attaches to its interfaces.
     ///
     /// Rules go in before any attach, so an untrusted interface never runs with an empty firewall.
-    pub fn start(config: Config) -> Result<Daemon, DaemonError> {
+    pub fn start(plan: Plan) -> Result<Daemon, DaemonError> {
+        let config = &plan.config;
         // Read before anything is loaded or attached: a missing password file stops nothing.
-        let monitor = databases::settings(&config).map_err(DaemonError::Replication)?;
-        let pins = Pins::prepare(&config.daemon.pin_dir)
-            .map_err(|e| DataplaneError::Pin(format!("{}: {e}", config.daemon.pin_dir.display())))?;
+        let monitor = databases::settings(config)?;
+        let pin_dir = &config.daemon.pin_dir;
+        let pins = Pins::prepare(pin_dir).map_err(|source| DataplaneError::PinDir { path: pin_dir.clone(), source })?;
         let mut dataplane = Dataplane::load_pinned(pins)?;
-        apply::firewall(&mut dataplane, &config.firewall)?;
-        let services = apply::services(&mut dataplane, &config)?;
-        let added = crate::addresses::ensure(&config);
-        for (iface, trust) in apply::interface_trust(&config) {
-            if !config.services.is_empty() {
-                enable_forwarding(&iface);
+        let fw = &plan.firewall;
+        dataplane.set_firewall_settings(fw.settings)?;
+        for cidr in &fw.deny {
+            dataplane.deny_source(*cidr)?;
+        }
+        dataplane.set_allow_rules(&fw.compiled)?;
+        let mut services = Services::new();
+        for spec in &plan.services {
+            services.add(&mut dataplane, spec.clone())?;
+        }
+        let added = crate::addresses::ensure(config);
+        for (iface, trust) in &plan.interfaces {
+            if !plan.services.is_empty() {
+                enable_forwarding(iface);
             }
-            dataplane.attach(&iface, trust, config.daemon.xdp_mode)?;
+            dataplane.attach(iface, *trust, config.daemon.xdp_mode)?;
         }
         info!(interfaces = dataplane.attachments().len(), services = services.all().len(), "data plane running");
         Ok(Daemon {
             dataplane,
             services,
             backends: Backends::default(),
-            config,
+            plan,
             samples: HashMap::new(),
             added,
             source: None,
@@ -130,70 +124,28 @@ impl Daemon {
         &self.services
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
-    /// Answers one control request (the socket's requests all come through here).
-    pub fn handle(&mut self, request: Request) -> Response {
-        let result = match request {
-            Request::Status => return Response::Status(Box::new(self.status())),
-            Request::Backend { service, backend, action } => {
-                self.backends.entry(&service, &backend).admin = Admin::from(action);
-                self.publish(&service, &backend, "operator").map(|()| format!("{service}/{backend}: {action:?}"))
-            }
-            Request::FirewallBlock { cidr } => parse_cidr(&cidr).and_then(|c| {
-                self.dataplane.deny_source(c).map_err(|e| e.to_string())?;
-                info!(%c, "source blocked");
-                Ok(format!("{c} blocked"))
-            }),
-            Request::FirewallUnblock { cidr } => {
-                parse_cidr(&cidr).and_then(|c| match self.dataplane.undeny_source(c).map_err(|e| e.to_string())? {
-                    true => {
-                        info!(%c, "source unblocked");
-                        Ok(format!("{c} unblocked"))
-                    }
-                    false => Err(format!("{c} is not on the deny list (see `foobar firewall list`)")),
-                })
-            }
-            Request::Reload => self.reload(),
-            Request::FirewallList => {
-                return match self.dataplane.denied_sources() {
-                    Ok(list) => Response::Firewall { denied: list.iter().map(Cidr::to_string).collect() },
-                    Err(e) => Response::Error { message: e.to_string() },
-                };
-            }
-        };
-        match result {
-            Ok(message) => Response::Done { message },
-            Err(message) => Response::Error { message },
-        }
-    }
-
-    /// Takes in one health probe; a state change reaches the data plane at once.
+    /// Takes in one health probe's result; a state change reaches the data plane at once.
     fn on_probe(&mut self, p: Probe) {
-        let control = self.backends.entry(&p.service, &p.backend);
-        let healthy = match p.change {
-            Some(h) => h,
-            None => control.health.as_ref().is_none_or(|h| h.healthy),
+        let Some(up) = self.backends.entry(&p.service, &p.backend).observe(&p) else { return };
+        let why = if up { "health check passed" } else { "health check failed" };
+        let last = match &p.result {
+            Ok(answer) => answer.clone(),
+            Err(e) => e.to_string(),
         };
-        control.health =
-            Some(HealthStatus { healthy, last: p.detail.clone(), latency_ms: p.latency.as_secs_f64() * 1000.0 });
-        control.latency.observe(p.latency.as_secs_f64());
-        if let Some(up) = p.change {
-            let why = if up { "health check passed" } else { "health check failed" };
-            info!(service = p.service, backend = p.backend, last = p.detail, "{why}");
-            if let Err(e) = self.publish(&p.service, &p.backend, why) {
-                warn!(service = p.service, backend = p.backend, error = e, "cannot apply health change");
-            }
+        info!(service = p.service, backend = p.backend, last, "{why}");
+        if let Err(e) = self.publish(&p.service, &p.backend, why) {
+            warn!(service = p.service, backend = p.backend, error = %e, "cannot apply health change");
         }
     }
 
     /// Pushes a backend's effective state to the data plane.
-    fn publish(&mut self, service: &str, backend: &str, why: &str) -> Result<(), String> {
+    fn publish(&mut self, service: &str, backend: &str, why: &str) -> Result<(), DataplaneError> {
         let state = self.backends.get(service, backend).effective();
-        let before =
-            self.services.set_state(&mut self.dataplane, service, backend, state).map_err(|e| e.to_string())?;
+        let before = self.services.set_state(&mut self.dataplane, service, backend, state)?;
         if before != state {
             info!(service, backend, from = before.name(), to = state.name(), why, "backend state changed");
             self.refresh_dns();
@@ -218,25 +170,19 @@ impl Daemon {
 
     /// Hands DNS the current zone and what is live (it rebuilds only on a change).
     fn refresh_dns(&self) {
-        let Some(dns) = &self.dns else { return };
-        match crate::dns::zone::ZoneSpec::from_config(&self.config) {
-            Ok(Some(spec)) => dns.update(spec, self.live()),
-            Ok(None) => {}
-            Err(e) => warn!(error = e, "cannot build the DNS zone"),
+        if let (Some(dns), Some(zone)) = (&self.dns, &self.plan.zone) {
+            dns.update(zone, self.live());
         }
     }
 
-    /// (Re)starts one health checker per checked backend, from each backend's current health.
+    /// (Re)starts one health checker per checked backend; the records keep each backend's state.
     fn restart_checks(&mut self) {
         for c in self.checkers.drain(..) {
             c.abort();
         }
+        self.backends.follow(&self.plan.checks);
         let Some(tx) = self.probes.clone() else { return };
-        let mut targets = health::targets(&self.config);
-        for t in &mut targets {
-            t.healthy = self.backends.get(&t.service, &t.backend).health.is_none_or(|h| h.healthy);
-        }
-        self.checkers = health::spawn(targets, tx);
+        self.checkers = health::spawn(&self.plan.checks, tx);
     }
 
     /// Runs the event loop (control socket, health checks, rate sampling, reloads on
@@ -246,28 +192,24 @@ impl Daemon {
         shutdown: impl Future<Output = ()>,
         mut hangups: Option<tokio::signal::unix::Signal>,
     ) -> Result<(), DaemonError> {
-        let path = self.config.daemon.control_socket.clone();
+        let path = self.plan.config.daemon.control_socket.clone();
         let listener =
             server::bind(&path).map_err(|source| DaemonError::ControlSocket { path: path.clone(), source })?;
         let (call_tx, mut calls) = mpsc::channel::<Call>(64);
         let (probe_tx, mut probes) = mpsc::channel::<Probe>(256);
         let (report_tx, mut reports) = mpsc::channel::<crate::replication::Report>(16);
         let control = tokio::spawn(server::serve(listener, call_tx));
-        let addr = self.config.daemon.metrics_listen;
+        let addr = self.plan.config.daemon.metrics_listen;
         let metrics_listener = exporter::bind(addr).await.map_err(|source| DaemonError::Metrics { addr, source })?;
         let (scrape_tx, mut scrapes) = mpsc::channel::<Scrape>(16);
         let exporter = tokio::spawn(exporter::serve(metrics_listener, scrape_tx));
         self.probes = Some(probe_tx);
         self.restart_checks();
         self.databases.report_to(report_tx);
-        if let (Some(spec), Some(dns)) =
-            (crate::dns::zone::ZoneSpec::from_config(&self.config).map_err(DaemonError::Dns)?, &self.config.dns)
-        {
-            self.dns = Some(
-                crate::dns::Dns::start(spec, &dns.listen, dns.responses_per_second, dns.allow_axfr, self.live())
-                    .await
-                    .map_err(DaemonError::Dns)?,
-            );
+        if let (Some(zone), Some(dns)) = (&self.plan.zone, &self.plan.config.dns) {
+            let live = self.live();
+            self.dns =
+                Some(crate::dns::Dns::start(zone, &dns.listen, dns.responses_per_second, dns.allow_axfr, live).await?);
         }
         info!(socket = %path.display(), metrics = %addr, checks = self.checkers.len(), "serving");
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -300,7 +242,7 @@ impl Daemon {
                 } => {
                     info!("SIGHUP: reloading the config");
                     if let Err(e) = self.reload() {
-                        warn!(error = e, "reload refused; the running config is unchanged");
+                        warn!(error = %e, "reload refused; the running config is unchanged");
                     }
                 }
                 Some(scrape) = scrapes.recv() => {
@@ -341,8 +283,8 @@ impl Daemon {
             }
             Err(e) => warn!(error = %e, "cannot read counters"),
         }
-        let pin_dir = self.config.daemon.pin_dir.clone();
-        if !(self.config.daemon.detach_on_exit || self.detach_on_exit) {
+        let pin_dir = self.plan.config.daemon.pin_dir.clone();
+        if !(self.plan.config.daemon.detach_on_exit || self.detach_on_exit) {
             info!(pins = %pin_dir.display(),
                 "leaving XDP attached and its state pinned: the next `foobar run` takes over without a gap \
                  (`foobar cleanup` removes it all)");
@@ -356,10 +298,6 @@ impl Daemon {
         }
         Ok(())
     }
-}
-
-fn parse_cidr(text: &str) -> Result<Cidr, String> {
-    text.parse().map_err(|e| format!("{e}; type an address or prefix, e.g. `foobar firewall block 203.0.113.7/32`"))
 }
 
 /// The kernel's FIB lookup, which the XDP load balancer asks for next hops, answers only for

@@ -1,71 +1,59 @@
-//! Reloading: the config file is read and validated in full first; if anything is wrong the
-//! running config stays as it is. A good config is applied as a difference, map entry by map
-//! entry, so flows in progress are not disturbed.
+//! Reloading: the config file is read, validated and compiled into a plan in full first; if
+//! anything is wrong the running plan stays as it is. A good plan is applied as its difference
+//! from the running one, map entry by map entry, so flows in progress are not disturbed.
 
 use tracing::info;
 
-use super::Daemon;
-use crate::{
-    apply,
-    config::{self, Config},
-};
+use super::{Daemon, ReloadError};
+use crate::{config::Config, plan::Plan};
 
 impl Daemon {
     /// Re-reads the config file and applies what changed; the message says what that was.
-    pub(super) fn reload(&mut self) -> Result<String, String> {
-        let path = self.source.clone().ok_or("this daemon was not started from a config file")?;
-        let new = config::load(&path).map_err(|e| e.to_string())?;
-        if let Some(what) = daemon_change(&self.config, &new) {
-            return Err(format!(
-                "{}: {what} changed, which needs a restart (`systemctl restart foobar` or stop and `foobar run` again); nothing was changed",
-                path.display()
-            ));
+    pub(super) fn reload(&mut self) -> Result<String, ReloadError> {
+        let path = self.source.clone().ok_or(ReloadError::NoSource)?;
+        let new = Plan::load(&path)?;
+        if let Some(what) = daemon_change(&self.plan.config, &new.config) {
+            return Err(ReloadError::NeedsRestart { file: path, what });
         }
         // Read before anything changes, so an unreadable password file refuses the reload.
-        let monitor = super::databases::settings(&new)?;
+        let monitor = super::databases::settings(&new.config)?;
         let mut changes = Vec::new();
-        // Firewall: settings and allow rules replace the old; the deny list changes by the
-        // difference between the two files, so blocks made at run time stay.
-        let fw = &new.firewall;
-        self.dataplane.set_firewall_settings(apply::firewall_settings(fw)).map_err(|e| e.to_string())?;
-        for gone in self.config.firewall.deny_sources.iter().filter(|c| !fw.deny_sources.contains(c)) {
-            self.dataplane.undeny_source(*gone).map_err(|e| e.to_string())?;
+        let (old_fw, fw) = (&self.plan.firewall, &new.firewall);
+        if old_fw.settings != fw.settings {
+            self.dataplane.set_firewall_settings(fw.settings)?;
+        }
+        // The deny list changes by the difference between the two files, so blocks made at
+        // run time stay.
+        for gone in old_fw.deny.iter().filter(|c| !fw.deny.contains(c)) {
+            self.dataplane.undeny_source(*gone)?;
             changes.push(format!("unblocked {gone}"));
         }
-        for added in fw.deny_sources.iter().filter(|c| !self.config.firewall.deny_sources.contains(c)) {
-            self.dataplane.deny_source(*added).map_err(|e| e.to_string())?;
+        for added in fw.deny.iter().filter(|c| !old_fw.deny.contains(c)) {
+            self.dataplane.deny_source(*added)?;
             changes.push(format!("blocked {added}"));
         }
-        if apply::allow_rules(&self.config.firewall) != apply::allow_rules(fw) {
-            self.dataplane.set_allow_rules(&apply::allow_rules(fw)).map_err(|e| e.to_string())?;
-            changes.push(format!("{} allow rules", fw.allow.len()));
+        if old_fw.compiled != fw.compiled {
+            self.dataplane.set_allow_rules(&fw.compiled)?;
+            changes.push(format!("{} allow rules", fw.rules.len()));
         }
         // Services: updated in place by name, new ones added, dropped ones withdrawn.
-        for s in &new.services {
-            let spec = apply::service_spec(s);
-            if self.services.get(&spec.name).is_none_or(|old| old.spec != spec) {
+        for spec in &new.services {
+            if self.plan.service(&spec.name) != Some(spec) {
                 changes.push(format!("service {}", spec.name));
-                self.services.update(&mut self.dataplane, spec).map_err(|e| e.to_string())?;
+                self.services.update(&mut self.dataplane, spec.clone())?;
             }
         }
-        let gone: Vec<String> = self
-            .services
-            .all()
-            .iter()
-            .map(|s| s.spec.name.clone())
-            .filter(|n| !new.services.iter().any(|s| s.name.get_ref() == n))
-            .collect();
-        for name in gone {
-            self.services.remove(&mut self.dataplane, &name).map_err(|e| e.to_string())?;
-            changes.push(format!("service {name} removed"));
+        for gone in self.plan.services.iter().filter(|s| new.service(&s.name).is_none()) {
+            self.services.remove(&mut self.dataplane, &gone.name)?;
+            changes.push(format!("service {} removed", gone.name));
         }
-        self.config = new;
+        self.plan = new;
         // Operator states and health survive by name; push them onto the new backend sets.
         let pairs: Vec<(String, String)> = self
+            .plan
             .services
-            .all()
             .iter()
-            .flat_map(|s| s.spec.backends.iter().map(|b| (s.spec.name.clone(), b.name.clone())))
+            .flat_map(|s| s.backends.iter().map(|b| (s.name.clone(), b.name.clone())))
             .collect();
         for (service, backend) in pairs {
             self.publish(&service, &backend, "reload")?;

@@ -7,8 +7,8 @@ use foobar_common::lb::TrafficStats;
 
 use super::Daemon;
 use crate::{
-    config::schema::{ForwardMode, Proto, Scheduler},
     control::protocol::{BackendStatus, DnsStatus, RuleStatus, ServiceStatus, StatusReport},
+    dataplane::services::{Mode, Scheduler},
 };
 
 /// A service's traffic at one moment, and the rates since the one before.
@@ -42,7 +42,7 @@ impl Daemon {
     pub(super) fn status(&self) -> StatusReport {
         let mut report = StatusReport::default();
         let active = self.dataplane.active_flows().unwrap_or_default();
-        for (svc, cfg) in self.services.all().iter().zip(&self.config.services) {
+        for svc in self.services.all() {
             let stats = self.dataplane.service_stats(svc.id).unwrap_or_default();
             let rates = self.samples.get(&svc.id);
             let backends: Vec<BackendStatus> = svc
@@ -51,16 +51,16 @@ impl Daemon {
                 .iter()
                 .enumerate()
                 .map(|(i, b)| {
-                    let control = self.backends.get(&svc.spec.name, &b.name);
+                    let record = self.backends.get(&svc.spec.name, &b.name);
                     let traffic = self.dataplane.backend_stats(svc.backend_ids[i]).unwrap_or_default();
                     BackendStatus {
                         name: b.name.clone(),
                         address: b.addr.to_string(),
                         weight: b.weight,
                         backup: b.backup,
-                        state: control.label().to_owned(),
+                        state: record.label().to_owned(),
                         active: svc.active.contains(&i),
-                        health: control.health.clone(),
+                        health: record.health(),
                         packets: traffic.packets,
                         bytes: traffic.bytes,
                         new_flows: traffic.new_flows,
@@ -76,13 +76,13 @@ impl Daemon {
                 name: svc.spec.name.clone(),
                 vip: svc.spec.vip.to_string(),
                 ports: svc.spec.ports.clone(),
-                protocol: proto_name(cfg.proto).to_owned(),
-                mode: match cfg.mode {
-                    ForwardMode::Nat => "nat",
-                    ForwardMode::Dsr => "dsr",
+                protocol: if svc.spec.protocol == 17 { "udp" } else { "tcp" }.to_owned(),
+                mode: match svc.spec.mode {
+                    Mode::Nat => "nat",
+                    Mode::Dsr => "dsr",
                 }
                 .to_owned(),
-                scheduler: match cfg.scheduler {
+                scheduler: match svc.spec.scheduler {
                     Scheduler::RoundRobin => "round-robin",
                     Scheduler::WeightedRoundRobin => "weighted-round-robin",
                     Scheduler::Maglev => "maglev",
@@ -98,19 +98,10 @@ impl Daemon {
                 backends,
             });
         }
-        let rules = &self.config.firewall.allow;
+        let rules = &self.plan.firewall.rules;
         let hits = self.dataplane.rule_hits(rules.len()).unwrap_or_default();
         for (i, r) in rules.iter().enumerate() {
-            let ports = if r.ports.is_empty() {
-                "any port".to_owned()
-            } else {
-                format!("ports {}", r.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","))
-            };
-            let from = r.from.map(|f| format!(" from {f}")).unwrap_or_default();
-            report.firewall_rules.push(RuleStatus {
-                rule: format!("{} to {} {ports}{from}", proto_name(*r.proto.get_ref()), r.to),
-                hits: hits.get(i).copied().unwrap_or(0),
-            });
+            report.firewall_rules.push(RuleStatus { rule: r.to_string(), hits: hits.get(i).copied().unwrap_or(0) });
         }
         if let Some(dns) = &self.dns {
             report.dns = Some(DnsStatus {
@@ -128,13 +119,5 @@ impl Daemon {
             report.counters = c.nonzero().map(|(c, v)| (c.name().to_owned(), v)).collect();
         }
         report
-    }
-}
-
-fn proto_name(p: Proto) -> &'static str {
-    match p {
-        Proto::Tcp => "tcp",
-        Proto::Udp => "udp",
-        Proto::Icmp => "icmp",
     }
 }

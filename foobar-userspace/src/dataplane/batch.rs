@@ -1,8 +1,9 @@
-//! Reading a hash map many entries per syscall (`BPF_MAP_LOOKUP_BATCH`).
+//! Many map entries per syscall: reading a hash map (`BPF_MAP_LOOKUP_BATCH`) and writing a
+//! run of array slots (`BPF_MAP_UPDATE_BATCH`).
 //!
-//! aya's map iterator pays two syscalls per entry (next key, then its value). The connection
-//! table holds up to a million flows and `status` and every `/metrics` scrape count them, so
-//! they read it here, 4096 entries per call, instead.
+//! aya's map iterator pays two syscalls per entry (next key, then its value), and its array
+//! `set` one per slot. The connection table holds up to a million flows, which `status` and
+//! every `/metrics` scrape count; a Maglev ring is 65,537 slots, written at every backend change.
 
 use std::{
     io,
@@ -11,13 +12,15 @@ use std::{
 
 use aya::{
     Pod,
-    maps::{HashMap, Map, MapData, MapError},
+    maps::{Array, HashMap, Map, MapData, MapError},
 };
 
 use super::DataplaneError;
 
-/// `enum bpf_cmd` value of BPF_MAP_LOOKUP_BATCH (linux/bpf.h; kernel 5.6 and later).
+/// `enum bpf_cmd` values of BPF_MAP_LOOKUP_BATCH and BPF_MAP_UPDATE_BATCH (linux/bpf.h;
+/// kernel 5.6 and later).
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
 /// Entries asked for per call. A hash map bucket never holds this many, so the kernel's
 /// "bucket larger than the buffer" error (ENOSPC) cannot stop a scan.
@@ -75,9 +78,7 @@ pub(crate) fn for_each_entry<K: Pod + Default, V: Pod + Default>(
         let done = rc < 0 && {
             let err = io::Error::last_os_error();
             if err.raw_os_error() != Some(libc::ENOENT) {
-                return Err(
-                    MapError::from(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error: err }).into()
-                );
+                return Err(syscall_error("bpf_map_lookup_batch", err));
             }
             true
         };
@@ -94,4 +95,34 @@ pub(crate) fn for_each_entry<K: Pod + Default, V: Pod + Default>(
         cursor_in = cursor_out;
         first = false;
     }
+}
+
+/// Writes `values` into the array `map` from slot `first` on, in one call. Each slot is
+/// updated on its own (the kernel makes no batch atomic), so callers write slots no program
+/// reads yet, as the idle half of a service's ring.
+pub(crate) fn set_array_slots<V: Pod>(map: &mut Map, first: u32, values: &[V]) -> Result<(), DataplaneError> {
+    // The typed view checks that V is the map's value size (the kernel copies that many bytes each).
+    let _: Array<&mut MapData, V> = Array::try_from(&mut *map)?;
+    let Map::Array(data) = map else { unreachable!("Array::try_from accepted a map that is not an array") };
+    let fd = data.fd().as_fd().as_raw_fd();
+    let keys: Vec<u32> = (first..).take(values.len()).collect();
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count: values.len() as u32,
+        map_fd: fd as u32,
+        ..BatchAttr::default()
+    };
+    // SAFETY: `keys` and `values` hold `count` elements each, of the sizes the kernel reads (u32
+    // indices, V values checked above); the kernel only reads them.
+    let rc =
+        unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_BATCH, &raw mut attr, size_of::<BatchAttr>() as u32) };
+    if rc < 0 {
+        return Err(syscall_error("bpf_map_update_batch", io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn syscall_error(call: &'static str, io_error: io::Error) -> DataplaneError {
+    MapError::from(aya::sys::SyscallError { call, io_error }).into()
 }

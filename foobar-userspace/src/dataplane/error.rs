@@ -1,5 +1,7 @@
 //! Everything that can go wrong between the daemon and the kernel's BPF subsystem.
 
+use std::path::PathBuf;
+
 /// A data plane failure, worded for the operator who has to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
@@ -24,12 +26,29 @@ pub enum DataplaneError {
         #[source]
         source: aya::programs::ProgramError,
     },
-    #[error("firewall rules rejected: {0}")]
-    Rules(String),
-    #[error("{0}")]
-    Service(String),
-    #[error("pinning: {0}")]
-    Pin(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("pin directory {}: {source}", path.display())]
+    PinDir { path: PathBuf, source: std::io::Error },
+    #[error("pinning the XDP link at {}: {source}", path.display())]
+    Pin { path: PathBuf, source: aya::pin::PinError },
+    #[error("the XDP link pinned at {}: {source}", path.display())]
+    Link { path: PathBuf, source: aya::programs::links::LinkError },
     #[error("no XDP attach mode to try")]
     NoAttachMode,
+}
+
+/// A service change the data plane cannot make, with what to do instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("at most {0} services")]
+    TooManyServices(u32),
+    #[error("at most {0} backends in all")]
+    TooManyBackends(u32),
+    #[error("no route from this node to backend {name} ({addr}): {source}")]
+    NoRoute { name: String, addr: std::net::IpAddr, source: std::io::Error },
+    #[error("no service named `{0}`")]
+    NoService(String),
+    #[error("service `{service}` has no backend `{backend}`")]
+    NoBackend { service: String, backend: String },
 }

@@ -17,7 +17,7 @@ use foobar_common::firewall::{
 
 use super::{
     Dataplane, DataplaneError,
-    rules::{AllowRule, EntryKey, compile},
+    rules::{CompiledRules, EntryKey},
 };
 use crate::net::{Cidr, words};
 
@@ -99,17 +99,11 @@ impl Dataplane {
         Ok(out)
     }
 
-    /// Replaces the allow rules. Rule `i`'s hits are counted in slot `i` of [`Self::rule_hits`].
-    pub fn set_allow_rules(&mut self, rules: &[AllowRule]) -> Result<(), DataplaneError> {
-        if rules.len() > MAX_RULES as usize {
-            return Err(DataplaneError::Rules(format!(
-                "{} allow rules; at most {MAX_RULES} are supported",
-                rules.len()
-            )));
-        }
-        let sets = compile(rules).map_err(|e| DataplaneError::Rules(e.to_string()))?;
-        let v4: Vec<_> = sets.iter().filter_map(|(k, set)| Some((v4_key(k)?, *set))).collect();
-        let v6: Vec<_> = sets.iter().filter_map(|(k, set)| Some((v6_key(k)?, *set))).collect();
+    /// Replaces the allow rules with `rules` (compiled by [`super::rules::compile`]). Rule `i`'s
+    /// hits are counted in slot `i` of [`Self::rule_hits`].
+    pub fn set_allow_rules(&mut self, rules: &CompiledRules) -> Result<(), DataplaneError> {
+        let v4: Vec<_> = rules.entries().filter_map(|(k, set)| Some((v4_key(k)?, *set))).collect();
+        let v6: Vec<_> = rules.entries().filter_map(|(k, set)| Some((v6_key(k)?, *set))).collect();
         replace_entries(&mut LpmTrie::try_from(self.map_mut(ALLOW_V4_MAP)?)?, &v4)?;
         replace_entries(&mut LpmTrie::try_from(self.map_mut(ALLOW_V6_MAP)?)?, &v6)?;
         Ok(())

@@ -32,13 +32,17 @@ use aya::{
     },
 };
 use foobar_common::{
-    STATS_MAP, XDP_UNTRUSTED_PROGRAM, XDP_TRUSTED_PROGRAM,
+    STATS_MAP, XDP_TRUSTED_PROGRAM, XDP_UNTRUSTED_PROGRAM,
     counters::{Counter, FAST_STATS_MAP, FastKind},
     lb::LbSettings,
 };
 use tracing::{debug, info, warn};
 
-pub use self::{error::DataplaneError, pins::Pins, stats::CounterSnapshot};
+pub use self::{
+    error::{DataplaneError, ServiceError},
+    pins::Pins,
+    stats::CounterSnapshot,
+};
 use crate::xdp_mode::{XdpMode, kernel_mode_name};
 
 /// A loaded data plane. Dropping it detaches the program from every interface.
@@ -151,17 +155,19 @@ impl Dataplane {
 
     /// Swaps `trust`'s program into the link an earlier foobar pinned for `interface`.
     fn adopt(&mut self, trust: Trust, path: &std::path::Path) -> Result<XdpLinkId, DataplaneError> {
-        let pinned = PinnedLink::from_pin(path).map_err(|e| DataplaneError::Pin(format!("{}: {e}", path.display())))?;
-        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| DataplaneError::Pin(e.to_string()))?;
+        let link_error = |source| DataplaneError::Link { path: path.to_path_buf(), source };
+        let pinned = PinnedLink::from_pin(path).map_err(link_error)?;
+        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(link_error)?;
         Ok(program_mut(&mut self.ebpf, trust)?.attach_to_link(link)?)
     }
 
     /// Pins the link `id` of `trust`'s program at `path` and keeps it owned by the program.
     fn pin(&mut self, trust: Trust, id: XdpLinkId, path: &std::path::Path) -> Result<XdpLinkId, DataplaneError> {
         let program = program_mut(&mut self.ebpf, trust)?;
-        let link = FdLink::try_from(program.take_link(id)?).map_err(|e| DataplaneError::Pin(e.to_string()))?;
-        let pinned = link.pin(path).map_err(|e| DataplaneError::Pin(format!("{}: {e}", path.display())))?;
-        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| DataplaneError::Pin(e.to_string()))?;
+        let link_error = |source| DataplaneError::Link { path: path.to_path_buf(), source };
+        let link = FdLink::try_from(program.take_link(id)?).map_err(link_error)?;
+        let pinned = link.pin(path).map_err(|source| DataplaneError::Pin { path: path.to_path_buf(), source })?;
+        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(link_error)?;
         Ok(program.attach_to_link(link)?)
     }
 

@@ -6,9 +6,9 @@
 //! port, shorter destination prefix). Within an entry rules keep config order, which is the
 //! order the kernel tries them in.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, fmt, net::IpAddr};
 
-use foobar_common::firewall::{RULES_PER_KEY, RuleRef, RuleSet};
+use foobar_common::firewall::{MAX_RULES, RULES_PER_KEY, RuleRef, RuleSet};
 
 use crate::net::{Cidr, words};
 
@@ -21,6 +21,29 @@ pub struct AllowRule {
     /// Destination ports; empty means every port.
     pub ports: Vec<u16>,
     pub src: Option<Cidr>,
+}
+
+impl fmt::Display for AllowRule {
+    /// As `status` lists it: `tcp to 192.0.2.10/32 ports 80,443 from 203.0.113.0/24`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let proto = match self.protocol {
+            6 => "tcp",
+            17 => "udp",
+            1 | 58 => "icmp",
+            _ => "ip",
+        };
+        write!(f, "{proto} to {}", self.dst)?;
+        if self.ports.is_empty() {
+            write!(f, " any port")?;
+        } else {
+            let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+            write!(f, " ports {}", ports.join(","))?;
+        }
+        if let Some(src) = self.src {
+            write!(f, " from {src}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Where an allow-trie entry sits.
@@ -41,19 +64,32 @@ impl EntryKey {
     }
 }
 
-/// Rules that cannot be compiled, with what to change.
+/// Rules the data plane cannot hold, with what to change.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "more than {RULES_PER_KEY} allow rules apply to protocol {protocol} port {port} towards {dst}: \
-     merge rules that differ only by source"
-)]
-pub struct TooManyRules {
-    pub protocol: u8,
-    pub port: u16,
-    pub dst: Cidr,
+pub enum RulesError {
+    #[error("{0} allow rules; at most {MAX_RULES} are supported")]
+    TooMany(usize),
+    #[error(
+        "more than {RULES_PER_KEY} allow rules apply to protocol {protocol} port {port} towards {dst}: \
+         merge rules that differ only by source"
+    )]
+    TooManyOnOneKey { protocol: u8, port: u16, dst: Cidr },
 }
 
-pub fn compile(rules: &[AllowRule]) -> Result<BTreeMap<EntryKey, RuleSet>, TooManyRules> {
+/// Allow rules as allow-trie entries, ready to write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompiledRules(pub(super) BTreeMap<EntryKey, RuleSet>);
+
+impl CompiledRules {
+    pub fn entries(&self) -> impl Iterator<Item = (&EntryKey, &RuleSet)> {
+        self.0.iter()
+    }
+}
+
+pub fn compile(rules: &[AllowRule]) -> Result<CompiledRules, RulesError> {
+    if rules.len() > MAX_RULES as usize {
+        return Err(RulesError::TooMany(rules.len()));
+    }
     let mut own: BTreeMap<EntryKey, Vec<RuleRef>> = BTreeMap::new();
     for (id, rule) in rules.iter().enumerate() {
         let reference = RuleRef {
@@ -73,7 +109,7 @@ pub fn compile(rules: &[AllowRule]) -> Result<BTreeMap<EntryKey, RuleSet>, TooMa
             own.iter().filter(|(k, _)| *k == key || k.covers(key)).flat_map(|(_, r)| r.iter().copied()).collect();
         refs.sort_by_key(|r| r.id);
         if refs.len() > RULES_PER_KEY {
-            return Err(TooManyRules {
+            return Err(RulesError::TooManyOnOneKey {
                 protocol: key.protocol,
                 port: key.port,
                 dst: Cidr { addr: key.dst, prefix: key.prefix },
@@ -83,7 +119,7 @@ pub fn compile(rules: &[AllowRule]) -> Result<BTreeMap<EntryKey, RuleSet>, TooMa
         set.rules[..refs.len()].copy_from_slice(&refs);
         out.insert(*key, set);
     }
-    Ok(out)
+    Ok(CompiledRules(out))
 }
 
 #[cfg(test)]
@@ -103,7 +139,7 @@ mod tests {
     fn one_entry_per_port_and_any_port_under_zero() {
         let sets =
             compile(&[rule(6, "192.0.2.10", &[80, 443], None), rule(1, "192.0.2.10", &[], None)]).expect("compile");
-        let ports: Vec<_> = sets.keys().map(|k| (k.protocol, k.port)).collect();
+        let ports: Vec<_> = sets.0.keys().map(|k| (k.protocol, k.port)).collect();
         assert_eq!(ports, [(1, 0), (6, 80), (6, 443)]);
     }
 
@@ -115,11 +151,20 @@ mod tests {
             rule(6, "192.0.2.10/32", &[9090], None),
         ])
         .expect("compile");
-        let host = sets.iter().find(|(k, _)| k.prefix == 32 && k.port == 8080).map(|(_, s)| s).expect("host entry");
+        let host = sets.0.iter().find(|(k, _)| k.prefix == 32 && k.port == 8080).map(|(_, s)| s).expect("host entry");
         assert_eq!(host.len, 2);
         assert_eq!((host.rules[0].id, host.rules[1].id), (0, 1));
-        let net = sets.iter().find(|(k, _)| k.prefix == 24).map(|(_, s)| s).expect("net entry");
+        let net = sets.0.iter().find(|(k, _)| k.prefix == 24).map(|(_, s)| s).expect("net entry");
         assert_eq!(net.len, 1, "a covering entry does not take rules of the entries it covers");
+    }
+
+    #[test]
+    fn rules_describe_themselves_as_status_lists_them() {
+        assert_eq!(rule(6, "192.0.2.10", &[80, 443], None).to_string(), "tcp to 192.0.2.10/32 ports 80,443");
+        assert_eq!(
+            rule(1, "192.0.2.0/24", &[], Some("203.0.113.0/24")).to_string(),
+            "icmp to 192.0.2.0/24 any port from 203.0.113.0/24"
+        );
     }
 
     #[test]

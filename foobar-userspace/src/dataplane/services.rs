@@ -18,7 +18,7 @@ use foobar_common::{
 };
 
 use super::{
-    Dataplane, DataplaneError,
+    Dataplane, DataplaneError, ServiceError, batch,
     ring::{self, Member},
     vip_filter::VipFilter,
 };
@@ -137,9 +137,7 @@ impl Services {
     /// Registers `spec` with every backend up and publishes it.
     pub fn add(&mut self, dp: &mut Dataplane, spec: ServiceSpec) -> Result<u32, DataplaneError> {
         let used: Vec<u32> = self.services.iter().map(|s| s.id).collect();
-        let id = (0..MAX_SERVICES)
-            .find(|i| !used.contains(i))
-            .ok_or_else(|| DataplaneError::Service(format!("at most {MAX_SERVICES} services")))?;
+        let id = (0..MAX_SERVICES).find(|i| !used.contains(i)).ok_or(ServiceError::TooManyServices(MAX_SERVICES))?;
         let backend_ids = spec.backends.iter().map(|b| self.new_backend(dp, b)).collect::<Result<Vec<_>, _>>()?;
         let states = vec![BackendState::Up; spec.backends.len()];
         self.services.push(Service { spec, id, backend_ids, states, active: Vec::new(), half: 1 });
@@ -206,12 +204,14 @@ impl Services {
     /// Gives `b` a new backend id and writes its entry.
     fn new_backend(&mut self, dp: &mut Dataplane, b: &BackendSpec) -> Result<u32, DataplaneError> {
         if self.next_backend >= MAX_BACKENDS {
-            return Err(DataplaneError::Service(format!("at most {MAX_BACKENDS} backends in all")));
+            return Err(ServiceError::TooManyBackends(MAX_BACKENDS).into());
         }
         let bid = self.next_backend;
         self.next_backend += 1;
-        let snat = source_towards(b.addr).map_err(|e| {
-            DataplaneError::Service(format!("no route from this node to backend {} ({}): {e}", b.name, b.addr))
+        let snat = source_towards(b.addr).map_err(|source| ServiceError::NoRoute {
+            name: b.name.clone(),
+            addr: b.addr,
+            source,
         })?;
         let family = if b.addr.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
         let entry = Backend { addr: words(b.addr), snat: words(snat), family: u32::from(family), state: BACKEND_UP };
@@ -232,13 +232,13 @@ impl Services {
             .services
             .iter_mut()
             .find(|s| s.spec.name == service)
-            .ok_or_else(|| DataplaneError::Service(format!("no service named `{service}`")))?;
+            .ok_or_else(|| ServiceError::NoService(service.to_owned()))?;
         let i = svc
             .spec
             .backends
             .iter()
             .position(|b| b.name == backend)
-            .ok_or_else(|| DataplaneError::Service(format!("service `{service}` has no backend `{backend}`")))?;
+            .ok_or_else(|| ServiceError::NoBackend { service: service.to_owned(), backend: backend.to_owned() })?;
         let before = svc.states[i];
         if before != state {
             svc.states[i] = state;
@@ -308,12 +308,7 @@ fn publish(dp: &mut Dataplane, svc: &mut Service) -> Result<(), DataplaneError> 
     };
     let half = 1 - svc.half;
     let offset = (svc.id * 2 + half) * RING_SIZE;
-    {
-        let mut rings: Array<&mut MapData, u32> = Array::try_from(dp.map_mut(RINGS_MAP)?)?;
-        for (i, id) in slots.iter().enumerate() {
-            rings.set(offset + i as u32, id, 0)?;
-        }
-    }
+    batch::set_array_slots(dp.map_mut(RINGS_MAP)?, offset, &slots)?;
     let info = ServiceInfo {
         id: svc.id,
         mode: match svc.spec.mode {

@@ -28,6 +28,15 @@ use tracing::{info, warn};
 
 use self::zone::{Live, ZoneSpec};
 
+/// A DNS listen address that cannot be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("dns.listen {addr} ({transport}): {source}")]
+pub struct DnsError {
+    pub addr: std::net::SocketAddr,
+    pub transport: &'static str,
+    pub source: std::io::Error,
+}
+
 /// A running DNS server and the channel its answers follow.
 pub struct Dns {
     live: watch::Sender<(Arc<ZoneSpec>, Live)>,
@@ -42,18 +51,18 @@ pub struct Dns {
 impl Dns {
     /// Binds every listen address and starts answering for `spec` with `live`.
     pub async fn start(
-        spec: ZoneSpec,
+        spec: &ZoneSpec,
         listen: &[std::net::SocketAddr],
         responses_per_second: u32,
         allow_axfr: bool,
         live: Live,
-    ) -> Result<Dns, String> {
+    ) -> Result<Dns, DnsError> {
         let axfr = if allow_axfr { AxfrPolicy::AllowAll } else { AxfrPolicy::Deny };
         let handler =
             Arc::new(InMemoryZoneHandler::<TokioRuntimeProvider>::empty(spec.origin.clone(), ZoneType::Primary, axfr));
         let serial0 =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
-        *handler.records_mut().await = spec.build(&live, serial0)?;
+        *handler.records_mut().await = spec.build(&live, serial0);
         let mut catalog = Catalog::new();
         catalog.upsert(LowerName::from(&spec.origin), vec![handler.clone() as Arc<dyn ZoneHandler>]);
         let stats = Arc::new(guard::DnsStats::default());
@@ -63,28 +72,25 @@ impl Dns {
             // One UDP socket per core on the same address (SO_REUSEPORT): the kernel spreads
             // queries over them, so no single socket's queue is the bottleneck.
             for _ in 0..cores {
-                server.register_socket(reuseport_udp(*addr).map_err(|e| format!("dns.listen {addr} (udp): {e}"))?);
+                let udp = reuseport_udp(*addr).map_err(|source| DnsError { addr: *addr, transport: "udp", source })?;
+                server.register_socket(udp);
             }
-            let tcp = TcpListener::bind(addr).await.map_err(|e| format!("dns.listen {addr} (tcp): {e}"))?;
+            let tcp =
+                TcpListener::bind(addr).await.map_err(|source| DnsError { addr: *addr, transport: "tcp", source })?;
             server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
         }
         let zone = spec.origin.to_string();
         info!(zone, listen = ?listen, serial = serial0, "DNS answering");
-        let (live_tx, mut live_rx) = watch::channel((Arc::new(spec), live));
+        let (live_tx, mut live_rx) = watch::channel((Arc::new(spec.clone()), live));
         let (serial_tx, serial_rx) = watch::channel(serial0);
         let updater = tokio::spawn(async move {
             let mut serial = serial0;
             while live_rx.changed().await.is_ok() {
                 let (spec, live) = live_rx.borrow_and_update().clone();
                 serial = serial.wrapping_add(1);
-                match spec.build(&live, serial) {
-                    Ok(map) => {
-                        *handler.records_mut().await = map;
-                        let _ = serial_tx.send(serial);
-                        info!(serial, live = ?live.services, "DNS zone updated");
-                    }
-                    Err(e) => warn!(error = e, "cannot rebuild the DNS zone; keeping the previous one"),
-                }
+                *handler.records_mut().await = spec.build(&live, serial);
+                let _ = serial_tx.send(serial);
+                info!(serial, live = ?live.services, "DNS zone updated");
             }
         });
         let server = tokio::spawn(async move {
@@ -96,12 +102,12 @@ impl Dns {
     }
 
     /// Publishes what is live (and the zone, after a reload); only changes rebuild the zone.
-    pub fn update(&self, spec: ZoneSpec, live: Live) {
+    pub fn update(&self, spec: &ZoneSpec, live: Live) {
         self.live.send_if_modified(|current| {
-            if *current.0 == spec && current.1 == live {
+            if *current.0 == *spec && current.1 == live {
                 return false;
             }
-            *current = (Arc::new(spec), live);
+            *current = (Arc::new(spec.clone()), live);
             true
         });
     }

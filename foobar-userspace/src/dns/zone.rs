@@ -1,4 +1,4 @@
-//! The zone's records, built from the config and what is live right now.
+//! The zone's records, built from the plan's [`ZoneSpec`] and what is live right now.
 //!
 //! SOA and NS come by default (`ns1.<zone>`, answered by every `dns.listen` address);
 //! static records come from `value`; dynamic ones follow the data plane: a `service = "..."`
@@ -10,21 +10,24 @@
 
 use std::{collections::BTreeMap, collections::BTreeSet, net::IpAddr, sync::Arc};
 
-use hickory_server::proto::rr::{
-    LowerName, Name, RData, Record, RecordSet, RecordType, RrKey,
-    rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT},
+use hickory_server::proto::{
+    ProtoError,
+    rr::{
+        LowerName, Name, RData, Record, RecordSet, RecordType, RrKey,
+        rdata::{A, AAAA, NS, SOA},
+    },
 };
 
-use crate::config::{
-    Config,
-    schema::{RecordType as ConfigType, ReplicationTarget},
-};
+use crate::config::schema::{RecordType as ConfigType, ReplicationTarget};
 
-/// Everything the zone is built from, taken from the config once.
+/// Everything the zone is built from, compiled from the config once (`crate::plan`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ZoneSpec {
     pub origin: Name,
     pub ttl: u32,
+    /// The SOA's primary name server and responsible mailbox (`ns1.` and `hostmaster.` the zone).
+    pub ns1: Name,
+    pub hostmaster: Name,
     pub nameservers: Vec<IpAddr>,
     pub records: Vec<RecordSpec>,
 }
@@ -39,18 +42,13 @@ pub struct RecordSpec {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
-    Static(String),
+    /// Fixed data, checked when the plan was compiled.
+    Static(RData),
     /// The VIP of the named service, while it has an available backend.
-    Service {
-        name: String,
-        vip: IpAddr,
-    },
+    Service { name: String, vip: IpAddr },
     /// The primary or the readable replicas, as the replication monitor sees them; the
     /// configured addresses until it has.
-    Replication {
-        target: ReplicationTarget,
-        configured: Vec<IpAddr>,
-    },
+    Replication { target: ReplicationTarget, configured: Vec<IpAddr> },
 }
 
 /// What is live: services with a backend taking new flows, and once the replication monitor
@@ -61,85 +59,32 @@ pub struct Live {
     pub databases: Option<(Vec<IpAddr>, Vec<IpAddr>)>,
 }
 
-fn relative(name: &str, origin: &Name) -> Result<Name, String> {
+/// `name` in the zone `origin`: `@` is the origin, a name ending in `.` is absolute, any other
+/// is relative to the origin.
+pub fn relative(name: &str, origin: &Name) -> Result<Name, ProtoError> {
     if name == "@" {
         return Ok(origin.clone());
     }
-    let n = Name::from_ascii(name).map_err(|e| format!("`{name}` is not a DNS name: {e}"))?;
-    if name.ends_with('.') { Ok(n) } else { n.append_domain(origin).map_err(|e| e.to_string()) }
+    let n = Name::from_ascii(name)?;
+    if name.ends_with('.') { Ok(n) } else { n.append_domain(origin) }
 }
 
 impl ZoneSpec {
-    /// The zone as the config describes it; `None` when there is no `[dns]` section.
-    pub fn from_config(config: &Config) -> Result<Option<ZoneSpec>, String> {
-        let Some(dns) = &config.dns else { return Ok(None) };
-        let zone = dns.zone.get_ref().trim_end_matches('.');
-        let origin = Name::from_ascii(format!("{zone}.")).map_err(|e| format!("dns.zone `{zone}`: {e}"))?;
-        let mut records = Vec::new();
-        for r in &dns.records {
-            let source = if let Some(v) = &r.value {
-                Source::Static(v.clone())
-            } else if let Some(s) = &r.service {
-                let svc = config.services.iter().find(|x| x.name.get_ref() == s.get_ref());
-                let vip = svc.map(|x| *x.vip.get_ref()).ok_or_else(|| format!("no service `{}`", s.get_ref()))?;
-                Source::Service { name: s.get_ref().clone(), vip }
-            } else {
-                let rep = config.replication.as_ref().ok_or("replication records need [replication]")?;
-                let target = r.replication.unwrap_or(ReplicationTarget::Replicas);
-                let configured = match target {
-                    ReplicationTarget::Primary => vec![rep.primary.get_ref().address.ip()],
-                    ReplicationTarget::Replicas => rep.replicas.iter().map(|x| x.address.ip()).collect(),
-                };
-                Source::Replication { target, configured }
-            };
-            records.push(RecordSpec {
-                name: relative(r.name.get_ref(), &origin)?,
-                kind: r.kind,
-                ttl: r.ttl.unwrap_or(dns.ttl),
-                source,
-            });
-        }
-        Ok(Some(ZoneSpec {
-            origin,
-            ttl: dns.ttl,
-            nameservers: dns.listen.iter().map(|a| a.ip()).filter(|ip| !ip.is_unspecified()).collect(),
-            records,
-        }))
-    }
-
     /// The full record map for `live`, with SOA serial `serial`.
-    pub fn build(&self, live: &Live, serial: u32) -> Result<BTreeMap<RrKey, Arc<RecordSet>>, String> {
+    pub fn build(&self, live: &Live, serial: u32) -> BTreeMap<RrKey, Arc<RecordSet>> {
         let origin = &self.origin;
-        let ns1 = relative("ns1", origin)?;
-        let hostmaster = relative("hostmaster", origin)?;
+        let soa = SOA::new(self.ns1.clone(), self.hostmaster.clone(), serial, 3600, 600, 86400, self.ttl);
         let mut out: Vec<Record> = vec![
-            Record::from_rdata(
-                origin.clone(),
-                self.ttl,
-                RData::SOA(SOA::new(ns1.clone(), hostmaster, serial, 3600, 600, 86400, self.ttl)),
-            ),
-            Record::from_rdata(origin.clone(), self.ttl, RData::NS(NS(ns1.clone()))),
+            Record::from_rdata(origin.clone(), self.ttl, RData::SOA(soa)),
+            Record::from_rdata(origin.clone(), self.ttl, RData::NS(NS(self.ns1.clone()))),
         ];
-        out.extend(self.nameservers.iter().map(|ip| Record::from_rdata(ns1.clone(), self.ttl, address(*ip))));
+        out.extend(self.nameservers.iter().map(|ip| Record::from_rdata(self.ns1.clone(), self.ttl, address(*ip))));
         for r in &self.records {
-            let rdata: Vec<RData> = match (&r.source, r.kind) {
-                (Source::Static(v), ConfigType::A | ConfigType::Aaaa) => {
-                    vec![address(v.parse().map_err(|_| format!("`{v}` is not an address"))?)]
-                }
-                (Source::Static(v), ConfigType::Cname) => vec![RData::CNAME(CNAME(relative(v, origin)?))],
-                (Source::Static(v), ConfigType::Mx) => {
-                    let (pref, host) = v.split_once(' ').ok_or_else(|| format!("MX `{v}` needs `PREFERENCE HOST`"))?;
-                    let pref = pref.parse().map_err(|_| format!("MX preference `{pref}`"))?;
-                    vec![RData::MX(MX::new(pref, relative(host.trim(), origin)?))]
-                }
-                // One TXT character-string holds at most 255 bytes: longer text is split.
-                (Source::Static(v), ConfigType::Txt) => {
-                    let chunks = v.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
-                    vec![RData::TXT(TXT::new(chunks))]
-                }
-                (Source::Service { name, vip }, _) if live.services.contains(name) => vec![address(*vip)],
-                (Source::Service { .. }, _) => Vec::new(),
-                (Source::Replication { target, configured }, _) => {
+            let rdata: Vec<RData> = match &r.source {
+                Source::Static(d) => vec![d.clone()],
+                Source::Service { name, vip } if live.services.contains(name) => vec![address(*vip)],
+                Source::Service { .. } => Vec::new(),
+                Source::Replication { target, configured } => {
                     let addrs = match (&live.databases, target) {
                         (None, _) => configured,
                         (Some((write, _)), ReplicationTarget::Primary) => write,
@@ -166,11 +111,12 @@ impl ZoneSpec {
                 .or_insert_with(|| RecordSet::new(rec.name.clone(), rec.record_type(), serial))
                 .insert(rec, serial);
         }
-        Ok(map.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+        map.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()
     }
 }
 
-fn address(ip: IpAddr) -> RData {
+/// An address record's data.
+pub fn address(ip: IpAddr) -> RData {
     match ip {
         IpAddr::V4(a) => RData::A(A(a)),
         IpAddr::V6(a) => RData::AAAA(AAAA(a)),
@@ -183,10 +129,14 @@ mod tests {
 
     use super::*;
 
-    fn lab() -> ZoneSpec {
-        let text = include_str!("../../../examples/lab.toml");
+    /// The zone a config text compiles to.
+    pub(crate) fn zone_of(text: &str) -> ZoneSpec {
         let cfg = crate::config::parse(Path::new("lab.toml"), text, &|_| true).expect("lab config");
-        ZoneSpec::from_config(&cfg).expect("zone").expect("dns section")
+        crate::plan::Plan::compile(cfg).expect("plan").zone.expect("dns section")
+    }
+
+    fn lab() -> ZoneSpec {
+        zone_of(include_str!("../../../examples/lab.toml"))
     }
 
     fn answers(map: &BTreeMap<RrKey, Arc<RecordSet>>, name: &str, t: RecordType) -> Vec<String> {
@@ -198,14 +148,14 @@ mod tests {
     fn the_lab_zone_follows_service_health() {
         let zone = lab();
         let up = Live { services: ["www".to_owned()].into(), databases: None };
-        let map = zone.build(&up, 7).expect("build");
+        let map = zone.build(&up, 7);
         assert_eq!(answers(&map, "www.foobar.com.", RecordType::A), ["192.0.2.10"]);
         assert_eq!(answers(&map, "db-write.foobar.com.", RecordType::A), ["198.51.100.31"]);
         assert_eq!(answers(&map, "db-read.foobar.com.", RecordType::A), ["198.51.100.32"]);
         assert_eq!(answers(&map, "ns1.foobar.com.", RecordType::A), ["192.0.2.53"]);
         assert_eq!(answers(&map, "foobar.com.", RecordType::NS), ["ns1.foobar.com."]);
         assert!(answers(&map, "foobar.com.", RecordType::SOA)[0].contains(" 7 "));
-        let down = zone.build(&Live::default(), 8).expect("build");
+        let down = zone.build(&Live::default(), 8);
         assert!(answers(&down, "www.foobar.com.", RecordType::A).is_empty(), "www answered with no backend");
     }
 
@@ -214,10 +164,10 @@ mod tests {
         let zone = lab();
         let db1: IpAddr = "198.51.100.31".parse().expect("ip");
         let moved = Live { databases: Some((vec![db1], vec![db1])), ..Live::default() };
-        let map = zone.build(&moved, 2).expect("build");
+        let map = zone.build(&moved, 2);
         assert_eq!(answers(&map, "db-read.foobar.com.", RecordType::A), ["198.51.100.31"], "reads on the primary");
         let gone = Live { databases: Some((vec![], vec![])), ..Live::default() };
-        let map = zone.build(&gone, 3).expect("build");
+        let map = zone.build(&gone, 3);
         assert!(answers(&map, "db-write.foobar.com.", RecordType::A).is_empty());
         assert!(answers(&map, "db-read.foobar.com.", RecordType::A).is_empty());
     }
@@ -229,9 +179,8 @@ mod tests {
                      [[dns.record]]\nname = \"mail\"\ntype = \"AAAA\"\nvalue = \"2001:db8:1::25\"\nttl = 300\n\n\
                      [[dns.record]]\nname = \"@\"\ntype = \"TXT\"\nvalue = \"v=spf1 -all\"\n\n[replication]";
         let text = include_str!("../../../examples/lab.toml").replacen("[replication]", extra, 1);
-        let cfg = crate::config::parse(Path::new("lab.toml"), &text, &|_| true).expect("config");
-        let zone = ZoneSpec::from_config(&cfg).expect("zone").expect("dns");
-        let map = zone.build(&Live::default(), 1).expect("build");
+        let zone = zone_of(&text);
+        let map = zone.build(&Live::default(), 1);
         assert_eq!(answers(&map, "web.foobar.com.", RecordType::CNAME), ["www.foobar.com."]);
         assert_eq!(answers(&map, "foobar.com.", RecordType::MX), ["10 mail.foobar.com."]);
         assert_eq!(answers(&map, "mail.foobar.com.", RecordType::AAAA), ["2001:db8:1::25"]);
@@ -243,8 +192,6 @@ mod tests {
 
 #[cfg(test)]
 mod handler_tests {
-    use std::path::Path;
-
     use hickory_server::{
         net::runtime::TokioRuntimeProvider,
         store::in_memory::InMemoryZoneHandler,
@@ -255,16 +202,13 @@ mod handler_tests {
 
     #[tokio::test]
     async fn hickory_finds_the_built_records() {
-        let text = include_str!("../../../examples/lab.toml");
-        let cfg = crate::config::parse(Path::new("lab.toml"), text, &|_| true).expect("lab config");
-        let zone = ZoneSpec::from_config(&cfg).expect("zone").expect("dns");
+        let zone = super::tests::zone_of(include_str!("../../../examples/lab.toml"));
         let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
             zone.origin.clone(),
             ZoneType::Primary,
             AxfrPolicy::Deny,
         );
-        *handler.records_mut().await =
-            zone.build(&Live { services: ["www".to_owned()].into(), databases: None }, 5).expect("build");
+        *handler.records_mut().await = zone.build(&Live { services: ["www".to_owned()].into(), databases: None }, 5);
         for (name, t) in
             [("foobar.com.", RecordType::SOA), ("ns1.foobar.com.", RecordType::A), ("www.foobar.com.", RecordType::A)]
         {

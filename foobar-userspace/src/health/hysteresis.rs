@@ -14,12 +14,12 @@ pub struct Hysteresis {
 
 impl Hysteresis {
     pub fn new(rise: u32, fall: u32) -> Self {
-        Hysteresis::starting(rise, fall, true)
+        Hysteresis { rise: rise.max(1), fall: fall.max(1), healthy: true, streak: 0 }
     }
 
-    /// Starts in a known state (a checker restarted by a reload continues where it was).
-    pub fn starting(rise: u32, fall: u32, healthy: bool) -> Self {
-        Hysteresis { rise: rise.max(1), fall: fall.max(1), healthy, streak: 0 }
+    /// The same state and streak under new thresholds (a reload that changed them).
+    pub fn retuned(self, rise: u32, fall: u32) -> Self {
+        Hysteresis { rise: rise.max(1), fall: fall.max(1), ..self }
     }
 
     pub fn healthy(&self) -> bool {

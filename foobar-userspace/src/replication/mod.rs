@@ -55,9 +55,17 @@ pub struct Settings {
     heartbeat_table: Option<String>,
 }
 
+/// The monitor's password file cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("replication.password_file {}: {source}; write the monitor user's password there (readable by root only)", path.display())]
+pub struct PasswordError {
+    pub path: std::path::PathBuf,
+    pub source: std::io::Error,
+}
+
 impl Settings {
     /// Fails, naming the file, when the password cannot be read.
-    pub fn from_config(r: &Replication) -> Result<Settings, String> {
+    pub fn from_config(r: &Replication) -> Result<Settings, PasswordError> {
         let password = read_password(&r.password_file)?;
         let p = r.primary.get_ref();
         let mut servers = vec![Server {
@@ -88,13 +96,8 @@ impl Settings {
     }
 }
 
-fn read_password(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "replication.password_file {}: {e}; write the monitor user's password there (readable by root only)",
-            path.display()
-        )
-    })?;
+fn read_password(path: &Path) -> Result<String, PasswordError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PasswordError { path: path.to_path_buf(), source })?;
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 

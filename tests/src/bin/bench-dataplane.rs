@@ -23,7 +23,7 @@ use foobar::{
     dataplane::{
         Dataplane, Trust,
         firewall::Settings,
-        rules::AllowRule,
+        rules::{AllowRule, compile},
         services::{BackendSpec, ServiceSpec, Services},
     },
     net::Cidr,
@@ -35,7 +35,7 @@ use foobar_common::{
 use foobar_tests::{
     gate,
     netns::Lab,
-    packet::{CLIENT_MAC, Frame, TcpFlags},
+    packet::{CLIENT_MAC, Frame, TcpFlags, with_macs},
     router::{Router, mac_of},
 };
 
@@ -92,12 +92,6 @@ fn bench(dp: &mut Dataplane, trust: Option<Trust>, frames: &[Vec<u8>], ingress: 
     ns
 }
 
-fn with_macs(mut f: Frame, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
-    f.src_mac = src;
-    f.dst_mac = dst;
-    f.build()
-}
-
 struct Row {
     name: String,
     ns: Vec<f64>,
@@ -119,7 +113,8 @@ fn dataplane(denies: u32, backends: usize) -> (Dataplane, Services) {
         ports: vec![port],
         src: None,
     };
-    dp.set_allow_rules(&[rule(6, "192.0.2.10", 80), rule(17, "192.0.2.53", 53)]).expect("rules");
+    dp.set_allow_rules(&compile(&[rule(6, "192.0.2.10", 80), rule(17, "192.0.2.53", 53)]).expect("rules"))
+        .expect("rules");
     let mut services = Services::new();
     // Addresses repeat past two: the cost depends on the ring, not on which address it holds.
     let backends = (0..backends)

@@ -7,10 +7,8 @@ use std::{path::Path, process::ExitCode, time::Duration};
 
 use foobar::{
     config,
-    dns::{
-        Dns,
-        zone::{Live, ZoneSpec},
-    },
+    dns::{Dns, zone::Live},
+    plan::Plan,
 };
 use foobar_tests::{
     gate,
@@ -51,7 +49,7 @@ fn main() -> ExitCode {
     }
     let text = include_str!("../../../examples/lab.toml");
     let cfg = config::parse(Path::new("examples/lab.toml"), text, &|_| true).expect("lab config");
-    let spec = ZoneSpec::from_config(&cfg).expect("zone").expect("dns section");
+    let spec = Plan::compile(cfg).expect("lab plan").zone.expect("dns section");
     let live = Live { services: ["www".to_owned()].into(), databases: None };
 
     let mut lab = Lab::new();
@@ -76,8 +74,7 @@ fn main() -> ExitCode {
         let _inside = server.enter();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
         let listen: Vec<std::net::SocketAddr> = vec!["192.0.2.53:53".parse().expect("addr")];
-        let dns =
-            runtime.block_on(Dns::start(spec.clone(), &listen, 0, false, live.clone())).expect("foobar DNS starts");
+        let dns = runtime.block_on(Dns::start(&spec, &listen, 0, false, live.clone())).expect("foobar DNS starts");
         std::thread::sleep(Duration::from_millis(200));
         let qps = dnsperf(&client, &queries);
         drop(dns);
@@ -87,7 +84,7 @@ fn main() -> ExitCode {
 
     // NSD: the same records as a zone file, two server processes, no rate limit.
     eprintln!("==> NSD, {SECONDS} s of dnsperf");
-    let records = spec.build(&live, 1).expect("records");
+    let records = spec.build(&live, 1);
     let zone: String = records
         .values()
         .flat_map(|rs| rs.records_without_rrsigs().map(|r| format!("{r}\n")).collect::<Vec<_>>())

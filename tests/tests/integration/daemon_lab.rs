@@ -227,6 +227,20 @@ fn reload() {
     assert!(matches!(reload_with(&daemon, &good), Response::Done { .. }));
     let picks: Vec<String> = (0..4).map(|_| fetch(&stack.client)).collect();
     assert_eq!(picks.iter().filter(|p| *p == "web1").count(), 2, "{picks:?}");
+
+    // A service added ahead of www: status names each service's own mode and scheduler.
+    let alt = "[[service]]\nname = \"alt\"\nvip = \"192.0.2.10\"\nports = [8080]\nproto = \"tcp\"\n\
+               mode = \"dsr\"\nscheduler = \"maglev\"\n\n[[service.backend]]\nname = \"web1\"\n\
+               address = \"198.51.100.11\"\n\n[[service]]\nname = \"www\"";
+    let reordered = good.replacen("[[service]]\nname = \"www\"", alt, 1);
+    assert!(matches!(reload_with(&daemon, &reordered), Response::Done { .. }));
+    let report = daemon.status();
+    let shown = |name: &str| {
+        let s = report.services.iter().find(|s| s.name == name).expect("service in status");
+        (s.mode.clone(), s.scheduler.clone(), s.ports.clone())
+    };
+    assert_eq!(shown("www"), ("nat".into(), "round-robin".into(), vec![80, 443]), "{report:#?}");
+    assert_eq!(shown("alt"), ("dsr".into(), "maglev".into(), vec![8080]), "{report:#?}");
 }
 
 fn restart() {

@@ -1,16 +1,18 @@
 //! The firewall through `BPF_PROG_TEST_RUN` on `xdp_untrusted`: every rule kind, the deny
 //! list, control ICMP, the SYN limiter, per-rule counters, and changes made at run time.
 
-use std::net::Ipv6Addr;
-
 use foobar::{
-    dataplane::{Dataplane, Trust, firewall::Settings, rules::AllowRule},
+    dataplane::{
+        Dataplane, Trust,
+        firewall::Settings,
+        rules::{AllowRule, compile},
+    },
     net::Cidr,
 };
 use foobar_common::counters::Counter::{self, *};
 use foobar_tests::{
     gate::Need,
-    packet::{Frame, TcpFlags},
+    packet::{Frame, TcpFlags, v6},
 };
 use libtest_mimic::Trial;
 
@@ -39,10 +41,6 @@ fn cidr(s: &str) -> Cidr {
     s.parse().expect("cidr literal")
 }
 
-fn v6(s: &str) -> Ipv6Addr {
-    s.parse().expect("v6 literal")
-}
-
 fn rule(protocol: u8, dst: &str, ports: &[u16], src: Option<&str>) -> AllowRule {
     AllowRule { protocol, dst: cidr(dst), ports: ports.to_vec(), src: src.map(cidr) }
 }
@@ -66,7 +64,7 @@ fn loaded(settings: Settings) -> Dataplane {
     for c in ["192.0.2.66/32", "2001:db8:1::66/128", "203.0.113.128/25"] {
         dp.deny_source(cidr(c)).expect("deny");
     }
-    dp.set_allow_rules(&rules()).expect("rules");
+    dp.set_allow_rules(&compile(&rules()).expect("compile")).expect("rules");
     dp
 }
 
@@ -279,7 +277,7 @@ fn runtime_changes() {
     assert!(dp.undeny_source(cidr("192.0.2.66/32")).expect("undeny the host"));
     run_table(&dp, Trust::Untrusted, vec![fx("and then passes", web(), XDP_PASS, &[Ipv4, Tcp, FwAllowed])]);
 
-    dp.set_allow_rules(&[rule(17, "192.0.2.53", &[53], None)]).expect("replace rules");
+    dp.set_allow_rules(&compile(&[rule(17, "192.0.2.53", &[53], None)]).expect("compile")).expect("replace rules");
     run_table(
         &dp,
         Trust::Untrusted,
@@ -338,7 +336,7 @@ fn short_counter_pin() {
         let mut dp = Dataplane::load_pinned(pins.clone()).expect("load over the older pin");
         dp.set_firewall_settings(DROP_DEFAULT).expect("settings");
         dp.deny_source(cidr("192.0.2.66/32")).expect("deny");
-        dp.set_allow_rules(&rules()).expect("rules");
+        dp.set_allow_rules(&compile(&rules()).expect("compile")).expect("rules");
         let syn = |src| Frame::tcp4(src, 40000, VIP, 80).flags(TcpFlags::SYN).build();
         // Counted in full, exactly as without the old pin (`run_table` checks every counter).
         run_table(&dp, Trust::Untrusted, vec![fx("allowed", syn(CLIENT), XDP_PASS, &[Ipv4, Tcp, FwAllowed])]);

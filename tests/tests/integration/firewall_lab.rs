@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use foobar::{config, daemon::Daemon};
+use foobar::{config, daemon::Daemon, plan::Plan};
 use foobar_common::counters::Counter;
 use foobar_tests::{
     daemon::lab_config,
@@ -51,7 +51,7 @@ fn lab_firewall() {
     let text = lab_config(&stack.node, LAB_CONFIG, true);
     let cfg = config::parse(Path::new("examples/lab.toml"), &text, &config::interface_exists)
         .expect("the lab config is valid on the lab's node");
-    let daemon = Daemon::start(cfg).expect("daemon starts");
+    let daemon = Daemon::start(Plan::compile(cfg).expect("plan")).expect("daemon starts");
 
     let ok = curl(&stack.client, &[], &format!("http://{VIP}/"));
     assert!(ok.status.success(), "allowed port: {ok:?}");

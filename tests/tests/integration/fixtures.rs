@@ -8,7 +8,7 @@ use foobar::dataplane::{CounterSnapshot, Dataplane, Trust, VERIFIER_LIMIT};
 use foobar_common::{counters::Counter, parse};
 use foobar_tests::{
     gate::Need,
-    packet::{Frame, TcpFlags, ip_offset, truncate_consistently},
+    packet::{Frame, TcpFlags, ip_offset, truncate_consistently, v6},
     router::xdp_md,
 };
 use libtest_mimic::Trial;
@@ -34,11 +34,11 @@ pub fn trials() -> Vec<Trial> {
 }
 
 fn client6() -> Ipv6Addr {
-    "2001:db8:1::64".parse().expect("v6 literal")
+    v6("2001:db8:1::64")
 }
 
 fn vip6() -> Ipv6Addr {
-    "2001:db8:1::a".parse().expect("v6 literal")
+    v6("2001:db8:1::a")
 }
 
 fn corrupt(mut f: Vec<u8>, at_from_ip: usize, value: u8) -> Vec<u8> {

@@ -7,6 +7,7 @@ use foobar::{
     config,
     control::protocol::{BackendAction, Request, Response},
     daemon::Daemon,
+    plan::Plan,
 };
 use foobar_common::counters::Counter;
 use foobar_tests::{daemon::lab_config, gate::Need, http::KeepAlive, netns::Netns, nginx, topology::*};
@@ -28,7 +29,7 @@ pub fn trials() -> Vec<Trial> {
 fn start_daemon(node: &Netns, text: &str) -> Daemon {
     let text = lab_config(node, text, true);
     let cfg = config::parse(Path::new("examples/lab.toml"), &text, &config::interface_exists).expect("config");
-    Daemon::start(cfg).expect("daemon starts")
+    Daemon::start(Plan::compile(cfg).expect("plan")).expect("daemon starts")
 }
 
 /// Waits until the node knows the web servers' MACs (XDP forwards only to known neighbours).

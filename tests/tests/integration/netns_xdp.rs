@@ -65,7 +65,10 @@ fn xdp_counts_traffic() {
 
     let listed = Command::new("bpftool").args(["prog", "show", "name", XDP_TRUSTED_PROGRAM]).output().expect("bpftool");
     let listed = String::from_utf8_lossy(&listed.stdout);
-    assert!(listed.contains(&format!("xdp  name {XDP_TRUSTED_PROGRAM}")), "bpftool does not list {XDP_TRUSTED_PROGRAM}: {listed}");
+    assert!(
+        listed.contains(&format!("xdp  name {XDP_TRUSTED_PROGRAM}")),
+        "bpftool does not list {XDP_TRUSTED_PROGRAM}: {listed}"
+    );
 
     let before = dp.counters().expect("counters");
     client.exec(&["ping", "-c", "5", "-i", "0.05", "-W", "2", "192.0.2.2"]);

@@ -110,8 +110,10 @@ fn lagging() {
     while Instant::now() < deadline {
         db.primary.sql("INSERT INTO demo.load (at) VALUES (NOW(6))");
         let s = server(&daemon.status(), "db2");
-        if s.state == "lagging" {
-            lags.push(s.heartbeat_lag.expect("lag"));
+        // A round whose heartbeat read failed judges by Seconds_Behind_Master instead (and
+        // says so): only heartbeat readings are measured here.
+        if let ("lagging", Some(lag)) = (s.state.as_str(), s.heartbeat_lag) {
+            lags.push(lag);
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -125,8 +127,9 @@ fn lagging() {
         assert!((low..=high).contains(lag), "measured lag {lag}s vs delay {DELAY}s: {lags:?}");
     }
     eprintln!("MASTER_DELAY {DELAY} s measured as {:?} s", &lags[lags.len() - 8..]);
-    let db2 = server(&daemon.status(), "db2");
-    assert!(db2.reason.contains("by heartbeat > max_lag 2s"), "{db2:?}");
+    daemon.wait_for(Duration::from_secs(3), "db2 lagging by heartbeat", |r| {
+        server(r, "db2").reason.contains("by heartbeat > max_lag 2s")
+    });
     assert_eq!(resolve(&stack, "db-read.foobar.com"), DB1, "a lagging replica leaves db-read");
 }
 

@@ -1,0 +1,63 @@
+//! The control socket's requests, answered by the event loop (the one owner of the data plane).
+
+use tracing::info;
+
+use super::{ControlError, Daemon, backends::Admin};
+use crate::{
+    control::protocol::{BackendAction, Request, Response},
+    dataplane::ServiceError,
+    net::Cidr,
+};
+
+impl Daemon {
+    /// Answers one control request (the socket's requests all come through here).
+    pub fn handle(&mut self, request: Request) -> Response {
+        let result = match request {
+            Request::Status => return Response::Status(Box::new(self.status())),
+            Request::FirewallList => {
+                return match self.dataplane.denied_sources() {
+                    Ok(list) => Response::Firewall { denied: list.iter().map(Cidr::to_string).collect() },
+                    Err(e) => Response::Error { message: e.to_string() },
+                };
+            }
+            Request::Backend { service, backend, action } => self.steer(&service, &backend, action),
+            Request::FirewallBlock { cidr } => self.block(&cidr),
+            Request::FirewallUnblock { cidr } => self.unblock(&cidr),
+            Request::Reload => self.reload().map_err(ControlError::from),
+        };
+        match result {
+            Ok(message) => Response::Done { message },
+            Err(e) => Response::Error { message: e.to_string() },
+        }
+    }
+
+    /// Drains, enables or disables one backend; nothing is kept for names that do not exist.
+    fn steer(&mut self, service: &str, backend: &str, action: BackendAction) -> Result<String, ControlError> {
+        let Some(spec) = self.plan.service(service) else {
+            return Err(ControlError::Dataplane(ServiceError::NoService(service.to_owned()).into()));
+        };
+        if !spec.backends.iter().any(|b| b.name == backend) {
+            let missing = ServiceError::NoBackend { service: service.to_owned(), backend: backend.to_owned() };
+            return Err(ControlError::Dataplane(missing.into()));
+        }
+        self.backends.entry(service, backend).admin = Admin::from(action);
+        self.publish(service, backend, "operator")?;
+        Ok(format!("{service}/{backend}: {action:?}"))
+    }
+
+    fn block(&mut self, text: &str) -> Result<String, ControlError> {
+        let cidr: Cidr = text.parse()?;
+        self.dataplane.deny_source(cidr)?;
+        info!(%cidr, "source blocked");
+        Ok(format!("{cidr} blocked"))
+    }
+
+    fn unblock(&mut self, text: &str) -> Result<String, ControlError> {
+        let cidr: Cidr = text.parse()?;
+        if !self.dataplane.undeny_source(cidr)? {
+            return Err(ControlError::NotBlocked(cidr));
+        }
+        info!(%cidr, "source unblocked");
+        Ok(format!("{cidr} unblocked"))
+    }
+}

@@ -1,0 +1,54 @@
+//! What can go wrong in the daemon, by kind; turned into text once, at the edge (the command
+//! line's message, or the control socket's error answer).
+
+use std::path::PathBuf;
+
+use crate::{
+    config::ConfigError, dataplane::DataplaneError, dns::DnsError, net::CidrError, replication::PasswordError,
+};
+
+/// Why the daemon could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error("cannot open the control socket {path}: {source}")]
+    ControlSocket { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Metrics { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("DNS: {0}")]
+    Dns(#[from] DnsError),
+    #[error(transparent)]
+    Replication(#[from] PasswordError),
+}
+
+/// Why a reload was refused; the running config is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("this daemon was not started from a config file")]
+    NoSource,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "{file}: {what} changed, which needs a restart (`systemctl restart foobar` or stop and `foobar run` again); \
+         nothing was changed"
+    )]
+    NeedsRestart { file: PathBuf, what: &'static str },
+    #[error(transparent)]
+    Replication(#[from] PasswordError),
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+}
+
+/// Why a control request failed, worded as the answer `foobar` prints.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error(transparent)]
+    Reload(#[from] ReloadError),
+    #[error("{0}; type an address or prefix, e.g. `foobar firewall block 203.0.113.7/32`")]
+    BadCidr(#[from] CidrError),
+    #[error("{0} is not on the deny list (see `foobar firewall list`)")]
+    NotBlocked(crate::net::Cidr),
+}

@@ -1,0 +1,86 @@
+//! The config compiled, once, into what the daemon runs: each interface's trust, the
+//! firewall's settings, deny list and compiled allow rules, the services as the data plane
+//! takes them, the DNS zone and the health checks. `foobar check` compiles a plan, `foobar run`
+//! applies one whole, and a reload compiles the new file into a plan and applies the difference
+//! between the two. A problem found while compiling names the file, line and key, as the
+//! config's own checks do.
+//!
+//! - `firewall`: settings, deny list and allow rules (compiled into trie entries).
+//! - `services`: service and backend specs.
+//! - `zone`: the DNS zone's names and static data.
+//! - `checks`: what each backend's health check probes.
+
+mod checks;
+mod firewall;
+mod services;
+mod zone;
+
+use std::path::Path;
+
+pub use self::firewall::Firewall;
+use crate::{
+    config::{self, Config, ConfigError},
+    dataplane::{Trust, services::ServiceSpec},
+    dns::zone::ZoneSpec,
+    health::Target,
+};
+
+/// What a config asks the daemon to run.
+#[derive(Debug)]
+pub struct Plan {
+    /// The config compiled (the daemon's own settings are read from it as they are).
+    pub config: Config,
+    /// Interfaces XDP attaches to, in config order, with their trust.
+    pub interfaces: Vec<(String, Trust)>,
+    pub firewall: Firewall,
+    /// Services in config order.
+    pub services: Vec<ServiceSpec>,
+    pub zone: Option<ZoneSpec>,
+    /// One health check per checked backend.
+    pub checks: Vec<Target>,
+}
+
+impl Plan {
+    /// Reads, validates and compiles the config at `path` (its interfaces must exist here).
+    pub fn load(path: &Path) -> Result<Plan, ConfigError> {
+        Plan::compile(config::load(path)?)
+    }
+
+    /// Compiles a validated config; every problem it finds is reported at once.
+    pub fn compile(config: Config) -> Result<Plan, ConfigError> {
+        let mut problems = Vec::new();
+        let firewall = firewall::compile(&config, &mut problems);
+        let zone = zone::compile(&config, &mut problems);
+        let (Some(firewall), true) = (firewall, problems.is_empty()) else {
+            return Err(problems.into());
+        };
+        Ok(Plan {
+            interfaces: interfaces(&config),
+            firewall,
+            services: services::compile(&config),
+            zone,
+            checks: checks::compile(&config),
+            config,
+        })
+    }
+
+    /// The service named `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// Each configured interface with its trust.
+fn interfaces(config: &Config) -> Vec<(String, Trust)> {
+    let d = &config.daemon;
+    d.interfaces
+        .iter()
+        .map(|i| {
+            let untrusted = d.untrusted.iter().any(|u| u.get_ref() == i.get_ref());
+            (i.get_ref().clone(), if untrusted { Trust::Untrusted } else { Trust::Trusted })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,45 @@
+//! The services as the data plane takes them.
+
+use crate::{
+    config::{
+        Config,
+        schema::{self, Proto},
+    },
+    dataplane::services::{BackendSpec, Mode, Scheduler, ServiceSpec},
+};
+
+pub(super) fn compile(config: &Config) -> Vec<ServiceSpec> {
+    config.services.iter().map(spec).collect()
+}
+
+fn spec(s: &schema::Service) -> ServiceSpec {
+    ServiceSpec {
+        name: s.name.get_ref().clone(),
+        vip: *s.vip.get_ref(),
+        ports: s.ports.clone(),
+        protocol: match s.proto {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+            Proto::Icmp => 1,
+        },
+        mode: match s.mode {
+            schema::ForwardMode::Nat => Mode::Nat,
+            schema::ForwardMode::Dsr => Mode::Dsr,
+        },
+        scheduler: match s.scheduler {
+            schema::Scheduler::RoundRobin => Scheduler::RoundRobin,
+            schema::Scheduler::WeightedRoundRobin => Scheduler::WeightedRoundRobin,
+            schema::Scheduler::Maglev => Scheduler::Maglev,
+        },
+        backends: s
+            .backends
+            .iter()
+            .map(|b| BackendSpec {
+                name: b.name.get_ref().clone(),
+                addr: b.address,
+                weight: b.weight,
+                backup: b.backup,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,52 @@
+//! Plans compiled from the lab config, and the problems only compiling finds.
+
+use std::path::Path;
+
+use super::Plan;
+use crate::{config, dataplane::Trust};
+
+const LAB: &str = include_str!("../../../examples/lab.toml");
+
+/// The lab config with `from` replaced by `to` (once), compiled.
+fn compiled(from: &str, to: &str) -> Result<Plan, String> {
+    assert_eq!(LAB.matches(from).count(), 1, "`{from}` must occur once in examples/lab.toml");
+    let text = LAB.replacen(from, to, 1);
+    let cfg = config::parse(Path::new("lab.toml"), &text, &|_| true).map_err(|e| e.to_string())?;
+    Plan::compile(cfg).map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_lab_plan_holds_every_part() {
+    let plan = compiled("ttl = 30", "ttl = 30").expect("lab plan");
+    assert_eq!(plan.interfaces, [("front".to_owned(), Trust::Untrusted), ("back".to_owned(), Trust::Trusted)]);
+    assert_eq!(plan.firewall.rules.len(), 3);
+    assert_eq!(plan.firewall.rules[0].to_string(), "tcp to 192.0.2.10/32 ports 80,443");
+    assert_eq!(plan.services.len(), 1);
+    assert_eq!(plan.checks.len(), 2, "one check per backend");
+    assert_eq!(plan.zone.as_ref().map(|z| z.records.len()), Some(3));
+}
+
+#[test]
+fn rules_the_data_plane_cannot_hold_are_refused() {
+    let five_web_rules = "[[firewall.allow]]\nproto = \"tcp\"\nto = \"192.0.2.10\"\nports = [80]\n".repeat(4);
+    let err = compiled(
+        "[[firewall.allow]]\nproto = \"udp\"",
+        &format!("{five_web_rules}[[firewall.allow]]\nproto = \"udp\""),
+    )
+    .expect_err("five rules on tcp/80/192.0.2.10");
+    assert_eq!(
+        err,
+        "lab.toml:18: firewall.allow: more than 4 allow rules apply to protocol 6 port 80 towards 192.0.2.10/32: \
+         merge rules that differ only by source"
+    );
+}
+
+#[test]
+fn names_dns_cannot_hold_are_refused_with_their_line() {
+    let long = "x".repeat(64);
+    let err = compiled(r#"name = "db-write""#, &format!("name = \"{long}\"")).expect_err("a 64-byte label");
+    assert!(err.starts_with("lab.toml:69: dns.record[1].name: "), "{err}");
+    let err = compiled("ttl = 30", "ttl = 30\n\n[[dns.record]]\nname = \"web\"\ntype = \"CNAME\"\nvalue = \"a..b\"")
+        .expect_err("a CNAME target that is no DNS name");
+    assert!(err.contains("dns.record[0].value: `a..b` is not a DNS name"), "{err}");
+}

@@ -1,0 +1,41 @@
+//! The load balancer through `BPF_PROG_TEST_RUN`: input frame → verdict and the exact frame
+//! that leaves, one file per scenario (as Katran's fixture headers are): NAT both ways, DSR,
+//! IPv6, ICMP errors, refusals, NAT ports, draining, scheduling, tracked flows behind the
+//! firewall, UDP checksums and the fast path's flow cache.
+//!
+//! The runs happen in a [`Router`](foobar_tests::router::Router) namespace, so the kernel's FIB
+//! lookup, and with it every output byte, is fixed.
+
+mod cache;
+mod drain;
+mod dsr;
+mod firewall;
+mod flows;
+mod icmp;
+mod ipv6;
+mod lab;
+mod lifecycle;
+mod ports;
+mod refuse;
+mod scheduling;
+mod udp;
+mod untouched;
+
+use foobar_tests::gate::Need;
+use libtest_mimic::Trial;
+
+use crate::gated;
+
+pub fn trials() -> Vec<Trial> {
+    let needs = &[Need::Root, Need::Bpf];
+    vec![
+        gated("lb_fixtures::nat_dsr_ipv6_and_flow_lifecycle", needs, lifecycle::run),
+        gated("lb_fixtures::weighted_maglev_and_backup_scheduling", needs, scheduling::run),
+        gated("lb_fixtures::active_flows_are_counted_over_the_whole_table", needs, scheduling::active_count),
+        gated("lb_fixtures::a_closed_flows_nat_port_goes_to_the_next_flow", needs, ports::run),
+        gated("lb_fixtures::a_reused_tuple_leaves_a_draining_backend", needs, drain::run),
+        gated("lb_fixtures::tracked_flows_skip_the_allow_rules", needs, firewall::run),
+        gated("lb_fixtures::udp_nat_patches_or_keeps_the_checksum", needs, udp::run),
+        gated("lb_fixtures::cached_flows_follow_the_table_on_every_cpu", needs, cache::run),
+    ]
+}
