@@ -3,9 +3,12 @@
 
 use std::net::IpAddr;
 
-use hickory_server::proto::rr::{
-    Name, RData,
-    rdata::{CNAME, MX, TXT},
+use hickory_server::proto::{
+    ProtoError,
+    rr::{
+        Name, RData,
+        rdata::{CNAME, MX, TXT},
+    },
 };
 
 use crate::{
@@ -44,8 +47,8 @@ pub(super) fn compile(config: &Config, problems: &mut Vec<Problem>) -> Option<Zo
         let source = if let Some(v) = &r.value {
             match static_data(r.kind, v, &origin) {
                 Ok(d) => Source::Static(d),
-                Err(message) => {
-                    problem("value", message);
+                Err(e) => {
+                    problem("value", e.to_string());
                     continue;
                 }
             }
@@ -76,17 +79,30 @@ pub(super) fn compile(config: &Config, problems: &mut Vec<Problem>) -> Option<Zo
     })
 }
 
-/// A static record's data; the message says what is wrong with `value`.
-fn static_data(kind: RecordType, value: &str, origin: &Name) -> Result<RData, String> {
-    let name = |v: &str| relative(v, origin).map_err(|e| format!("`{v}` is not a DNS name: {e}"));
+/// What is wrong with a static record's `value`.
+#[derive(Debug, thiserror::Error)]
+enum ValueError {
+    #[error("`{0}` is not an address")]
+    NotAnAddress(String),
+    #[error("`{value}` is not a DNS name: {source}")]
+    NotAName { value: String, source: ProtoError },
+    #[error("MX `{0}` needs `PREFERENCE HOST`")]
+    MxShape(String),
+    #[error("MX preference `{0}` is not a number")]
+    MxPreference(String),
+}
+
+/// A static record's data.
+fn static_data(kind: RecordType, value: &str, origin: &Name) -> Result<RData, ValueError> {
+    let name = |v: &str| relative(v, origin).map_err(|source| ValueError::NotAName { value: v.to_owned(), source });
     Ok(match kind {
         RecordType::A | RecordType::Aaaa => {
-            address(value.parse::<IpAddr>().map_err(|_| format!("`{value}` is not an address"))?)
+            address(value.parse::<IpAddr>().map_err(|_| ValueError::NotAnAddress(value.to_owned()))?)
         }
         RecordType::Cname => RData::CNAME(CNAME(name(value)?)),
         RecordType::Mx => {
-            let (pref, host) = value.split_once(' ').ok_or_else(|| format!("MX `{value}` needs `PREFERENCE HOST`"))?;
-            let pref = pref.parse().map_err(|_| format!("MX preference `{pref}` is not a number"))?;
+            let (pref, host) = value.split_once(' ').ok_or_else(|| ValueError::MxShape(value.to_owned()))?;
+            let pref = pref.parse().map_err(|_| ValueError::MxPreference(pref.to_owned()))?;
             RData::MX(MX::new(pref, name(host.trim())?))
         }
         // One TXT character-string holds at most 255 bytes: longer text is split.

@@ -7,8 +7,17 @@ use mysql_async::{Error, IoError};
 
 use super::Server;
 
+/// A failed check, explained: which server, what went wrong, what to fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckFailed(pub String);
+
 /// Explains `error` from checking `server` as monitor user `user`; `table` is the heartbeat's.
-pub fn explain(error: &Error, server: &Server, user: &str, table: Option<&str>) -> String {
+pub fn explain(error: &Error, server: &Server, user: &str, table: Option<&str>) -> CheckFailed {
+    CheckFailed(explanation(error, server, user, table))
+}
+
+fn explanation(error: &Error, server: &Server, user: &str, table: Option<&str>) -> String {
     let at = format!("{} ({})", server.name, server.addr);
     let database = table.and_then(|t| t.split_once('.')).map_or("foobar_monitor", |(db, _)| db);
     match error {

@@ -125,7 +125,7 @@ pub fn spawn(settings: Settings, reports: mpsc::Sender<Report>) -> tokio::task::
 
 /// What one check produced.
 struct Checked {
-    seen: Result<Seen, String>,
+    seen: Result<Seen, diagnose::CheckFailed>,
     heartbeat: Option<Heartbeat>,
     took: Duration,
 }
@@ -142,7 +142,10 @@ async fn check(s: &Settings, i: usize, session: &mut Session, beat: Beat) -> Che
         Ok(Ok((seen, heartbeat))) => (Ok(seen), heartbeat),
         Ok(Err(e)) => (Err(diagnose::explain(&e, server, &s.user, s.heartbeat_table.as_deref())), None),
         Err(_) => (
-            Err(format!("{} ({}): no answer within {:?} (replication.timeout)", server.name, server.addr, s.timeout)),
+            Err(diagnose::CheckFailed(format!(
+                "{} ({}): no answer within {:?} (replication.timeout)",
+                server.name, server.addr, s.timeout
+            ))),
             None,
         ),
     };
@@ -195,7 +198,7 @@ fn round_report(s: &Settings, checked: &[Checked], errors: &mut [u64], last: &mu
         let verdict = match &c.seen {
             Err(e) => {
                 errors[i] += 1;
-                Verdict { state: State::Unreachable, reason: e.clone(), topology: None }
+                Verdict { state: State::Unreachable, reason: e.to_string(), topology: None }
             }
             Ok(seen) if server.role == Role::Primary => classify::primary(seen),
             Ok(seen) => classify::replica(seen, primary.addr, &primary.name, s.max_lag),
