@@ -15,13 +15,32 @@ pub enum XdpMode {
     Auto,
 }
 
+/// The kernel modes to try on one interface, in order, and why those.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub attempts: &'static [KernelMode],
+    pub why: &'static str,
+}
+
 impl XdpMode {
-    /// Kernel modes to try, in order.
-    pub fn attempts(self) -> &'static [KernelMode] {
-        match self {
-            XdpMode::Native => &[KernelMode::Driver],
-            XdpMode::Generic => &[KernelMode::Skb],
-            XdpMode::Auto => &[KernelMode::Driver, KernelMode::Skb],
+    /// The modes to try on an interface whose driver is `driver` (`None`: unknown).
+    ///
+    /// `auto` takes generic mode on veth: frames that native XDP redirects into a veth reach
+    /// its peer only when the peer has NAPI, and packets local senders put on a veth carry
+    /// partial checksums that native NAT cannot patch; with the kernel's default offloads (any
+    /// container or bridge network) native mode forwards nothing there, and generic mode works.
+    pub fn choose(self, driver: Option<&str>) -> Choice {
+        match (self, driver) {
+            (XdpMode::Native, _) => Choice { attempts: &[KernelMode::Driver], why: "xdp_mode = \"native\"" },
+            (XdpMode::Generic, _) => Choice { attempts: &[KernelMode::Skb], why: "xdp_mode = \"generic\"" },
+            (XdpMode::Auto, Some("veth")) => Choice {
+                attempts: &[KernelMode::Skb],
+                why: "auto on veth: native mode would drop redirected frames and partially checksummed packets",
+            },
+            (XdpMode::Auto, _) => Choice {
+                attempts: &[KernelMode::Driver, KernelMode::Skb],
+                why: "auto: the driver's own XDP support, else generic",
+            },
         }
     }
 }
@@ -33,5 +52,18 @@ pub fn kernel_mode_name(mode: KernelMode) -> &'static str {
         KernelMode::Skb => "generic",
         KernelMode::Hardware => "offload",
         KernelMode::Default => "kernel default",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_takes_generic_on_veth_and_native_first_elsewhere() {
+        assert_eq!(XdpMode::Auto.choose(Some("veth")).attempts, [KernelMode::Skb]);
+        assert_eq!(XdpMode::Auto.choose(Some("mlx5_core")).attempts, [KernelMode::Driver, KernelMode::Skb]);
+        assert_eq!(XdpMode::Auto.choose(None).attempts, [KernelMode::Driver, KernelMode::Skb]);
+        assert_eq!(XdpMode::Native.choose(Some("veth")).attempts, [KernelMode::Driver], "asked for is asked for");
     }
 }

@@ -17,7 +17,7 @@ use foobar::{
 };
 use tokio::sync::oneshot;
 
-use crate::netns::Netns;
+use crate::netns::{Entry, Netns, Spawned};
 
 /// A daemon serving in `ns`; stopped (cleanly, detaching XDP) on drop.
 pub struct RunningDaemon {
@@ -143,4 +143,45 @@ pub fn lab_config(ns: &Netns, text: &str, detach_on_exit: bool) -> String {
             &format!("pin_dir = {pins:?}\ndetach_on_exit = {detach_on_exit}"),
             1,
         )
+}
+
+/// The `foobar` binary cargo built beside the test binaries (`cargo xtask test` builds it
+/// first): for what only a separate process shows, its exit code, its log, its pid.
+pub fn foobar_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/integration-… → target/debug/foobar
+    let bin = exe.parent().and_then(|deps| deps.parent()).map(|dir| dir.join("foobar")).expect("target dir");
+    assert!(bin.exists(), "{} is missing: run `cargo build --bin foobar` (cargo xtask test does)", bin.display());
+    bin
+}
+
+/// A `foobar run` process in a lab namespace, its log in the lab's scratch space.
+pub struct DaemonProcess {
+    pub process: Spawned,
+    pub log: PathBuf,
+}
+
+impl DaemonProcess {
+    /// Starts `foobar run --config <config_file>` in `ns`, entered as `entry` says.
+    pub fn start(ns: &Netns, entry: Entry, config_file: &std::path::Path, name: &str) -> DaemonProcess {
+        let log = ns.scratch(&format!("{name}.log"));
+        let _ = std::fs::remove_file(&log);
+        let bin = foobar_binary();
+        let cmd = [bin.to_str().expect("utf-8 path"), "run", "--config", config_file.to_str().expect("utf-8 path")];
+        DaemonProcess { process: ns.spawn_via(entry, &cmd, &log), log }
+    }
+
+    /// Everything it logged so far.
+    pub fn logged(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to `within` for its log to contain `needle`; panics with the log otherwise.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.logged().contains(needle) {
+            assert!(Instant::now() < deadline, "foobar did not log {needle:?} within {within:?}:\n{}", self.logged());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

@@ -166,14 +166,31 @@ impl Netns {
     /// Starts a long-running command inside the namespace, its output appended to `log`;
     /// it is ended, by its pid, on drop.
     pub fn spawn(&self, cmd: &[&str], log: &std::path::Path) -> Spawned {
+        self.spawn_via(Entry::IpNetnsExec, cmd, log)
+    }
+
+    /// [`Netns::spawn`], entering the namespace the way `entry` says.
+    pub fn spawn_via(&self, entry: Entry, cmd: &[&str], log: &std::path::Path) -> Spawned {
         let out = File::options()
             .create(true)
             .append(true)
             .open(log)
             .unwrap_or_else(|e| panic!("cannot open log {}: {e}", log.display()));
         let err = out.try_clone().expect("clone log handle");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name])
+        let netns = format!("--net=/run/netns/{}", self.name);
+        let mut command = match entry {
+            Entry::IpNetnsExec => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &self.name]);
+                c
+            }
+            Entry::Nsenter => {
+                let mut c = Command::new("nsenter");
+                c.arg(&netns);
+                c
+            }
+        };
+        let child = command
             .args(cmd)
             .stdin(Stdio::null())
             .stdout(out)
@@ -195,6 +212,16 @@ impl Netns {
         assert_eq!(rc, 0, "setns into {}: {}", self.name, std::io::Error::last_os_error());
         Entered { original }
     }
+}
+
+/// How a process is put into a namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// `ip netns exec`: a private mount namespace with a fresh /sys (and no bpffs of the host's).
+    IpNetnsExec,
+    /// `nsenter --net`: the network namespace only, in the host's mount namespace, as a
+    /// daemon that must restart without a gap is run.
+    Nsenter,
 }
 
 /// The calling thread's stay in a namespace; dropping it returns the thread to where it was.
@@ -232,6 +259,11 @@ impl Spawned {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Its exit code, once it has ended (`None` while running or when a signal ended it).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.child.try_wait().ok().flatten().and_then(|s| s.code())
     }
 
     /// Waits up to `within` for the process to end by itself; whether it did.

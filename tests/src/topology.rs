@@ -46,8 +46,28 @@ pub struct Stack {
 const PRIVATE_HOSTS: [(&str, &str, &str); 5] =
     [("web1", WEB1, "11"), ("web2", WEB2, "12"), ("app", APP, "21"), ("db1", DB1, "31"), ("db2", DB2, "32")];
 
+/// How the lab's veths are set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offloads {
+    /// As the kernel makes a veth, as in any container or bridge network: GRO off on the
+    /// switch ports, checksum offload on at the hosts (local senders put partial checksums on
+    /// the wire). Native XDP on such a veth forwards nothing; `auto` takes generic mode.
+    KernelDefaults,
+    /// Tuned so native XDP works on veth as on a NIC (see [`plug`]): for benchmarks that
+    /// measure the native path.
+    TunedForNativeXdp,
+}
+
 impl Stack {
+    /// The stack as a user's network has it: veths with the kernel's default offloads.
     pub fn build() -> Stack {
+        Stack::build_with(Offloads::KernelDefaults)
+    }
+
+    pub fn build_with(offloads: Offloads) -> Stack {
+        let plug = |lab: &Lab, host: &Netns, name: &str, switch: &Netns, port: &str| {
+            plug(lab, host, name, switch, port, offloads)
+        };
         let mut lab = Lab::new();
         let inet = lab.ns("inet");
         let lan = lab.ns("lan");
@@ -131,6 +151,9 @@ pub struct OneArm {
 
 impl OneArm {
     pub fn build() -> OneArm {
+        let plug = |lab: &Lab, host: &Netns, name: &str, switch: &Netns, port: &str| {
+            plug(lab, host, name, switch, port, Offloads::KernelDefaults)
+        };
         let mut lab = Lab::new();
         let seg = lab.ns("seg");
         seg.ip(&["link", "add", "br0", "type", "bridge"]);
@@ -160,15 +183,17 @@ impl OneArm {
 
 /// Connects `host`'s interface `name` to the bridge in `switch` through port `port`.
 ///
-/// Two veth peculiarities are set right here (see DESIGN.md):
+/// Tuned for native XDP, two veth peculiarities are set right here (see DESIGN.md):
 /// - GRO on the switch side gives the port NAPI, without which frames that XDP redirects out
 ///   of the host's veth are dropped on arrival;
 /// - checksum offload is off on the host side, so hosts put complete checksums on the wire as
 ///   real NICs do; with offload, veth carries partial checksums that no longer verify once
-///   NAT has patched the packet.
-fn plug(lab: &Lab, host: &Netns, name: &str, switch: &Netns, port: &str) {
+///   native NAT has patched the packet.
+fn plug(lab: &Lab, host: &Netns, name: &str, switch: &Netns, port: &str, offloads: Offloads) {
     lab.veth(host, name, switch, port);
     switch.ip(&["link", "set", port, "master", "br0"]);
-    switch.exec(&["ethtool", "-K", port, "gro", "on"]);
-    host.exec(&["ethtool", "-K", name, "tx", "off"]);
+    if offloads == Offloads::TunedForNativeXdp {
+        switch.exec(&["ethtool", "-K", port, "gro", "on"]);
+        host.exec(&["ethtool", "-K", name, "tx", "off"]);
+    }
 }

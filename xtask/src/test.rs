@@ -22,6 +22,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if !foobar_tests::gate::is_root() {
         eprintln!("note: not root, so the netns and BPF tests will be reported as ignored");
     }
+    // Lab tests run the `foobar` binary itself where only a separate process shows what they
+    // check (its exit code and log, a second instance).
+    timed("cargo build --bin foobar", || {
+        step::run(
+            Command::new("cargo")
+                .current_dir(workspace_root())
+                .args(["build", "--bin", "foobar"])
+                .env("FOOBAR_BPF_OBJECT", &object),
+        )
+    })?;
     timed("cargo test", || {
         step::run(
             Command::new("cargo")

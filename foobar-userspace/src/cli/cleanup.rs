@@ -19,6 +19,11 @@ pub fn run(config_file: Option<&Path>, pin_dir: &Path) -> anyhow::Result<ExitCod
         },
         None => pin_dir.to_path_buf(),
     };
+    // Never from under a running foobar: it would lose its data plane.
+    if dir.exists() {
+        let pins = Pins { dir: dir.clone(), private: false };
+        let _lock = pins.lock()?;
+    }
     let removed = Pins::remove_all(&dir)?;
     println!("removed {removed} pins from {}", dir.display());
     Ok(ExitCode::SUCCESS)

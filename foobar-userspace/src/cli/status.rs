@@ -28,6 +28,18 @@ fn bytes(n: f64) -> String {
 /// The human-readable tables.
 pub fn render(r: &StatusReport) -> String {
     let mut out = String::new();
+    for i in &r.interfaces {
+        let adopted = if i.adopted { ", taken over" } else { "" };
+        let _ = writeln!(out, "xdp {} ({})  {} mode{adopted}: {}", i.name, i.trust, i.mode, i.why);
+    }
+    if let Some(p) = &r.pins {
+        let kept = if p.kept_across_restarts {
+            "kept across restarts"
+        } else {
+            "PRIVATE to this mount namespace: a restart resets open connections"
+        };
+        let _ = writeln!(out, "pins {}  {kept}", p.dir);
+    }
     for s in &r.services {
         let ports = s.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
         let _ = writeln!(

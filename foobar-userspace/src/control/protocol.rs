@@ -44,12 +44,37 @@ pub enum Response {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
+    /// Where XDP runs: each interface with its trust, mode and why that mode.
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceStatus>,
+    /// The pin directory, and whether its pins outlive this daemon (false: a private bpffs).
+    #[serde(default)]
+    pub pins: Option<PinsStatus>,
     pub services: Vec<ServiceStatus>,
     pub firewall_rules: Vec<RuleStatus>,
     /// Every non-zero data-plane counter, by name.
     pub counters: Vec<(String, u64)>,
     pub dns: Option<DnsStatus>,
     pub replication: Option<ReplicationStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    /// trusted | untrusted
+    pub trust: String,
+    /// native | generic (as the kernel reports it)
+    pub mode: String,
+    pub why: String,
+    /// Whether the link was taken over from the previous run.
+    pub adopted: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinsStatus {
+    pub dir: String,
+    /// Whether restarts keep the data plane (false when the pins are in a private bpffs).
+    pub kept_across_restarts: bool,
 }
 
 /// What the replication monitor last saw, and what DNS answers from it.

@@ -16,6 +16,11 @@ impl Daemon {
     pub(super) fn metrics(&self) -> String {
         let report = self.status();
         let mut m = Exposition::default();
+        m.family("foobar_xdp_attached", "gauge", "1 for each interface XDP runs on, with its trust and mode.");
+        for i in &report.interfaces {
+            let labels = [("interface", i.name.as_str()), ("trust", i.trust.as_str()), ("mode", i.mode.as_str())];
+            m.sample("foobar_xdp_attached", &labels, 1.0);
+        }
         m.family("foobar_xdp_events_total", "counter", "Packets the XDP programs saw, by what happened to them.");
         for (event, value) in &report.counters {
             m.sample("foobar_xdp_events_total", &[("event", event)], *value as f64);

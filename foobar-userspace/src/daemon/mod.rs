@@ -30,7 +30,7 @@ use self::backends::Backends;
 pub use self::error::{ControlError, DaemonError, ReloadError};
 use crate::{
     control::server::{self, Call},
-    dataplane::{Dataplane, DataplaneError, Pins, services::Services},
+    dataplane::{Dataplane, DataplaneError, Pins, pins::PinLock, services::Services},
     health::{self, Probe},
     metrics::{self as exporter, Scrape},
     plan::Plan,
@@ -38,6 +38,8 @@ use crate::{
 
 /// A running foobar: the loaded data plane, its services and the plan it runs.
 pub struct Daemon {
+    /// This process's hold on the pin directory (one foobar per pin directory).
+    _lock: PinLock,
     dataplane: Dataplane,
     services: Services,
     backends: Backends,
@@ -69,6 +71,8 @@ impl Daemon {
         let monitor = databases::settings(config)?;
         let pin_dir = &config.daemon.pin_dir;
         let pins = Pins::prepare(pin_dir).map_err(|source| DataplaneError::PinDir { path: pin_dir.clone(), source })?;
+        // Before anything is loaded or touched: a second `foobar run` leaves the first alone.
+        let lock = pins.lock()?;
         let mut dataplane = Dataplane::load_pinned(pins)?;
         let fw = &plan.firewall;
         dataplane.set_firewall_settings(fw.settings)?;
@@ -89,6 +93,7 @@ impl Daemon {
         }
         info!(interfaces = dataplane.attachments().len(), services = services.all().len(), "data plane running");
         Ok(Daemon {
+            _lock: lock,
             dataplane,
             services,
             backends: Backends::default(),

@@ -7,8 +7,14 @@ use foobar_common::lb::TrafficStats;
 
 use super::Daemon;
 use crate::{
-    control::protocol::{BackendStatus, DnsStatus, RuleStatus, ServiceStatus, StatusReport},
-    dataplane::services::{Mode, Scheduler},
+    control::protocol::{
+        BackendStatus, DnsStatus, InterfaceStatus, PinsStatus, RuleStatus, ServiceStatus, StatusReport,
+    },
+    dataplane::{
+        Trust,
+        services::{Mode, Scheduler},
+    },
+    xdp_mode::kernel_mode_name,
 };
 
 /// A service's traffic at one moment, and the rates since the one before.
@@ -41,6 +47,23 @@ impl Daemon {
 
     pub(super) fn status(&self) -> StatusReport {
         let mut report = StatusReport::default();
+        for a in self.dataplane.attachments() {
+            report.interfaces.push(InterfaceStatus {
+                name: a.interface.clone(),
+                trust: match a.trust {
+                    Trust::Trusted => "trusted",
+                    Trust::Untrusted => "untrusted",
+                }
+                .to_owned(),
+                mode: kernel_mode_name(a.mode).to_owned(),
+                why: a.why.clone(),
+                adopted: a.adopted,
+            });
+        }
+        report.pins = self
+            .dataplane
+            .pins()
+            .map(|p| PinsStatus { dir: p.dir.display().to_string(), kept_across_restarts: !p.private });
         let active = self.dataplane.active_flows().unwrap_or_default();
         for svc in self.services.all() {
             let stats = self.dataplane.service_stats(svc.id).unwrap_or_default();

@@ -36,6 +36,13 @@ pub enum DataplaneError {
     Link { path: PathBuf, source: aya::programs::links::LinkError },
     #[error("no XDP attach mode to try")]
     NoAttachMode,
+    #[error(
+        "foobar is already running with pin directory {} ({}): stop it first, or give this one \
+         another daemon.pin_dir",
+        pin_dir.display(),
+        pid.map_or("pid unknown".to_owned(), |p| format!("pid {p}"))
+    )]
+    AlreadyRunning { pin_dir: PathBuf, pid: Option<u32> },
 }
 
 /// A service change the data plane cannot make, with what to do instead.

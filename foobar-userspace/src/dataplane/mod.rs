@@ -15,6 +15,7 @@ mod deny_filter;
 mod error;
 pub mod firewall;
 pub mod flows;
+pub mod link;
 pub mod object;
 pub mod pins;
 pub mod ring;
@@ -44,6 +45,14 @@ pub use self::{
     stats::CounterSnapshot,
 };
 use crate::xdp_mode::{XdpMode, kernel_mode_name};
+
+/// The kernel's index of `interface` in this thread's network namespace (0: no such interface).
+fn ifindex(interface: &str) -> u32 {
+    std::ffi::CString::new(interface).map_or(0, |c| {
+        // SAFETY: if_nametoindex reads a valid NUL-terminated string.
+        unsafe { libc::if_nametoindex(c.as_ptr()) }
+    })
+}
 
 /// A loaded data plane. Dropping it detaches the program from every interface.
 pub struct Dataplane {
@@ -89,7 +98,10 @@ impl Trust {
 pub struct Attachment {
     pub interface: String,
     pub trust: Trust,
+    /// The mode the kernel reports the program running in.
     pub mode: aya::programs::XdpMode,
+    /// Why that mode: the choice `xdp_mode` made for this interface, or what the kernel said.
+    pub why: String,
     /// Whether an earlier foobar's pinned link was taken over (its program swapped in place).
     pub adopted: bool,
     link: XdpLinkId,
@@ -171,27 +183,36 @@ impl Dataplane {
         Ok(program.attach_to_link(link)?)
     }
 
-    /// Attaches the `trust`'s program to `interface`, trying the kernel modes `mode` allows in order.
+    /// Attaches the `trust`'s program to `interface`, trying the kernel modes `mode` chooses for
+    /// its driver in order; a link an earlier foobar pinned there is taken over instead.
     pub fn attach(&mut self, interface: &str, trust: Trust, mode: XdpMode) -> Result<&Attachment, DataplaneError> {
+        let driver = link::driver(interface).ok();
+        let choice = mode.choose(driver.as_deref());
+        if mode == XdpMode::Native && driver.as_deref() == Some("veth") {
+            warn!(
+                interface,
+                "native XDP on veth forwards only when the peer has NAPI (an XDP program or GRO on) \
+                and senders put full checksums on the wire (`ethtool -K IFACE tx off`); `auto` takes generic here"
+            );
+        }
         if let Some(path) = self.pins.as_ref().map(|p| p.link(interface)) {
             if path.exists() {
                 match self.adopt(trust, &path) {
                     Ok(link) => {
+                        let real = link::attached_mode(ifindex(interface)).ok().flatten();
+                        let kernel_mode = real.unwrap_or(choice.attempts[0]);
+                        let why = match real {
+                            Some(_) => "taken over from the previous run (the kernel's report)".to_owned(),
+                            None => "taken over from the previous run (the kernel did not say)".to_owned(),
+                        };
                         info!(
                             interface,
                             program = trust.program(),
+                            mode = kernel_mode_name(kernel_mode),
+                            why,
                             "took over the pinned XDP link (program swapped in place)"
                         );
-                        let kernel_mode = mode.attempts()[0];
-                        self.attached.push(Attachment {
-                            interface: interface.to_owned(),
-                            trust,
-                            mode: kernel_mode,
-                            adopted: true,
-                            link,
-                        });
-                        let last = self.attached.len() - 1;
-                        return Ok(&self.attached[last]);
+                        return Ok(self.attached(interface, trust, kernel_mode, why, true, link));
                     }
                     Err(e) => {
                         warn!(interface, error = %e, "cannot take over the pinned XDP link; attaching afresh");
@@ -201,30 +222,35 @@ impl Dataplane {
             }
         }
         let program = program_mut(&mut self.ebpf, trust)?;
+        let mut failed: Vec<String> = Vec::new();
         let mut last_error = None;
-        for &kernel_mode in mode.attempts() {
+        for &kernel_mode in choice.attempts {
             match program.attach(interface, kernel_mode) {
                 Ok(link) => {
-                    info!(interface, program = trust.program(), mode = kernel_mode_name(kernel_mode), "XDP attached");
+                    let why = match failed.first() {
+                        Some(native) => format!("{}; {native}", choice.why),
+                        None => choice.why.to_owned(),
+                    };
+                    info!(
+                        interface,
+                        program = trust.program(),
+                        mode = kernel_mode_name(kernel_mode),
+                        driver = driver.as_deref().unwrap_or("?"),
+                        why,
+                        "XDP attached"
+                    );
                     let link = match self.pins.as_ref().map(|p| p.link(interface)) {
                         Some(path) => self.pin(trust, link, &path)?,
                         None => link,
                     };
-                    self.attached.push(Attachment {
-                        interface: interface.to_owned(),
-                        trust,
-                        mode: kernel_mode,
-                        adopted: false,
-                        link,
-                    });
-                    let last = self.attached.len() - 1;
-                    return Ok(&self.attached[last]);
+                    return Ok(self.attached(interface, trust, kernel_mode, why, false, link));
                 }
                 Err(e) => {
                     if mode == XdpMode::Auto {
                         warn!(interface, mode = kernel_mode_name(kernel_mode), error = %e,
                             "XDP attach failed; trying the next mode");
                     }
+                    failed.push(format!("{} refused: {e}", kernel_mode_name(kernel_mode)));
                     last_error = Some(e);
                 }
             }
@@ -233,6 +259,20 @@ impl Dataplane {
             interface: interface.to_owned(),
             source: last_error.ok_or(DataplaneError::NoAttachMode)?,
         })
+    }
+
+    fn attached(
+        &mut self,
+        interface: &str,
+        trust: Trust,
+        mode: aya::programs::XdpMode,
+        why: String,
+        adopted: bool,
+        link: XdpLinkId,
+    ) -> &Attachment {
+        self.attached.push(Attachment { interface: interface.to_owned(), trust, mode, why, adopted, link });
+        let last = self.attached.len() - 1;
+        &self.attached[last]
     }
 
     /// Detaches the program from every interface it was attached to.
@@ -255,6 +295,11 @@ impl Dataplane {
     /// Interfaces the program is attached to.
     pub fn attachments(&self) -> &[Attachment] {
         &self.attached
+    }
+
+    /// Where the stateful maps and links are pinned (`None` for a private data plane).
+    pub fn pins(&self) -> Option<&Pins> {
+        self.pins.as_ref()
     }
 
     /// Instructions the kernel's verifier walked to accept `trust`'s program (`None` before

@@ -118,10 +118,29 @@ impl Dns {
     }
 }
 
+/// Receive buffer of each UDP socket: a burst of queries waits here while the server catches
+/// up, instead of being dropped by a default-sized buffer (about 200 queries).
+const UDP_RECEIVE_BUFFER: libc::c_int = 4 << 20;
+
 fn reuseport_udp(addr: std::net::SocketAddr) -> std::io::Result<UdpSocket> {
     let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
     let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     socket.set_reuse_port(true)?;
+    // SO_RCVBUFFORCE passes net.core.rmem_max (as root, which the daemon is); else the cap applies.
+    let size = UDP_RECEIVE_BUFFER;
+    // SAFETY: setsockopt reads an int the size it is told from a live local.
+    let forced = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const size).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if forced != 0 {
+        socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER as usize)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())

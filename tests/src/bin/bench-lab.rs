@@ -40,7 +40,12 @@ const LAB_TOML: &str = include_str!("../../../examples/lab.toml");
 
 /// examples/lab.toml without the per-source SYN limit (see the top of this file).
 fn lab() -> String {
-    LAB_TOML.replacen("syn_rate_per_source = 200", "syn_rate_per_source = 0", 1)
+    // Native XDP on the tuned lab (see `Offloads`): the path a NIC would run.
+    LAB_TOML.replacen("syn_rate_per_source = 200", "syn_rate_per_source = 0", 1).replacen(
+        r#"xdp_mode = "auto""#,
+        r#"xdp_mode = "native""#,
+        1,
+    )
 }
 
 /// [`lab`] with the flood's prefix on the deny list.
@@ -294,7 +299,7 @@ fn plot(dir: &Path, rows: &[Row], floods: &[Flooded]) -> Result<(), String> {
 /// sender's TCP timestamps, would make the web servers refuse reused source ports (PAWS) and
 /// cost the next setup one-second SYN retransmits.
 fn fresh<T>(f: impl FnOnce(&Stack) -> T) -> T {
-    let stack = Stack::build();
+    let stack = Stack::build_with(Offloads::TunedForNativeXdp);
     let _web1 = nginx::start(&stack.web1, "web1");
     let _web2 = nginx::start(&stack.web2, "web2");
     f(&stack)

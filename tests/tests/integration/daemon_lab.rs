@@ -275,13 +275,13 @@ fn restart() {
     let kept = RunningDaemon::start_with(&stack.node, &lab_config(&stack.node, LAB_CONFIG, false));
     drop(kept);
     assert!(fetch(&stack.client).starts_with("web"), "the kept data plane stopped forwarding");
-    assert!(xdp_on(&stack.node, "front").contains("driver id"), "no XDP program left on front");
+    assert!(xdp_on(&stack.node, "front").contains(" id "), "no XDP program left on front");
     let removed = foobar::dataplane::Pins::remove_all(&pin_dir(&stack.node)).expect("cleanup");
     assert!(removed >= 2, "cleanup found only {removed} pins");
     assert_eq!(xdp_on(&stack.node, "front"), "", "cleanup left XDP attached");
 }
 
-/// The XDP attachment bpftool reports on `dev` in `ns`, e.g. `front(2) driver id 42` ("" when none).
+/// The XDP attachment bpftool reports on `dev` in `ns`, e.g. `front(2) generic id 42` ("" when none).
 fn xdp_on(ns: &Netns, dev: &str) -> String {
     let out = ns.exec(&["bpftool", "net", "show", "dev", dev]);
     out.lines().skip_while(|l| !l.starts_with("xdp:")).nth(1).unwrap_or("").trim().to_owned()

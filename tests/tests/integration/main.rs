@@ -10,6 +10,7 @@ mod e2e_lab;
 mod firewall;
 mod firewall_lab;
 mod fixtures;
+mod instance_lab;
 mod kernel_log;
 mod lb_fixtures;
 mod lb_lab;
@@ -51,6 +52,7 @@ fn main() {
     trials.extend(lb_fixtures::trials());
     trials.extend(lb_lab::trials());
     trials.extend(daemon_lab::trials());
+    trials.extend(instance_lab::trials());
     trials.extend(db_lab::trials());
     trials.extend(e2e_lab::trials());
     trials.extend(replication_lab::trials());
