@@ -24,8 +24,8 @@ pub const SYN_TAT_MAP: &str = "FW_SYN_TAT";
 pub const MAX_RULES: u32 = 1024;
 /// Most rules sharing one protocol/port/destination key (differing by source).
 pub const RULES_PER_KEY: usize = 4;
-/// Capacity of each deny trie.
-pub const DENY_MAX_ENTRIES: u32 = 262_144;
+/// Capacity of each deny trie, unless the config's `[capacity]` says otherwise.
+pub const DEFAULT_DENY_ENTRIES: u32 = 262_144;
 /// Words of the IPv4 deny filter: two bits for each of the 2^24 /24 networks, 32 networks a
 /// word (4 MiB, whatever the number of entries).
 ///

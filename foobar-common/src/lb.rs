@@ -22,12 +22,18 @@ pub const BACKEND_STATS_MAP: &str = "LB_BACKEND_STATS";
 pub const VIP_FILTER_MAP: &str = "LB_VIP_FILTER";
 pub const FLOW_EPOCH_MAP: &str = "LB_FLOW_EPOCH";
 
-pub const MAX_SERVICES: u32 = 16;
-/// Slots per ring half: the Maglev table size (prime, as Maglev needs).
+/// The sizes the object declares its tables with. The daemon sets each at load time from the
+/// config's `[capacity]` (whose defaults these are), so none is a limit of the build.
+pub const DEFAULT_SERVICES: u32 = 512;
+/// Service entries (VIP, port, protocol) per service the service table has room for.
+pub const SERVICE_KEYS_PER_SERVICE: u32 = 8;
+pub const DEFAULT_BACKENDS: u32 = 4096;
+pub const DEFAULT_FLOWS: u32 = 1 << 20;
+pub const DEFAULT_NAT_BINDINGS: u32 = 1 << 20;
+/// Slots of the one array every service's rings are cut from (32 MiB).
+pub const DEFAULT_RING_SLOTS: u32 = 1 << 23;
+/// Slots of a Maglev table, one ring half of a Maglev service (prime, as Maglev needs).
 pub const RING_SIZE: u32 = 65_537;
-pub const MAX_BACKENDS: u32 = 4096;
-pub const CONNTRACK_ENTRIES: u32 = 1 << 20;
-pub const NAT_ENTRIES: u32 = 1 << 20;
 /// Slots of the fast path's per-CPU flow cache (a power of two): 1024 × 72 bytes per CPU,
 /// small enough to stay in a CPU's own cache when it misses.
 pub const FLOW_CACHE_SLOTS: u32 = 1 << 10;

@@ -33,3 +33,9 @@ pub const XDP_UNTRUSTED_PROGRAM: &str = "xdp_untrusted";
 pub const XDP_FLOOR_PROGRAM: &str = "xdp_floor";
 /// Name of the per-CPU counter array in the eBPF object.
 pub const STATS_MAP: &str = "FOOBAR_STATS";
+/// A one-slot array pinned with the stateful maps, holding [`LAYOUT_VERSION`].
+pub const LAYOUT_MAP: &str = "FOOBAR_LAYOUT";
+/// The meaning of the pinned maps' contents. Bumped when a pinned map keeps its sizes but its
+/// fields change meaning, so that a build never adopts pins it would misread (size changes are
+/// caught by comparing sizes). Pins from before this map existed are version 1.
+pub const LAYOUT_VERSION: u64 = 1;

@@ -8,14 +8,14 @@ use aya_ebpf::{
 };
 use foobar_common::{
     counters::Counter,
-    lb::{CONNTRACK_ENTRIES, FLOW_CLOSING, Flow, FlowKey, LbSettings, NextHop, RENEW_NS, flow_expired},
+    lb::{DEFAULT_FLOWS, FLOW_CLOSING, Flow, FlowKey, LbSettings, NextHop, RENEW_NS, flow_expired},
     parse::{Fragment, IPPROTO_TCP, IPPROTO_UDP, Parsed, TCP_SYN},
 };
 
 use crate::{clock::now_ns, flow_cache, stats::count};
 
 #[map(name = "LB_CONNTRACK")]
-static CONNTRACK: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(CONNTRACK_ENTRIES, 0);
+static CONNTRACK: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
 #[map(name = "LB_SETTINGS")]
 static SETTINGS: Array<LbSettings> = Array::with_max_entries(1, 0);
 

@@ -10,8 +10,8 @@ use aya_ebpf::{
 use foobar_common::{
     counters::{Counter, FastKind},
     firewall::{
-        ALLOW_FIXED_BITS, ALLOW_MAX_ENTRIES, AllowDataV4, AllowDataV6, DENY_COVERS, DENY_FILTER_WORDS,
-        DENY_MAX_ENTRIES, DENY_REACHES, FirewallSettings, MAX_RULES, RuleSet, SYN_TRACKED_SOURCES, SourceKey,
+        ALLOW_FIXED_BITS, ALLOW_MAX_ENTRIES, AllowDataV4, AllowDataV6, DEFAULT_DENY_ENTRIES, DENY_COVERS,
+        DENY_FILTER_WORDS, DENY_REACHES, FirewallSettings, MAX_RULES, RuleSet, SYN_TRACKED_SOURCES, SourceKey,
         allow_data_v4, allow_data_v6, deny_filter_slot, gcra,
     },
     parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L3, Parsed, TCP_ACK, TCP_SYN, source_of},
@@ -24,13 +24,13 @@ use crate::{
 };
 
 #[map(name = "FW_DENY_V4")]
-static DENY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
+static DENY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(DEFAULT_DENY_ENTRIES, 0);
 /// Which /24s the IPv4 deny list reaches into, and which it covers (see `DENY_FILTER_WORDS`).
 #[map(name = "FW_DENY_V4_FILTER")]
 static DENY_V4_FILTER: Array<u64> = Array::with_max_entries(DENY_FILTER_WORDS, 0);
 /// Keyed by the address as four words (the same sixteen bytes userspace writes).
 #[map(name = "FW_DENY_V6")]
-static DENY_V6: LpmTrie<[u32; 4], u32> = LpmTrie::with_max_entries(DENY_MAX_ENTRIES, 0);
+static DENY_V6: LpmTrie<[u32; 4], u32> = LpmTrie::with_max_entries(DEFAULT_DENY_ENTRIES, 0);
 #[map(name = "FW_ALLOW_V4")]
 static ALLOW_V4: LpmTrie<AllowDataV4, RuleSet> = LpmTrie::with_max_entries(ALLOW_MAX_ENTRIES, 0);
 #[map(name = "FW_ALLOW_V6")]

@@ -5,12 +5,12 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap},
 };
-use foobar_common::lb::{Flow, FlowKey, LbSettings, NAT_ENTRIES, NatKey, NatTarget, nat_port_free};
+use foobar_common::lb::{DEFAULT_NAT_BINDINGS, Flow, FlowKey, LbSettings, NatKey, NatTarget, nat_port_free};
 
 use crate::{atomic, conntrack};
 
 #[map(name = "LB_NAT")]
-static NAT: LruHashMap<NatKey, NatTarget> = LruHashMap::with_max_entries(NAT_ENTRIES, 0);
+static NAT: LruHashMap<NatKey, NatTarget> = LruHashMap::with_max_entries(DEFAULT_NAT_BINDINGS, 0);
 /// One shared cursor over the NAT port range.
 #[map(name = "LB_NAT_CURSOR")]
 static NAT_CURSOR: Array<u64> = Array::with_max_entries(1, 0);

@@ -7,21 +7,23 @@ use aya_ebpf::{
     maps::{Array, HashMap},
 };
 use foobar_common::lb::{
-    Backend, MAX_BACKENDS, MAX_SERVICES, RING_SIZE, ServiceInfo, ServiceKey, VIP_FILTER_SLOTS, vip_slot,
+    Backend, DEFAULT_BACKENDS, DEFAULT_RING_SLOTS, DEFAULT_SERVICES, SERVICE_KEYS_PER_SERVICE, ServiceInfo, ServiceKey,
+    VIP_FILTER_SLOTS, vip_slot,
 };
 
 use crate::atomic;
 
 #[map(name = "LB_SERVICES")]
-static SERVICES: HashMap<ServiceKey, ServiceInfo> = HashMap::with_max_entries(MAX_SERVICES * 8, 0);
-/// Every service's two ring halves, back to back: backend ids.
+static SERVICES: HashMap<ServiceKey, ServiceInfo> =
+    HashMap::with_max_entries(DEFAULT_SERVICES * SERVICE_KEYS_PER_SERVICE, 0);
+/// Backend ids: every service's two ring halves, each a slice userspace allocates.
 #[map(name = "LB_RINGS")]
-static RINGS: Array<u32> = Array::with_max_entries(MAX_SERVICES * 2 * RING_SIZE, 0);
+static RINGS: Array<u32> = Array::with_max_entries(DEFAULT_RING_SLOTS, 0);
 /// Per-service round-robin cursor, advanced with an atomic add.
 #[map(name = "LB_CURSORS")]
-static CURSORS: Array<u64> = Array::with_max_entries(MAX_SERVICES, 0);
+static CURSORS: Array<u64> = Array::with_max_entries(DEFAULT_SERVICES, 0);
 #[map(name = "LB_BACKENDS")]
-static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+static BACKENDS: Array<Backend> = Array::with_max_entries(DEFAULT_BACKENDS, 0);
 /// Nonzero at the slot of every VIP (see `vip_slot`).
 #[map(name = "LB_VIP_FILTER")]
 static VIP_FILTER: Array<u32> = Array::with_max_entries(VIP_FILTER_SLOTS, 0);

@@ -1,11 +1,14 @@
 //! Per-CPU counters: events (slot = [`Counter`] discriminant), the fast path's packet kinds,
 //! and each service's and backend's traffic.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, PerCpuArray},
+};
 use foobar_common::{
     bytes::PacketBytes,
     counters::{COUNTER_SLOTS, Counter, FAST_KINDS, FastKind},
-    lb::{MAX_BACKENDS, MAX_SERVICES, TrafficStats},
+    lb::{DEFAULT_BACKENDS, DEFAULT_SERVICES, TrafficStats},
     parse::{Parsed, classify},
 };
 
@@ -15,10 +18,13 @@ use crate::packet::Frame;
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 #[map(name = "FOOBAR_FAST_STATS")]
 static FAST: PerCpuArray<u64> = PerCpuArray::with_max_entries(FAST_KINDS, 0);
+/// Never read by the programs: pinned with the stateful maps, it records their layout's version.
+#[map(name = "FOOBAR_LAYOUT")]
+static LAYOUT: Array<u64> = Array::with_max_entries(1, 0);
 #[map(name = "LB_SERVICE_STATS")]
-static SERVICE_STATS: PerCpuArray<TrafficStats> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
+static SERVICE_STATS: PerCpuArray<TrafficStats> = PerCpuArray::with_max_entries(DEFAULT_SERVICES, 0);
 #[map(name = "LB_BACKEND_STATS")]
-static BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+static BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::with_max_entries(DEFAULT_BACKENDS, 0);
 
 /// Adds one to `c` on this CPU. Per-CPU slots need no atomics: no other CPU writes them.
 #[inline(always)]

@@ -27,6 +27,8 @@ pub struct Config {
     pub services: Vec<Service>,
     pub dns: Option<Dns>,
     pub replication: Option<Replication>,
+    #[serde(default)]
+    pub capacity: Capacity,
     /// The file and text this config was parsed from.
     #[serde(skip)]
     pub origin: Origin,
@@ -52,6 +54,44 @@ pub struct Daemon {
     pub control_socket: PathBuf,
     #[serde(default = "defaults::metrics_listen")]
     pub metrics_listen: SocketAddr,
+}
+
+/// How big the data plane's tables are (their memory is taken at start).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// `[[service]]` entries, each with up to eight ports.
+    #[serde(default = "defaults::services")]
+    pub services: Spanned<u32>,
+    /// Backend entries over all services.
+    #[serde(default = "defaults::backends")]
+    pub backends: Spanned<u32>,
+    /// Tracked flows.
+    #[serde(default = "defaults::flows")]
+    pub flows: Spanned<u32>,
+    /// NAT bindings (one per NAT flow).
+    #[serde(default = "defaults::nat_bindings")]
+    pub nat_bindings: Spanned<u32>,
+    /// Deny-list prefixes, for IPv4 and for IPv6 each (config and `foobar firewall block` together).
+    #[serde(default = "defaults::deny_entries")]
+    pub deny_entries: Spanned<u32>,
+    /// Scheduling-ring slots over all services: a Maglev service takes 131,074, a round-robin
+    /// one twice its backends.
+    #[serde(default = "defaults::ring_slots")]
+    pub ring_slots: Spanned<u32>,
+}
+
+impl Default for Capacity {
+    fn default() -> Capacity {
+        Capacity {
+            services: defaults::services(),
+            backends: defaults::backends(),
+            flows: defaults::flows(),
+            nat_bindings: defaults::nat_bindings(),
+            deny_entries: defaults::deny_entries(),
+            ring_slots: defaults::ring_slots(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -254,7 +294,32 @@ pub struct Replication {
 mod defaults {
     use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+    use toml::Spanned;
+
     use super::Span;
+
+    /// Position 0..0 marks a value as defaulted (errors then point at the table).
+    fn unset(n: u32) -> Spanned<u32> {
+        Spanned::new(0..0, n)
+    }
+    pub fn services() -> Spanned<u32> {
+        unset(foobar_common::lb::DEFAULT_SERVICES)
+    }
+    pub fn backends() -> Spanned<u32> {
+        unset(foobar_common::lb::DEFAULT_BACKENDS)
+    }
+    pub fn flows() -> Spanned<u32> {
+        unset(foobar_common::lb::DEFAULT_FLOWS)
+    }
+    pub fn nat_bindings() -> Spanned<u32> {
+        unset(foobar_common::lb::DEFAULT_NAT_BINDINGS)
+    }
+    pub fn deny_entries() -> Spanned<u32> {
+        unset(foobar_common::firewall::DEFAULT_DENY_ENTRIES)
+    }
+    pub fn ring_slots() -> Spanned<u32> {
+        unset(foobar_common::lb::DEFAULT_RING_SLOTS)
+    }
 
     pub fn pin_dir() -> PathBuf {
         PathBuf::from("/sys/fs/bpf/foobar")

@@ -73,14 +73,14 @@ impl Daemon {
         let pins = Pins::prepare(pin_dir).map_err(|source| DataplaneError::PinDir { path: pin_dir.clone(), source })?;
         // Before anything is loaded or touched: a second `foobar run` leaves the first alone.
         let lock = pins.lock()?;
-        let mut dataplane = Dataplane::load_pinned(pins)?;
+        let mut dataplane = Dataplane::load_pinned(pins, &plan.capacity)?;
         let fw = &plan.firewall;
         dataplane.set_firewall_settings(fw.settings)?;
         for cidr in &fw.deny {
             dataplane.deny_source(*cidr)?;
         }
         dataplane.set_allow_rules(&fw.compiled)?;
-        let mut services = Services::new();
+        let mut services = Services::sized(plan.capacity);
         for spec in &plan.services {
             services.add(&mut dataplane, spec.clone())?;
         }

@@ -5,14 +5,14 @@
 use tracing::info;
 
 use super::{Daemon, ReloadError};
-use crate::{config::Config, plan::Plan};
+use crate::plan::Plan;
 
 impl Daemon {
     /// Re-reads the config file and applies what changed; the message says what that was.
     pub(super) fn reload(&mut self) -> Result<String, ReloadError> {
         let path = self.source.clone().ok_or(ReloadError::NoSource)?;
         let new = Plan::load(&path)?;
-        if let Some(what) = daemon_change(&self.plan.config, &new.config) {
+        if let Some(what) = daemon_change(&self.plan, &new) {
             return Err(ReloadError::NeedsRestart { file: path, what });
         }
         // Read before anything changes, so an unreadable password file refuses the reload.
@@ -67,9 +67,10 @@ impl Daemon {
     }
 }
 
-/// The first `[daemon]` setting that differs (those need a restart), if any.
-fn daemon_change(old: &Config, new: &Config) -> Option<&'static str> {
-    let (a, b) = (&old.daemon, &new.daemon);
+/// The first setting that differs among those only a restart can change, if any.
+fn daemon_change(old: &Plan, new: &Plan) -> Option<&'static str> {
+    let (a, b) = (&old.config.daemon, &new.config.daemon);
+    let (old_dns, new_dns) = (&old.config.dns, &new.config.dns);
     let names = |v: &Vec<toml::Spanned<String>>| v.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>();
     if names(&a.interfaces) != names(&b.interfaces) {
         Some("daemon.interfaces")
@@ -83,10 +84,12 @@ fn daemon_change(old: &Config, new: &Config) -> Option<&'static str> {
         Some("daemon.control_socket")
     } else if a.metrics_listen != b.metrics_listen {
         Some("daemon.metrics_listen")
-    } else if old.dns.as_ref().map(|d| &d.listen) != new.dns.as_ref().map(|d| &d.listen) {
+    } else if old.capacity != new.capacity {
+        Some("capacity")
+    } else if old_dns.as_ref().map(|d| &d.listen) != new_dns.as_ref().map(|d| &d.listen) {
         Some("dns.listen")
-    } else if old.dns.as_ref().map(|d| (d.allow_axfr, d.responses_per_second))
-        != new.dns.as_ref().map(|d| (d.allow_axfr, d.responses_per_second))
+    } else if old_dns.as_ref().map(|d| (d.allow_axfr, d.responses_per_second))
+        != new_dns.as_ref().map(|d| (d.allow_axfr, d.responses_per_second))
     {
         Some("dns.allow_axfr or dns.responses_per_second")
     } else {

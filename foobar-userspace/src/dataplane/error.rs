@@ -43,6 +43,27 @@ pub enum DataplaneError {
         pid.map_or("pid unknown".to_owned(), |p| format!("pid {p}"))
     )]
     AlreadyRunning { pin_dir: PathBuf, pid: Option<u32> },
+    #[error(
+        "{map} pinned at {} holds {pinned} entries, but {key} asks for {wanted}: set {key} back to {pinned}, \
+         or run `foobar cleanup` (it detaches XDP and forgets every tracked flow and NAT binding: open \
+         connections through this node are reset) and start again",
+        path.display()
+    )]
+    PinnedCapacity { map: &'static str, path: PathBuf, key: &'static str, pinned: u32, wanted: u32 },
+    #[error(
+        "{map} pinned at {} was made by a foobar with another map layout ({found}; this build makes \
+         {wanted}): nothing was adopted. Run that build's foobar again, or `foobar cleanup` (it detaches XDP \
+         and forgets every tracked flow and NAT binding: open connections through this node are reset) and start again",
+        path.display()
+    )]
+    PinnedLayout { map: &'static str, path: PathBuf, found: String, wanted: String },
+    #[error(
+        "the pins in {} have layout version {pinned}, this build reads version {wanted}: nothing was adopted. \
+         Run that build's foobar again, or `foobar cleanup` (it detaches XDP and forgets every tracked flow and \
+         NAT binding: open connections through this node are reset) and start again",
+        path.display()
+    )]
+    PinnedVersion { path: PathBuf, pinned: u64, wanted: u64 },
 }
 
 /// A service change the data plane cannot make, with what to do instead.
@@ -54,6 +75,10 @@ pub enum ServiceError {
     TooManyBackends(u32),
     #[error("no route from this node to backend {name} ({addr}): {source}")]
     NoRoute { name: String, addr: std::net::IpAddr, source: std::io::Error },
+    #[error(
+        "no room in the ring array for service {service}: it needs {needed} slots of the {capacity} capacity.ring_slots has (a Maglev service takes 131074)"
+    )]
+    RingSlots { service: String, needed: u32, capacity: u32 },
     #[error("no service named `{0}`")]
     NoService(String),
     #[error("service `{service}` has no backend `{backend}`")]

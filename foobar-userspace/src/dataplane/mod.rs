@@ -11,6 +11,7 @@
 //! - `pins`: stateful maps and XDP links pinned so a restart does not interrupt forwarding.
 
 mod batch;
+pub mod capacity;
 mod deny_filter;
 mod error;
 pub mod firewall;
@@ -40,6 +41,7 @@ use foobar_common::{
 use tracing::{debug, info, warn};
 
 pub use self::{
+    capacity::Capacity,
     error::{DataplaneError, ServiceError},
     pins::Pins,
     stats::CounterSnapshot,
@@ -109,21 +111,33 @@ pub struct Attachment {
 
 impl Dataplane {
     /// Loads the embedded object into the kernel (the verifier runs here), with every map
-    /// private to this process.
+    /// private to this process and of the default capacity.
     pub fn load() -> Result<Self, DataplaneError> {
-        Dataplane::load_with(Ebpf::load(object::bytes()?)?, None)
+        Dataplane::load_sized(&Capacity::default())
+    }
+
+    /// [`Dataplane::load`] with the tables sized by `capacity`.
+    pub fn load_sized(capacity: &Capacity) -> Result<Self, DataplaneError> {
+        let mut loader = EbpfLoader::new();
+        size_tables(&mut loader, capacity);
+        Dataplane::load_with(loader.load(object::bytes()?)?, None)
     }
 
     /// Loads the object reusing (or creating) the stateful maps pinned in `pins`; `attach`
-    /// then adopts or pins links there too.
-    pub fn load_pinned(pins: Pins) -> Result<Self, DataplaneError> {
+    /// then adopts or pins links there too. Pins this build would misread are refused first.
+    pub fn load_pinned(pins: Pins, capacity: &Capacity) -> Result<Self, DataplaneError> {
+        pins.check_layout(capacity)?;
         let mut loader = EbpfLoader::new();
-        for &name in pins::PINNED_MAPS {
+        size_tables(&mut loader, capacity);
+        for name in pins::pinned_maps() {
             loader.map_pin_path(name, pins.map(name));
         }
         let ebpf = loader.load(object::bytes()?)?;
-        let dp = Dataplane::load_with(ebpf, Some(pins))?;
+        let mut dp = Dataplane::load_with(ebpf, Some(pins))?;
         dp.warn_of_short_counters()?;
+        let mut layout: aya::maps::Array<&mut aya::maps::MapData, u64> =
+            aya::maps::Array::try_from(dp.map_mut(foobar_common::LAYOUT_MAP)?)?;
+        layout.set(0, foobar_common::LAYOUT_VERSION, 0)?;
         Ok(dp)
     }
 
@@ -360,6 +374,13 @@ impl Dataplane {
     /// Current value of every counter, summed over CPUs.
     pub fn counters(&self) -> Result<CounterSnapshot, DataplaneError> {
         stats::read(self.map(foobar_common::STATS_MAP)?, self.map(foobar_common::counters::FAST_STATS_MAP)?)
+    }
+}
+
+/// Gives every table `capacity` sizes its entries (pinned maps that exist keep theirs).
+fn size_tables(loader: &mut EbpfLoader<'_>, capacity: &Capacity) {
+    for (name, entries, _) in capacity.tables() {
+        loader.map_max_entries(name, entries);
     }
 }
 

@@ -12,29 +12,100 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use aya::maps::{MapData, MapInfo, MapType};
 use foobar_common::{
-    STATS_MAP,
-    counters::FAST_STATS_MAP,
-    firewall::{RULE_HITS_MAP, SYN_TAT_MAP},
-    lb::{BACKEND_STATS_MAP, CONNTRACK_MAP, CURSORS_MAP, NAT_MAP, SERVICE_STATS_MAP},
+    LAYOUT_MAP, LAYOUT_VERSION, STATS_MAP,
+    counters::{COUNTER_SLOTS, FAST_KINDS, FAST_STATS_MAP},
+    firewall::{MAX_RULES, RULE_HITS_MAP, SYN_TAT_MAP, SYN_TRACKED_SOURCES, SourceKey},
+    lb::{
+        BACKEND_STATS_MAP, CONNTRACK_MAP, CURSORS_MAP, Flow, FlowKey, NAT_MAP, NatKey, NatTarget, SERVICE_STATS_MAP,
+        TrafficStats,
+    },
 };
 use tracing::{info, warn};
 
-use super::DataplaneError;
+use super::{DataplaneError, capacity::Capacity};
 
-/// Maps whose contents must outlive a process.
-pub const PINNED_MAPS: &[&str] = &[
-    CONNTRACK_MAP,
-    NAT_MAP,
-    "LB_NAT_CURSOR",
-    CURSORS_MAP,
-    SYN_TAT_MAP,
-    STATS_MAP,
-    FAST_STATS_MAP,
-    RULE_HITS_MAP,
-    SERVICE_STATS_MAP,
-    BACKEND_STATS_MAP,
+/// How many entries a pinned map has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entries {
+    Fixed(u32),
+    /// Set by the config's `[capacity]`.
+    Capacity,
+    /// A counter array: one slot per counter this build counts; an older build's shorter
+    /// array is adopted (its missing counters read 0).
+    Counters(u32),
+}
+
+/// A map whose contents must outlive a process: its name, kind, key and value sizes, entries.
+struct Pinned {
+    name: &'static str,
+    kind: MapType,
+    key: usize,
+    value: usize,
+    entries: Entries,
+}
+
+/// Every map whose contents must outlive a process, as this build makes them.
+const PINNED: &[Pinned] = &[
+    Pinned {
+        name: CONNTRACK_MAP,
+        kind: MapType::LruHash,
+        key: size_of::<FlowKey>(),
+        value: size_of::<Flow>(),
+        entries: Entries::Capacity,
+    },
+    Pinned {
+        name: NAT_MAP,
+        kind: MapType::LruHash,
+        key: size_of::<NatKey>(),
+        value: size_of::<NatTarget>(),
+        entries: Entries::Capacity,
+    },
+    Pinned { name: "LB_NAT_CURSOR", kind: MapType::Array, key: 4, value: 8, entries: Entries::Fixed(1) },
+    Pinned { name: CURSORS_MAP, kind: MapType::Array, key: 4, value: 8, entries: Entries::Capacity },
+    Pinned {
+        name: SYN_TAT_MAP,
+        kind: MapType::LruHash,
+        key: size_of::<SourceKey>(),
+        value: 8,
+        entries: Entries::Fixed(SYN_TRACKED_SOURCES),
+    },
+    Pinned { name: STATS_MAP, kind: MapType::PerCpuArray, key: 4, value: 8, entries: Entries::Counters(COUNTER_SLOTS) },
+    Pinned {
+        name: FAST_STATS_MAP,
+        kind: MapType::PerCpuArray,
+        key: 4,
+        value: 8,
+        entries: Entries::Counters(FAST_KINDS),
+    },
+    Pinned { name: RULE_HITS_MAP, kind: MapType::PerCpuArray, key: 4, value: 8, entries: Entries::Fixed(MAX_RULES) },
+    Pinned {
+        name: SERVICE_STATS_MAP,
+        kind: MapType::PerCpuArray,
+        key: 4,
+        value: size_of::<TrafficStats>(),
+        entries: Entries::Capacity,
+    },
+    Pinned {
+        name: BACKEND_STATS_MAP,
+        kind: MapType::PerCpuArray,
+        key: 4,
+        value: size_of::<TrafficStats>(),
+        entries: Entries::Capacity,
+    },
+    Pinned { name: LAYOUT_MAP, kind: MapType::Array, key: 4, value: 8, entries: Entries::Fixed(1) },
 ];
+
+/// The names of the maps that are pinned.
+pub fn pinned_maps() -> impl Iterator<Item = &'static str> {
+    PINNED.iter().map(|p| p.name)
+}
+
+/// A pinned map's shape, for messages: `1048576 entries of 40 + 48 bytes (LruHash)`.
+fn shape(kind: MapType, key: u32, value: u32, entries: u32) -> String {
+    format!("{entries} entries of {key} + {value} bytes ({kind:?})")
+}
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -103,6 +174,62 @@ impl Pins {
 
     pub fn map(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    /// Checks that every map pinned here is one this build, under `capacity`, would make, and
+    /// that their layout version is this build's: adopting anything else would misread it.
+    pub fn check_layout(&self, capacity: &Capacity) -> Result<(), DataplaneError> {
+        for p in PINNED {
+            let path = self.map(p.name);
+            if !path.exists() {
+                continue;
+            }
+            let info = MapInfo::from_pin(&path)?;
+            let (entries, capacity_key) = match p.entries {
+                Entries::Fixed(n) | Entries::Counters(n) => (n, None),
+                Entries::Capacity => {
+                    let (n, key) = capacity.of(p.name).ok_or(DataplaneError::MissingMap(p.name))?;
+                    (n, Some(key))
+                }
+            };
+            let kind = info.map_type()?;
+            let sizes_match =
+                kind == p.kind && info.key_size() as usize == p.key && info.value_size() as usize == p.value;
+            let entries_match = match p.entries {
+                Entries::Counters(n) => info.max_entries() <= n,
+                _ => info.max_entries() == entries,
+            };
+            if sizes_match && entries_match {
+                continue;
+            }
+            let found = shape(kind, info.key_size(), info.value_size(), info.max_entries());
+            let wanted = shape(p.kind, p.key as u32, p.value as u32, entries);
+            return Err(match (sizes_match, capacity_key) {
+                (true, Some(key)) => DataplaneError::PinnedCapacity {
+                    map: p.name,
+                    path,
+                    key,
+                    pinned: info.max_entries(),
+                    wanted: entries,
+                },
+                _ => DataplaneError::PinnedLayout { map: p.name, path, found, wanted },
+            });
+        }
+        let layout = self.map(LAYOUT_MAP);
+        if layout.exists() {
+            let data = MapData::from_pin(&layout)?;
+            let map = aya::maps::Map::Array(data);
+            let array: aya::maps::Array<&aya::maps::MapData, u64> = aya::maps::Array::try_from(&map)?;
+            let version = array.get(&0, 0)?;
+            if version != LAYOUT_VERSION {
+                return Err(DataplaneError::PinnedVersion {
+                    path: self.dir.clone(),
+                    pinned: version,
+                    wanted: LAYOUT_VERSION,
+                });
+            }
+        }
+        Ok(())
     }
 
     pub fn link(&self, interface: &str) -> PathBuf {

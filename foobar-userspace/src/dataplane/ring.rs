@@ -6,6 +6,41 @@
 //! per-backend permutations seeded by the backend's name, so every foobar node with the same
 //! backend set builds the same table, and a backend leaving moves few slots.
 
+/// The ring array's regions: each service takes one for its two ring halves, first fit.
+#[derive(Clone, Debug)]
+pub struct RingSpace {
+    size: u32,
+    /// Regions in use, `(start, length)`, by start.
+    used: Vec<(u32, u32)>,
+}
+
+impl RingSpace {
+    pub fn new(size: u32) -> RingSpace {
+        RingSpace { size, used: Vec::new() }
+    }
+
+    /// The start of a free region of `len` slots.
+    pub fn allocate(&mut self, len: u32) -> Option<u32> {
+        let mut at = 0u32;
+        for (i, &(start, used)) in self.used.iter().enumerate() {
+            if start - at >= len {
+                self.used.insert(i, (at, len));
+                return Some(at);
+            }
+            at = start + used;
+        }
+        (self.size.checked_sub(at)? >= len).then(|| {
+            self.used.push((at, len));
+            at
+        })
+    }
+
+    /// Frees the region starting at `start`.
+    pub fn free(&mut self, start: u32) {
+        self.used.retain(|&(s, _)| s != start);
+    }
+}
+
 /// A backend as ring building sees it: its id in the data plane, name and weight.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
@@ -88,6 +123,19 @@ mod tests {
 
     fn members(spec: &[(&str, u32)]) -> Vec<Member> {
         spec.iter().enumerate().map(|(i, (n, w))| Member { id: i as u32, name: (*n).to_owned(), weight: *w }).collect()
+    }
+
+    #[test]
+    fn ring_space_fits_first_and_reuses_freed_regions() {
+        let mut space = RingSpace::new(100);
+        assert_eq!(space.allocate(40), Some(0));
+        assert_eq!(space.allocate(40), Some(40));
+        assert_eq!(space.allocate(40), None, "20 slots left");
+        space.free(0);
+        assert_eq!(space.allocate(30), Some(0));
+        assert_eq!(space.allocate(10), Some(30));
+        assert_eq!(space.allocate(20), Some(80));
+        assert_eq!(space.allocate(1), None);
     }
 
     #[test]

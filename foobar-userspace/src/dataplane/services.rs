@@ -11,15 +11,15 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use foobar_common::{
     addr::{FAMILY_V4, FAMILY_V6},
     lb::{
-        BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_UP, BACKENDS_MAP, Backend, MAX_BACKENDS,
-        MAX_SERVICES, MODE_DSR, MODE_NAT, PICK_CURSOR, PICK_HASH, RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP,
-        SERVICES_MAP, ServiceInfo, ServiceKey, TrafficStats,
+        BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_UP, BACKENDS_MAP, Backend, MODE_DSR, MODE_NAT,
+        PICK_CURSOR, PICK_HASH, RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP, SERVICES_MAP, ServiceInfo, ServiceKey,
+        TrafficStats,
     },
 };
 
 use super::{
-    Dataplane, DataplaneError, ServiceError, batch,
-    ring::{self, Member},
+    Capacity, Dataplane, DataplaneError, ServiceError, batch,
+    ring::{self, Member, RingSpace},
     vip_filter::VipFilter,
 };
 use crate::net::words;
@@ -87,6 +87,17 @@ impl BackendSpec {
 }
 
 impl ServiceSpec {
+    /// Slots one half of this service's ring may need: its backends for round-robin, their
+    /// weights for weighted round-robin (at most a Maglev table's), a Maglev table.
+    pub fn ring_half(&self) -> u32 {
+        let n = match self.scheduler {
+            Scheduler::RoundRobin => self.backends.len() as u32,
+            Scheduler::WeightedRoundRobin => self.backends.iter().map(|b| b.weight).sum::<u32>().min(RING_SIZE),
+            Scheduler::Maglev => RING_SIZE,
+        };
+        n.max(1)
+    }
+
     /// A TCP service on one port, balanced round-robin with NAT: the common case.
     pub fn tcp(name: &str, vip: IpAddr, port: u16, backends: Vec<BackendSpec>) -> ServiceSpec {
         ServiceSpec {
@@ -110,20 +121,43 @@ pub struct Service {
     pub states: Vec<BackendState>,
     /// Indexes (into `spec.backends`) new flows currently go to.
     pub active: Vec<usize>,
+    /// Which ring half is live.
     half: u32,
+    /// Where its two ring halves start in the ring array, and the slots each has.
+    ring: (u32, u32),
 }
 
 /// Every registered service.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Services {
     services: Vec<Service>,
     next_backend: u32,
     vip_filter: VipFilter,
+    capacity: Capacity,
+    rings: RingSpace,
+}
+
+impl Default for Services {
+    fn default() -> Services {
+        Services::sized(Capacity::default())
+    }
 }
 
 impl Services {
+    /// No services, for a data plane of the default capacity.
     pub fn new() -> Services {
         Services::default()
+    }
+
+    /// No services, for a data plane loaded with `capacity`.
+    pub fn sized(capacity: Capacity) -> Services {
+        Services {
+            services: Vec::new(),
+            next_backend: 0,
+            vip_filter: VipFilter::default(),
+            rings: RingSpace::new(capacity.ring_slots),
+            capacity,
+        }
     }
 
     pub fn all(&self) -> &[Service] {
@@ -137,10 +171,12 @@ impl Services {
     /// Registers `spec` with every backend up and publishes it.
     pub fn add(&mut self, dp: &mut Dataplane, spec: ServiceSpec) -> Result<u32, DataplaneError> {
         let used: Vec<u32> = self.services.iter().map(|s| s.id).collect();
-        let id = (0..MAX_SERVICES).find(|i| !used.contains(i)).ok_or(ServiceError::TooManyServices(MAX_SERVICES))?;
+        let most = self.capacity.services;
+        let id = (0..most).find(|i| !used.contains(i)).ok_or(ServiceError::TooManyServices(most))?;
+        let ring = self.ring_for(&spec)?;
         let backend_ids = spec.backends.iter().map(|b| self.new_backend(dp, b)).collect::<Result<Vec<_>, _>>()?;
         let states = vec![BackendState::Up; spec.backends.len()];
-        self.services.push(Service { spec, id, backend_ids, states, active: Vec::new(), half: 1 });
+        self.services.push(Service { spec, id, backend_ids, states, active: Vec::new(), half: 1, ring });
         // The filter first: the kernel looks a destination up only where the filter says it
         // may be a VIP, so a VIP published before its filter slot would be missed meanwhile.
         self.sync_vips(dp)?;
@@ -177,19 +213,39 @@ impl Services {
             }
         }
         let stale: Vec<ServiceKey> = keys(&old.spec).into_iter().filter(|k| !keys(&spec).contains(k)).collect();
+        // A ring of another size gets a region of its own; the old one is freed once the
+        // service points at the new.
+        let moved = spec.ring_half() != old.ring.1;
+        let ring = if moved { self.ring_for(&spec)? } else { old.ring };
         let svc = &mut self.services[i];
         svc.spec = spec;
         svc.backend_ids = ids;
         svc.states = states;
+        svc.ring = ring;
         self.sync_vips(dp)?;
         publish(dp, &mut self.services[i])?;
+        if moved {
+            self.rings.free(old.ring.0);
+        }
         withdraw(dp, &stale)
+    }
+
+    /// A region of the ring array for `spec`'s two ring halves.
+    fn ring_for(&mut self, spec: &ServiceSpec) -> Result<(u32, u32), ServiceError> {
+        let half = spec.ring_half();
+        let start = self.rings.allocate(2 * half).ok_or(ServiceError::RingSlots {
+            service: spec.name.clone(),
+            needed: 2 * half,
+            capacity: self.capacity.ring_slots,
+        })?;
+        Ok((start, half))
     }
 
     /// Stops balancing the named service (its tracked flows' packets then reach the stack).
     pub fn remove(&mut self, dp: &mut Dataplane, name: &str) -> Result<(), DataplaneError> {
         let Some(i) = self.services.iter().position(|s| s.spec.name == name) else { return Ok(()) };
         let svc = self.services.remove(i);
+        self.rings.free(svc.ring.0);
         withdraw(dp, &keys(&svc.spec))?;
         self.sync_vips(dp)
     }
@@ -203,8 +259,8 @@ impl Services {
 
     /// Gives `b` a new backend id and writes its entry.
     fn new_backend(&mut self, dp: &mut Dataplane, b: &BackendSpec) -> Result<u32, DataplaneError> {
-        if self.next_backend >= MAX_BACKENDS {
-            return Err(ServiceError::TooManyBackends(MAX_BACKENDS).into());
+        if self.next_backend >= self.capacity.backends {
+            return Err(ServiceError::TooManyBackends(self.capacity.backends).into());
         }
         let bid = self.next_backend;
         self.next_backend += 1;
@@ -301,13 +357,14 @@ fn publish(dp: &mut Dataplane, svc: &mut Service) -> Result<(), DataplaneError> 
             weight: svc.spec.backends[i].weight,
         })
         .collect();
+    let (start, half_len) = svc.ring;
     let (slots, pick) = match svc.spec.scheduler {
         Scheduler::RoundRobin => (ring::round_robin(&members), PICK_CURSOR),
-        Scheduler::WeightedRoundRobin => (ring::weighted(&members, RING_SIZE as usize), PICK_CURSOR),
+        Scheduler::WeightedRoundRobin => (ring::weighted(&members, half_len as usize), PICK_CURSOR),
         Scheduler::Maglev => (ring::maglev(&members, RING_SIZE as usize), PICK_HASH),
     };
     let half = 1 - svc.half;
-    let offset = (svc.id * 2 + half) * RING_SIZE;
+    let offset = start + half * half_len;
     batch::set_array_slots(dp.map_mut(RINGS_MAP)?, offset, &slots)?;
     let info = ServiceInfo {
         id: svc.id,

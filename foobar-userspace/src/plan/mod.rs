@@ -9,7 +9,9 @@
 //! - `services`: service and backend specs.
 //! - `zone`: the DNS zone's names and static data.
 //! - `checks`: what each backend's health check probes.
+//! - `capacity`: the data plane's table sizes, checked against what the rest needs.
 
+mod capacity;
 mod checks;
 mod firewall;
 mod services;
@@ -20,7 +22,7 @@ use std::path::Path;
 pub use self::firewall::Firewall;
 use crate::{
     config::{self, Config, ConfigError},
-    dataplane::{Trust, services::ServiceSpec},
+    dataplane::{Capacity, Trust, services::ServiceSpec},
     dns::zone::ZoneSpec,
     health::Target,
 };
@@ -38,6 +40,8 @@ pub struct Plan {
     pub zone: Option<ZoneSpec>,
     /// One health check per checked backend.
     pub checks: Vec<Target>,
+    /// How big the data plane's tables are.
+    pub capacity: Capacity,
 }
 
 impl Plan {
@@ -51,15 +55,18 @@ impl Plan {
         let mut problems = Vec::new();
         let firewall = firewall::compile(&config, &mut problems);
         let zone = zone::compile(&config, &mut problems);
+        let services = services::compile(&config);
+        let capacity = capacity::compile(&config, &services, &mut problems);
         let (Some(firewall), true) = (firewall, problems.is_empty()) else {
             return Err(problems.into());
         };
         Ok(Plan {
             interfaces: interfaces(&config),
             firewall,
-            services: services::compile(&config),
+            services,
             zone,
             checks: checks::compile(&config),
+            capacity,
             config,
         })
     }

@@ -50,3 +50,23 @@ fn names_dns_cannot_hold_are_refused_with_their_line() {
         .expect_err("a CNAME target that is no DNS name");
     assert!(err.contains("dns.record[0].value: `a..b` is not a DNS name"), "{err}");
 }
+
+#[test]
+fn capacities_the_config_outgrows_are_named() {
+    let err = compiled("services = 512  ", "services = 0    ").expect_err("no room for a service");
+    assert!(err.contains("capacity.services: must be at least 1"), "{err}");
+    assert!(err.contains("capacity.services: is 0 but the config needs 1 services"), "{err}");
+    let maglev = compiled(r#"scheduler = "round-robin""#, r#"scheduler = "maglev""#).expect("maglev fits");
+    assert_eq!(maglev.services[0].ring_half(), 65_537);
+    let text = LAB.replacen(r#"scheduler = "round-robin""#, r#"scheduler = "maglev""#, 1);
+    let text = text.replacen("ring_slots = 8388608", "ring_slots = 100000", 1);
+    let cfg = config::parse(Path::new("lab.toml"), &text, &|_| true).expect("valid config");
+    let err = Plan::compile(cfg).expect_err("a Maglev ring in 100000 slots").to_string();
+    let line = LAB.lines().position(|l| l.starts_with("ring_slots")).expect("ring_slots line") + 1;
+    assert!(
+        err.contains(&format!(
+            "lab.toml:{line}: capacity.ring_slots: is 100000 but the config needs 131074 ring slots"
+        )),
+        "{err}"
+    );
+}

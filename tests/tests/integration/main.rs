@@ -16,6 +16,7 @@ mod lb_fixtures;
 mod lb_lab;
 mod netns_xdp;
 mod parser_props;
+mod pins;
 mod replication_lab;
 mod stack;
 
@@ -58,6 +59,7 @@ fn main() {
     trials.extend(replication_lab::trials());
     trials.extend(kernel_log::trials());
     trials.extend(netns_xdp::trials());
+    trials.extend(pins::trials());
     trials.extend(stack::trials());
     libtest_mimic::run(&args, trials).exit();
 }
