@@ -6,7 +6,7 @@ use std::{fmt, net::IpAddr, str::FromStr};
 use serde::{Deserialize, Deserializer, de};
 
 /// An address prefix such as `192.0.2.0/24` or `2001:db8::/32`; a bare address is a host prefix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cidr {
     pub addr: IpAddr,
     pub prefix: u8,

@@ -124,15 +124,17 @@ pub fn password_file(ns: &Netns) -> PathBuf {
     ns.scratch("monitor.pass")
 }
 
-/// `text` (a config in `examples/lab.toml`'s shape) with its control socket, pin directory and
-/// monitor password file moved to paths of this lab's own (the lab's monitor password written
+/// `text` (a config in `examples/lab.toml`'s shape) with its control socket, state file, pin
+/// directory and monitor password file moved to paths of this lab's own (the lab's monitor password written
 /// there), and `detach_on_exit` as given.
 pub fn lab_config(ns: &Netns, text: &str, detach_on_exit: bool) -> String {
     let socket = socket_path(ns).display().to_string();
     let pins = pin_dir(ns).display().to_string();
     let password = password_file(ns);
     crate::mariadb::write_password_file(&password);
+    let state = ns.scratch("state.json").display().to_string();
     text.replacen(r#"control_socket = "/run/foobar/control.sock""#, &format!("control_socket = {socket:?}"), 1)
+        .replacen(r#"state_file = "/var/lib/foobar/state.json""#, &format!("state_file = {state:?}"), 1)
         .replacen(
             r#"password_file = "/etc/foobar/mysql-monitor.pass""#,
             &format!("password_file = {:?}", password.display().to_string()),

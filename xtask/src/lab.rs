@@ -13,7 +13,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use foobar_tests::{
-    netns, nginx,
+    netns::{self, Entry},
+    nginx,
     topology::{self, Stack},
 };
 
@@ -66,8 +67,9 @@ pub fn up(demo: bool) -> anyhow::Result<()> {
     let config = workspace_root().join("examples/lab.toml");
     let _password = MonitorPassword::install(&config)?;
     let mut daemon = timed("foobar daemon on the node (examples/lab.toml)", || {
-        let d =
-            stack.node.spawn(&[path_str(&foobar)?, "run", "--config", path_str(&config)?, "--detach-on-exit"], &log);
+        // In the host's mount namespace, as a daemon is run that must restart without a gap.
+        let run = [path_str(&foobar)?, "run", "--config", path_str(&config)?, "--detach-on-exit"];
+        let d = stack.node.spawn_via(Entry::Nsenter, &run, &log);
         wait_for_log(&log, "data plane running", Duration::from_secs(10))?;
         Ok(d)
     })?;

@@ -15,7 +15,7 @@ pub enum FirewallCommand {
     Block { cidr: String },
     /// Take CIDR off the deny list.
     Unblock { cidr: String },
-    /// Print the deny list.
+    /// Print the deny list, each prefix with where it came from (config or operator).
     List,
 }
 
@@ -27,8 +27,8 @@ pub fn run(socket: &Path, command: FirewallCommand) -> anyhow::Result<ExitCode> 
     };
     match client::request(socket, &request)? {
         Response::Firewall { denied } => {
-            for cidr in denied {
-                println!("{cidr}");
+            for entry in denied {
+                println!("{:<43} {}", entry.cidr, entry.origin);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -52,6 +52,10 @@ pub struct Daemon {
     pub detach_on_exit: bool,
     #[serde(default = "defaults::control_socket")]
     pub control_socket: PathBuf,
+    /// Where the operator's run-time changes (blocks, drains, disables) and the data plane's
+    /// ids are kept across restarts.
+    #[serde(default = "defaults::state_file")]
+    pub state_file: PathBuf,
     #[serde(default = "defaults::metrics_listen")]
     pub metrics_listen: SocketAddr,
 }
@@ -326,6 +330,9 @@ mod defaults {
     }
     pub fn control_socket() -> PathBuf {
         PathBuf::from("/run/foobar/control.sock")
+    }
+    pub fn state_file() -> PathBuf {
+        PathBuf::from("/var/lib/foobar/state.json")
     }
     pub fn metrics_listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9469))

@@ -59,7 +59,7 @@ fn bad_values_name_file_line_and_key() {
         (
             "syn_rate_per_source = 200",
             "syn_rate_per_sourc = 200",
-            "lab.toml:15: firewall.syn_rate_per_sourc: unknown field `syn_rate_per_sourc`, expected one of `default_policy`, `deny_sources`, `syn_rate_per_source`, `syn_burst`, `allow`",
+            "lab.toml:16: firewall.syn_rate_per_sourc: unknown field `syn_rate_per_sourc`, expected one of `default_policy`, `deny_sources`, `syn_rate_per_source`, `syn_burst`, `allow`",
         ),
         (
             r#"xdp_mode = "auto""#,
@@ -69,24 +69,24 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"interval = "500ms""#,
             r#"interval = "500""#,
-            "lab.toml:44: service.health.interval: `500`: duration unit must be ms, s or m",
+            "lab.toml:45: service.health.interval: `500`: duration unit must be ms, s or m",
         ),
         (
             r#"deny_sources = ["192.0.2.66/32"]"#,
             r#"deny_sources = ["192.0.2.66/40"]"#,
-            "lab.toml:14: firewall.deny_sources: `192.0.2.66/40`: prefix length must be 0..=32",
+            "lab.toml:15: firewall.deny_sources: `192.0.2.66/40`: prefix length must be 0..=32",
         ),
         (
             r#"deny_sources = ["192.0.2.66/32"]"#,
             r#"deny_sources = ["192.0.2.66/24"]"#,
-            "lab.toml:14: firewall.deny_sources: `192.0.2.66/24` has host bits set past /24",
+            "lab.toml:15: firewall.deny_sources: `192.0.2.66/24` has host bits set past /24",
         ),
-        (r#"vip = "192.0.2.10""#, r#"vip = "www.foobar.com""#, "lab.toml:34: service.vip: invalid IP address syntax"),
-        ("rise = 2", "rise = -1", "lab.toml:46: service.health.rise: invalid value: integer `-1`, expected u32"),
+        (r#"vip = "192.0.2.10""#, r#"vip = "www.foobar.com""#, "lab.toml:35: service.vip: invalid IP address syntax"),
+        ("rise = 2", "rise = -1", "lab.toml:47: service.health.rise: invalid value: integer `-1`, expected u32"),
         (
             r#"service = "www"  "#,
             r#"service = "wwx"  "#,
-            "lab.toml:66: dns.record[0].service: no [[service]] is named `wwx`",
+            "lab.toml:67: dns.record[0].service: no [[service]] is named `wwx`",
         ),
         (
             r#"untrusted = ["front"]"#,
@@ -101,37 +101,37 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"address = "198.51.100.12""#,
             r#"address = "2001:db8:2::12""#,
-            "lab.toml:54: service[0].backend[1].address: must be of the VIP's address family",
+            "lab.toml:55: service[0].backend[1].address: must be of the VIP's address family",
         ),
         (
             r#"timeout = "300ms""#,
             r#"timeout = "3s""#,
-            "lab.toml:45: service[0].health.timeout: must be above zero and at most the interval",
+            "lab.toml:46: service[0].health.timeout: must be above zero and at most the interval",
         ),
         (
             "proto = \"udp\"\nto = \"192.0.2.53\"",
             "proto = \"icmp\"\nto = \"192.0.2.53\"",
-            "lab.toml:23: firewall.allow[1].ports: ICMP has no ports: remove `ports`",
+            "lab.toml:24: firewall.allow[1].ports: ICMP has no ports: remove `ports`",
         ),
         (
             r#"name = "db-write""#,
             "name = \"db-write\"\nvalue = \"192.0.2.31\"",
-            "lab.toml:69: dns.record[1].value: needs exactly one of `value`, `service` or `replication`",
+            "lab.toml:70: dns.record[1].value: needs exactly one of `value`, `service` or `replication`",
         ),
         (
             r#"address = "198.51.100.12""#,
             "address = \"198.51.100.12\"\nweight = 0",
-            "lab.toml:54: service[0].backend[1].weight: must be at least 1 (drain the backend instead)",
+            "lab.toml:55: service[0].backend[1].weight: must be at least 1 (drain the backend instead)",
         ),
         (
             r#"timeout = "500ms""#,
             r#"timeout = "2s""#,
-            "lab.toml:84: replication.timeout: must be above zero and at most `interval` (a check round must end before the next)",
+            "lab.toml:85: replication.timeout: must be above zero and at most `interval` (a check round must end before the next)",
         ),
         (
             r#"heartbeat_table = "foobar_monitor.heartbeat""#,
             r#"heartbeat_table = "heartbeat; DROP TABLE x""#,
-            "lab.toml:87: replication.heartbeat_table: `heartbeat; DROP TABLE x` must be `database.table`, letters, digits and `_` only",
+            "lab.toml:88: replication.heartbeat_table: `heartbeat; DROP TABLE x` must be `database.table`, letters, digits and `_` only",
         ),
     ] {
         match edited(from, to) {

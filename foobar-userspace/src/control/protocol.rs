@@ -38,7 +38,7 @@ pub enum Request {
 pub enum Response {
     Status(Box<StatusReport>),
     Done { message: String },
-    Firewall { denied: Vec<String> },
+    Firewall { denied: Vec<DenyEntry> },
     Error { message: String },
 }
 
@@ -52,10 +52,23 @@ pub struct StatusReport {
     pub pins: Option<PinsStatus>,
     pub services: Vec<ServiceStatus>,
     pub firewall_rules: Vec<RuleStatus>,
+    /// Deny-list prefixes from the config (how many), and those the operator blocked.
+    #[serde(default)]
+    pub denied_by_config: usize,
+    #[serde(default)]
+    pub blocked_by_operator: Vec<String>,
     /// Every non-zero data-plane counter, by name.
     pub counters: Vec<(String, u64)>,
     pub dns: Option<DnsStatus>,
     pub replication: Option<ReplicationStatus>,
+}
+
+/// One deny-list prefix and who put it there.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenyEntry {
+    pub cidr: String,
+    /// config | operator | config, operator
+    pub origin: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@ use tracing::info;
 
 use super::{ControlError, Daemon, backends::Admin};
 use crate::{
-    control::protocol::{BackendAction, Request, Response},
+    control::protocol::{BackendAction, DenyEntry, Request, Response},
     dataplane::ServiceError,
     net::Cidr,
 };
@@ -16,7 +16,7 @@ impl Daemon {
             Request::Status => return Response::Status(Box::new(self.status())),
             Request::FirewallList => {
                 return match self.dataplane.denied_sources() {
-                    Ok(list) => Response::Firewall { denied: list.iter().map(Cidr::to_string).collect() },
+                    Ok(list) => Response::Firewall { denied: list.iter().map(|c| self.deny_entry(*c)).collect() },
                     Err(e) => Response::Error { message: e.to_string() },
                 };
             }
@@ -42,22 +42,41 @@ impl Daemon {
         }
         self.backends.entry(service, backend).admin = Admin::from(action);
         self.publish(service, backend, "operator")?;
+        self.keep_state()?;
         Ok(format!("{service}/{backend}: {action:?}"))
     }
 
     fn block(&mut self, text: &str) -> Result<String, ControlError> {
         let cidr: Cidr = text.parse()?;
         self.dataplane.deny_source(cidr)?;
+        self.blocked.insert(cidr);
         info!(%cidr, "source blocked");
+        self.keep_state()?;
         Ok(format!("{cidr} blocked"))
     }
 
     fn unblock(&mut self, text: &str) -> Result<String, ControlError> {
         let cidr: Cidr = text.parse()?;
-        if !self.dataplane.undeny_source(cidr)? {
-            return Err(ControlError::NotBlocked(cidr));
+        if !self.blocked.contains(&cidr) {
+            let in_config = self.plan.firewall.deny.contains(&cidr);
+            return Err(if in_config { ControlError::DeniedByConfig(cidr) } else { ControlError::NotBlocked(cidr) });
         }
+        if !self.plan.firewall.deny.contains(&cidr) {
+            self.dataplane.undeny_source(cidr)?;
+        }
+        self.blocked.remove(&cidr);
         info!(%cidr, "source unblocked");
+        self.keep_state()?;
         Ok(format!("{cidr} unblocked"))
+    }
+
+    /// A deny-list prefix with where it came from.
+    fn deny_entry(&self, cidr: Cidr) -> DenyEntry {
+        let origin = match (self.plan.firewall.deny.contains(&cidr), self.blocked.contains(&cidr)) {
+            (true, true) => "config, operator",
+            (true, false) => "config",
+            (false, _) => "operator",
+        };
+        DenyEntry { cidr: cidr.to_string(), origin: origin.to_owned() }
     }
 }

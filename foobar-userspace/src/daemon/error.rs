@@ -20,6 +20,8 @@ pub enum DaemonError {
     Dns(#[from] DnsError),
     #[error(transparent)]
     Replication(#[from] PasswordError),
+    #[error(transparent)]
+    State(#[from] super::state::StateError),
 }
 
 /// Why a reload was refused; the running config is unchanged.
@@ -38,6 +40,8 @@ pub enum ReloadError {
     Replication(#[from] PasswordError),
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    #[error("reloaded, but not kept across restarts: {0}")]
+    NotKept(#[from] super::state::StateError),
 }
 
 /// Why a control request failed, worded as the answer `foobar` prints.
@@ -51,4 +55,8 @@ pub enum ControlError {
     BadCidr(#[from] CidrError),
     #[error("{0} is not on the deny list (see `foobar firewall list`)")]
     NotBlocked(crate::net::Cidr),
+    #[error("{0} is on the config's deny list: remove it from firewall.deny_sources and `foobar reload`")]
+    DeniedByConfig(crate::net::Cidr),
+    #[error("done, but not kept across restarts: {0}")]
+    NotKept(#[from] super::state::StateError),
 }

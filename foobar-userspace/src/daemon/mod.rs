@@ -19,20 +19,30 @@ mod databases;
 mod error;
 mod exposition;
 mod reload;
+mod state;
 mod status;
 
-use std::{collections::HashMap, future::Future, path::PathBuf, time::Instant};
+use std::{
+    collections::{BTreeSet, HashMap},
+    future::Future,
+    path::PathBuf,
+    time::Instant,
+};
 
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tracing::{info, warn};
 
-use self::backends::Backends;
 pub use self::error::{ControlError, DaemonError, ReloadError};
+use self::{
+    backends::Backends,
+    state::{Stance, State, StateError},
+};
 use crate::{
     control::server::{self, Call},
     dataplane::{Dataplane, DataplaneError, Pins, pins::PinLock, services::Services},
     health::{self, Probe},
     metrics::{self as exporter, Scrape},
+    net::Cidr,
     plan::Plan,
 };
 
@@ -44,6 +54,8 @@ pub struct Daemon {
     services: Services,
     backends: Backends,
     plan: Plan,
+    /// Prefixes the operator blocked at run time (kept in the state file with the rest).
+    blocked: BTreeSet<Cidr>,
     /// Per service id: the last traffic sample, for rates in `status`.
     samples: HashMap<u32, status::Sample>,
     /// The file the config came from, for reloads.
@@ -67,8 +79,10 @@ impl Daemon {
     /// Rules go in before any attach, so an untrusted interface never runs with an empty firewall.
     pub fn start(plan: Plan) -> Result<Daemon, DaemonError> {
         let config = &plan.config;
-        // Read before anything is loaded or attached: a missing password file stops nothing.
+        // Read before anything is loaded or attached: a missing password file or a state
+        // file that is not foobar's stops nothing.
         let monitor = databases::settings(config)?;
+        let state = State::load(&config.daemon.state_file)?;
         let pin_dir = &config.daemon.pin_dir;
         let pins = Pins::prepare(pin_dir).map_err(|source| DataplaneError::PinDir { path: pin_dir.clone(), source })?;
         // Before anything is loaded or touched: a second `foobar run` leaves the first alone.
@@ -76,13 +90,29 @@ impl Daemon {
         let mut dataplane = Dataplane::load_pinned(pins, &plan.capacity)?;
         let fw = &plan.firewall;
         dataplane.set_firewall_settings(fw.settings)?;
-        for cidr in &fw.deny {
+        let blocked = state.blocks();
+        for cidr in fw.deny.iter().chain(&blocked) {
             dataplane.deny_source(*cidr)?;
         }
         dataplane.set_allow_rules(&fw.compiled)?;
-        let mut services = Services::sized(plan.capacity);
+        // Every id as the last run handed it out, so the flows it left keep their backends.
+        let mut services = Services::resuming(plan.capacity, state.ids.clone());
         for spec in &plan.services {
             services.add(&mut dataplane, spec.clone())?;
+        }
+        services.restore_retired(&mut dataplane)?;
+        let flows = dataplane.active_flows()?;
+        services.release_retired(&mut dataplane, |id| flows.by_backend.contains_key(&id))?;
+        // Drains and disables before any attach: a drained backend never gets a new flow.
+        let mut backends = Backends::default();
+        for (service, stances) in &state.backends {
+            let Some(spec) = plan.service(service) else { continue };
+            for (backend, stance) in stances.iter().filter(|(b, _)| spec.backends.iter().any(|x| &x.name == *b)) {
+                let record = backends.entry(service, backend);
+                record.admin = (*stance).into();
+                services.set_state(&mut dataplane, service, backend, record.effective())?;
+                info!(service, backend, stance = ?stance, "kept from before the restart");
+            }
         }
         let added = crate::addresses::ensure(config);
         for (iface, trust) in &plan.interfaces {
@@ -92,12 +122,13 @@ impl Daemon {
             dataplane.attach(iface, *trust, config.daemon.xdp_mode)?;
         }
         info!(interfaces = dataplane.attachments().len(), services = services.all().len(), "data plane running");
-        Ok(Daemon {
+        let daemon = Daemon {
             _lock: lock,
             dataplane,
             services,
-            backends: Backends::default(),
+            backends,
             plan,
+            blocked,
             samples: HashMap::new(),
             added,
             source: None,
@@ -106,7 +137,26 @@ impl Daemon {
             checkers: Vec::new(),
             probes: None,
             databases: databases::Databases::waiting(monitor),
-        })
+        };
+        daemon.keep_state()?;
+        Ok(daemon)
+    }
+
+    /// Writes what the operator changed, and every id, to the state file.
+    fn keep_state(&self) -> Result<(), StateError> {
+        let mut state = State {
+            blocked: self.blocked.iter().map(Cidr::to_string).collect(),
+            ids: self.services.ids().clone(),
+            ..State::default()
+        };
+        for spec in &self.plan.services {
+            for b in &spec.backends {
+                if let Some(stance) = Stance::of(self.backends.get(&spec.name, &b.name).admin) {
+                    state.backends.entry(spec.name.clone()).or_default().insert(b.name.clone(), stance);
+                }
+            }
+        }
+        state.save(&self.plan.config.daemon.state_file)
     }
 
     /// Detach and unpin on exit even if the config says to keep forwarding (survives reloads).
@@ -277,8 +327,9 @@ impl Daemon {
     }
 
     /// Logs the final counters, then either leaves the data plane forwarding for the next
-    /// `foobar run` to take over (the default), or detaches it and removes every pin and the
-    /// addresses foobar added (`daemon.detach_on_exit`, `foobar run --detach-on-exit`).
+    /// `foobar run` to take over (the default), or detaches it and removes every pin, the
+    /// addresses foobar added and the state file (`daemon.detach_on_exit`, `foobar run
+    /// --detach-on-exit`): everything it made.
     pub fn stop(mut self) -> Result<(), DaemonError> {
         match self.dataplane.counters() {
             Ok(c) => {
@@ -297,6 +348,12 @@ impl Daemon {
         }
         std::mem::take(&mut self.added).remove();
         self.dataplane.detach_all()?;
+        let state_file = &self.plan.config.daemon.state_file;
+        match std::fs::remove_file(state_file) {
+            Ok(()) => info!(file = %state_file.display(), "removed the state file"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(file = %state_file.display(), error = %e, "cannot remove the state file"),
+        }
         match Pins::remove_all(&pin_dir) {
             Ok(n) => info!(pins = %pin_dir.display(), removed = n, "detached and unpinned"),
             Err(e) => warn!(pins = %pin_dir.display(), error = %e, "cannot remove pins"),

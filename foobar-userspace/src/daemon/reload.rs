@@ -24,7 +24,7 @@ impl Daemon {
         }
         // The deny list changes by the difference between the two files, so blocks made at
         // run time stay.
-        for gone in old_fw.deny.iter().filter(|c| !fw.deny.contains(c)) {
+        for gone in old_fw.deny.iter().filter(|c| !fw.deny.contains(c) && !self.blocked.contains(c)) {
             self.dataplane.undeny_source(*gone)?;
             changes.push(format!("unblocked {gone}"));
         }
@@ -61,6 +61,7 @@ impl Daemon {
         self.restart_checks();
         self.databases.run(monitor);
         self.refresh_dns();
+        self.keep_state()?;
         let summary = if changes.is_empty() { "no changes".to_owned() } else { changes.join(", ") };
         info!(file = %path.display(), changes = summary, "config reloaded");
         Ok(format!("reloaded {}: {summary}", path.display()))
@@ -82,6 +83,8 @@ fn daemon_change(old: &Plan, new: &Plan) -> Option<&'static str> {
         Some("daemon.pin_dir")
     } else if a.control_socket != b.control_socket {
         Some("daemon.control_socket")
+    } else if a.state_file != b.state_file {
+        Some("daemon.state_file")
     } else if a.metrics_listen != b.metrics_listen {
         Some("daemon.metrics_listen")
     } else if old.capacity != new.capacity {

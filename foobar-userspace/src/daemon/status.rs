@@ -121,6 +121,8 @@ impl Daemon {
                 backends,
             });
         }
+        report.denied_by_config = self.plan.firewall.deny.len();
+        report.blocked_by_operator = self.blocked.iter().map(ToString::to_string).collect();
         let rules = &self.plan.firewall.rules;
         let hits = self.dataplane.rule_hits(rules.len()).unwrap_or_default();
         for (i, r) in rules.iter().enumerate() {

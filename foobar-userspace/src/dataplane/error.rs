@@ -36,6 +36,8 @@ pub enum DataplaneError {
     Link { path: PathBuf, source: aya::programs::links::LinkError },
     #[error("no XDP attach mode to try")]
     NoAttachMode,
+    #[error("cannot count this machine's CPUs: {0}")]
+    Cpus(std::io::Error),
     #[error(
         "foobar is already running with pin directory {} ({}): stop it first, or give this one \
          another daemon.pin_dir",

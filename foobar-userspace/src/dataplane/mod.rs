@@ -16,6 +16,7 @@ mod deny_filter;
 mod error;
 pub mod firewall;
 pub mod flows;
+pub mod ids;
 pub mod link;
 pub mod object;
 pub mod pins;

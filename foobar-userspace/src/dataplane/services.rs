@@ -19,6 +19,7 @@ use foobar_common::{
 
 use super::{
     Capacity, Dataplane, DataplaneError, ServiceError, batch,
+    ids::Ids,
     ring::{self, Member, RingSpace},
     vip_filter::VipFilter,
 };
@@ -131,7 +132,7 @@ pub struct Service {
 #[derive(Debug)]
 pub struct Services {
     services: Vec<Service>,
-    next_backend: u32,
+    ids: Ids,
     vip_filter: VipFilter,
     capacity: Capacity,
     rings: RingSpace,
@@ -151,13 +152,47 @@ impl Services {
 
     /// No services, for a data plane loaded with `capacity`.
     pub fn sized(capacity: Capacity) -> Services {
+        Services::resuming(capacity, Ids::default())
+    }
+
+    /// No services yet, handing out the ids `ids` recorded (a restart keeps every id).
+    pub fn resuming(capacity: Capacity, ids: Ids) -> Services {
         Services {
             services: Vec::new(),
-            next_backend: 0,
+            ids,
             vip_filter: VipFilter::default(),
             rings: RingSpace::new(capacity.ring_slots),
             capacity,
         }
+    }
+
+    /// Every id handed out, for the daemon to keep.
+    pub fn ids(&self) -> &Ids {
+        &self.ids
+    }
+
+    /// Writes the entries of backends that left their service before a restart, so that the
+    /// flows still tracked to them go on (they take no new flows).
+    pub fn restore_retired(&mut self, dp: &mut Dataplane) -> Result<(), DataplaneError> {
+        let retired: Vec<(u32, IpAddr)> = self.ids.retired().map(|b| (b.id, b.addr)).collect();
+        for (id, addr) in retired {
+            let snat = source_towards(addr).map_err(|source| ServiceError::NoRoute {
+                name: format!("(retired) {addr}"),
+                addr,
+                source,
+            })?;
+            write_backend(dp, id, addr, snat, BACKEND_DOWN)?;
+        }
+        Ok(())
+    }
+
+    /// Frees the ids of retired backends no tracked flow uses any more; `in_use` says which do.
+    pub fn release_retired(&mut self, dp: &mut Dataplane, in_use: impl Fn(u32) -> bool) -> Result<(), DataplaneError> {
+        for id in self.ids.release_retired(in_use) {
+            let mut backends: Array<&mut MapData, Backend> = Array::try_from(dp.map_mut(BACKENDS_MAP)?)?;
+            backends.set(id, Backend::default(), 0)?;
+        }
+        Ok(())
     }
 
     pub fn all(&self) -> &[Service] {
@@ -170,11 +205,11 @@ impl Services {
 
     /// Registers `spec` with every backend up and publishes it.
     pub fn add(&mut self, dp: &mut Dataplane, spec: ServiceSpec) -> Result<u32, DataplaneError> {
-        let used: Vec<u32> = self.services.iter().map(|s| s.id).collect();
         let most = self.capacity.services;
-        let id = (0..most).find(|i| !used.contains(i)).ok_or(ServiceError::TooManyServices(most))?;
+        let id = self.ids.service(&spec.name, most).ok_or(ServiceError::TooManyServices(most))?;
         let ring = self.ring_for(&spec)?;
-        let backend_ids = spec.backends.iter().map(|b| self.new_backend(dp, b)).collect::<Result<Vec<_>, _>>()?;
+        let backend_ids =
+            spec.backends.iter().map(|b| self.new_backend(dp, &spec.name, b)).collect::<Result<Vec<_>, _>>()?;
         let states = vec![BackendState::Up; spec.backends.len()];
         self.services.push(Service { spec, id, backend_ids, states, active: Vec::new(), half: 1, ring });
         // The filter first: the kernel looks a destination up only where the filter says it
@@ -207,10 +242,16 @@ impl Services {
                     states.push(old.states[j]);
                 }
                 None => {
-                    ids.push(self.new_backend(dp, b)?);
+                    ids.push(self.new_backend(dp, &spec.name, b)?);
                     states.push(BackendState::Up);
                 }
             }
+        }
+        let now = unix_now();
+        for gone in
+            old.spec.backends.iter().filter(|o| !spec.backends.iter().any(|b| b.name == o.name && b.addr == o.addr))
+        {
+            self.ids.retire(&spec.name, &gone.name, gone.addr, now);
         }
         let stale: Vec<ServiceKey> = keys(&old.spec).into_iter().filter(|k| !keys(&spec).contains(k)).collect();
         // A ring of another size gets a region of its own; the old one is freed once the
@@ -246,6 +287,7 @@ impl Services {
         let Some(i) = self.services.iter().position(|s| s.spec.name == name) else { return Ok(()) };
         let svc = self.services.remove(i);
         self.rings.free(svc.ring.0);
+        self.ids.release_service(name);
         withdraw(dp, &keys(&svc.spec))?;
         self.sync_vips(dp)
     }
@@ -257,22 +299,21 @@ impl Services {
         self.vip_filter.sync(dp, self.services.iter().map(|s| words(s.spec.vip)))
     }
 
-    /// Gives `b` a new backend id and writes its entry.
-    fn new_backend(&mut self, dp: &mut Dataplane, b: &BackendSpec) -> Result<u32, DataplaneError> {
-        if self.next_backend >= self.capacity.backends {
-            return Err(ServiceError::TooManyBackends(self.capacity.backends).into());
-        }
-        let bid = self.next_backend;
-        self.next_backend += 1;
+    /// Gives `b` of `service` its id (the one it had, or a free one) and writes its entry; a
+    /// new id starts with its traffic counters at zero.
+    fn new_backend(&mut self, dp: &mut Dataplane, service: &str, b: &BackendSpec) -> Result<u32, DataplaneError> {
         let snat = source_towards(b.addr).map_err(|source| ServiceError::NoRoute {
             name: b.name.clone(),
             addr: b.addr,
             source,
         })?;
-        let family = if b.addr.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
-        let entry = Backend { addr: words(b.addr), snat: words(snat), family: u32::from(family), state: BACKEND_UP };
-        let mut backends: Array<&mut MapData, Backend> = Array::try_from(dp.map_mut(BACKENDS_MAP)?)?;
-        backends.set(bid, entry, 0)?;
+        let most = self.capacity.backends;
+        let (bid, fresh) =
+            self.ids.backend(service, &b.name, b.addr, most).ok_or(ServiceError::TooManyBackends(most))?;
+        write_backend(dp, bid, b.addr, snat, BACKEND_UP)?;
+        if fresh {
+            zero_stats(dp, BACKEND_STATS_MAP, bid)?;
+        }
         Ok(bid)
     }
 
@@ -310,6 +351,29 @@ impl Services {
         }
         Ok(before)
     }
+}
+
+/// Writes backend `id`'s entry: where it is, the node's address towards it, its state.
+fn write_backend(dp: &mut Dataplane, id: u32, addr: IpAddr, snat: IpAddr, state: u32) -> Result<(), DataplaneError> {
+    let family = if addr.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
+    let entry = Backend { addr: words(addr), snat: words(snat), family: u32::from(family), state };
+    let mut backends: Array<&mut MapData, Backend> = Array::try_from(dp.map_mut(BACKENDS_MAP)?)?;
+    backends.set(id, entry, 0)?;
+    Ok(())
+}
+
+/// Sets slot `id` of the per-CPU traffic counters `map` to zero on every CPU.
+fn zero_stats(dp: &mut Dataplane, map: &'static str, id: u32) -> Result<(), DataplaneError> {
+    let mut stats: PerCpuArray<&mut MapData, TrafficStats> = PerCpuArray::try_from(dp.map_mut(map)?)?;
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Cpus(e))?;
+    let zeros = aya::maps::PerCpuValues::try_from(vec![TrafficStats::default(); cpus]).map_err(DataplaneError::Cpus)?;
+    stats.set(id, zeros, 0)?;
+    Ok(())
+}
+
+/// Seconds since the epoch, as retirement times are kept.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Backends eligible for new flows: up primaries, or up backups while no primary is up.

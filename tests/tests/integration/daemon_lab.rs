@@ -108,7 +108,11 @@ fn control() {
     // Block the client at run time: its next connection sees nothing; unblock: it works again.
     assert!(matches!(daemon.request(Request::FirewallBlock { cidr: CLIENT.into() }), Response::Done { .. }));
     match daemon.request(Request::FirewallList) {
-        Response::Firewall { denied } => assert!(denied.contains(&format!("{CLIENT}/32")), "{denied:?}"),
+        Response::Firewall { denied } => {
+            let origin = |cidr: &str| denied.iter().find(|e| e.cidr == cidr).map(|e| e.origin.clone());
+            assert_eq!(origin(&format!("{CLIENT}/32")).as_deref(), Some("operator"), "{denied:?}");
+            assert_eq!(origin("192.0.2.66/32").as_deref(), Some("config"), "{denied:?}");
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(fetch(&stack.client), "(no answer)", "a blocked client got an answer");

@@ -19,6 +19,7 @@ mod parser_props;
 mod pins;
 mod replication_lab;
 mod stack;
+mod state_lab;
 
 use foobar_tests::gate::{self, Gate, Need};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
@@ -61,5 +62,6 @@ fn main() {
     trials.extend(netns_xdp::trials());
     trials.extend(pins::trials());
     trials.extend(stack::trials());
+    trials.extend(state_lab::trials());
     libtest_mimic::run(&args, trials).exit();
 }
