@@ -38,7 +38,16 @@ pub enum ReloadError {
     NeedsRestart { file: PathBuf, what: &'static str },
     #[error(transparent)]
     Replication(#[from] PasswordError),
-    #[error(transparent)]
+    #[error(
+        "no route from this node to backend {backend} ({addr}) of service {service}: {source}; nothing was changed"
+    )]
+    NoRoute { service: String, backend: String, addr: std::net::IpAddr, source: std::io::Error },
+    #[error(
+        "the deny list would hold {entries} prefixes of one family (the config's and the operator's), \
+         capacity.deny_entries is {capacity}; nothing was changed"
+    )]
+    DenyCapacity { entries: usize, capacity: u32 },
+    #[error("{0}; every step of the reload was undone, the running config is unchanged")]
     Dataplane(#[from] DataplaneError),
     #[error("reloaded, but not kept across restarts: {0}")]
     NotKept(#[from] super::state::StateError),

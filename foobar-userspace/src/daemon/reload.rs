@@ -1,11 +1,26 @@
-//! Reloading: the config file is read, validated and compiled into a plan in full first; if
-//! anything is wrong the running plan stays as it is. A good plan is applied as its difference
-//! from the running one, map entry by map entry, so flows in progress are not disturbed.
+//! Reloading, all or nothing. The config file is read, validated and compiled into a plan,
+//! and everything that can be known to fail is checked against the running daemon (routes to
+//! new backends, capacities with the operator's blocks and retired backends counted): if any
+//! of it is wrong, nothing changes. Then the difference between the two plans is applied, map
+//! entry by map entry, so that flows in progress are not disturbed; if a step still fails,
+//! every step before it is undone and the running plan stays exactly as it was.
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Daemon, ReloadError};
-use crate::plan::Plan;
+use crate::{
+    dataplane::{DataplaneError, firewall::Settings, rules::CompiledRules, services::source_towards},
+    net::Cidr,
+    plan::Plan,
+};
+
+/// A step applied to the firewall, and how to undo it.
+enum Undo {
+    Settings(Settings),
+    Rules(CompiledRules),
+    Denied(Cidr),
+    Undenied(Cidr),
+}
 
 impl Daemon {
     /// Re-reads the config file and applies what changed; the message says what that was.
@@ -17,25 +32,62 @@ impl Daemon {
         }
         // Read before anything changes, so an unreadable password file refuses the reload.
         let monitor = super::databases::settings(&new.config)?;
+        self.prepare(&new)?;
+        let before = self.services.begin();
+        let mut undo = Vec::new();
+        let changes = match self.apply(&new, &mut undo) {
+            Ok(changes) => changes,
+            Err(e) => {
+                self.roll_back(before, undo);
+                return Err(e.into());
+            }
+        };
+        // Applied: what is left, deleting the withdrawn keys' flows, no longer changes what runs.
+        if let Err(e) = self.services.commit(&mut self.dataplane) {
+            warn!(error = %e, "cannot delete the flows of what the reload withdrew; they expire by themselves");
+        }
+        self.plan = new;
+        self.restart_checks();
+        self.databases.run(monitor);
+        self.refresh_dns();
+        self.keep_state()?;
+        let summary = if changes.is_empty() { "no changes".to_owned() } else { changes.join(", ") };
+        info!(file = %path.display(), changes = summary, "config reloaded");
+        Ok(format!("reloaded {}: {summary}", path.display()))
+    }
+
+    /// What `new` needs that the running daemon must have room or a route for.
+    fn prepare(&self, new: &Plan) -> Result<(), ReloadError> {
+        for spec in &new.services {
+            let old = self.plan.service(&spec.name);
+            for b in &spec.backends {
+                let known = old.is_some_and(|o| o.backends.iter().any(|x| x.name == b.name && x.addr == b.addr));
+                if !known {
+                    source_towards(b.addr).map_err(|source| ReloadError::NoRoute {
+                        service: spec.name.clone(),
+                        backend: b.name.clone(),
+                        addr: b.addr,
+                        source,
+                    })?;
+                }
+            }
+        }
+        let deny = &new.firewall.deny;
+        for v4 in [true, false] {
+            let entries =
+                deny.iter().chain(self.blocked.iter().filter(|c| !deny.contains(c))).filter(|c| c.addr.is_ipv4() == v4);
+            let n = entries.count();
+            if n > new.capacity.deny_entries as usize {
+                return Err(ReloadError::DenyCapacity { entries: n, capacity: new.capacity.deny_entries });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the difference between the running plan and `new`, noting each firewall step in
+    /// `undo` (the services' own change undoes itself); the changes made, for the message.
+    fn apply(&mut self, new: &Plan, undo: &mut Vec<Undo>) -> Result<Vec<String>, DataplaneError> {
         let mut changes = Vec::new();
-        let (old_fw, fw) = (&self.plan.firewall, &new.firewall);
-        if old_fw.settings != fw.settings {
-            self.dataplane.set_firewall_settings(fw.settings)?;
-        }
-        // The deny list changes by the difference between the two files, so blocks made at
-        // run time stay.
-        for gone in old_fw.deny.iter().filter(|c| !fw.deny.contains(c) && !self.blocked.contains(c)) {
-            self.dataplane.undeny_source(*gone)?;
-            changes.push(format!("unblocked {gone}"));
-        }
-        for added in fw.deny.iter().filter(|c| !old_fw.deny.contains(c)) {
-            self.dataplane.deny_source(*added)?;
-            changes.push(format!("blocked {added}"));
-        }
-        if old_fw.compiled != fw.compiled {
-            self.dataplane.set_allow_rules(&fw.compiled)?;
-            changes.push(format!("{} allow rules", fw.rules.len()));
-        }
         // Services: updated in place by name, new ones added, dropped ones withdrawn.
         for spec in &new.services {
             if self.plan.service(&spec.name) != Some(spec) {
@@ -47,24 +99,56 @@ impl Daemon {
             self.services.remove(&mut self.dataplane, &gone.name)?;
             changes.push(format!("service {} removed", gone.name));
         }
-        self.plan = new;
         // Operator states and health survive by name; push them onto the new backend sets.
-        let pairs: Vec<(String, String)> = self
-            .plan
-            .services
-            .iter()
-            .flat_map(|s| s.backends.iter().map(|b| (s.name.clone(), b.name.clone())))
-            .collect();
-        for (service, backend) in pairs {
-            self.publish(&service, &backend, "reload")?;
+        for spec in &new.services {
+            for b in &spec.backends {
+                let state = self.backends.get(&spec.name, &b.name).effective();
+                self.services.set_state(&mut self.dataplane, &spec.name, &b.name, state)?;
+            }
         }
-        self.restart_checks();
-        self.databases.run(monitor);
-        self.refresh_dns();
-        self.keep_state()?;
-        let summary = if changes.is_empty() { "no changes".to_owned() } else { changes.join(", ") };
-        info!(file = %path.display(), changes = summary, "config reloaded");
-        Ok(format!("reloaded {}: {summary}", path.display()))
+        let (old_fw, fw) = (&self.plan.firewall, &new.firewall);
+        if old_fw.settings != fw.settings {
+            self.dataplane.set_firewall_settings(fw.settings)?;
+            undo.push(Undo::Settings(old_fw.settings));
+        }
+        if old_fw.compiled != fw.compiled {
+            self.dataplane.set_allow_rules(&fw.compiled)?;
+            undo.push(Undo::Rules(old_fw.compiled.clone()));
+            changes.push(format!("{} allow rules", fw.rules.len()));
+        }
+        // The deny list changes by the difference between the two files, so blocks made at
+        // run time stay.
+        for gone in old_fw.deny.iter().filter(|c| !fw.deny.contains(c) && !self.blocked.contains(c)) {
+            self.dataplane.undeny_source(*gone)?;
+            undo.push(Undo::Undenied(*gone));
+            changes.push(format!("unblocked {gone}"));
+        }
+        for added in fw.deny.iter().filter(|c| !old_fw.deny.contains(c) && !self.blocked.contains(c)) {
+            self.dataplane.deny_source(*added)?;
+            undo.push(Undo::Denied(*added));
+            changes.push(format!("blocked {added}"));
+        }
+        Ok(changes)
+    }
+
+    /// Undoes a failed reload's steps, the last first. A step that cannot be undone either is
+    /// logged: the kernel refused the same kind of update twice in a row.
+    fn roll_back(&mut self, before: crate::dataplane::services::Before, undo: Vec<Undo>) {
+        for step in undo.into_iter().rev() {
+            let result = match step {
+                Undo::Settings(s) => self.dataplane.set_firewall_settings(s),
+                Undo::Rules(r) => self.dataplane.set_allow_rules(&r),
+                Undo::Denied(c) => self.dataplane.undeny_source(c).map(|_| ()),
+                Undo::Undenied(c) => self.dataplane.deny_source(c),
+            };
+            if let Err(e) = result {
+                warn!(error = %e, "cannot undo a step of the failed reload");
+            }
+        }
+        if let Err(e) = self.services.roll_back(&mut self.dataplane, before) {
+            warn!(error = %e, "cannot restore the services as they were before the failed reload");
+        }
+        info!("reload failed; every step it made was undone");
     }
 }
 

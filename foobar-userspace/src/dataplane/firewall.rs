@@ -117,7 +117,7 @@ impl Dataplane {
 }
 
 /// Deleting an absent key: aya reports it as `KeyNotFound` or as the raw ENOENT.
-fn is_not_found(e: &aya::maps::MapError) -> bool {
+pub(super) fn is_not_found(e: &aya::maps::MapError) -> bool {
     match e {
         aya::maps::MapError::KeyNotFound => true,
         aya::maps::MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),

@@ -129,14 +129,20 @@ pub struct Service {
 }
 
 /// Every registered service.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Services {
     services: Vec<Service>,
     ids: Ids,
     vip_filter: VipFilter,
     capacity: Capacity,
     rings: RingSpace,
+    /// Within a change ([`Services::begin`]): keys withdrawn so far, whose flows are deleted
+    /// only when the change is committed (a rollback then loses none).
+    withdrawn: Option<Vec<ServiceKey>>,
 }
+
+/// The services as they were before a change, to roll back to.
+pub struct Before(Services);
 
 impl Default for Services {
     fn default() -> Services {
@@ -163,7 +169,44 @@ impl Services {
             vip_filter: VipFilter::default(),
             rings: RingSpace::new(capacity.ring_slots),
             capacity,
+            withdrawn: None,
         }
+    }
+
+    /// Starts a change of several steps: until [`Services::commit`], withdrawn services and
+    /// ports keep their flows, so that [`Services::roll_back`] can restore exactly what was.
+    pub fn begin(&mut self) -> Before {
+        self.withdrawn = Some(Vec::new());
+        Before(self.clone())
+    }
+
+    /// Ends the change: the flows of what it withdrew are deleted.
+    pub fn commit(&mut self, dp: &mut Dataplane) -> Result<(), DataplaneError> {
+        let withdrawn = self.withdrawn.take().unwrap_or_default();
+        dp.forget_flows_to(&withdrawn)?;
+        Ok(())
+    }
+
+    /// Undoes the change begun as `before`: every service, backend state and ring as it was,
+    /// the keys only the change added withdrawn. Flows tracked meanwhile to those keys go too.
+    pub fn roll_back(&mut self, dp: &mut Dataplane, before: Before) -> Result<(), DataplaneError> {
+        let added: Vec<ServiceKey> = self.services.iter().flat_map(|s| keys(&s.spec)).collect();
+        *self = before.0;
+        self.withdrawn = None;
+        let kept: Vec<ServiceKey> = self.services.iter().flat_map(|s| keys(&s.spec)).collect();
+        let only_added: Vec<ServiceKey> = added.into_iter().filter(|k| !kept.contains(k)).collect();
+        self.sync_vips(dp)?;
+        for i in 0..self.services.len() {
+            let svc = &self.services[i];
+            let states: Vec<(u32, BackendState)> =
+                svc.backend_ids.iter().copied().zip(svc.states.iter().copied()).collect();
+            for (id, state) in states {
+                set_backend_state(dp, id, state)?;
+            }
+            publish(dp, &mut self.services[i])?;
+        }
+        self.withdraw(dp, &only_added)?;
+        Ok(())
     }
 
     /// Every id handed out, for the daemon to keep.
@@ -268,7 +311,7 @@ impl Services {
         if moved {
             self.rings.free(old.ring.0);
         }
-        withdraw(dp, &stale)
+        self.withdraw(dp, &stale)
     }
 
     /// A region of the ring array for `spec`'s two ring halves.
@@ -288,7 +331,7 @@ impl Services {
         let svc = self.services.remove(i);
         self.rings.free(svc.ring.0);
         self.ids.release_service(name);
-        withdraw(dp, &keys(&svc.spec))?;
+        self.withdraw(dp, &keys(&svc.spec))?;
         self.sync_vips(dp)
     }
 
@@ -339,14 +382,7 @@ impl Services {
         let before = svc.states[i];
         if before != state {
             svc.states[i] = state;
-            let mut backends: Array<&mut MapData, Backend> = Array::try_from(dp.map_mut(BACKENDS_MAP)?)?;
-            let mut entry = backends.get(&svc.backend_ids[i], 0)?;
-            entry.state = match state {
-                BackendState::Up => BACKEND_UP,
-                BackendState::Draining => BACKEND_DRAINING,
-                BackendState::Down => BACKEND_DOWN,
-            };
-            backends.set(svc.backend_ids[i], entry, 0)?;
+            set_backend_state(dp, svc.backend_ids[i], state)?;
             publish(dp, svc)?;
         }
         Ok(before)
@@ -396,17 +432,40 @@ fn keys(spec: &ServiceSpec) -> Vec<ServiceKey> {
     spec.ports.iter().map(|&port| ServiceKey { addr: words(spec.vip), port, protocol: spec.protocol, family }).collect()
 }
 
-/// Removes service entries, then the flows tracked to them: nothing to those keys is
-/// balanced any more.
-fn withdraw(dp: &mut Dataplane, stale: &[ServiceKey]) -> Result<(), DataplaneError> {
-    {
-        let mut services: HashMap<&mut MapData, ServiceKey, ServiceInfo> =
-            HashMap::try_from(dp.map_mut(SERVICES_MAP)?)?;
-        for key in stale {
-            services.remove(key)?;
+impl Services {
+    /// Removes service entries, then the flows tracked to them (at once, or when the change
+    /// under way is committed): nothing to those keys is balanced any more.
+    fn withdraw(&mut self, dp: &mut Dataplane, stale: &[ServiceKey]) -> Result<(), DataplaneError> {
+        {
+            let mut services: HashMap<&mut MapData, ServiceKey, ServiceInfo> =
+                HashMap::try_from(dp.map_mut(SERVICES_MAP)?)?;
+            for key in stale {
+                match services.remove(key) {
+                    Err(e) if super::firewall::is_not_found(&e) => {}
+                    other => other?,
+                }
+            }
         }
+        match &mut self.withdrawn {
+            Some(later) => later.extend_from_slice(stale),
+            None => {
+                dp.forget_flows_to(stale)?;
+            }
+        }
+        Ok(())
     }
-    dp.forget_flows_to(stale)?;
+}
+
+/// Writes a backend's state into its entry.
+fn set_backend_state(dp: &mut Dataplane, id: u32, state: BackendState) -> Result<(), DataplaneError> {
+    let mut backends: Array<&mut MapData, Backend> = Array::try_from(dp.map_mut(BACKENDS_MAP)?)?;
+    let mut entry = backends.get(&id, 0)?;
+    entry.state = match state {
+        BackendState::Up => BACKEND_UP,
+        BackendState::Draining => BACKEND_DRAINING,
+        BackendState::Down => BACKEND_DOWN,
+    };
+    backends.set(id, entry, 0)?;
     Ok(())
 }
 

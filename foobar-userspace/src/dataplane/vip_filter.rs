@@ -9,7 +9,7 @@ use super::{Dataplane, DataplaneError};
 
 /// What this daemon last wrote to the filter, so that a change writes only the slots it
 /// changes. Unknown at first: the first sync writes every slot.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct VipFilter {
     written: Option<Vec<u32>>,
 }

@@ -17,6 +17,7 @@ mod lb_lab;
 mod netns_xdp;
 mod parser_props;
 mod pins;
+mod reload_lab;
 mod replication_lab;
 mod stack;
 mod state_lab;
@@ -57,6 +58,7 @@ fn main() {
     trials.extend(instance_lab::trials());
     trials.extend(db_lab::trials());
     trials.extend(e2e_lab::trials());
+    trials.extend(reload_lab::trials());
     trials.extend(replication_lab::trials());
     trials.extend(kernel_log::trials());
     trials.extend(netns_xdp::trials());
