@@ -262,6 +262,10 @@ fn restart() {
     drop(first);
     assert!(pin_dir(&stack.node).join("link-front").exists(), "the stopped daemon did not leave its link pinned");
     let second = RunningDaemon::start(&stack.node, LAB_CONFIG);
+    // The links it took over report the mode the kernel runs them in.
+    for i in second.status().interfaces {
+        assert!(i.adopted && i.mode == "generic" && i.why.contains("kernel's report"), "{i:?}");
+    }
     let summary = wrk::finish(running, load);
     eprintln!("{}", summary.text);
     let requests = summary.requests;

@@ -66,6 +66,17 @@ fn assert_alternates(client: &Netns, seen_as: &str) -> Vec<String> {
     bodies
 }
 
+/// The lab as a container network has it (kernel-default veth offloads: the client's sockets
+/// put partial checksums on the wire), and `auto` took generic mode on every veth for that.
+fn assert_kernel_defaults(stack: &Stack, daemon: &Daemon) {
+    let offloads = stack.client.exec(&["ethtool", "-k", "eth0"]);
+    assert!(offloads.contains("tx-checksumming: on"), "the lab tuned the client's offloads: {offloads}");
+    for a in daemon.dataplane().attachments() {
+        assert_eq!(a.mode, aya::programs::XdpMode::Skb, "{} runs {:?}: {}", a.interface, a.mode, a.why);
+        assert!(a.why.contains("auto on veth"), "{}: {}", a.interface, a.why);
+    }
+}
+
 fn nat_mode() {
     let stack = Stack::build();
     let _web1 = nginx::start(&stack.web1, "web1");
@@ -73,6 +84,7 @@ fn nat_mode() {
     let _inside = stack.node.enter();
     let mut daemon = start_daemon(&stack.node, LAB_CONFIG);
     wait_for_neighbours(&stack.node, "back");
+    assert_kernel_defaults(&stack, &daemon);
     let before = daemon.dataplane().counters().expect("counters");
 
     // NAT: the backends see the node's own back address.
@@ -114,6 +126,7 @@ fn dsr_mode() {
     let _inside = stack.node.enter();
     let daemon = start_daemon(&stack.node, &LAB_CONFIG.replacen(r#"mode = "nat""#, r#"mode = "dsr""#, 1));
     wait_for_neighbours(&stack.node, "back");
+    assert_kernel_defaults(&stack, &daemon);
     // DSR: the backends see the client itself and answer it from the VIP.
     assert_alternates(&stack.client, CLIENT);
     let after = daemon.dataplane().counters().expect("counters");
