@@ -11,6 +11,15 @@ pub trait PacketBytes {
     /// Copies a `T` out of the packet at byte offset `off` (no alignment required),
     /// or returns `None` when the packet ends before `off + size_of::<T>()`.
     fn load<T: Copy>(&self, off: usize) -> Option<T>;
+
+    /// `off` itself, as a walk over variable-length headers carries it to its next step. The
+    /// kernel's window makes the verifier forget the exact value (keeping it below
+    /// [`MAX_PARSE_OFFSET`]), so that the steps' paths, which differ only in where they leave
+    /// the offset, are verified once instead of once per combination.
+    #[inline(always)]
+    fn carried(&self, off: usize) -> usize {
+        off
+    }
 }
 
 /// Largest offset the parser ever reads from. Keeping offsets below a constant lets the

@@ -37,6 +37,16 @@ impl CsumDelta {
         }
     }
 
+    /// Adds the sum of more bytes that count, as `bpf_csum_diff` returns it: a 32-bit sum of
+    /// little-endian words (BPF is little-endian), folded and turned to this sum's big-endian
+    /// words (one's-complement sums are byte-order independent but for a swap, RFC 1071).
+    #[inline(always)]
+    pub fn partial(&mut self, sum: u32) {
+        let folded = (sum & 0xffff) + (sum >> 16);
+        let folded = ((folded & 0xffff) + (folded >> 16)) as u16;
+        self.0 += u32::from(folded.swap_bytes());
+    }
+
     /// The checksum field's new value given its old one (big-endian numbers).
     #[inline(always)]
     pub fn apply(self, csum: u16) -> u16 {
@@ -77,6 +87,15 @@ mod tests {
         hdr[16..20].copy_from_slice(&new_dst.to_ne_bytes());
         hdr[10..12].fill(0);
         assert_eq!(patched, full(&hdr));
+    }
+
+    #[test]
+    fn a_little_endian_partial_sum_joins_big_endian_words() {
+        let data: Vec<u8> = (0..64u8).map(|b| b.wrapping_mul(29)).collect();
+        let le: u32 = data.chunks(2).map(|c| u32::from(u16::from_le_bytes([c[0], c[1]]))).sum();
+        let mut d = CsumDelta::new();
+        d.partial(le);
+        assert_eq!(d.apply(0xffff), full(&data));
     }
 
     #[test]

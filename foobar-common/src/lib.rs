@@ -12,10 +12,12 @@
 //! - [`lb`]: the load balancer's maps, flow keys, the flow hash and expiry.
 //! - [`csum`]: incremental checksum updates for NAT.
 //! - [`counters`]: the catalogue of per-CPU counters the data plane keeps and their names.
+//! - [`cookie`] (over [`siphash`]): SYN cookies; [`tcpopt`]: TCP options read and written.
 #![cfg_attr(not(test), no_std)]
 
 pub mod addr;
 pub mod bytes;
+pub mod cookie;
 pub mod counters;
 pub mod csum;
 pub mod firewall;
@@ -23,12 +25,19 @@ pub mod lb;
 pub mod parse;
 #[cfg(feature = "user")]
 mod pod;
+pub mod siphash;
+pub mod tcpopt;
 
 /// XDP program for trusted interfaces, as `bpftool prog show` lists it.
 pub const XDP_TRUSTED_PROGRAM: &str = "xdp_trusted";
 /// XDP program for untrusted interfaces (`daemon.untrusted`): the same path with the firewall
 /// in front.
 pub const XDP_UNTRUSTED_PROGRAM: &str = "xdp_untrusted";
+/// The SYN proxy's steps, XDP programs reached by tail call from the two above, in the order
+/// of their slots in [`PROXY_STEPS_MAP`].
+pub const XDP_PROXY_PROGRAMS: [&str; 4] = ["xdp_proxy_syn", "xdp_proxy_ack", "xdp_proxy_hold", "xdp_proxy_backend"];
+/// The program array the proxy's steps are called through.
+pub const PROXY_STEPS_MAP: &str = "LB_PROXY_STEPS";
 /// A pass-everything XDP program: the floor benchmarks compare against.
 pub const XDP_FLOOR_PROGRAM: &str = "xdp_floor";
 /// Name of the per-CPU counter array in the eBPF object.
