@@ -123,6 +123,33 @@ counters! {
     /// (the fast path's flow cache), without the connection table's lookup; also counted in
     /// `lb_established`. Its share of `lb_established` is the cache's hit rate.
     LbFlowCacheHit = "lb_flow_cache_hits",
+    /// SYN proxy: a SYN answered with a cookie SYN-ACK, nothing kept.
+    LbSynCookieSent = "lb_syn_cookies_sent",
+    /// SYN proxy: an ACK whose cookie checked out: the flow begins, its backend gets a SYN.
+    LbSynCookieValid = "lb_syn_cookies_valid",
+    /// SYN proxy, dropped: a segment of no flow whose acknowledgement is no valid cookie.
+    LbSynCookieInvalid = "lb_syn_cookies_invalid",
+    /// SYN proxy: a backend's SYN-ACK answered, its side of the handshake done.
+    LbProxiedHandshake = "lb_proxied_handshakes",
+    /// SYN proxy: data the client sent before its backend answered, held and sent with the
+    /// proxy's ACK to the backend.
+    LbEarlyData = "lb_early_data_held",
+    /// Load balancer, dropped: a TCP segment other than a SYN belonging to no flow (nothing
+    /// allocated for it).
+    LbStateRefused = "lb_state_refused",
+    /// Load balancer: a new flow of a DSR Maglev service under flood, sent by its hash with no
+    /// entry kept.
+    LbStateless = "lb_stateless_forwards",
+    /// SYN proxy: the backend answered the proxy's SYN for a connection it still holds in
+    /// TIME_WAIT (its NAT port was used before); it was sent the reset a client's stack sends,
+    /// and the proxy's next SYN (when the client retries) opens the connection.
+    LbBackendTimeWait = "lb_backend_time_wait_resets",
+    /// SYN proxy: the proxy's SYN said again to a backend that had not answered when the
+    /// client retried.
+    LbSynResent = "lb_backend_syns_resent",
+    /// Load balancer, dropped: a SYN-proxy step's program was missing from the step table (a
+    /// data plane loaded without them).
+    LbStepMissing = "lb_proxy_step_missing",
 }
 
 /// Number of counter slots (the per-CPU array's size).

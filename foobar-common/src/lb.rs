@@ -54,6 +54,15 @@ pub const BACKEND_DOWN: u32 = 3;
 
 /// Flow flag: a FIN or RST was seen; the entry lives only `closing_ns` more.
 pub const FLOW_CLOSING: u16 = 1;
+/// Flow flag: not yet known to be real (a SYN seen and no ACK of the client's after it; a UDP
+/// datagram no reply has answered yet): the entry lives only `opening_ns` while it is quiet.
+pub const FLOW_OPENING: u16 = 2;
+/// Flow flag: opened by the SYN proxy, so the backend's sequence numbers and timestamps differ
+/// from what the client saw and are translated both ways (`seq_delta`, `ts_delta`).
+pub const FLOW_PROXIED: u16 = 4;
+/// Flow flag: the SYN proxy has sent the backend its SYN and waits for its SYN-ACK (also
+/// timed by `opening_ns`).
+pub const FLOW_HANDSHAKE: u16 = 8;
 
 /// How stale a flow's timestamp may get before a packet renews it (a store per packet would
 /// bounce the entry between CPUs for a clock nobody reads that finely); also how long the fast
@@ -97,8 +106,14 @@ pub struct ServiceInfo {
     pub ring_offset: u32,
     /// Slots in use; 0 means no backend is available and new flows are refused.
     pub ring_len: u32,
-    pub _pad: u32,
+    /// When new TCP flows are answered by the SYN proxy: [`PROXY_OFF`], [`PROXY_ALWAYS`] or
+    /// [`PROXY_UNDER_FLOOD`] (DSR services: under flood, Maglev ones keep no state instead).
+    pub syn_proxy: u32,
 }
+
+pub const PROXY_OFF: u32 = 0;
+pub const PROXY_ALWAYS: u32 = 1;
+pub const PROXY_UNDER_FLOOD: u32 = 2;
 
 /// Where a backend lives. Index = backend id.
 #[repr(C)]
@@ -162,6 +177,34 @@ pub struct Flow {
     pub last_seen_ns: u64,
     /// Next hop towards the backend, found by the flow's first packet.
     pub hop: NextHop,
+    /// The SYN proxy's translation (see [`Proxied`]).
+    pub proxied: Proxied,
+    /// During a SYN-proxied flow's backend handshake: the client's ISN, for saying the proxy's
+    /// SYN again when the client retries and the backend has not answered.
+    pub client_isn: u32,
+}
+
+/// How a SYN-proxied flow's segments are translated between the client, which finished its
+/// handshake with the proxy, and the backend, which the proxy opened its own with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Proxied {
+    /// The backend's ISN less the cookie: added to the client's acknowledgement numbers (and
+    /// SACK edges), taken from the backend's sequence numbers. During the backend handshake:
+    /// the cookie.
+    pub seq_delta: u32,
+    /// The backend's clock less the proxy's: added to the client's timestamp echoes, taken
+    /// from the backend's timestamp values. During the backend handshake: the timestamp the
+    /// SYN-ACK sent the client (0: the client has no timestamps).
+    pub ts_delta: u32,
+    /// The client's window as its handshake ACK advertised it (for the proxy's ACK to the backend).
+    pub client_window: u16,
+    /// Bits to shift the backend's windows left by before the client reads them (negative:
+    /// right): the backend's window scale less the one the proxy gave the client.
+    pub to_client_shift: i8,
+    /// Bits to shift the client's windows left by before the backend reads them: the client's
+    /// window scale when the backend took none.
+    pub to_backend_shift: u8,
 }
 
 /// A NAT reply as the backend sends it: from (backend, port) to (snat, nat_port).
@@ -194,9 +237,12 @@ pub struct NatTarget {
     pub vip_port: u16,
     pub service: u32,
     pub backend: u32,
-    pub _pad: u32,
+    /// The flow's [`FLOW_OPENING`], [`FLOW_PROXIED`] and [`FLOW_HANDSHAKE`] as replies need them.
+    pub flags: u32,
     /// Next hop back to the client: where its first frame came from.
     pub hop: NextHop,
+    /// The SYN proxy's translation, for replies (as in the flow).
+    pub proxied: Proxied,
 }
 
 impl NatTarget {
@@ -221,6 +267,14 @@ pub struct LbSettings {
     /// Shorter than `closing_ns`, or the port range, not the node, caps new flows per second
     /// (22,528 ports per backend held 10 s each: 2,253/s).
     pub nat_reuse_ns: u64,
+    /// How long a flow not yet known to be real lives while quiet (see [`FLOW_OPENING`]): a SYN
+    /// flood's entries and NAT ports go in seconds, not at the idle timeout.
+    pub opening_ns: u64,
+    /// New flows per second of one service above which `under-flood` services answer SYNs
+    /// with cookies (and DSR Maglev services stop keeping state).
+    pub flood_new_flows: u32,
+    /// CPUs the data plane runs on: each counts its own share of the rate.
+    pub cpus: u32,
 }
 
 impl LbSettings {
@@ -231,8 +285,46 @@ impl LbSettings {
         udp_idle_ns: 30_000_000_000,
         closing_ns: 10_000_000_000,
         nat_reuse_ns: 2_000_000_000,
+        opening_ns: 5_000_000_000,
+        flood_new_flows: 10_000,
+        cpus: 1,
     };
 }
+
+/// What a SYN-proxy step program is handed by the program that found the packet (one per-CPU
+/// slot, [`HANDOFF_MAP`]): the packet as parsed, and the records looked up for it. Pinned with
+/// the step table, so a kept data plane's programs and the next daemon's steps share it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Handoff {
+    /// The step's slot in [`crate::PROXY_STEPS_MAP`].
+    pub step: u32,
+    pub family: u8,
+    pub parsed: crate::parse::Parsed,
+    /// The service of a cookie's ACK, and the tuple's closing flow it may replace.
+    pub service: ServiceInfo,
+    pub previous: Option<Flow>,
+    /// The NAT binding a backend's handshake answer is for.
+    pub target: NatTarget,
+}
+
+pub const HANDOFF_MAP: &str = "LB_HANDOFF";
+
+/// One CPU's count of a service's new flows in the current window, and until when the service
+/// is under flood as this CPU saw it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FloodWindow {
+    pub window_start_ns: u64,
+    pub count: u64,
+    pub until_ns: u64,
+}
+
+pub const FLOOD_MAP: &str = "LB_FLOOD";
+/// The SYN cookies' 128-bit key (one slot), random per data plane.
+pub const SYN_KEY_MAP: &str = "LB_SYN_KEY";
+/// The NAT port cursor (one slot), started at a random port.
+pub const NAT_CURSOR_MAP: &str = "LB_NAT_CURSOR";
 
 /// Packets, bytes and new flows of a service or backend (per CPU in the map).
 #[repr(C)]
@@ -273,11 +365,13 @@ pub fn flow_expired(flow: &Flow, now: u64, protocol: u8, s: &LbSettings) -> bool
     now.saturating_sub(flow.last_seen_ns) > flow_timeout(flow, protocol, s)
 }
 
-/// How long `flow` may stay quiet before it expires: closing, TCP or UDP.
+/// How long `flow` may stay quiet before it expires: closing, opening, TCP or UDP.
 #[inline(always)]
 pub fn flow_timeout(flow: &Flow, protocol: u8, s: &LbSettings) -> u64 {
     if flow.flags & FLOW_CLOSING != 0 {
         s.closing_ns
+    } else if flow.flags & (FLOW_OPENING | FLOW_HANDSHAKE) != 0 {
+        s.opening_ns
     } else if protocol == crate::parse::IPPROTO_TCP {
         s.tcp_idle_ns
     } else {
@@ -331,6 +425,18 @@ mod tests {
         assert!(!flow_expired(&f, 1_000 + s.closing_ns + 1, 6, &s));
         f.flags = FLOW_CLOSING;
         assert!(flow_expired(&f, 1_000 + s.closing_ns + 1, 6, &s));
+    }
+
+    #[test]
+    fn flows_not_known_real_go_in_seconds() {
+        let s = LbSettings::DEFAULT;
+        let f = Flow { last_seen_ns: 1_000, flags: FLOW_OPENING, ..Flow::default() };
+        let later = 1_000 + s.opening_ns + 1;
+        assert!(flow_expired(&f, later, 6, &s) && nat_port_free(&f, later, 6, &s));
+        let handshake = Flow { flags: FLOW_PROXIED | FLOW_HANDSHAKE, ..f };
+        assert!(flow_expired(&handshake, later, 6, &s));
+        let open = Flow { flags: FLOW_PROXIED, ..f };
+        assert!(!flow_expired(&open, later, 6, &s), "an established proxied flow lives the idle timeout");
     }
 
     #[test]

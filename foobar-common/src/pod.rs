@@ -3,7 +3,10 @@
 
 use crate::{
     firewall::{FirewallSettings, RuleSet, SourceKey},
-    lb::{Backend, Flow, FlowKey, LbSettings, NatKey, NatTarget, ServiceInfo, ServiceKey, TrafficStats},
+    lb::{
+        Backend, FloodWindow, Flow, FlowKey, LbSettings, NatKey, NatTarget, Proxied, ServiceInfo, ServiceKey,
+        TrafficStats,
+    },
 };
 
 macro_rules! aya_pod {
@@ -26,6 +29,8 @@ aya_pod!(
     Flow,
     NatKey,
     NatTarget,
+    Proxied,
+    FloodWindow,
     LbSettings,
     TrafficStats
 );

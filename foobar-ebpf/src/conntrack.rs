@@ -8,7 +8,10 @@ use aya_ebpf::{
 };
 use foobar_common::{
     counters::Counter,
-    lb::{DEFAULT_FLOWS, FLOW_CLOSING, Flow, FlowKey, LbSettings, NextHop, RENEW_NS, flow_expired},
+    lb::{
+        DEFAULT_FLOWS, FLOW_CLOSING, FLOW_HANDSHAKE, FLOW_OPENING, Flow, FlowKey, LbSettings, NextHop, Proxied,
+        RENEW_NS, flow_expired,
+    },
     parse::{Fragment, IPPROTO_TCP, IPPROTO_UDP, Parsed, TCP_SYN},
 };
 
@@ -71,6 +74,24 @@ pub fn touch(key: &FlowKey, flow: &Flow, now: u64) {
     }
 }
 
+/// Sets a flow's timestamp to `now`, whatever it was (for what is timed from a moment, such
+/// as the SYN proxy's last SYN to the backend).
+#[inline(always)]
+pub fn stamp(key: &FlowKey, now: u64) {
+    if let Some(f) = CONNTRACK.get_ptr_mut(key) {
+        // SAFETY: pointer into the map value, valid for this run.
+        unsafe { (*f).last_seen_ns = now };
+    }
+}
+
+/// Ends a closing flow at once, keeping its entry for the flow that replaces it (its backend
+/// and NAT port may be resumed): its client opened a new connection on the same tuple, so
+/// whatever comes next on the tuple belongs to the new one.
+#[inline(always)]
+pub fn expire(key: &FlowKey) {
+    stamp(key, 0);
+}
+
 /// Marks a flow closing after its FIN or RST (an idempotent store of the only flag there is),
 /// and empties this CPU's copy of it: closing flows are timed by the table alone.
 #[inline(always)]
@@ -84,6 +105,27 @@ pub fn close(key: &FlowKey) {
             }
             (*f).flags |= FLOW_CLOSING;
             (*f).last_seen_ns = now_ns();
+        }
+    }
+}
+
+/// Clears a flow's [`FLOW_OPENING`]: it is known to be real now (the client's ACK, or a reply).
+#[inline(always)]
+pub fn opened(key: &FlowKey) {
+    if let Some(f) = CONNTRACK.get_ptr_mut(key) {
+        // SAFETY: as in `touch`; racing CPUs clear the same bit.
+        unsafe { (*f).flags &= !FLOW_OPENING };
+    }
+}
+
+/// Records a SYN-proxied flow's translation once its backend answered, ending its handshake.
+#[inline(always)]
+pub fn settle(key: &FlowKey, proxied: &Proxied) {
+    if let Some(f) = CONNTRACK.get_ptr_mut(key) {
+        // SAFETY: as in `touch`; only the backend's one SYN-ACK settles a flow.
+        unsafe {
+            (*f).proxied = *proxied;
+            (*f).flags &= !FLOW_HANDSHAKE;
         }
     }
 }

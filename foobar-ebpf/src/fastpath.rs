@@ -17,8 +17,8 @@ use aya_ebpf::programs::XdpContext;
 use foobar_common::{
     addr::FAMILY_V4,
     counters::{Counter, FastKind},
-    lb::FlowKey,
-    parse::{IPPROTO_TCP, parse_plain_v4},
+    lb::{FLOW_HANDSHAKE, FlowKey},
+    parse::{IPPROTO_TCP, TCP_ACK, parse_plain_v4},
 };
 
 use crate::{
@@ -54,11 +54,16 @@ pub fn run<const UNTRUSTED: bool>(ctx: &XdpContext) -> Option<u32> {
                 let (flow, s) = conntrack::live(&key, now)?;
                 conntrack::touch(&key, flow, now);
                 if !closing {
-                    flow_cache::put(&key, flow, now, epoch, s);
+                    let opens = p.protocol == IPPROTO_TCP && p.tcp_flags & TCP_ACK != 0;
+                    flow_cache::put(&key, flow, now, epoch, s, opens);
                 }
                 flow
             }
         };
+        // A proxied flow whose backend has not answered yet: the full path holds its data.
+        if flow.flags & FLOW_HANDSHAKE != 0 {
+            return None;
+        }
         count_fast(FastKind::of(p.protocol == IPPROTO_TCP, UNTRUSTED));
         return Some(forward::to_backend::<true>(&frame, &p, &key, flow, FAMILY_V4));
     }
@@ -68,6 +73,9 @@ pub fn run<const UNTRUSTED: bool>(ctx: &XdpContext) -> Option<u32> {
         return None;
     }
     let target = lb::nat_reply(&p, FAMILY_V4)?;
+    if target.flags as u16 & FLOW_HANDSHAKE != 0 {
+        return None;
+    }
     count_fast(FastKind::reply(p.protocol == IPPROTO_TCP));
     Some(forward::to_client::<true>(&frame, &p, target, FAMILY_V4))
 }

@@ -33,7 +33,9 @@ use aya_ebpf::{
 };
 use foobar_common::{
     addr::FAMILY_V4,
-    lb::{FLOW_CACHE_SLOTS, FLOW_CLOSING, Flow, FlowKey, LbSettings, RENEW_NS, flow_timeout},
+    lb::{
+        FLOW_CACHE_SLOTS, FLOW_CLOSING, FLOW_HANDSHAKE, FLOW_OPENING, Flow, FlowKey, LbSettings, RENEW_NS, flow_timeout,
+    },
 };
 
 use crate::atomic;
@@ -105,10 +107,15 @@ pub fn get(key: &FlowKey, now: u64) -> Option<&'static Flow> {
 
 /// Remembers the IPv4 flow `flow`, just read from the table at `now` when the epoch was
 /// `epoch` (read before the table, so that a change made in between leaves the copy stale,
-/// never wrong).
+/// never wrong). `opens`: the packet being forwarded shows an opening flow real (the client's
+/// ACK), so the copy is of the flow as it is about to be.
 #[inline(always)]
-pub fn put(key: &FlowKey, flow: &Flow, now: u64, epoch: u64, s: &LbSettings) {
-    if flow.flags & FLOW_CLOSING != 0 || flow.hop.ifindex == 0 {
+pub fn put(key: &FlowKey, flow: &Flow, now: u64, epoch: u64, s: &LbSettings, opens: bool) {
+    // Flows not settled yet are timed, and changed, by the table alone.
+    if flow.flags & (FLOW_CLOSING | FLOW_HANDSHAKE) != 0 || flow.hop.ifindex == 0 {
+        return;
+    }
+    if flow.flags & FLOW_OPENING != 0 && !opens {
         return;
     }
     let expires = flow.last_seen_ns.saturating_add(flow_timeout(flow, key.protocol, s));
@@ -122,7 +129,7 @@ pub fn put(key: &FlowKey, flow: &Flow, now: u64, epoch: u64, s: &LbSettings) {
                 protocol: u32::from(key.protocol),
                 good_until: expires.min(now + RECHECK_NS),
                 epoch,
-                flow: *flow,
+                flow: Flow { flags: flow.flags & !FLOW_OPENING, ..*flow },
             }
         };
     }

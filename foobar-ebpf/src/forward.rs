@@ -5,16 +5,16 @@
 use aya_ebpf::bindings::xdp_action;
 use foobar_common::{
     counters::Counter,
-    lb::{BACKEND_ABSENT, Flow, FlowKey, MODE_DSR, NatTarget},
-    parse::{IPPROTO_TCP, Parsed, TCP_FIN, TCP_RST},
+    lb::{BACKEND_ABSENT, Backend, FLOW_OPENING, FLOW_PROXIED, Flow, FlowKey, MODE_DSR, NatKey, NatTarget, NextHop},
+    parse::{IPPROTO_TCP, Parsed, TCP_ACK, TCP_FIN, TCP_RST},
 };
 
 use crate::{
-    conntrack,
+    conntrack, nat,
     nexthop::{lookup_hop, redirect_to, send},
     packet::Frame,
     rewrite::{Rewrite, rewrite},
-    services,
+    seqadj, services,
     stats::{account, count},
 };
 
@@ -39,29 +39,43 @@ pub fn to_backend<const INLINE_REWRITE: bool>(
     if ends_flow(p) {
         conntrack::close(key);
     }
-    let Some(backend) = services::backend(flow.backend) else {
-        return xdp_action::XDP_DROP;
-    };
-    if backend.state == BACKEND_ABSENT {
-        count(Counter::LbNoBackend);
-        return xdp_action::XDP_DROP;
-    }
+    let Some((backend, hop)) = path(frame, p, key, flow) else { return xdp_action::XDP_DROP };
     account(flow.service, flow.backend, frame);
-    let hop = if flow.hop.ifindex != 0 {
-        flow.hop
-    } else {
-        let src = if flow.mode == MODE_DSR { &p.src } else { &backend.snat };
-        let Some(hop) = lookup_hop(frame, p, src, &backend.addr) else { return xdp_action::XDP_DROP };
-        conntrack::set_hop(key, hop);
-        hop
-    };
     if flow.mode != MODE_DSR {
         let r = Rewrite { src: backend.snat, dst: backend.addr, sport: flow.nat_port, dport: p.dst_port };
         if !rewrite::<INLINE_REWRITE>(frame, p, family, &r) {
             return xdp_action::XDP_DROP;
         }
+        if flow.flags & FLOW_PROXIED != 0 && !seqadj::to_backend(frame, p, &flow.proxied) {
+            return xdp_action::XDP_DROP;
+        }
+    }
+    // The client's ACK after its SYN: the flow is real.
+    if flow.flags & FLOW_OPENING != 0 && p.tcp_flags & TCP_ACK != 0 {
+        conntrack::opened(key);
     }
     send(frame, &hop)
+}
+
+/// The backend `flow` goes to and the next hop towards it (asked of the FIB by the flow's
+/// first packet, then remembered in the flow); `None`, counted, when its backend is gone or
+/// no next hop is known.
+#[inline(always)]
+pub fn path(frame: &Frame, p: &Parsed, key: &FlowKey, flow: &Flow) -> Option<(&'static Backend, NextHop)> {
+    let backend = services::backend(flow.backend)?;
+    if backend.state == BACKEND_ABSENT {
+        count(Counter::LbNoBackend);
+        return None;
+    }
+    let hop = if flow.hop.ifindex != 0 {
+        flow.hop
+    } else {
+        let src = if flow.mode == MODE_DSR { &p.src } else { &backend.snat };
+        let hop = lookup_hop(frame, p, src, &backend.addr)?;
+        conntrack::set_hop(key, hop);
+        hop
+    };
+    Some((backend, hop))
 }
 
 /// A backend's reply in NAT mode, counted: translated back to come from the VIP, to the client.
@@ -83,8 +97,24 @@ pub fn to_client<const INLINE_REWRITE: bool>(frame: &Frame, p: &Parsed, t: &NatT
     if !rewrite::<INLINE_REWRITE>(frame, p, family, &r) {
         return xdp_action::XDP_DROP;
     }
+    let flags = t.flags as u16;
+    if flags & FLOW_PROXIED != 0 && !seqadj::to_client(frame, p, &t.proxied) {
+        return xdp_action::XDP_DROP;
+    }
+    if flags & FLOW_OPENING != 0 {
+        answered(p, t, family);
+    }
     if t.hop.ifindex != 0 {
         return send(frame, &t.hop);
     }
     redirect_to(frame, p, &r.src, &r.dst)
+}
+
+/// A reply to a flow still opening (a UDP flow's first answer): the flow is real. Out of line
+/// so that its keys take no room on the fast path's stack.
+#[inline(never)]
+fn answered(p: &Parsed, t: &NatTarget, family: u8) {
+    conntrack::opened(&t.client_flow(p.protocol, family));
+    let binding = NatKey::new(p.src, p.src_port, p.dst_port, p.protocol, family);
+    nat::restamp(&binding, t.flags & !u32::from(FLOW_OPENING), &t.proxied);
 }

@@ -5,13 +5,24 @@
 use aya_ebpf::bindings::xdp_action;
 use foobar_common::{
     counters::Counter,
-    lb::{FLOW_CLOSING, FlowKey, MODE_DSR, NatKey, NatTarget, ServiceInfo, ServiceKey, flow_expired},
+    lb::{
+        FLOW_CLOSING, FLOW_HANDSHAKE, FLOW_OPENING, FlowKey, MODE_DSR, NatKey, NatTarget, PICK_HASH, PROXY_ALWAYS,
+        PROXY_OFF, PROXY_UNDER_FLOOD, ServiceInfo, ServiceKey, flow_expired, flow_hash,
+    },
     parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Parsed, TCP_ACK, TCP_SYN},
 };
 
 use crate::{
-    clock::now_ns, conntrack, forward, icmp, nexthop::redirect_to, packet::Frame, refuse::refuse, schedule::schedule,
-    scratch, services, stats::count,
+    clock::now_ns,
+    conntrack, flood, forward,
+    handoff::{self, Step},
+    icmp,
+    nexthop::redirect_to,
+    packet::Frame,
+    refuse::refuse,
+    schedule::schedule,
+    scratch, services,
+    stats::count,
 };
 
 /// Balances `p` if it belongs to a service or is a NAT reply; `None` leaves it to the kernel.
@@ -60,6 +71,9 @@ fn from_backend(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
         }
     }
     let target = nat_reply(p, family)?;
+    if target.flags as u16 & FLOW_HANDSHAKE != 0 {
+        return Some(handoff::defer(Step::BackendAnswer, p, family, |h| h.target = *target));
+    }
     Some(forward::reply(frame, p, target, family))
 }
 
@@ -87,12 +101,17 @@ fn tracked(frame: &Frame, p: &Parsed) -> Option<u32> {
     let key = FlowKey::of(p, family);
     let now = now_ns();
     let (flow, _) = conntrack::live(&key, now)?;
+    // A proxied flow whose backend has not answered yet: the full path holds its data.
+    if flow.flags & FLOW_HANDSHAKE != 0 {
+        return None;
+    }
     count(Counter::LbEstablished);
     conntrack::touch(&key, flow, now);
     Some(forward::to_backend::<false>(frame, p, &key, flow, family))
 }
 
-/// A packet to service `svc`: its flow's, if tracked and live, or a new flow's.
+/// A packet to service `svc`: its flow's, if tracked and live, or a new flow's. Only a SYN (or
+/// a UDP datagram) can begin a flow; of a proxied service, only an ACK of a valid cookie.
 #[inline(never)]
 fn to_service(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
     let Some(s) = conntrack::settings() else { return xdp_action::XDP_DROP };
@@ -106,24 +125,69 @@ fn to_service(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
         Some(f) => !flow_expired(f, now, p.protocol, s) && !(syn && f.flags & FLOW_CLOSING != 0),
         None => false,
     };
-    let flow = if live {
+    if live {
         let Some(f) = existing else { return xdp_action::XDP_DROP };
+        if f.flags & FLOW_HANDSHAKE != 0 {
+            return handoff::defer(Step::Hold, p, family, |_| {});
+        }
         count(Counter::LbEstablished);
         conntrack::touch(&key, f, now);
-        f
-    } else if svc.ring_len == 0 {
+        return forward::to_backend::<false>(frame, p, &key, f, family);
+    }
+    if svc.ring_len == 0 {
         // No backend to give a new flow to: TCP clients get a reset at once.
         count(Counter::LbNoBackend);
         return if tcp { refuse(frame, p) } else { xdp_action::XDP_DROP };
-    } else {
-        // Replies go back the way the client's first frame came in.
-        let Some(nf) = scratch::new_flow(frame) else { return xdp_action::XDP_DROP };
-        if !schedule(p, &key, svc, existing, nf) {
-            return xdp_action::XDP_DROP;
+    }
+    let hashed = svc.mode == MODE_DSR && svc.pick == PICK_HASH;
+    if tcp && !syn {
+        // A segment of no flow: nothing is kept for it, unless it is a cookie's ACK.
+        return if svc.mode != MODE_DSR && svc.syn_proxy != PROXY_OFF {
+            handoff::defer(Step::CookieAck, p, family, |h| {
+                h.service = *svc;
+                h.previous = existing.copied();
+            })
+        } else if hashed {
+            stateless(frame, p, svc, family)
+        } else {
+            count(Counter::LbStateRefused);
+            xdp_action::XDP_DROP
+        };
+    }
+    let flood = flood::new_flow(svc.id, now, s);
+    if tcp && svc.mode != MODE_DSR && (svc.syn_proxy == PROXY_ALWAYS || (svc.syn_proxy == PROXY_UNDER_FLOOD && flood)) {
+        // A SYN on a closing flow's tuple: the client reuses its port. The cookie keeps no
+        // state, so the old flow must stop catching the tuple now, or the new connection's ACK
+        // would be taken for a late segment of the old one.
+        if existing.is_some() {
+            conntrack::expire(&key);
         }
-        &nf.flow
+        return handoff::defer(Step::Syn, p, family, |_| {});
+    }
+    if hashed && flood && svc.syn_proxy != PROXY_OFF {
+        return stateless(frame, p, svc, family);
+    }
+    // Replies go back the way the client's first frame came in.
+    let Some(nf) = scratch::new_flow(frame) else { return xdp_action::XDP_DROP };
+    // Not known to be real until the client's ACK (TCP) or the backend's reply (UDP, NAT).
+    nf.flags = if tcp || svc.mode != MODE_DSR { FLOW_OPENING } else { 0 };
+    if !schedule(p, &key, svc, existing, nf) {
+        return xdp_action::XDP_DROP;
+    }
+    forward::to_backend::<false>(frame, p, &key, &nf.flow, family)
+}
+
+/// A packet of a DSR Maglev service sent to its flow hash's backend with no entry kept: every
+/// node and every packet picks the same backend, so under a flood the table is left alone.
+#[inline(never)]
+fn stateless(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
+    let key = FlowKey::of(p, family);
+    let slot = flow_hash(&key) % svc.ring_len;
+    let Some(backend) = services::ring_member(svc, slot).and_then(services::backend) else {
+        return xdp_action::XDP_DROP;
     };
-    forward::to_backend::<false>(frame, p, &key, flow, family)
+    count(Counter::LbStateless);
+    redirect_to(frame, p, &p.src, &backend.addr)
 }
 
 /// The NAT binding `p` replies to, if it is a backend's reply: from a backend, to the node's

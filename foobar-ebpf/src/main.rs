@@ -14,6 +14,9 @@
 //!   - `forward`: packets of tracked flows to their backend, replies back to their client;
 //!     `rewrite`: addresses and ports with checksums patched; `nexthop`: FIB and redirect;
 //!   - `icmp`: ICMP errors about balanced flows; `refuse`: RSTs when no backend is up.
+//!   - `synproxy`: SYN cookies and the proxied handshake, over `segment` (a TCP segment built
+//!     from nothing), its steps run as programs of their own (`handoff`); `seqadj`: a proxied
+//!     flow's segments translated; `flood`: new-flow rates;
 //! - `fastpath`: plain IPv4 packets of established flows, before all of the above;
 //!   `flow_cache`: its per-CPU copies of recently forwarded flows.
 //!
@@ -29,8 +32,10 @@ mod clock;
 mod conntrack;
 mod fastpath;
 mod firewall;
+mod flood;
 mod flow_cache;
 mod forward;
+mod handoff;
 mod icmp;
 mod lb;
 mod log;
@@ -41,8 +46,12 @@ mod refuse;
 mod rewrite;
 mod schedule;
 mod scratch;
+mod segment;
+mod seqadj;
 mod services;
 mod stats;
+mod synproxy;
+mod tcp;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use foobar_common::{
@@ -60,11 +69,9 @@ use crate::{
 pub fn xdp_trusted(ctx: XdpContext) -> u32 {
     let verdict = match fastpath::run::<false>(&ctx) {
         Some(verdict) => verdict,
-        None => match parsed(&ctx) {
-            Some(p) => lb::balance(&Frame(&ctx), &p).unwrap_or(xdp_action::XDP_PASS),
-            None => xdp_action::XDP_DROP,
-        },
+        None => trusted_full_path(&ctx),
     };
+    let verdict = handoff::follow(&ctx, verdict);
     if verdict == xdp_action::XDP_DROP {
         log::emit(&ctx);
     }
@@ -84,22 +91,63 @@ pub fn xdp_untrusted(ctx: XdpContext) -> u32 {
     }
     let verdict = match fastpath::run::<true>(&ctx) {
         Some(verdict) => verdict,
-        None => match parsed(&ctx) {
-            Some(p) => match lb::established(&Frame(&ctx), &p) {
-                Some(verdict) => {
-                    count(Counter::FwEstablished);
-                    verdict
-                }
-                None if firewall::admits(&p) => lb::balance(&Frame(&ctx), &p).unwrap_or(xdp_action::XDP_PASS),
-                None => xdp_action::XDP_DROP,
-            },
-            None => xdp_action::XDP_DROP,
-        },
+        None => untrusted_full_path(&ctx),
     };
+    let verdict = handoff::follow(&ctx, verdict);
     if verdict == xdp_action::XDP_DROP {
         log::emit(&ctx);
     }
     verdict
+}
+
+/// What the fast path left, on a trusted interface: parsed (dropped if malformed), balanced.
+///
+/// A function of its own, like each stage after it: the parsed packet then sits in its frame,
+/// not in the entry's, where the fast path's call chain would carry it too.
+#[inline(never)]
+fn trusted_full_path(ctx: &XdpContext) -> u32 {
+    match parsed(ctx) {
+        Some(p) => lb::balance(&Frame(ctx), p).unwrap_or(xdp_action::XDP_PASS),
+        None => xdp_action::XDP_DROP,
+    }
+}
+
+/// [`trusted_full_path`] with the firewall: tracked flows first, then the allow rules.
+#[inline(never)]
+fn untrusted_full_path(ctx: &XdpContext) -> u32 {
+    let Some(p) = parsed(ctx) else { return xdp_action::XDP_DROP };
+    match lb::established(&Frame(ctx), p) {
+        Some(verdict) => {
+            count(Counter::FwEstablished);
+            verdict
+        }
+        None if firewall::admits(p) => lb::balance(&Frame(ctx), p).unwrap_or(xdp_action::XDP_PASS),
+        None => xdp_action::XDP_DROP,
+    }
+}
+
+/// SYN proxy step: a SYN of no flow, answered with a cookie.
+#[xdp]
+pub fn xdp_proxy_syn(ctx: XdpContext) -> u32 {
+    handoff::run(&ctx, |frame, h| synproxy::answer_syn(frame, &h.parsed, h.family))
+}
+
+/// SYN proxy step: a segment of no flow, which may be a cookie's ACK.
+#[xdp]
+pub fn xdp_proxy_ack(ctx: XdpContext) -> u32 {
+    handoff::run(&ctx, |frame, h| synproxy::cookie_ack(frame, &h.parsed, &h.service, h.previous.as_ref()))
+}
+
+/// SYN proxy step: a client's segment while its backend's handshake is under way.
+#[xdp]
+pub fn xdp_proxy_hold(ctx: XdpContext) -> u32 {
+    handoff::run(&ctx, |frame, h| synproxy::hold(frame, &h.parsed, h.family))
+}
+
+/// SYN proxy step: a backend's answer to the proxy's SYN.
+#[xdp]
+pub fn xdp_proxy_backend(ctx: XdpContext) -> u32 {
+    handoff::run(&ctx, |frame, h| synproxy::backend_answer(frame, &h.parsed, &h.target, h.family))
 }
 
 /// The benchmark floor: passes every frame and does nothing else. Never attached; `cargo
@@ -114,13 +162,13 @@ pub fn xdp_floor(_ctx: XdpContext) -> u32 {
 /// Not inlined, like each stage: as separate BPF functions the stages reuse one another's
 /// stack space, which keeps the deepest call chain within BPF's 512-byte stack.
 #[inline(never)]
-fn parsed(ctx: &XdpContext) -> Option<Parsed> {
+fn parsed(ctx: &XdpContext) -> Option<&'static Parsed> {
     let ctx = packet::opaque(ctx);
     match parse(&Frame(&ctx)) {
         Ok(mut p) => {
             count_parsed(&p);
             scratch::blur_offsets(&mut p);
-            Some(p)
+            scratch::keep_parsed(p)
         }
         Err(reason) => {
             count(Counter::Received);

@@ -3,18 +3,22 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap},
+    maps::{Array, HashMap},
 };
-use foobar_common::lb::{DEFAULT_NAT_BINDINGS, Flow, FlowKey, LbSettings, NatKey, NatTarget, nat_port_free};
+use foobar_common::lb::{
+    DEFAULT_NAT_BINDINGS, FLOW_HANDSHAKE, FLOW_OPENING, Flow, FlowKey, LbSettings, NatKey, NatTarget, Proxied,
+    nat_port_free,
+};
 
 use crate::{atomic, conntrack};
 
-#[map(name = "LB_NAT")]
-static NAT: LruHashMap<NatKey, NatTarget> = LruHashMap::with_max_entries(DEFAULT_NAT_BINDINGS, 0);
-/// One shared cursor over the NAT port range.
+/// One shared cursor over the NAT port range (the daemon starts it at a random port).
 #[map(name = "LB_NAT_CURSOR")]
 static NAT_CURSOR: Array<u64> = Array::with_max_entries(1, 0);
-
+/// Not an LRU: a binding is never evicted from under its live flow (replies would stop
+/// being translated). Bindings whose flow is gone are taken back when their port is picked.
+#[map(name = "LB_NAT")]
+static NAT: HashMap<NatKey, NatTarget> = HashMap::with_max_entries(DEFAULT_NAT_BINDINGS, 0);
 const BPF_ANY: u64 = 0;
 const BPF_NOEXIST: u64 = 1;
 
@@ -23,6 +27,10 @@ const BPF_NOEXIST: u64 = 1;
 pub struct Keys {
     binding: NatKey,
     holder: FlowKey,
+    /// The oldest half-open holder seen so far (port, last seen; 0: none). Kept here, not in
+    /// a local: a local splits the verifier's states at every probe, and 16 probes explode.
+    oldest_port: u16,
+    oldest_seen: u64,
 }
 
 /// The binding replies from `backend:backend_port` to NAT port `nat_port` go back by.
@@ -32,12 +40,18 @@ pub fn binding(key: &NatKey) -> Option<&'static NatTarget> {
     unsafe { NAT.get(key) }
 }
 
+/// Ports tried for one new flow before the oldest half-open holder seen gives its port up.
+const PROBES: usize = 16;
+
 /// Picks a free NAT source port towards `backend` for the flow `key` and binds it to `target`.
 ///
-/// Ports come from one shared cursor (an atomic add), so CPUs never hand out the same one
-/// at once; a port still held by a live flow is skipped. One whose flow ended, or closed and
-/// went quiet for `nat_reuse_ns`, is reused, and a closed holder is forgotten so its late
-/// packets cannot reach the new flow's backend connection.
+/// Ports come from one shared cursor (an atomic add), so CPUs never try the same one at once,
+/// and a flood of new flows walks the whole range. A port is free when nobody holds it,
+/// when its holder's flow is gone, or when that flow ended (or closed and went quiet for
+/// `nat_reuse_ns`, or never proved real within `opening_ns`). If every port tried is held,
+/// the oldest holder among them that never finished its handshake gives its port up: a flood
+/// of half-open flows cannot starve real ones. A holder that loses its port is forgotten, so
+/// its late packets cannot reach the new flow's backend connection.
 #[inline(always)]
 pub fn allocate_port(
     key: &FlowKey,
@@ -51,7 +65,8 @@ pub fn allocate_port(
     if s.nat_port_count == 0 {
         return None;
     }
-    for _ in 0..8 {
+    keys.oldest_port = 0;
+    for _ in 0..PROBES {
         // SAFETY: the cursor slot is a valid, aligned u64 in the map; every user adds atomically.
         let n = unsafe { atomic::fetch_add(cursor, 1) };
         let port = (u64::from(s.nat_port_min) + n % u64::from(s.nat_port_count)) as u16;
@@ -62,15 +77,59 @@ pub fn allocate_port(
         let Some(holder) = binding(&keys.binding) else { continue };
         keys.holder = holder.client_flow(key.protocol, key.family);
         let held = conntrack::get(&keys.holder).filter(|f| f.nat_port == port);
-        let free = held.is_none_or(|f| nat_port_free(f, now, key.protocol, s));
-        if free && NAT.insert(&keys.binding, target, BPF_ANY).is_ok() {
-            if let Some(f) = held {
-                conntrack::forget(&keys.holder, f, now);
-            }
+        if held.is_none_or(|f| nat_port_free(f, now, key.protocol, s)) && take(keys, target, held, now) {
             return Some(port);
         }
+        if let Some(f) = held.filter(|f| f.flags & (FLOW_OPENING | FLOW_HANDSHAKE) != 0) {
+            if keys.oldest_port == 0 || f.last_seen_ns < keys.oldest_seen {
+                keys.oldest_port = port;
+                keys.oldest_seen = f.last_seen_ns;
+            }
+        }
     }
-    None
+    let port = keys.oldest_port;
+    if port == 0 {
+        return None;
+    }
+    keys.binding = NatKey::new(*backend, key.dport, port, key.protocol, key.family);
+    let holder = binding(&keys.binding)?;
+    keys.holder = holder.client_flow(key.protocol, key.family);
+    let held = conntrack::get(&keys.holder).filter(|f| f.nat_port == port);
+    take(keys, target, held, now).then_some(port)
+}
+
+/// Binds `keys.binding` to `target` over its holder, whose flow (`held`, keyed `keys.holder`)
+/// is forgotten.
+#[inline(always)]
+fn take(keys: &Keys, target: &NatTarget, held: Option<&Flow>, now: u64) -> bool {
+    if NAT.insert(&keys.binding, target, BPF_ANY).is_err() {
+        return false;
+    }
+    if let Some(f) = held {
+        conntrack::forget(&keys.holder, f, now);
+    }
+    true
+}
+
+/// Gives a binding its flow's new flags and translation (a reopened flow, a settled handshake,
+/// a first reply): replies follow what the flow is now.
+#[inline(always)]
+pub fn restamp(key: &NatKey, flags: u32, proxied: &Proxied) {
+    if let Some(t) = NAT.get_ptr_mut(key) {
+        // SAFETY: a pointer into the map value for this run; one writer per binding at a time.
+        unsafe {
+            (*t).flags = flags;
+            (*t).proxied = *proxied;
+        }
+    }
+}
+
+/// Rebinds NAT port `port` towards `backend`, which the flow `key` keeps from its closing
+/// predecessor, to `target`.
+#[inline(always)]
+pub fn rebind(key: &FlowKey, backend: &[u32; 4], port: u16, target: &NatTarget) -> bool {
+    let binding = NatKey::new(*backend, key.dport, port, key.protocol, key.family);
+    NAT.insert(&binding, target, BPF_ANY).is_ok()
 }
 
 /// Whether the NAT port of `old`, the closing flow of tuple `key`, still belongs to that

@@ -52,8 +52,22 @@ pub fn send(frame: &Frame, hop: &NextHop) -> u32 {
     let Some(macs) = frame.window_mut::<12>(0) else { return xdp_action::XDP_DROP };
     macs[..6].copy_from_slice(&hop.dmac);
     macs[6..].copy_from_slice(&hop.smac);
+    out_of(hop.ifindex)
+}
+
+/// Redirects the frame, as it is, out of interface `ifindex`.
+#[inline(always)]
+pub fn out_of(ifindex: u32) -> u32 {
     // SAFETY: bpf_redirect only records the target for the XDP core.
-    unsafe { bpf_redirect(hop.ifindex, 0) as u32 }
+    unsafe { bpf_redirect(ifindex, 0) as u32 }
+}
+
+/// Sends the frame back out of the interface it came in on, by redirect rather than `XDP_TX`
+/// (see `refuse`). Kept a call of its own: inlined into several paths, LLVM merges their reads
+/// of the context into one through an offset pointer, which the verifier refuses.
+#[inline(never)]
+pub fn back_out(frame: &Frame) -> u32 {
+    out_of(frame.0.ingress_ifindex() as u32)
 }
 
 /// Looks up the next hop towards `dst` and sends the frame there.

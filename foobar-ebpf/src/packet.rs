@@ -1,8 +1,15 @@
 //! The kernel-side packet window: every read is checked against `data_end` right before it,
 //! in the shape the verifier can follow.
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
 use foobar_common::bytes::{MAX_PARSE_OFFSET, PacketBytes};
+
+/// Where [`PacketBytes::carried`] passes an offset through.
+#[map(name = "PACKET_CARRY")]
+static CARRY: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Covers every offset up to `MAX_PARSE_OFFSET` (1024).
+const OFFSET_MASK: u64 = 2 * MAX_PARSE_OFFSET as u64 - 1;
 
 /// An XDP frame seen through [`PacketBytes`].
 pub struct Frame<'a>(pub &'a XdpContext);
@@ -27,6 +34,35 @@ impl PacketBytes for Frame<'_> {
         // inside the packet, and `T` is a plain integer or byte array.
         Some(unsafe { core::ptr::read_unaligned((start + off) as *const T) })
     }
+
+    #[inline(always)]
+    fn carried(&self, off: usize) -> usize {
+        carried(off)
+    }
+}
+
+/// `v` passed through map memory and masked below 2048: the verifier knows only that bound
+/// afterwards, and LLVM cannot fold what it computes next back into what it computed before.
+#[inline(always)]
+pub fn carried(v: usize) -> usize {
+    let Some(slot) = CARRY.get_ptr_mut(0) else { return MAX_PARSE_OFFSET };
+    // SAFETY: this CPU's slot for the program run; volatile so the value goes through the map.
+    unsafe {
+        core::ptr::write_volatile(slot, v as u64);
+        (core::ptr::read_volatile(slot) & OFFSET_MASK) as usize
+    }
+}
+
+/// `len` if it is a length a copying helper takes (1 to `max`), in the form the verifier needs:
+/// at least 1, which no test of `len` itself teaches it (LLVM turns `len < 1` into `len == 0`,
+/// which says nothing of a range); so `len - 1` is carried, bounded, and the length rebuilt.
+#[inline(always)]
+pub fn copy_length(len: usize, max: usize) -> Option<u32> {
+    let below = carried(len.wrapping_sub(1));
+    if below >= max {
+        return None;
+    }
+    Some(below as u32 + 1)
 }
 
 /// A copy of `ctx` that LLVM cannot see through: for BPF functions taking the context.

@@ -11,10 +11,7 @@
 //! numbers set as RFC 793 says for a reset answering a segment, and both checksums computed
 //! afresh (the headers are small and fixed).
 
-use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::generated::{bpf_redirect, bpf_xdp_adjust_tail},
-};
+use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_xdp_adjust_tail};
 use foobar_common::{
     bytes::PacketBytes,
     counters::Counter,
@@ -22,7 +19,7 @@ use foobar_common::{
     parse::{ETH_HLEN, L3, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
-use crate::{packet::Frame, stats::count};
+use crate::{nexthop::back_out, packet::Frame, stats::count};
 
 const TCP_RST_ACK: u8 = TCP_RST | TCP_ACK;
 
@@ -110,8 +107,7 @@ pub fn refuse(frame: &Frame, p: &Parsed) -> u32 {
         return xdp_action::XDP_DROP;
     }
     count(Counter::LbRefused);
-    // SAFETY: bpf_redirect only records the target for the XDP core.
-    unsafe { bpf_redirect(frame.0.ingress_ifindex() as u32, 0) as u32 }
+    back_out(frame)
 }
 
 /// The IP packet's length from its header (IPv6: header + payload).

@@ -38,7 +38,7 @@ fn schedule_inner(
         return None;
     }
     if let Some(old) = previous.filter(|_| svc.mode != MODE_DSR) {
-        if let Some(()) = resume(key, old, svc, now, nf) {
+        if let Some(()) = resume(p, key, old, svc, now, nf) {
             return Some(());
         }
     }
@@ -48,16 +48,7 @@ fn schedule_inner(
     let nat_port = if svc.mode == MODE_DSR {
         0
     } else {
-        nf.target = NatTarget {
-            client: p.src,
-            vip: p.dst,
-            client_port: p.src_port,
-            vip_port: p.dst_port,
-            service: svc.id,
-            backend: backend_id,
-            _pad: 0,
-            hop: nf.target.hop,
-        };
+        set_target(p, svc, backend_id, nf);
         match nat::allocate_port(key, &backend.addr, &nf.target, &mut nf.nat, s, now) {
             Some(port) => port,
             None => {
@@ -66,7 +57,7 @@ fn schedule_inner(
             }
         }
     };
-    nf.flow = new_entry(backend_id, svc, nat_port, now);
+    nf.flow = new_entry(backend_id, svc, nat_port, now, nf);
     // Read before the insert frees the old entry for reuse.
     let previous_seen = previous.map(|old| old.last_seen_ns);
     if !conntrack::begin(key, &nf.flow, previous_seen, now) {
@@ -78,10 +69,38 @@ fn schedule_inner(
     Some(())
 }
 
-/// A flow entry as a new flow starts it; its next hop is found by its first packet.
+/// The NAT binding the new flow's replies will be translated by, into `nf.target` (whose hop
+/// back to the client is set already).
 #[inline(always)]
-fn new_entry(backend: u32, svc: &ServiceInfo, nat_port: u16, now: u64) -> Flow {
-    Flow { backend, service: svc.id, nat_port, flags: 0, mode: svc.mode, last_seen_ns: now, hop: NextHop::default() }
+fn set_target(p: &Parsed, svc: &ServiceInfo, backend: u32, nf: &mut NewFlow) {
+    nf.target = NatTarget {
+        client: p.src,
+        vip: p.dst,
+        client_port: p.src_port,
+        vip_port: p.dst_port,
+        service: svc.id,
+        backend,
+        flags: u32::from(nf.flags),
+        hop: nf.target.hop,
+        proxied: nf.proxied,
+    };
+}
+
+/// A flow entry as a new flow starts it, with the flags and translation `nf` asks for; its next
+/// hop is found by its first packet.
+#[inline(always)]
+fn new_entry(backend: u32, svc: &ServiceInfo, nat_port: u16, now: u64, nf: &NewFlow) -> Flow {
+    Flow {
+        backend,
+        service: svc.id,
+        nat_port,
+        flags: nf.flags,
+        mode: svc.mode,
+        last_seen_ns: now,
+        hop: NextHop::default(),
+        proxied: nf.proxied,
+        client_isn: nf.client_isn,
+    }
 }
 
 /// A client reusing its port while its last flow there is closing gets that flow's backend and
@@ -92,13 +111,20 @@ fn new_entry(backend: u32, svc: &ServiceInfo, nat_port: u16, now: u64) -> Flow {
 /// four-tuple (initial sequence numbers grow with time per tuple), a coin toss for another
 /// client's SYN given the same NAT port (refused ones cost the client a one-second SYN
 /// retransmit). So a reused client tuple keeps its backend tuple, as it would without NAT.
+///
+/// The binding is written afresh too: the new flow's replies are translated by what it is
+/// (a SYN-proxied flow's handshake and deltas), not by what the old one was.
 #[inline(always)]
-fn resume(key: &FlowKey, old: &Flow, svc: &ServiceInfo, now: u64, nf: &mut NewFlow) -> Option<()> {
+fn resume(p: &Parsed, key: &FlowKey, old: &Flow, svc: &ServiceInfo, now: u64, nf: &mut NewFlow) -> Option<()> {
     let backend = services::backend(old.backend)?;
     if old.service != svc.id || backend.state != BACKEND_UP || !nat::still_holds_port(key, old, &backend.addr) {
         return None;
     }
-    nf.flow = new_entry(old.backend, svc, old.nat_port, now);
+    set_target(p, svc, old.backend, nf);
+    if !nat::rebind(key, &backend.addr, old.nat_port, &nf.target) {
+        return None;
+    }
+    nf.flow = new_entry(old.backend, svc, old.nat_port, now, nf);
     if !conntrack::reopen(key, &nf.flow) {
         return None;
     }

@@ -5,7 +5,7 @@
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use foobar_common::{
     bytes::MAX_PARSE_OFFSET,
-    lb::{Flow, NatTarget},
+    lb::{Flow, NatTarget, Proxied},
     parse::Parsed,
 };
 
@@ -20,6 +20,11 @@ pub struct NewFlow {
     pub flow: Flow,
     /// NAT's working keys while it picks a port.
     pub nat: nat::Keys,
+    /// What the flow starts as: its flags and, for a SYN-proxied flow, its translation (set
+    /// by the caller, for the scheduler to record in the flow and its NAT binding).
+    pub flags: u16,
+    pub proxied: Proxied,
+    pub client_isn: u32,
 }
 
 #[map(name = "LB_SCRATCH")]
@@ -35,7 +40,24 @@ pub fn new_flow(frame: &Frame) -> Option<&'static mut NewFlow> {
     // Written straight into the slot: a copy held on the stack across the lookup would grow
     // the new-flow call chain's frames past BPF's 512 bytes.
     nf.target.hop = hop_back(frame)?;
+    nf.flags = 0;
+    nf.proxied = Proxied::default();
+    nf.client_isn = 0;
     Some(nf)
+}
+
+#[map(name = "LB_PARSED")]
+static PARSED: PerCpuArray<Parsed> = PerCpuArray::with_max_entries(1, 0);
+
+/// Keeps the packet's parse in this CPU's slot for the stages after it: on the stack it would
+/// sit under every frame of the full path's call chain.
+#[inline(always)]
+pub fn keep_parsed(p: Parsed) -> Option<&'static Parsed> {
+    let ptr = PARSED.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot for the program run (see module doc).
+    let slot = unsafe { &mut *ptr };
+    *slot = p;
+    Some(slot)
 }
 
 /// Covers every offset up to `MAX_PARSE_OFFSET` (1024).

@@ -170,9 +170,21 @@ pub struct Service {
     pub mode: ForwardMode,
     #[serde(default)]
     pub scheduler: Scheduler,
+    /// When SYNs are answered with cookies before a flow is kept: NAT TCP services `always`
+    /// by default, DSR ones `under-flood` (they cannot be proxied; Maglev ones keep no state
+    /// under a flood instead).
+    pub syn_proxy: Option<Spanned<SynProxy>>,
     pub health: Option<Health>,
     #[serde(default, rename = "backend")]
     pub backends: Vec<Backend>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SynProxy {
+    Always,
+    UnderFlood,
+    Off,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

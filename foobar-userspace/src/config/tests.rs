@@ -35,7 +35,12 @@ fn good_values_are_accepted() {
         (r#"deny_sources = ["192.0.2.66/32"]"#, r#"deny_sources = ["192.0.2.0/24", "2001:db8:1::/64", "203.0.113.7"]"#),
         ("syn_rate_per_source = 200", "syn_rate_per_source = 0"),
         ("syn_rate_per_source = 200", "syn_rate_per_source = 50\nsyn_burst = 100"),
-        (r#"mode = "nat""#, r#"mode = "dsr""#),
+        (
+            "mode = \"nat\"                          # nat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev\nsyn_proxy = \"always\"",
+            "mode = \"dsr\"\nscheduler = \"maglev\"\nsyn_proxy = \"under-flood\"",
+        ),
+        (r#"syn_proxy = "always""#, r#"syn_proxy = "off""#),
+        (r#"syn_proxy = "always""#, r#"syn_proxy = "under-flood""#),
         (r#"scheduler = "round-robin""#, r#"scheduler = "maglev""#),
         (r#"scheduler = "round-robin""#, r#"scheduler = "weighted-round-robin""#),
         (r#"kind = "http""#, r#"kind = "tcp""#),
@@ -69,7 +74,7 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"interval = "500ms""#,
             r#"interval = "500""#,
-            "lab.toml:45: service.health.interval: `500`: duration unit must be ms, s or m",
+            "lab.toml:46: service.health.interval: `500`: duration unit must be ms, s or m",
         ),
         (
             r#"deny_sources = ["192.0.2.66/32"]"#,
@@ -82,11 +87,11 @@ fn bad_values_name_file_line_and_key() {
             "lab.toml:15: firewall.deny_sources: `192.0.2.66/24` has host bits set past /24",
         ),
         (r#"vip = "192.0.2.10""#, r#"vip = "www.foobar.com""#, "lab.toml:35: service.vip: invalid IP address syntax"),
-        ("rise = 2", "rise = -1", "lab.toml:47: service.health.rise: invalid value: integer `-1`, expected u32"),
+        ("rise = 2", "rise = -1", "lab.toml:48: service.health.rise: invalid value: integer `-1`, expected u32"),
         (
             r#"service = "www"  "#,
             r#"service = "wwx"  "#,
-            "lab.toml:67: dns.record[0].service: no [[service]] is named `wwx`",
+            "lab.toml:68: dns.record[0].service: no [[service]] is named `wwx`",
         ),
         (
             r#"untrusted = ["front"]"#,
@@ -101,12 +106,12 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"address = "198.51.100.12""#,
             r#"address = "2001:db8:2::12""#,
-            "lab.toml:55: service[0].backend[1].address: must be of the VIP's address family",
+            "lab.toml:56: service[0].backend[1].address: must be of the VIP's address family",
         ),
         (
             r#"timeout = "300ms""#,
             r#"timeout = "3s""#,
-            "lab.toml:46: service[0].health.timeout: must be above zero and at most the interval",
+            "lab.toml:47: service[0].health.timeout: must be above zero and at most the interval",
         ),
         (
             "proto = \"udp\"\nto = \"192.0.2.53\"",
@@ -116,22 +121,40 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"name = "db-write""#,
             "name = \"db-write\"\nvalue = \"192.0.2.31\"",
-            "lab.toml:70: dns.record[1].value: needs exactly one of `value`, `service` or `replication`",
+            "lab.toml:71: dns.record[1].value: needs exactly one of `value`, `service` or `replication`",
         ),
         (
             r#"address = "198.51.100.12""#,
             "address = \"198.51.100.12\"\nweight = 0",
-            "lab.toml:55: service[0].backend[1].weight: must be at least 1 (drain the backend instead)",
+            "lab.toml:56: service[0].backend[1].weight: must be at least 1 (drain the backend instead)",
         ),
         (
             r#"timeout = "500ms""#,
             r#"timeout = "2s""#,
-            "lab.toml:85: replication.timeout: must be above zero and at most `interval` (a check round must end before the next)",
+            "lab.toml:86: replication.timeout: must be above zero and at most `interval` (a check round must end before the next)",
         ),
         (
             r#"heartbeat_table = "foobar_monitor.heartbeat""#,
             r#"heartbeat_table = "heartbeat; DROP TABLE x""#,
-            "lab.toml:88: replication.heartbeat_table: `heartbeat; DROP TABLE x` must be `database.table`, letters, digits and `_` only",
+            "lab.toml:89: replication.heartbeat_table: `heartbeat; DROP TABLE x` must be `database.table`, letters, digits and `_` only",
+        ),
+        (
+            r#"syn_proxy = "always""#,
+            r#"syn_proxy = "sometimes""#,
+            "lab.toml:40: service.syn_proxy: unknown variant `sometimes`, expected one of `always`, `under-flood`, `off`",
+        ),
+        (
+            r#"mode = "nat""#,
+            r#"mode = "dsr""#,
+            "lab.toml:40: service[0].syn_proxy: a DSR service's backends answer clients themselves, so the proxy cannot \
+             translate their sequence numbers: use \"under-flood\" (Maglev services then keep no state under a flood) or \"off\"",
+        ),
+        (
+            r#"proto = "tcp"
+mode"#,
+            r#"proto = "udp"
+mode"#,
+            "lab.toml:40: service[0].syn_proxy: the SYN proxy is for TCP services: remove `syn_proxy`",
         ),
     ] {
         match edited(from, to) {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use super::{
     error::{Origin, Problem},
-    schema::{Config, Proto, RecordType},
+    schema::{Config, ForwardMode, Proto, RecordType, SynProxy},
 };
 
 pub fn check(cfg: &Config, interface_exists: &dyn Fn(&str) -> bool) -> Vec<Problem> {
@@ -96,6 +96,19 @@ fn services(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
                     s.vip.span(),
                     format!("service[{i}].vip"),
                     format!("{} {:?} port {port} is already served by another service", s.vip.get_ref(), s.proto),
+                ));
+            }
+        }
+        if let Some(proxy) = &s.syn_proxy {
+            let key = format!("service[{i}].syn_proxy");
+            if s.proto != Proto::Tcp {
+                out.push(src.problem(proxy.span(), key, "the SYN proxy is for TCP services: remove `syn_proxy`"));
+            } else if s.mode == ForwardMode::Dsr && *proxy.get_ref() == SynProxy::Always {
+                out.push(src.problem(
+                    proxy.span(),
+                    key,
+                    "a DSR service's backends answer clients themselves, so the proxy cannot translate their \
+                     sequence numbers: use \"under-flood\" (Maglev services then keep no state under a flood) or \"off\"",
                 ));
             }
         }

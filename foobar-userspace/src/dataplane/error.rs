@@ -38,6 +38,8 @@ pub enum DataplaneError {
     NoAttachMode,
     #[error("cannot count this machine's CPUs: {0}")]
     Cpus(std::io::Error),
+    #[error("the kernel gave no random bytes for the SYN cookie key: {0}")]
+    Random(std::io::Error),
     #[error(
         "foobar is already running with pin directory {} ({}): stop it first, or give this one \
          another daemon.pin_dir",

@@ -35,7 +35,7 @@ use aya::{
     },
 };
 use foobar_common::{
-    STATS_MAP, XDP_TRUSTED_PROGRAM, XDP_UNTRUSTED_PROGRAM,
+    PROXY_STEPS_MAP, STATS_MAP, XDP_PROXY_PROGRAMS, XDP_TRUSTED_PROGRAM, XDP_UNTRUSTED_PROGRAM,
     counters::{Counter, FAST_STATS_MAP, FastKind},
     lb::LbSettings,
 };
@@ -168,6 +168,7 @@ impl Dataplane {
                 debug!(program = trust.program(), walked, limit = VERIFIER_LIMIT, "verifier accepted the program");
             }
         }
+        load_proxy_steps(&mut ebpf)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -177,6 +178,7 @@ impl Dataplane {
         };
         let mut dp = Dataplane { ebpf, attached: Vec::new(), pins, logger, deny_filter: Default::default() };
         dp.set_lb_settings(LbSettings::DEFAULT)?;
+        dp.seed()?;
         Ok(dp)
     }
 
@@ -317,11 +319,19 @@ impl Dataplane {
         self.pins.as_ref()
     }
 
-    /// Instructions the kernel's verifier walked to accept `trust`'s program (`None` before
-    /// Linux 5.16, which does not say). Near [`VERIFIER_LIMIT`], any change to the program may
-    /// get it refused: the verifier walks every path, so the cost grows with branches, not size.
-    pub fn verifier_cost(&self, trust: Trust) -> Result<Option<u32>, DataplaneError> {
-        Ok(self.program(trust)?.info()?.verified_instruction_count())
+    /// Instructions the kernel's verifier walked to accept each program the data plane loads,
+    /// by name: the two [`Trust`] programs and the SYN proxy's steps, each verified on its own
+    /// (`None` before Linux 5.16, which does not say). Near [`VERIFIER_LIMIT`], any change to a
+    /// program may get it refused: the verifier walks every path, so the cost grows with
+    /// branches, not size.
+    pub fn verifier_costs(&self) -> Result<Vec<(&'static str, Option<u32>)>, DataplaneError> {
+        let names = [XDP_TRUSTED_PROGRAM, XDP_UNTRUSTED_PROGRAM].into_iter().chain(XDP_PROXY_PROGRAMS);
+        names
+            .map(|name| {
+                let program: &Xdp = self.ebpf.program(name).ok_or(DataplaneError::MissingProgram(name))?.try_into()?;
+                Ok((name, program.info()?.verified_instruction_count()))
+            })
+            .collect()
     }
 
     /// The XDP program serving `trust`, e.g. for `BPF_PROG_TEST_RUN`.
@@ -363,13 +373,41 @@ impl Dataplane {
         self.ebpf.map_mut(name).ok_or(DataplaneError::MissingMap(name))
     }
 
-    /// Timeouts and the NAT port range the load balancer works with.
+    /// Timeouts and the NAT port range the load balancer works with (its `cpus` is this
+    /// machine's, whatever `settings` says).
     pub fn set_lb_settings(&mut self, settings: LbSettings) -> Result<(), DataplaneError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Cpus(e))? as u32;
         let mut map: aya::maps::Array<&mut aya::maps::MapData, LbSettings> =
             aya::maps::Array::try_from(self.map_mut(foobar_common::lb::SETTINGS_MAP)?)?;
-        map.set(0, settings, 0)?;
+        map.set(0, LbSettings { cpus, ..settings }, 0)?;
         // Cached flows were timed by the old settings.
         self.stale_flow_copies()
+    }
+
+    /// Gives a fresh data plane its secrets: a random SYN cookie key, and a random start for
+    /// the NAT port cursor (so a restarted node does not hand out the same ports in the same
+    /// order). Pinned ones, already set, are kept: cookies in flight still check.
+    fn seed(&mut self) -> Result<(), DataplaneError> {
+        use foobar_common::lb::{NAT_CURSOR_MAP, SYN_KEY_MAP};
+        let mut key: aya::maps::Array<&mut aya::maps::MapData, [u64; 2]> =
+            aya::maps::Array::try_from(self.map_mut(SYN_KEY_MAP)?)?;
+        if key.get(&0, 0)? == [0, 0] {
+            key.set(0, [random()?, random()?], 0)?;
+        }
+        let mut cursor: aya::maps::Array<&mut aya::maps::MapData, u64> =
+            aya::maps::Array::try_from(self.map_mut(NAT_CURSOR_MAP)?)?;
+        if cursor.get(&0, 0)? == 0 {
+            cursor.set(0, random()? >> 32, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Restarts the NAT port walk at the range's `n`th port: for fixtures and benchmarks
+    /// that expect exact ports (a data plane starts at a random one).
+    pub fn set_nat_cursor(&mut self, n: u64) -> Result<(), DataplaneError> {
+        let mut cursor: aya::maps::Array<&mut aya::maps::MapData, u64> =
+            aya::maps::Array::try_from(self.map_mut(foobar_common::lb::NAT_CURSOR_MAP)?)?;
+        Ok(cursor.set(0, n, 0)?)
     }
 
     /// Current value of every counter, summed over CPUs.
@@ -378,11 +416,39 @@ impl Dataplane {
     }
 }
 
+/// 64 random bits from the kernel.
+fn random() -> Result<u64, DataplaneError> {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer it is given.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        return Err(DataplaneError::Random(std::io::Error::last_os_error()));
+    }
+    Ok(u64::from_ne_bytes(bytes))
+}
+
 /// Gives every table `capacity` sizes its entries (pinned maps that exist keep theirs).
 fn size_tables(loader: &mut EbpfLoader<'_>, capacity: &Capacity) {
     for (name, entries, _) in capacity.tables() {
         loader.map_max_entries(name, entries);
     }
+}
+
+/// Loads the SYN proxy's step programs and puts each in its slot of the table the two main
+/// programs tail-call them through.
+fn load_proxy_steps(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
+    let mut fds = Vec::with_capacity(XDP_PROXY_PROGRAMS.len());
+    for name in XDP_PROXY_PROGRAMS {
+        let program: &mut Xdp = ebpf.program_mut(name).ok_or(DataplaneError::MissingProgram(name))?.try_into()?;
+        load_program(program)?;
+        fds.push(program.fd()?.try_clone().map_err(aya::programs::ProgramError::from)?);
+    }
+    let map = ebpf.map_mut(PROXY_STEPS_MAP).ok_or(DataplaneError::MissingMap(PROXY_STEPS_MAP))?;
+    let mut steps = aya::maps::ProgramArray::try_from(map)?;
+    for (slot, fd) in fds.iter().enumerate() {
+        steps.set(slot as u32, fd, 0)?;
+    }
+    Ok(())
 }
 
 fn program_mut(ebpf: &mut Ebpf, trust: Trust) -> Result<&mut Xdp, DataplaneError> {

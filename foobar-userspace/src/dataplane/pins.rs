@@ -14,12 +14,12 @@ use std::{
 
 use aya::maps::{MapData, MapInfo, MapType};
 use foobar_common::{
-    LAYOUT_MAP, LAYOUT_VERSION, STATS_MAP,
+    LAYOUT_MAP, LAYOUT_VERSION, PROXY_STEPS_MAP, STATS_MAP, XDP_PROXY_PROGRAMS,
     counters::{COUNTER_SLOTS, FAST_KINDS, FAST_STATS_MAP},
     firewall::{MAX_RULES, RULE_HITS_MAP, SYN_TAT_MAP, SYN_TRACKED_SOURCES, SourceKey},
     lb::{
-        BACKEND_STATS_MAP, CONNTRACK_MAP, CURSORS_MAP, Flow, FlowKey, NAT_MAP, NatKey, NatTarget, SERVICE_STATS_MAP,
-        TrafficStats,
+        BACKEND_STATS_MAP, CONNTRACK_MAP, CURSORS_MAP, Flow, FlowKey, HANDOFF_MAP, Handoff, NAT_CURSOR_MAP, NAT_MAP,
+        NatKey, NatTarget, SERVICE_STATS_MAP, SYN_KEY_MAP, TrafficStats,
     },
 };
 use tracing::{info, warn};
@@ -57,12 +57,14 @@ const PINNED: &[Pinned] = &[
     },
     Pinned {
         name: NAT_MAP,
-        kind: MapType::LruHash,
+        kind: MapType::Hash,
         key: size_of::<NatKey>(),
         value: size_of::<NatTarget>(),
         entries: Entries::Capacity,
     },
-    Pinned { name: "LB_NAT_CURSOR", kind: MapType::Array, key: 4, value: 8, entries: Entries::Fixed(1) },
+    Pinned { name: NAT_CURSOR_MAP, kind: MapType::Array, key: 4, value: 8, entries: Entries::Fixed(1) },
+    // Cookies sent before a restart still check after it.
+    Pinned { name: SYN_KEY_MAP, kind: MapType::Array, key: 4, value: 16, entries: Entries::Fixed(1) },
     Pinned { name: CURSORS_MAP, kind: MapType::Array, key: 4, value: 8, entries: Entries::Capacity },
     Pinned {
         name: SYN_TAT_MAP,
@@ -95,6 +97,21 @@ const PINNED: &[Pinned] = &[
         entries: Entries::Capacity,
     },
     Pinned { name: LAYOUT_MAP, kind: MapType::Array, key: 4, value: 8, entries: Entries::Fixed(1) },
+    // The SYN proxy's steps and what they are handed: a kept data plane's programs call them.
+    Pinned {
+        name: PROXY_STEPS_MAP,
+        kind: MapType::ProgramArray,
+        key: 4,
+        value: 4,
+        entries: Entries::Fixed(XDP_PROXY_PROGRAMS.len() as u32),
+    },
+    Pinned {
+        name: HANDOFF_MAP,
+        kind: MapType::PerCpuArray,
+        key: 4,
+        value: size_of::<Handoff>(),
+        entries: Entries::Fixed(1),
+    },
 ];
 
 /// The names of the maps that are pinned.

@@ -12,8 +12,8 @@ use foobar_common::{
     addr::{FAMILY_V4, FAMILY_V6},
     lb::{
         BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_UP, BACKENDS_MAP, Backend, MODE_DSR, MODE_NAT,
-        PICK_CURSOR, PICK_HASH, RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP, SERVICES_MAP, ServiceInfo, ServiceKey,
-        TrafficStats,
+        PICK_CURSOR, PICK_HASH, PROXY_ALWAYS, PROXY_OFF, PROXY_UNDER_FLOOD, RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP,
+        SERVICES_MAP, ServiceInfo, ServiceKey, TrafficStats,
     },
 };
 
@@ -38,6 +38,17 @@ pub enum Scheduler {
     RoundRobin,
     WeightedRoundRobin,
     Maglev,
+}
+
+/// When the SYN proxy answers a TCP service's new flows (see the data plane's `synproxy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SynProxy {
+    /// Every SYN gets a cookie; only a client that answers it gets a flow.
+    Always,
+    /// Cookies while the service's new flows come faster than `flood_new_flows`; a DSR Maglev
+    /// service then keeps no state instead (its hash picks the same backend for every packet).
+    UnderFlood,
+    Off,
 }
 
 /// Whether a backend takes new flows.
@@ -77,6 +88,7 @@ pub struct ServiceSpec {
     pub protocol: u8,
     pub mode: Mode,
     pub scheduler: Scheduler,
+    pub syn_proxy: SynProxy,
     pub backends: Vec<BackendSpec>,
 }
 
@@ -99,7 +111,8 @@ impl ServiceSpec {
         n.max(1)
     }
 
-    /// A TCP service on one port, balanced round-robin with NAT: the common case.
+    /// A TCP service on one port, balanced round-robin with NAT, without the SYN proxy (which
+    /// the config turns on for such a service by default).
     pub fn tcp(name: &str, vip: IpAddr, port: u16, backends: Vec<BackendSpec>) -> ServiceSpec {
         ServiceSpec {
             name: name.to_owned(),
@@ -108,6 +121,7 @@ impl ServiceSpec {
             protocol: 6,
             mode: Mode::Nat,
             scheduler: Scheduler::RoundRobin,
+            syn_proxy: SynProxy::Off,
             backends,
         }
     }
@@ -498,7 +512,11 @@ fn publish(dp: &mut Dataplane, svc: &mut Service) -> Result<(), DataplaneError> 
         pick,
         ring_offset: offset,
         ring_len: slots.len() as u32,
-        _pad: 0,
+        syn_proxy: match svc.spec.syn_proxy {
+            SynProxy::Always => PROXY_ALWAYS,
+            SynProxy::UnderFlood => PROXY_UNDER_FLOOD,
+            SynProxy::Off => PROXY_OFF,
+        },
     };
     let mut services: HashMap<&mut MapData, ServiceKey, ServiceInfo> = HashMap::try_from(dp.map_mut(SERVICES_MAP)?)?;
     for key in keys(&svc.spec) {

@@ -5,7 +5,7 @@ use crate::{
         Config,
         schema::{self, Proto},
     },
-    dataplane::services::{BackendSpec, Mode, Scheduler, ServiceSpec},
+    dataplane::services::{BackendSpec, Mode, Scheduler, ServiceSpec, SynProxy},
 };
 
 pub(super) fn compile(config: &Config) -> Vec<ServiceSpec> {
@@ -30,6 +30,14 @@ fn spec(s: &schema::Service) -> ServiceSpec {
             schema::Scheduler::RoundRobin => Scheduler::RoundRobin,
             schema::Scheduler::WeightedRoundRobin => Scheduler::WeightedRoundRobin,
             schema::Scheduler::Maglev => Scheduler::Maglev,
+        },
+        syn_proxy: match (s.syn_proxy.as_ref().map(|p| *p.get_ref()), s.proto, s.mode) {
+            (_, Proto::Udp | Proto::Icmp, _) => SynProxy::Off,
+            (Some(schema::SynProxy::Always), ..) => SynProxy::Always,
+            (Some(schema::SynProxy::UnderFlood), ..) => SynProxy::UnderFlood,
+            (Some(schema::SynProxy::Off), ..) => SynProxy::Off,
+            (None, _, schema::ForwardMode::Nat) => SynProxy::Always,
+            (None, _, schema::ForwardMode::Dsr) => SynProxy::UnderFlood,
         },
         backends: s
             .backends

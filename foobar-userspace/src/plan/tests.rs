@@ -45,7 +45,7 @@ fn rules_the_data_plane_cannot_hold_are_refused() {
 fn names_dns_cannot_hold_are_refused_with_their_line() {
     let long = "x".repeat(64);
     let err = compiled(r#"name = "db-write""#, &format!("name = \"{long}\"")).expect_err("a 64-byte label");
-    assert!(err.starts_with("lab.toml:70: dns.record[1].name: "), "{err}");
+    assert!(err.starts_with("lab.toml:71: dns.record[1].name: "), "{err}");
     let err = compiled("ttl = 30", "ttl = 30\n\n[[dns.record]]\nname = \"web\"\ntype = \"CNAME\"\nvalue = \"a..b\"")
         .expect_err("a CNAME target that is no DNS name");
     assert!(err.contains("dns.record[0].value: `a..b` is not a DNS name"), "{err}");
@@ -69,4 +69,19 @@ fn capacities_the_config_outgrows_are_named() {
         )),
         "{err}"
     );
+}
+
+#[test]
+fn the_syn_proxy_is_on_where_it_can_be_unless_said_otherwise() {
+    use crate::dataplane::services::SynProxy;
+    let proxy = |from: &str, to: &str| compiled(from, to).expect("plan").services[0].syn_proxy;
+    let line = r#"syn_proxy = "always"                  # always | under-flood | off: SYNs answered with cookies from XDP"#;
+    assert_eq!(proxy("ttl = 30", "ttl = 30"), SynProxy::Always, "as the lab says");
+    assert_eq!(proxy(line, ""), SynProxy::Always, "NAT TCP services by default");
+    assert_eq!(proxy(line, r#"syn_proxy = "off""#), SynProxy::Off);
+    let dsr = "mode = \"dsr\"\nscheduler = \"maglev\"";
+    let nat = r#"mode = "nat"                          # nat | dsr
+scheduler = "round-robin"             # round-robin | weighted-round-robin | maglev
+syn_proxy = "always""#;
+    assert_eq!(proxy(nat, dsr), SynProxy::UnderFlood, "DSR services: under flood, by default");
 }

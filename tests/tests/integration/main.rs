@@ -10,6 +10,7 @@ mod e2e_lab;
 mod firewall;
 mod firewall_lab;
 mod fixtures;
+mod flood_lab;
 mod instance_lab;
 mod kernel_log;
 mod lb_fixtures;
@@ -52,6 +53,7 @@ fn main() {
     trials.extend(fixtures::trials());
     trials.extend(firewall::trials());
     trials.extend(firewall_lab::trials());
+    trials.extend(flood_lab::trials());
     trials.extend(lb_fixtures::trials());
     trials.extend(lb_lab::trials());
     trials.extend(daemon_lab::trials());

@@ -59,11 +59,19 @@ pub struct WwwLab {
     _lab: Lab,
 }
 
+/// A fresh data plane whose NAT ports start at the range's first (10240), as the expected
+/// frames say.
+pub fn fixture_dataplane() -> Dataplane {
+    let mut dp = Dataplane::load().expect("load data plane");
+    dp.set_nat_cursor(0).expect("NAT cursor");
+    dp
+}
+
 pub fn www_lab(backends: Vec<BackendSpec>) -> WwwLab {
     let mut lab = Lab::new();
     let n = Router::build(&mut lab);
     let inside = n.ns.enter();
-    let mut dp = Dataplane::load().expect("load data plane");
+    let mut dp = fixture_dataplane();
     let mut services = Services::new();
     services.add(&mut dp, service("www", "192.0.2.10", 80, 6, Mode::Nat, backends)).expect("www");
     WwwLab { dp, services, _inside: inside, n, _lab: lab }

@@ -7,7 +7,7 @@ pub fn run() {
     let mut lab = Lab::new();
     let n = Router::build(&mut lab);
     let _inside = n.ns.enter();
-    let mut dp = Dataplane::load().expect("load data plane");
+    let mut dp = fixture_dataplane();
     let mut services = Services::new();
     let web = || vec![backend("web1", "198.51.100.11"), backend("web2", "198.51.100.12")];
     services.add(&mut dp, service("www", "192.0.2.10", 80, 6, Mode::Nat, web())).expect("www");

@@ -8,7 +8,7 @@ use super::lab::*;
 
 /// With one NAT port: a second flow finds it taken while the first is open, takes it once the
 /// first has closed and stayed quiet for `nat_reuse_ns` (0 here: one clock tick), and the first
-/// is forgotten.
+/// is forgotten. A flow that never finished its handshake gives its port up to the next SYN.
 pub fn run() {
     let mut www = www_lab(vec![backend("web1", "198.51.100.11")]);
     let WwwLab { dp, n, .. } = &mut www;
@@ -24,6 +24,14 @@ pub fn run() {
             verdict: XDP_REDIRECT,
             output: to_web1(TcpFlags::SYN),
             counters: &[Ipv4, Tcp, LbNewFlow],
+        },
+        Case {
+            name: "the client's ACK shows the first flow real",
+            ingress: Some(n.front),
+            frame: from(40000, TcpFlags::ACK),
+            verdict: XDP_REDIRECT,
+            output: to_web1(TcpFlags::ACK),
+            counters: &[Ipv4, Tcp, LbEstablished],
         },
         Case {
             name: "a second flow finds it held by an open flow",
@@ -55,12 +63,28 @@ pub fn run() {
             counters: &[Ipv4, Tcp, LbNewFlow],
         },
         Case {
-            name: "a late packet of the first flow is no longer tracked: it would need a new port",
+            name: "a late packet of the first flow is no longer tracked, and begins nothing",
             ingress: Some(n.front),
             frame: from(40000, TcpFlags::ACK),
             verdict: XDP_DROP,
             output: None,
-            counters: &[Ipv4, Tcp, LbNatPortsExhausted],
+            counters: &[Ipv4, Tcp, LbStateRefused],
+        },
+        Case {
+            name: "a third flow takes the port from the second, which never finished its handshake",
+            ingress: Some(n.front),
+            frame: from(40002, TcpFlags::SYN),
+            verdict: XDP_REDIRECT,
+            output: to_web1(TcpFlags::SYN),
+            counters: &[Ipv4, Tcp, LbNewFlow],
+        },
+        Case {
+            name: "the second flow's ACK then finds no flow: nothing is kept for it",
+            ingress: Some(n.front),
+            frame: from(40001, TcpFlags::ACK),
+            verdict: XDP_DROP,
+            output: None,
+            counters: &[Ipv4, Tcp, LbStateRefused],
         },
     ];
     run_cases(dp, Trust::Trusted, cases);

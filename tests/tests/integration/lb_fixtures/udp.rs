@@ -43,11 +43,12 @@ pub fn run() {
                 n.front,
                 query(CLIENT, 5353, VIP, 53, inbound, csum),
                 query(SNAT, 10240, WEB1, 53, outbound, csum),
-                // The first packet starts the flow; the next asks the table and caches the
-                // flow; from then on packets are forwarded from the copy.
+                // The first packet starts the flow; the next asks the table, which keeps it
+                // uncached until a reply shows it real; after the reply the table is asked
+                // once more and the flow cached, and packets are forwarded from the copy.
                 match (csum, i) {
                     (true, 0) => &[Ipv4, Udp, LbNewFlow],
-                    (true, _) => &[Ipv4, Udp, LbEstablished],
+                    (true, _) | (false, 0) => &[Ipv4, Udp, LbEstablished],
                     (false, _) => &[Ipv4, Udp, LbEstablished, LbFlowCacheHit],
                 },
             ));
