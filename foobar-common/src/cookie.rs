@@ -16,6 +16,12 @@ use crate::siphash::siphash24;
 pub const MSS_V4: [u16; 4] = [536, 1300, 1440, 1460];
 pub const MSS_V6: [u16; 4] = [1220, 1420, 1440, 8940];
 
+/// The window scale the SYN proxy offers clients (Linux's for a default-sized receive buffer).
+pub const PROXY_WSCALE: u8 = 7;
+/// The MSS the SYN proxy offers clients: what an Ethernet path to the backends carries.
+pub const PROXY_MSS_V4: u16 = 1460;
+pub const PROXY_MSS_V6: u16 = 1440;
+
 /// Low bits of the SYN-ACK's timestamp that carry the client's options.
 pub const TS_OPTION_BITS: u32 = 6;
 const TS_WSCALE_MASK: u32 = 0xf;

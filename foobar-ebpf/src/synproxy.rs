@@ -8,7 +8,7 @@
 //!
 //! Options: the client's MSS rides in the cookie, its window scale and SACK in the low bits of
 //! the timestamp the SYN-ACK sends (none without timestamps, as with the kernel's cookies);
-//! the proxy offers the client window scale [`PROXY_WSCALE`] and rescales windows where the
+//! the proxy offers the client window scale `cookie::PROXY_WSCALE` and rescales windows where the
 //! backend's differs.
 
 use aya_ebpf::{
@@ -20,7 +20,7 @@ use aya_ebpf::{
 use foobar_common::{
     addr::FAMILY_V4,
     bytes::PacketBytes,
-    cookie::{self, Handshake, MSS_V4, MSS_V6},
+    cookie::{self, Handshake, MSS_V4, MSS_V6, PROXY_MSS_V4, PROXY_MSS_V6, PROXY_WSCALE},
     counters::Counter,
     lb::{FLOW_HANDSHAKE, FLOW_PROXIED, Flow, FlowKey, NatKey, NatTarget, Proxied, ServiceInfo},
     parse::{L3, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
@@ -39,11 +39,6 @@ use crate::{
     tcp,
 };
 
-/// The window scale the proxy offers clients (Linux's for a default-sized receive buffer).
-pub const PROXY_WSCALE: u8 = 7;
-/// The MSS the proxy offers clients: what an Ethernet path to the backends carries.
-const PROXY_MSS_V4: u16 = 1460;
-const PROXY_MSS_V6: u16 = 1440;
 /// Most bytes of early data held for one flow, and flows holding some at once.
 pub const HELD_MAX: usize = 1500;
 const HELD_FLOWS: u32 = 8192;

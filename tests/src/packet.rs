@@ -31,6 +31,40 @@ pub fn with_macs(mut f: Frame, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
 }
 pub const NODE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
+/// TCP options as Linux writes them, for [`Frame::tcp_options`].
+pub mod tcp_option {
+    pub fn mss(mss: u16) -> Vec<u8> {
+        let m = mss.to_be_bytes();
+        vec![2, 4, m[0], m[1]]
+    }
+    /// SACK-permitted then a timestamp (value, echo), as in a SYN.
+    pub fn sack_ok_timestamp(value: u32, echo: u32) -> Vec<u8> {
+        let mut o = vec![4, 2, 8, 10];
+        o.extend_from_slice(&value.to_be_bytes());
+        o.extend_from_slice(&echo.to_be_bytes());
+        o
+    }
+    /// NOP, NOP, timestamp (value, echo), as after the handshake.
+    pub fn timestamp(value: u32, echo: u32) -> Vec<u8> {
+        let mut o = vec![1, 1, 8, 10];
+        o.extend_from_slice(&value.to_be_bytes());
+        o.extend_from_slice(&echo.to_be_bytes());
+        o
+    }
+    pub fn window_scale(shift: u8) -> Vec<u8> {
+        vec![1, 3, 3, shift]
+    }
+    /// NOP, NOP, SACK with the given (left, right) edges.
+    pub fn sack(blocks: &[(u32, u32)]) -> Vec<u8> {
+        let mut o = vec![1, 1, 5, 2 + 8 * blocks.len() as u8];
+        for (l, r) in blocks {
+            o.extend_from_slice(&l.to_be_bytes());
+            o.extend_from_slice(&r.to_be_bytes());
+        }
+        o
+    }
+}
+
 /// TCP flag bits.
 pub struct TcpFlags;
 impl TcpFlags {
@@ -102,12 +136,22 @@ pub struct Frame {
     pub vlans: Vec<u16>,
     pub net: Net,
     pub transport: Transport,
+    /// TCP option bytes after the fixed header (padded with end-of-list to a 4-byte multiple).
+    pub tcp_options: Vec<u8>,
     pub payload: Vec<u8>,
 }
 
 impl Frame {
     fn ip(net: Net, transport: Transport) -> Frame {
-        Frame { src_mac: CLIENT_MAC, dst_mac: NODE_MAC, vlans: Vec::new(), net, transport, payload: Vec::new() }
+        Frame {
+            src_mac: CLIENT_MAC,
+            dst_mac: NODE_MAC,
+            vlans: Vec::new(),
+            net,
+            transport,
+            tcp_options: Vec::new(),
+            payload: Vec::new(),
+        }
     }
 
     fn v4(src: [u8; 4], dst: [u8; 4]) -> Net {
@@ -179,6 +223,15 @@ impl Frame {
     pub fn tcp_numbers(mut self, seq_no: u32, ack_no: u32, win: u16) -> Frame {
         if let Transport::Tcp { seq, ack, window, .. } = &mut self.transport {
             (*seq, *ack, *window) = (seq_no, ack_no, win);
+        }
+        self
+    }
+
+    /// TCP options, as raw bytes (see [`tcp_option`] for the usual ones).
+    pub fn tcp_options(mut self, bytes: &[u8]) -> Frame {
+        self.tcp_options = bytes.to_vec();
+        while self.tcp_options.len() % 4 != 0 {
+            self.tcp_options.push(0);
         }
         self
     }
@@ -268,9 +321,10 @@ impl Frame {
                 t.extend_from_slice(&dst.to_be_bytes());
                 t.extend_from_slice(&seq.to_be_bytes());
                 t.extend_from_slice(&ack.to_be_bytes());
-                t.extend_from_slice(&[0x50, flags]);
+                t.extend_from_slice(&[((20 + self.tcp_options.len()) as u8 / 4) << 4, flags]);
                 t.extend_from_slice(&window.to_be_bytes());
                 t.extend_from_slice(&[0, 0, 0, 0]);
+                t.extend_from_slice(&self.tcp_options);
                 t
             }
             Transport::Udp { src, dst } => {

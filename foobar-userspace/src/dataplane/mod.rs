@@ -402,6 +402,14 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Sets the SYN cookies' key: for fixtures that compute the cookies they expect (a data
+    /// plane makes a random one).
+    pub fn set_syn_key(&mut self, key: [u64; 2]) -> Result<(), DataplaneError> {
+        let mut map: aya::maps::Array<&mut aya::maps::MapData, [u64; 2]> =
+            aya::maps::Array::try_from(self.map_mut(foobar_common::lb::SYN_KEY_MAP)?)?;
+        Ok(map.set(0, key, 0)?)
+    }
+
     /// Restarts the NAT port walk at the range's `n`th port: for fixtures and benchmarks
     /// that expect exact ports (a data plane starts at a random one).
     pub fn set_nat_cursor(&mut self, n: u64) -> Result<(), DataplaneError> {

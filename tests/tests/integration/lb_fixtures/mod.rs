@@ -1,7 +1,7 @@
 //! The load balancer through `BPF_PROG_TEST_RUN`: input frame → verdict and the exact frame
 //! that leaves, one file per scenario (as Katran's fixture headers are): NAT both ways, DSR,
 //! IPv6, ICMP errors, refusals, NAT ports, draining, scheduling, tracked flows behind the
-//! firewall, UDP checksums and the fast path's flow cache.
+//! firewall, UDP checksums, the fast path's flow cache and the SYN proxy.
 //!
 //! The runs happen in a [`Router`](foobar_tests::router::Router) namespace, so the kernel's FIB
 //! lookup, and with it every output byte, is fixed.
@@ -18,6 +18,7 @@ mod lifecycle;
 mod ports;
 mod refuse;
 mod scheduling;
+mod synproxy;
 mod udp;
 mod untouched;
 
@@ -37,5 +38,7 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_fixtures::tracked_flows_skip_the_allow_rules", needs, firewall::run),
         gated("lb_fixtures::udp_nat_patches_or_keeps_the_checksum", needs, udp::run),
         gated("lb_fixtures::cached_flows_follow_the_table_on_every_cpu", needs, cache::run),
+        gated("lb_fixtures::syn_proxy_handshake_and_translation_ipv4", needs, synproxy::run_v4),
+        gated("lb_fixtures::syn_proxy_handshake_ipv6", needs, synproxy::run_v6),
     ]
 }
