@@ -24,18 +24,19 @@ use foobar::{
         Dataplane, Trust,
         firewall::Settings,
         rules::{AllowRule, compile},
-        services::{BackendSpec, ServiceSpec, Services},
+        services::{BackendSpec, ServiceSpec, Services, SynProxy},
     },
     net::Cidr,
 };
 use foobar_common::{
+    cookie::{self, Handshake},
     counters::Counter,
     lb::{Flow, FlowKey, LbSettings},
 };
 use foobar_tests::{
     gate,
     netns::Lab,
-    packet::{CLIENT_MAC, Frame, TcpFlags, with_macs},
+    packet::{CLIENT_MAC, Frame, TcpFlags, tcp_option as opt, with_macs},
     router::{Router, mac_of},
 };
 
@@ -114,8 +115,10 @@ fn dataplane(denies: u32, backends: usize) -> (Dataplane, Services) {
         ports: vec![port],
         src: None,
     };
-    dp.set_allow_rules(&compile(&[rule(6, "192.0.2.10", 80), rule(17, "192.0.2.53", 53)]).expect("rules"))
-        .expect("rules");
+    dp.set_allow_rules(
+        &compile(&[rule(6, "192.0.2.10", 80), rule(6, "192.0.2.10", 443), rule(17, "192.0.2.53", 53)]).expect("rules"),
+    )
+    .expect("rules");
     let mut services = Services::new();
     // Addresses repeat past two: the cost depends on the ring, not on which address it holds.
     let backends = (0..backends)
@@ -125,8 +128,124 @@ fn dataplane(denies: u32, backends: usize) -> (Dataplane, Services) {
         })
         .collect();
     let spec = ServiceSpec::tcp("www", "192.0.2.10".parse().expect("ip"), 80, backends);
-    services.add(&mut dp, spec).expect("service");
+    services.add(&mut dp, spec.clone()).expect("service");
+    // The same backends behind the SYN proxy, on port 443.
+    let proxied = ServiceSpec { name: "proxied".to_owned(), ports: vec![443], syn_proxy: SynProxy::Always, ..spec };
+    services.add(&mut dp, proxied).expect("proxied service");
+    dp.set_syn_key(SYN_KEY).expect("cookie key");
     (dp, services)
+}
+
+const SYN_KEY: [u64; 2] = [0x0123_4567_89ab_cdef, 0x0f1e_2d3c_4b5a_6978];
+
+/// One run of `trust`'s program on `frame`: its verdict and the frame that left.
+fn once(dp: &Dataplane, trust: Trust, frame: &[u8], ingress: u32) -> (u32, Vec<u8>) {
+    let md = foobar_tests::router::xdp_md(frame.len(), ingress);
+    let mut out = vec![0u8; frame.len() + 256];
+    let r = dp
+        .program(trust)
+        .expect("program")
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&md),
+            ..TestRunOptions::default()
+        })
+        .expect("test run");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into `ts`; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A client's SYN to the proxied port, with the options Linux sends.
+fn proxied_syn(src: [u8; 4], sport: u16) -> Frame {
+    let mut o = opt::mss(1460);
+    o.extend(opt::sack_ok_timestamp(1000, 0));
+    o.extend(opt::window_scale(7));
+    Frame::tcp4(src, sport, [192, 0, 2, 10], 443).flags(TcpFlags::SYN).tcp_numbers(7, 0, 64240).tcp_options(&o)
+}
+
+/// The client's ACK of the cookie the proxy sends `src:sport` now (timestamp echo `echo`).
+fn cookie_ack(src: [u8; 4], sport: u16, echo: u32) -> Frame {
+    let (c, v) = ([u32::from_ne_bytes(src), 0, 0, 0], [u32::from_ne_bytes([192, 0, 2, 10]), 0, 0, 0]);
+    let h = Handshake { client: &c, vip: &v, client_port: sport, vip_port: 443, client_isn: 7 };
+    let cookie = cookie::make(&SYN_KEY, &h, cookie::slot(monotonic_ns()), 3);
+    Frame::tcp4(src, sport, [192, 0, 2, 10], 443)
+        .tcp_numbers(8, cookie + 1, 502)
+        .tcp_options(&opt::timestamp(1001, echo))
+}
+
+/// The SYN proxy's rows, on the proxied port: a SYN answered with a cookie, a cookie's ACK
+/// (the flow begun, the SYN to the backend sent), and a proxied flow's segments both ways.
+fn proxy_rows(dp: &mut Dataplane, r: &Router) -> Vec<(&'static str, f64)> {
+    let (client, front, back) = (CLIENT_MAC, r.front_mac, r.back_mac);
+    let syns: Vec<Vec<u8>> =
+        (0..20_000u16).map(|i| with_macs(proxied_syn([192, 0, 2, 100], 1024 + i), client, front)).collect();
+    let mut rows = vec![(
+        "SYN proxy: SYN answered with a cookie",
+        bench(dp, Some(Trust::Untrusted), &syns, r.front, XDP_REDIRECT),
+    )];
+    // A flow per call (the same tuple twice would find its flow): two sources, 50k ports each;
+    // handshakes time out at once, so NAT ports come back as the walk wraps.
+    dp.set_lb_settings(LbSettings { opening_ns: 0, ..LbSettings::DEFAULT }).expect("settings");
+    let echo = foobar_common::cookie::timestamp(0, Some(7), true);
+    let acks: Vec<Vec<u8>> = (0..CALLS as u32)
+        .map(|i| with_macs(cookie_ack([192, 0, 2, 100 + (i % 2) as u8], 1024 + (i / 2) as u16, echo), client, front))
+        .collect();
+    rows.push((
+        "SYN proxy: cookie ACK, SYN to the backend",
+        bench(dp, Some(Trust::Untrusted), &acks, r.front, XDP_REDIRECT),
+    ));
+    dp.set_lb_settings(LbSettings::DEFAULT).expect("settings");
+    // One proxied flow, its handshakes done: then its segments both ways.
+    let (_, synack) =
+        once(dp, Trust::Untrusted, &with_macs(proxied_syn([192, 0, 2, 200], 40000), client, front), r.front);
+    let ts_at = 14 + 20 + 20 + 8;
+    let proxy_ts = u32::from_be_bytes(synack[ts_at..ts_at + 4].try_into().expect("timestamp"));
+    let (verdict, syn) =
+        once(dp, Trust::Untrusted, &with_macs(cookie_ack([192, 0, 2, 200], 40000, proxy_ts), client, front), r.front);
+    assert_eq!(verdict, XDP_REDIRECT, "the cookie ACK did not reach the backend");
+    let backend = [syn[30], syn[31], syn[32], syn[33]];
+    let nat_port = u16::from_be_bytes([syn[34], syn[35]]);
+    let mut o = opt::mss(1460);
+    o.extend(opt::sack_ok_timestamp(5000, 1001));
+    o.extend(opt::window_scale(7));
+    let backend_mac = mac_of(backend[3]);
+    let synack = Frame::tcp4(backend, 443, [198, 51, 100, 1], nat_port)
+        .flags(TcpFlags::SYN | TcpFlags::ACK)
+        .tcp_numbers(90_000, 8, 65160)
+        .tcp_options(&o);
+    let (verdict, _) = once(dp, Trust::Trusted, &with_macs(synack, backend_mac, back), r.back);
+    assert_eq!(verdict, XDP_REDIRECT, "the backend's SYN-ACK was not answered");
+    let data = vec![with_macs(
+        Frame::tcp4([192, 0, 2, 200], 40000, [192, 0, 2, 10], 443)
+            .tcp_numbers(8, 1, 502)
+            .tcp_options(&opt::timestamp(1002, proxy_ts)),
+        client,
+        front,
+    )];
+    rows.push((
+        "SYN proxy: proxied flow, client segment",
+        bench(dp, Some(Trust::Untrusted), &data, r.front, XDP_REDIRECT),
+    ));
+    let reply = vec![with_macs(
+        Frame::tcp4(backend, 443, [198, 51, 100, 1], nat_port)
+            .tcp_numbers(90_001, 8, 500)
+            .tcp_options(&opt::timestamp(5001, 1002)),
+        backend_mac,
+        back,
+    )];
+    rows.push((
+        "SYN proxy: proxied flow, backend segment",
+        bench(dp, Some(Trust::Trusted), &reply, r.back, XDP_REDIRECT),
+    ));
+    rows
 }
 
 fn main() -> ExitCode {
@@ -188,7 +307,8 @@ fn main() -> ExitCode {
                 let v = bench(&mut dp, Some(Trust::Untrusted), &dns, r.front, XDP_PASS);
                 push(&mut rows, "firewall pass (allowed, no service)", i, v);
             }
-            // The first run records the flow (and its NAT port); the rest find it established.
+            // The SYN records the flow (and its NAT port); the ACKs find it established.
+            assert_eq!(once(&dp, Trust::Untrusted, &syn[0], r.front).0, XDP_REDIRECT, "the flow's SYN");
             let v = bench(&mut dp, Some(Trust::Untrusted), &ack, r.front, XDP_REDIRECT);
             push(&mut rows, &format!("LB established flow, {backends} backends"), i, v);
             if backends == 2 {
@@ -202,7 +322,7 @@ fn main() -> ExitCode {
             let v = bench(&mut dp, Some(Trust::Trusted), &reply, r.back, XDP_REDIRECT);
             push(&mut rows, &format!("NAT reply path, {backends} backends"), i, v);
             // Idle timeout 0: a source port met again counts as a new flow too.
-            dp.set_lb_settings(LbSettings { tcp_idle_ns: 0, ..LbSettings::DEFAULT }).expect("settings");
+            dp.set_lb_settings(LbSettings { tcp_idle_ns: 0, opening_ns: 0, ..LbSettings::DEFAULT }).expect("settings");
             let before = dp.counters().expect("counters").get(Counter::LbNewFlow);
             let v = bench(&mut dp, Some(Trust::Untrusted), &new_flows, r.front, XDP_REDIRECT);
             push(&mut rows, &format!("LB new flow, {backends} backends"), i, v);
@@ -232,6 +352,11 @@ fn main() -> ExitCode {
                 }
                 let v = bench(&mut dp, Some(Trust::Untrusted), &ack, r.front, XDP_REDIRECT);
                 push(&mut rows, "LB established flow, 1M flows tracked", i, v);
+            }
+            if backends == 2 {
+                for (name, v) in proxy_rows(&mut dp, &r) {
+                    push(&mut rows, name, i, v);
+                }
             }
         }
     }
