@@ -147,6 +147,14 @@ counters! {
     /// SYN proxy: the proxy's SYN said again to a backend that had not answered when the
     /// client retried.
     LbSynResent = "lb_backend_syns_resent",
+    /// Load balancer: a client's RST or FIN whose sequence number is far from its flow's (a
+    /// blind guess at the tuple, or a stale segment): passed on for the backend to judge, but
+    /// the flow is not closed.
+    LbEndOutOfWindow = "lb_rst_fin_out_of_window",
+    /// Load balancer, dropped: an ICMP error quoting a tracked TCP flow with a sequence number
+    /// far from the flow's (a forged "fragmentation needed" would lower the path MTU of every
+    /// client behind the NAT address).
+    LbIcmpOutOfWindow = "lb_icmp_errors_out_of_window",
     /// Load balancer, dropped: a SYN-proxy step's program was missing from the step table (a
     /// data plane loaded without them).
     LbStepMissing = "lb_proxy_step_missing",

@@ -179,9 +179,24 @@ pub struct Flow {
     pub hop: NextHop,
     /// The SYN proxy's translation (see [`Proxied`]).
     pub proxied: Proxied,
-    /// During a SYN-proxied flow's backend handshake: the client's ISN, for saying the proxy's
-    /// SYN again when the client retries and the backend has not answered.
-    pub client_isn: u32,
+    /// The client's sequence number and acknowledgement (the backend's sequence number as the
+    /// client sees it) as last seen, renewed with `last_seen_ns`: what RSTs, FINs and ICMP
+    /// errors are checked against. During a SYN-proxied flow's backend handshake `client_seq`
+    /// is the client's ISN, for saying the proxy's SYN again.
+    pub client_seq: u32,
+    pub client_ack: u32,
+    pub _pad: u32,
+}
+
+/// How far (either way, in bytes) a RST's or FIN's sequence number, or an ICMP error's quoted
+/// one, may be from what the flow last saw and still be taken as the flow's: wider than any
+/// window TCP moves through between two renewals, and a 1-in-256 guess for a blind attacker.
+pub const SEQ_WINDOW: u32 = 1 << 24;
+
+/// Whether sequence number `seq` is within [`SEQ_WINDOW`] of `seen`, modulo 2^32.
+#[inline(always)]
+pub fn near(seq: u32, seen: u32) -> bool {
+    seq.wrapping_sub(seen).wrapping_add(SEQ_WINDOW) < 2 * SEQ_WINDOW
 }
 
 /// How a SYN-proxied flow's segments are translated between the client, which finished its

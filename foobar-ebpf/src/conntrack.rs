@@ -61,16 +61,23 @@ pub fn live(key: &FlowKey, now: u64) -> Option<(&'static Flow, &'static LbSettin
     Some((flow, s))
 }
 
-/// Renews a flow's timestamp, at most once per [`RENEW_NS`]. A plain store of a time, not a
-/// read-modify-write: racing CPUs write nearly the same value and any of them is right.
+/// Renews a flow's timestamp, at most once per [`RENEW_NS`], with the client's sequence
+/// number and acknowledgement `seen` gives (read only then). Plain stores, not
+/// read-modify-writes: racing CPUs write nearly the same values and any of them is right.
 #[inline(always)]
-pub fn touch(key: &FlowKey, flow: &Flow, now: u64) {
+pub fn touch(key: &FlowKey, flow: &Flow, now: u64, seen: impl FnOnce() -> Option<(u32, u32)>) {
     if now.saturating_sub(flow.last_seen_ns) <= RENEW_NS {
         return;
     }
     if let Some(f) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: pointer into the map value, valid for this run.
-        unsafe { (*f).last_seen_ns = now };
+        unsafe {
+            (*f).last_seen_ns = now;
+            if let Some((seq, ack)) = seen() {
+                (*f).client_seq = seq;
+                (*f).client_ack = ack;
+            }
+        }
     }
 }
 
@@ -109,12 +116,18 @@ pub fn close(key: &FlowKey) {
     }
 }
 
-/// Clears a flow's [`FLOW_OPENING`]: it is known to be real now (the client's ACK, or a reply).
+/// Clears a flow's [`FLOW_OPENING`]: it is known to be real now (the client's ACK, whose
+/// acknowledgement `ack` is the first the flow knows of the backend's sequence, or a reply).
 #[inline(always)]
-pub fn opened(key: &FlowKey) {
+pub fn opened(key: &FlowKey, ack: Option<u32>) {
     if let Some(f) = CONNTRACK.get_ptr_mut(key) {
-        // SAFETY: as in `touch`; racing CPUs clear the same bit.
-        unsafe { (*f).flags &= !FLOW_OPENING };
+        // SAFETY: as in `touch`; racing CPUs clear the same bit and store the same number.
+        unsafe {
+            (*f).flags &= !FLOW_OPENING;
+            if let Some(ack) = ack {
+                (*f).client_ack = ack;
+            }
+        }
     }
 }
 

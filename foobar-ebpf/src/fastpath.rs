@@ -52,7 +52,12 @@ pub fn run<const UNTRUSTED: bool>(ctx: &XdpContext) -> Option<u32> {
             None => {
                 let epoch = flow_cache::epoch();
                 let (flow, s) = conntrack::live(&key, now)?;
-                conntrack::touch(&key, flow, now);
+                // A proxied flow whose backend has not answered yet: the full path holds its
+                // data, and its timestamp (when the proxy's SYN went) is left alone.
+                if flow.flags & FLOW_HANDSHAKE != 0 {
+                    return None;
+                }
+                conntrack::touch(&key, flow, now, || forward::seq_ack(&frame, &p));
                 if !closing {
                     let opens = p.protocol == IPPROTO_TCP && p.tcp_flags & TCP_ACK != 0;
                     flow_cache::put(&key, flow, now, epoch, s, opens);
@@ -60,10 +65,6 @@ pub fn run<const UNTRUSTED: bool>(ctx: &XdpContext) -> Option<u32> {
                 flow
             }
         };
-        // A proxied flow whose backend has not answered yet: the full path holds its data.
-        if flow.flags & FLOW_HANDSHAKE != 0 {
-            return None;
-        }
         count_fast(FastKind::of(p.protocol == IPPROTO_TCP, UNTRUSTED));
         return Some(forward::to_backend::<true>(&frame, &p, &key, flow, FAMILY_V4));
     }

@@ -4,8 +4,11 @@
 
 use aya_ebpf::bindings::xdp_action;
 use foobar_common::{
+    bytes::PacketBytes,
     counters::Counter,
-    lb::{BACKEND_ABSENT, Backend, FLOW_OPENING, FLOW_PROXIED, Flow, FlowKey, MODE_DSR, NatKey, NatTarget, NextHop},
+    lb::{
+        BACKEND_ABSENT, Backend, FLOW_OPENING, FLOW_PROXIED, Flow, FlowKey, MODE_DSR, NatKey, NatTarget, NextHop, near,
+    },
     parse::{IPPROTO_TCP, Parsed, TCP_ACK, TCP_FIN, TCP_RST},
 };
 
@@ -24,6 +27,37 @@ pub fn ends_flow(p: &Parsed) -> bool {
     p.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FIN | TCP_RST) != 0
 }
 
+/// The sequence number of `p`, a TCP segment.
+#[inline(always)]
+pub fn seq(frame: &Frame, p: &Parsed) -> Option<u32> {
+    if p.protocol != IPPROTO_TCP {
+        return None;
+    }
+    frame.load::<[u8; 4]>(p.l4_offset + 4).map(u32::from_be_bytes)
+}
+
+/// The sequence number and acknowledgement of `p`, a client's TCP segment with ACK set.
+#[inline(always)]
+pub fn seq_ack(frame: &Frame, p: &Parsed) -> Option<(u32, u32)> {
+    if p.protocol != IPPROTO_TCP || p.tcp_flags & TCP_ACK == 0 {
+        return None;
+    }
+    let [a, b, c, d, e, f, g, h] = frame.load::<[u8; 8]>(p.l4_offset + 4)?;
+    Some((u32::from_be_bytes([a, b, c, d]), u32::from_be_bytes([e, f, g, h])))
+}
+
+/// Notes a client's FIN or RST: the flow is closing, if its sequence number is near what the
+/// flow last saw. One far from it may be a blind guess at the tuple: it is passed on for the
+/// backend's stack to judge (RFC 5961), but the flow stays open.
+#[inline(always)]
+fn note_end(frame: &Frame, p: &Parsed, key: &FlowKey, flow: &Flow) {
+    if seq(frame, p).is_some_and(|seq| near(seq, flow.client_seq)) {
+        conntrack::close(key);
+    } else {
+        count(Counter::LbEndOutOfWindow);
+    }
+}
+
 /// Sends a packet of `flow` on to its backend, by the next hop its first packet asked of the
 /// FIB and the flow remembers. `INLINE_REWRITE` inlines the NAT rewrite (the fast path's
 /// choice; the full path calls it, keeping its own frames small: BPF's 512-byte stack is
@@ -37,7 +71,7 @@ pub fn to_backend<const INLINE_REWRITE: bool>(
     family: u8,
 ) -> u32 {
     if ends_flow(p) {
-        conntrack::close(key);
+        note_end(frame, p, key, flow);
     }
     let Some((backend, hop)) = path(frame, p, key, flow) else { return xdp_action::XDP_DROP };
     account(flow.service, flow.backend, frame);
@@ -52,7 +86,7 @@ pub fn to_backend<const INLINE_REWRITE: bool>(
     }
     // The client's ACK after its SYN: the flow is real.
     if flow.flags & FLOW_OPENING != 0 && p.tcp_flags & TCP_ACK != 0 {
-        conntrack::opened(key);
+        conntrack::opened(key, seq_ack(frame, p).map(|(_, ack)| ack));
     }
     send(frame, &hop)
 }
@@ -114,7 +148,7 @@ pub fn to_client<const INLINE_REWRITE: bool>(frame: &Frame, p: &Parsed, t: &NatT
 /// so that its keys take no room on the fast path's stack.
 #[inline(never)]
 fn answered(p: &Parsed, t: &NatTarget, family: u8) {
-    conntrack::opened(&t.client_flow(p.protocol, family));
+    conntrack::opened(&t.client_flow(p.protocol, family), None);
     let binding = NatKey::new(p.src, p.src_port, p.dst_port, p.protocol, family);
     nat::restamp(&binding, t.flags & !u32::from(FLOW_OPENING), &t.proxied);
 }

@@ -10,8 +10,8 @@ use foobar_common::{
     bytes::PacketBytes,
     counters::Counter,
     csum::CsumDelta,
-    lb::{Backend, FlowKey, MODE_DSR, ServiceKey},
-    parse::{ETH_HLEN, L3, Parsed, Quoted, parse_quoted},
+    lb::{Backend, FLOW_PROXIED, FlowKey, MODE_DSR, ServiceKey, near},
+    parse::{ETH_HLEN, IPPROTO_TCP, L3, Parsed, Quoted, parse_quoted},
 };
 
 use crate::{
@@ -32,14 +32,44 @@ pub fn to_backend(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     let flow = conntrack::get(&key)?;
     let svc = services::find(&ServiceKey { addr: q.src, port: q.sport, protocol: q.protocol, family })?;
     let backend = services::backend(flow.backend)?;
+    // A TCP error must quote a segment the backend could have sent lately: its sequence number
+    // near what the client last acknowledged. (The backend's stack checks it again, exactly.)
+    let quoted_seq = if q.protocol == IPPROTO_TCP {
+        let Some(seq) = frame.load::<[u8; 4]>(q.l4_offset + 4).map(u32::from_be_bytes) else {
+            return Some(xdp_action::XDP_DROP);
+        };
+        if !near(seq, flow.client_ack) {
+            count(Counter::LbIcmpOutOfWindow);
+            return Some(xdp_action::XDP_DROP);
+        }
+        Some(seq)
+    } else {
+        None
+    };
     count(Counter::LbIcmpToBackend);
     if svc.mode != MODE_DSR && !unnat(frame, p, &q, backend, flow.nat_port) {
         return Some(xdp_action::XDP_DROP);
+    }
+    // A proxied flow's quoted segment is in the client's sequence space: back to the backend's.
+    if let Some(seq) = quoted_seq.filter(|_| flow.flags & FLOW_PROXIED != 0) {
+        if !requote_seq(frame, p, &q, seq, seq.wrapping_add(flow.proxied.seq_delta)) {
+            return Some(xdp_action::XDP_DROP);
+        }
     }
     if flow.hop.ifindex != 0 {
         return Some(send(frame, &flow.hop));
     }
     Some(redirect_to(frame, p, &p.src, &backend.addr))
+}
+
+/// Puts `new` in place of the quoted TCP sequence number `old`, patching the ICMP checksum.
+#[inline(always)]
+fn requote_seq(frame: &Frame, p: &Parsed, q: &Quoted, old: u32, new: u32) -> bool {
+    let mut d = CsumDelta::new();
+    d.raw32(old.to_be(), new.to_be());
+    let at = p.l4_offset + 2;
+    let Some(csum) = frame.load::<[u8; 2]>(at) else { return false };
+    frame.store(q.l4_offset + 4, new.to_be_bytes()) && frame.store(at, d.apply(u16::from_be_bytes(csum)).to_be_bytes())
 }
 
 /// Rewrites an ICMP error about a NAT flow for its backend: the quoted packet (VIP:port →

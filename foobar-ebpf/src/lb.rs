@@ -106,7 +106,7 @@ fn tracked(frame: &Frame, p: &Parsed) -> Option<u32> {
         return None;
     }
     count(Counter::LbEstablished);
-    conntrack::touch(&key, flow, now);
+    conntrack::touch(&key, flow, now, || forward::seq_ack(frame, p));
     Some(forward::to_backend::<false>(frame, p, &key, flow, family))
 }
 
@@ -131,7 +131,7 @@ fn to_service(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
             return handoff::defer(Step::Hold, p, family, |_| {});
         }
         count(Counter::LbEstablished);
-        conntrack::touch(&key, f, now);
+        conntrack::touch(&key, f, now, || forward::seq_ack(frame, p));
         return forward::to_backend::<false>(frame, p, &key, f, family);
     }
     if svc.ring_len == 0 {
@@ -171,6 +171,7 @@ fn to_service(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
     let Some(nf) = scratch::new_flow(frame) else { return xdp_action::XDP_DROP };
     // Not known to be real until the client's ACK (TCP) or the backend's reply (UDP, NAT).
     nf.flags = if tcp || svc.mode != MODE_DSR { FLOW_OPENING } else { 0 };
+    nf.client_seq = forward::seq(frame, p).unwrap_or(0);
     if !schedule(p, &key, svc, existing, nf) {
         return xdp_action::XDP_DROP;
     }

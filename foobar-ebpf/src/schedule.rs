@@ -99,7 +99,9 @@ fn new_entry(backend: u32, svc: &ServiceInfo, nat_port: u16, now: u64, nf: &NewF
         last_seen_ns: now,
         hop: NextHop::default(),
         proxied: nf.proxied,
-        client_isn: nf.client_isn,
+        client_seq: nf.client_seq,
+        client_ack: nf.client_ack,
+        _pad: 0,
     }
 }
 

@@ -24,7 +24,9 @@ pub struct NewFlow {
     /// by the caller, for the scheduler to record in the flow and its NAT binding).
     pub flags: u16,
     pub proxied: Proxied,
-    pub client_isn: u32,
+    /// The client's sequence number and acknowledgement, as the flow starts with them.
+    pub client_seq: u32,
+    pub client_ack: u32,
 }
 
 #[map(name = "LB_SCRATCH")]
@@ -42,7 +44,8 @@ pub fn new_flow(frame: &Frame) -> Option<&'static mut NewFlow> {
     nf.target.hop = hop_back(frame)?;
     nf.flags = 0;
     nf.proxied = Proxied::default();
-    nf.client_isn = 0;
+    nf.client_seq = 0;
+    nf.client_ack = 0;
     Some(nf)
 }
 

@@ -145,7 +145,8 @@ pub fn cookie_ack(frame: &Frame, p: &Parsed, svc: &ServiceInfo, previous: Option
     let Some(wscale) = syn_options(o, family, mss_index) else { return xdp_action::XDP_DROP };
     let Some(nf) = scratch::new_flow(frame) else { return xdp_action::XDP_DROP };
     nf.flags = FLOW_PROXIED | FLOW_HANDSHAKE;
-    nf.client_isn = client_isn;
+    nf.client_seq = client_isn;
+    nf.client_ack = t.ack;
     // Until the backend answers: the cookie, the timestamp the SYN-ACK sent, and the
     // client's window scale plus one (0: none), which the backend's SYN-ACK turns into deltas.
     nf.proxied = Proxied {
@@ -201,7 +202,7 @@ fn syn_to_backend(frame: &Frame, p: &Parsed, key: &FlowKey, flow: &Flow) -> u32 
     seg.dst = backend.addr;
     seg.sport = flow.nat_port;
     seg.dport = p.dst_port;
-    seg.seq = flow.client_isn;
+    seg.seq = flow.client_seq;
     seg.ack = 0;
     seg.flags = TCP_SYN;
     seg.window = 0xffff;

@@ -36,11 +36,12 @@ fn good_values_are_accepted() {
         ("syn_rate_per_source = 200", "syn_rate_per_source = 0"),
         ("syn_rate_per_source = 200", "syn_rate_per_source = 50\nsyn_burst = 100"),
         (
-            "mode = \"nat\"                          # nat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev\nsyn_proxy = \"always\"",
+            "mode = \"nat\"                          # nat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev\n# syn_proxy = \"always\"",
             "mode = \"dsr\"\nscheduler = \"maglev\"\nsyn_proxy = \"under-flood\"",
         ),
-        (r#"syn_proxy = "always""#, r#"syn_proxy = "off""#),
-        (r#"syn_proxy = "always""#, r#"syn_proxy = "under-flood""#),
+        (r#"mode = "nat""#, r#"mode = "dsr""#),
+        (r##"# syn_proxy = "always""##, r#"syn_proxy = "off""#),
+        (r##"# syn_proxy = "always""##, r#"syn_proxy = "under-flood""#),
         (r#"scheduler = "round-robin""#, r#"scheduler = "maglev""#),
         (r#"scheduler = "round-robin""#, r#"scheduler = "weighted-round-robin""#),
         (r#"kind = "http""#, r#"kind = "tcp""#),
@@ -139,21 +140,19 @@ fn bad_values_name_file_line_and_key() {
             "lab.toml:89: replication.heartbeat_table: `heartbeat; DROP TABLE x` must be `database.table`, letters, digits and `_` only",
         ),
         (
-            r#"syn_proxy = "always""#,
+            r##"# syn_proxy = "always""##,
             r#"syn_proxy = "sometimes""#,
             "lab.toml:40: service.syn_proxy: unknown variant `sometimes`, expected one of `always`, `under-flood`, `off`",
         ),
         (
-            r#"mode = "nat""#,
-            r#"mode = "dsr""#,
+            "mode = \"nat\"                          # nat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev\n# syn_proxy = \"always\"",
+            "mode = \"dsr\"\nscheduler = \"round-robin\"\nsyn_proxy = \"always\"",
             "lab.toml:40: service[0].syn_proxy: a DSR service's backends answer clients themselves, so the proxy cannot \
              translate their sequence numbers: use \"under-flood\" (Maglev services then keep no state under a flood) or \"off\"",
         ),
         (
-            r#"proto = "tcp"
-mode"#,
-            r#"proto = "udp"
-mode"#,
+            "proto = \"tcp\"\nmode = \"nat\"                          # nat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev\n# syn_proxy = \"always\"",
+            "proto = \"udp\"\nmode = \"nat\"\nscheduler = \"round-robin\"\nsyn_proxy = \"always\"",
             "lab.toml:40: service[0].syn_proxy: the SYN proxy is for TCP services: remove `syn_proxy`",
         ),
     ] {

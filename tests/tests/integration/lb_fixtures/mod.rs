@@ -21,6 +21,7 @@ mod scheduling;
 mod synproxy;
 mod udp;
 mod untouched;
+mod validation;
 
 use foobar_tests::gate::Need;
 use libtest_mimic::Trial;
@@ -40,5 +41,6 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_fixtures::cached_flows_follow_the_table_on_every_cpu", needs, cache::run),
         gated("lb_fixtures::syn_proxy_handshake_and_translation_ipv4", needs, synproxy::run_v4),
         gated("lb_fixtures::syn_proxy_handshake_ipv6", needs, synproxy::run_v6),
+        gated("lb_fixtures::rst_fin_and_icmp_must_be_near_the_flow", needs, validation::run),
     ]
 }

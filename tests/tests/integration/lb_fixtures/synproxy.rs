@@ -278,6 +278,18 @@ pub fn run_v4() {
         fwd.sack,
         [(cookie.wrapping_add(100).wrapping_add(seq_delta), cookie.wrapping_add(200).wrapping_add(seq_delta))]
     );
+
+    // 8. An ICMP error quoting the proxy's segment (the client's sequence space) reaches web1
+    //    quoting web1's own, with the ICMP checksum still right.
+    let sent = Frame::tcp4(VIP, 443, CLIENT, 40000).tcp_numbers(cookie + 6, CLIENT_ISN + 6, 502).build();
+    let error = macs(icmp_error4([192, 0, 2, 1], VIP, &sent), CLIENT_MAC, n.front_mac);
+    let (verdict, out, moved) = run(dp, n.front, &error);
+    assert_eq!(verdict, XDP_REDIRECT, "{moved:?}");
+    assert!(moved.contains(&Counter::LbIcmpToBackend), "{moved:?}");
+    let quoted_l4 = 14 + 20 + 8 + 20;
+    let quoted_seq = u32::from_be_bytes(out[quoted_l4 + 4..quoted_l4 + 8].try_into().expect("seq"));
+    assert_eq!(quoted_seq, BACKEND_ISN + 6, "the quoted sequence number, in web1's space");
+    assert_eq!(foobar_tests::checksum::of(&out[14 + 20..]), 0, "the ICMP checksum");
 }
 
 /// IPv6: the cookie SYN-ACK and the backend SYN, with the IPv6 MSS table.
