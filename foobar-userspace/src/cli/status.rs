@@ -65,6 +65,13 @@ pub fn render(r: &StatusReport) -> String {
         if let Some(note) = &s.note {
             let _ = writeln!(out, "  ! {note}");
         }
+        if s.protocol == "tcp" {
+            let flood = if s.under_flood { "UNDER FLOOD" } else { "no flood" };
+            let _ = writeln!(out, "  syn proxy {}, {flood}", s.syn_proxy);
+        }
+        if let Some(exposed) = &s.exposed {
+            let _ = writeln!(out, "  ! {exposed}");
+        }
         let _ = writeln!(
             out,
             "  {:<10} {:<22} {:<9} {:<7} {:<34} {:>10} {:>7} {:>10} {:>10}",

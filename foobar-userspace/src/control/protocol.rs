@@ -162,6 +162,15 @@ pub struct ServiceStatus {
     pub active_flows: u64,
     /// Why new flows are refused, when they are.
     pub note: Option<String>,
+    /// When SYNs are answered with cookies: always | under-flood | off.
+    #[serde(default)]
+    pub syn_proxy: String,
+    /// Whether new flows come faster than `flood_new_flows` right now (on any CPU).
+    #[serde(default)]
+    pub under_flood: bool,
+    /// What a spoofed flood could still do to this service, when something can.
+    #[serde(default)]
+    pub exposed: Option<String>,
     pub backends: Vec<BackendStatus>,
 }
 

@@ -48,6 +48,14 @@ impl Daemon {
         for s in &report.services {
             m.sample("foobar_service_active_flows", &[("service", &s.name)], s.active_flows as f64);
         }
+        m.family(
+            "foobar_service_under_flood",
+            "gauge",
+            "1 while the service's new flows come faster than flood_new_flows.",
+        );
+        for s in &report.services {
+            m.sample("foobar_service_under_flood", &[("service", &s.name)], f64::from(u8::from(s.under_flood)));
+        }
         m.family("foobar_service_available_backends", "gauge", "Backends taking new flows.");
         for s in &report.services {
             let n = s.backends.iter().filter(|b| b.active).count();

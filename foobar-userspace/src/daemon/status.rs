@@ -12,7 +12,7 @@ use crate::{
     },
     dataplane::{
         Trust,
-        services::{Mode, Scheduler},
+        services::{Mode, Scheduler, ServiceSpec, SynProxy},
     },
     xdp_mode::kernel_mode_name,
 };
@@ -45,7 +45,7 @@ impl Daemon {
         }
     }
 
-    pub(super) fn status(&self) -> StatusReport {
+    pub fn status(&self) -> StatusReport {
         let mut report = StatusReport::default();
         for a in self.dataplane.attachments() {
             report.interfaces.push(InterfaceStatus {
@@ -118,6 +118,14 @@ impl Daemon {
                 bytes_per_sec: rates.map_or(0.0, |r| r.bytes_per_sec),
                 active_flows: active.by_service.get(&svc.id).copied().unwrap_or(0),
                 note,
+                syn_proxy: match svc.spec.syn_proxy {
+                    SynProxy::Always => "always",
+                    SynProxy::UnderFlood => "under-flood",
+                    SynProxy::Off => "off",
+                }
+                .to_owned(),
+                under_flood: self.dataplane.under_flood(svc.id).unwrap_or(false),
+                exposed: exposure(&svc.spec),
                 backends,
             });
         }
@@ -144,5 +152,48 @@ impl Daemon {
             report.counters = c.nonzero().map(|(c, v)| (c.name().to_owned(), v)).collect();
         }
         report
+    }
+}
+
+/// What a spoofed flood could still do to `spec`: a TCP service whose SYNs make state with
+/// no cookie in front, whose hash cannot stand in for a table either.
+fn exposure(spec: &ServiceSpec) -> Option<String> {
+    let keeps_no_state_under_flood = spec.mode == Mode::Dsr && spec.scheduler == Scheduler::Maglev;
+    if spec.protocol != 6 || keeps_no_state_under_flood {
+        return None;
+    }
+    match (spec.mode, spec.syn_proxy) {
+        (Mode::Dsr, SynProxy::Off | SynProxy::UnderFlood) => Some(
+            "exposed to spoofed SYN floods: DSR cannot be SYN-proxied and round-robin needs a flow entry per SYN \
+             (scheduler = \"maglev\" keeps no state under a flood)"
+                .to_owned(),
+        ),
+        (Mode::Nat, SynProxy::Off) => Some(
+            "exposed to spoofed SYN floods: syn_proxy = \"off\" gives every SYN a flow and a NAT port for opening_ns"
+                .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_says_which_services_a_spoofed_flood_still_reaches() {
+        let spec = |mode, scheduler, syn_proxy, protocol| ServiceSpec {
+            mode,
+            scheduler,
+            syn_proxy,
+            protocol,
+            ..ServiceSpec::tcp("www", "192.0.2.10".parse().expect("ip"), 80, Vec::new())
+        };
+        let rr = Scheduler::RoundRobin;
+        assert_eq!(exposure(&spec(Mode::Nat, rr, SynProxy::Always, 6)), None);
+        assert_eq!(exposure(&spec(Mode::Dsr, Scheduler::Maglev, SynProxy::UnderFlood, 6)), None);
+        assert_eq!(exposure(&spec(Mode::Nat, rr, SynProxy::Off, 17)), None, "UDP has no SYNs");
+        assert!(exposure(&spec(Mode::Dsr, rr, SynProxy::UnderFlood, 6)).is_some_and(|e| e.contains("maglev")));
+        assert!(exposure(&spec(Mode::Nat, rr, SynProxy::Off, 6)).is_some_and(|e| e.contains("syn_proxy")));
     }
 }

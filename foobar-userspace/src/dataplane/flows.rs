@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use aya::maps::{self, MapData, MapError};
 use foobar_common::lb::{
-    CONNTRACK_MAP, FLOW_CLOSING, FLOW_EPOCH_DAEMON, FLOW_EPOCH_MAP, Flow, FlowKey, LbSettings, ServiceKey, flow_expired,
+    CONNTRACK_MAP, FLOOD_MAP, FLOW_CLOSING, FLOW_EPOCH_DAEMON, FLOW_EPOCH_MAP, FloodWindow, Flow, FlowKey, LbSettings,
+    ServiceKey, flow_expired,
 };
 
 use super::{Dataplane, DataplaneError, batch};
@@ -28,10 +29,7 @@ impl Dataplane {
     /// Counts the tracked flows that are still live (no FIN or RST seen, not idle past their
     /// timeout), per service and per backend.
     pub fn active_flows(&self) -> Result<ActiveFlows, DataplaneError> {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes into `ts`; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        let now = monotonic_ns();
         let mut out = ActiveFlows::default();
         batch::for_each_entry(self.map(CONNTRACK_MAP)?, SCAN_LIMIT, |key: &FlowKey, flow: &Flow| {
             if flow.flags & FLOW_CLOSING == 0 && !flow_expired(flow, now, key.protocol, &LbSettings::DEFAULT) {
@@ -40,6 +38,15 @@ impl Dataplane {
             }
         })?;
         Ok(out)
+    }
+
+    /// Whether service `id` is under a flood of new flows now, as any CPU's window saw it (the
+    /// data plane holds flood mode for a second after the rate last went over).
+    pub fn under_flood(&self, id: u32) -> Result<bool, DataplaneError> {
+        let windows: aya::maps::PerCpuArray<&aya::maps::MapData, FloodWindow> =
+            aya::maps::PerCpuArray::try_from(self.map(FLOOD_MAP)?)?;
+        let now = monotonic_ns();
+        Ok(windows.get(&id, 0)?.iter().any(|w| w.until_ns > now))
     }
 
     /// Deletes the tracked flows addressed to any of `withdrawn` (a removed service, or a port
@@ -85,4 +92,12 @@ impl Dataplane {
         epoch.set(FLOW_EPOCH_DAEMON, now.wrapping_add(1), 0)?;
         Ok(())
     }
+}
+
+/// Now on the clock the data plane stamps with (bpf_ktime_get_ns: CLOCK_MONOTONIC).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

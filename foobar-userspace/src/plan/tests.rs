@@ -79,5 +79,9 @@ fn the_syn_proxy_is_on_where_it_can_be_unless_said_otherwise() {
     assert_eq!(proxy(line, line), SynProxy::Always, "NAT TCP services by default");
     assert_eq!(proxy(line, r#"syn_proxy = "off""#), SynProxy::Off);
     assert_eq!(proxy(line, r#"syn_proxy = "under-flood""#), SynProxy::UnderFlood);
-    assert_eq!(proxy(r#"mode = "nat""#, r#"mode = "dsr""#), SynProxy::UnderFlood, "DSR services: under flood, by default");
+    assert_eq!(
+        proxy(r#"mode = "nat""#, r#"mode = "dsr""#),
+        SynProxy::UnderFlood,
+        "DSR services: under flood, by default"
+    );
 }

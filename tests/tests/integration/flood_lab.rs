@@ -52,6 +52,8 @@ fn spoofed(node_mac: [u8; 6], n: u32, make: impl Fn([u8; 4], u16, u32) -> Frame)
 /// What a flood did and what the legitimate clients saw while it lasted.
 struct Outcome {
     sent: u64,
+    /// Which services `status` said were under flood, a second into it.
+    flooded: Vec<String>,
     requests: u64,
     failed: u64,
     before: CounterSnapshot,
@@ -71,7 +73,11 @@ fn under_flood(stack: &Stack, daemon: &Daemon, frames: &[Vec<u8>], per_second: u
     let load = wrk::Load::light(seconds as u32 + 1, true);
     let running = wrk::start(&stack.client, &format!("http://{VIP}/"), load);
     let until = Instant::now() + Duration::from_secs(seconds);
-    let sent = raw::flood(&stack.client, "eth0", frames, per_second, until).expect("flood sent");
+    let (client, frames) = (stack.client.clone(), frames.to_vec());
+    let sender = std::thread::spawn(move || raw::flood(&client, "eth0", &frames, per_second, until));
+    std::thread::sleep(Duration::from_secs(1));
+    let flooded = daemon.status().services.into_iter().filter(|s| s.under_flood).map(|s| s.name).collect();
+    let sent = sender.join().expect("flood thread").expect("flood sent");
     let summary = wrk::finish(running, load);
     let after_flood = stack.client.output(&["curl", "-sS", "--max-time", "2", &format!("http://{VIP}/")]);
     assert!(
@@ -79,7 +85,7 @@ fn under_flood(stack: &Stack, daemon: &Daemon, frames: &[Vec<u8>], per_second: u
         "a new connection right after the flood was not served: {after_flood:?}"
     );
     let after = daemon.dataplane().counters().expect("counters");
-    Outcome { sent, requests: summary.requests, failed: summary.failed(), before, after }
+    Outcome { sent, flooded, requests: summary.requests, failed: summary.failed(), before, after }
 }
 
 /// A UDP service on the VIP, NAT to the web servers (which run no UDP server: nothing answers,
@@ -119,6 +125,8 @@ fn floods() {
     // A real client's handshake goes through the proxy: cookie, backend handshake, data.
     let mut idle = KeepAlive::open(&stack.client, format!("{VIP}:80").parse().expect("addr"));
     assert!(idle.get("/").starts_with("web"), "a keep-alive request through the SYN proxy");
+    let www = daemon.status().services.into_iter().find(|s| s.name == "www").expect("www");
+    assert_eq!((www.syn_proxy.as_str(), www.exposed.as_deref()), ("always", None), "{www:?}");
     let c = daemon.dataplane().counters().expect("counters");
     for counter in [Counter::LbSynCookieSent, Counter::LbSynCookieValid, Counter::LbProxiedHandshake] {
         assert!(c.get(counter) >= 1, "{counter:?} did not move: the connection did not take the proxy");
@@ -173,6 +181,13 @@ fn floods() {
         assert!(o.requests > 0 && o.failed == 0, "{name}: legitimate requests failed during the flood");
         assert!(served >= kept * quiet_rate, "{name}: {served:.0} requests/s kept of {quiet_rate:.0}");
         assert_eq!(o.delta(Counter::LbNatPortsExhausted), 0, "{name}: NAT ports ran out");
+        // `status` says which service is under a flood of new flows (an ACK flood begins none).
+        let expected: &[&str] = match name {
+            "ACK flood" => &[],
+            "UDP flood" => &["udp"],
+            _ => &["www"],
+        };
+        assert_eq!(o.flooded, expected, "{name}: services under flood in `status`");
         match name {
             // Unproven UDP flows take state, but give their ports up to newer ones.
             "UDP flood" => assert!(new_flows * 10 >= o.sent * 8, "{name}: {new_flows} flows for {} datagrams", o.sent),
