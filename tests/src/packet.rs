@@ -230,7 +230,7 @@ impl Frame {
     /// TCP options, as raw bytes (see [`tcp_option`] for the usual ones).
     pub fn tcp_options(mut self, bytes: &[u8]) -> Frame {
         self.tcp_options = bytes.to_vec();
-        while self.tcp_options.len() % 4 != 0 {
+        while !self.tcp_options.len().is_multiple_of(4) {
             self.tcp_options.push(0);
         }
         self
