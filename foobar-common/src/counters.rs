@@ -88,7 +88,7 @@ counters! {
     FwIcmpControl = "firewall_icmp_control",
     /// Firewall, passed: an allow rule matched (per-rule counts are in their own map).
     FwAllowed = "firewall_allowed",
-    /// Firewall, dropped: a SYN over its source's rate limit.
+    /// Firewall, dropped: a SYN over its source's rate limit (an IPv4 address, an IPv6 /64).
     FwSynRateLimited = "firewall_syn_rate_limited",
     /// Firewall, passed: no rule allowed it, but it is a backend's reply to a NAT flow.
     FwTrackedReply = "firewall_tracked_reply",
@@ -158,6 +158,9 @@ counters! {
     /// Load balancer, dropped: a SYN-proxy step's program was missing from the step table (a
     /// data plane loaded without them).
     LbStepMissing = "lb_proxy_step_missing",
+    /// Firewall, dropped: a SYN over the rate of its IPv4 /24 (`syn_rate_per_net`): a flood
+    /// spread over a network, each source under its own limit.
+    FwSynNetLimited = "firewall_syn_net_limited",
 }
 
 /// Number of counter slots (the per-CPU array's size).

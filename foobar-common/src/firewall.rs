@@ -129,29 +129,56 @@ impl RuleSet {
 pub struct FirewallSettings {
     /// 1: drop what no rule allows; 0: accept it (still counted).
     pub default_drop: u64,
-    /// Nanoseconds between SYNs a source earns (1 s / rate); 0 turns the limit off.
+    /// Nanoseconds between SYNs a source (an IPv4 address, an IPv6 /64) earns (1 s / rate);
+    /// 0 turns the limit off.
     pub syn_interval_ns: u64,
     /// How far ahead of schedule a source may run: (burst − 1) × interval.
     pub syn_tolerance_ns: u64,
+    /// The same for all the sources of one IPv4 /24 together (burst: one second's worth).
+    pub net_interval_ns: u64,
+    pub net_tolerance_ns: u64,
 }
 
 impl FirewallSettings {
-    /// Settings for a limit of `rate` new connections per second with bursts of `burst`.
-    pub fn with_syn_limit(default_drop: bool, rate: u32, burst: u32) -> Self {
-        let interval = if rate == 0 { 0 } else { 1_000_000_000 / u64::from(rate) };
+    /// Settings for a limit of `rate` new connections per second per source with bursts of
+    /// `burst`, and of `net_rate` per IPv4 /24.
+    pub fn with_syn_limit(default_drop: bool, rate: u32, burst: u32, net_rate: u32) -> Self {
+        let interval = |rate: u32| if rate == 0 { 0 } else { 1_000_000_000 / u64::from(rate) };
         FirewallSettings {
             default_drop: u64::from(default_drop),
-            syn_interval_ns: interval,
-            syn_tolerance_ns: interval * u64::from(burst.max(1) - 1),
+            syn_interval_ns: interval(rate),
+            syn_tolerance_ns: interval(rate) * u64::from(burst.max(1) - 1),
+            net_interval_ns: interval(net_rate),
+            net_tolerance_ns: interval(net_rate) * u64::from(net_rate.max(1) - 1),
         }
     }
 }
 
-/// Key of the per-source SYN limiter.
+/// Key of the SYN limiter: a source (an IPv4 address, an IPv6 /64: one host's to spread over)
+/// or an IPv4 /24, told apart by `scope` (its prefix length).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct SourceKey {
     pub addr: [u32; 4],
+    pub scope: u32,
+}
+
+impl SourceKey {
+    /// The source `src` (raw words) counts as: its IPv4 address, or its IPv6 /64.
+    #[inline(always)]
+    pub fn source(src: &[u32; 4], v4: bool) -> SourceKey {
+        if v4 {
+            SourceKey { addr: [src[0], 0, 0, 0], scope: 32 }
+        } else {
+            SourceKey { addr: [src[0], src[1], 0, 0], scope: 64 }
+        }
+    }
+
+    /// The IPv4 /24 `src` is in.
+    #[inline(always)]
+    pub fn net24(src: &[u32; 4]) -> SourceKey {
+        SourceKey { addr: [src[0] & u32::from_ne_bytes([0xff, 0xff, 0xff, 0]), 0, 0, 0], scope: 24 }
+    }
 }
 
 /// The generic cell rate algorithm: a token bucket kept as one timestamp.
@@ -174,7 +201,7 @@ mod tests {
 
     #[test]
     fn gcra_allows_the_burst_then_the_rate() {
-        let s = FirewallSettings::with_syn_limit(true, 10, 5);
+        let s = FirewallSettings::with_syn_limit(true, 10, 5, 0);
         let (interval, tol) = (s.syn_interval_ns, s.syn_tolerance_ns);
         let mut tat = 0;
         let now = 1_000_000_000;
@@ -198,6 +225,26 @@ mod tests {
             }
         }
         assert_eq!(allowed, 5 + 9);
+    }
+
+    #[test]
+    fn sources_are_addresses_and_v6_sixty_fours_and_nets_are_v4_slash_24s() {
+        let v4 = |a: [u8; 4]| [u32::from_ne_bytes(a), 0, 0, 0];
+        let (a, b) = (v4([203, 0, 113, 5]), v4([203, 0, 113, 77]));
+        assert_ne!(SourceKey::source(&a, true), SourceKey::source(&b, true));
+        assert_eq!(SourceKey::net24(&a), SourceKey::net24(&b));
+        assert_ne!(SourceKey::net24(&a), SourceKey::net24(&v4([203, 0, 114, 5])));
+        assert_ne!(
+            SourceKey::net24(&v4([203, 0, 113, 0])),
+            SourceKey::source(&v4([203, 0, 113, 0]), true),
+            "scopes apart"
+        );
+        // Two addresses of one IPv6 /64 are one source; the next /64 is another.
+        let (x, y, z) = ([1, 2, 3, 4], [1, 2, 9, 9], [1, 3, 3, 4]);
+        assert_eq!(SourceKey::source(&x, false), SourceKey::source(&y, false));
+        assert_ne!(SourceKey::source(&x, false), SourceKey::source(&z, false));
+        let s = FirewallSettings::with_syn_limit(false, 200, 200, 5000);
+        assert_eq!((s.net_interval_ns, s.net_tolerance_ns), (200_000, 200_000 * 4999), "a second's burst");
     }
 
     #[test]

@@ -84,9 +84,11 @@ pub fn admits(p: &Parsed) -> bool {
                 // SAFETY: this CPU's slot of a per-CPU array; nothing else writes it.
                 unsafe { *hits += 1 };
             }
-            if is_new_tcp(p) && settings.syn_interval_ns != 0 && !syn_conforms(p, &settings) {
-                count(Counter::FwSynRateLimited);
-                return false;
+            if is_new_tcp(p) {
+                if let Some(limit) = syn_over(p, v4, &settings) {
+                    count(limit);
+                    return false;
+                }
             }
             count(Counter::FwAllowed);
             true
@@ -189,22 +191,34 @@ fn is_new_tcp(p: &Parsed) -> bool {
     p.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
 }
 
-/// Charges one SYN to its source's bucket; false when the source is over its rate.
+/// Charges one SYN to its source's bucket and, for IPv4, to its /24's; the counter of the
+/// limit it is over, if any.
 #[inline(always)]
-fn syn_conforms(p: &Parsed, s: &FirewallSettings) -> bool {
+fn syn_over(p: &Parsed, v4: bool, s: &FirewallSettings) -> Option<Counter> {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let key = SourceKey { addr: p.src };
-    let Some(slot) = SYN_TAT.get_ptr_mut(&key) else {
-        // First SYN from this source: it starts with a full bucket. A racing insert from
-        // another CPU may win; either way one SYN is charged.
-        let _ = SYN_TAT.insert(&key, &(now + s.syn_interval_ns), 0);
+    if s.syn_interval_ns != 0 && !charge(&SourceKey::source(&p.src, v4), now, s.syn_interval_ns, s.syn_tolerance_ns) {
+        return Some(Counter::FwSynRateLimited);
+    }
+    if v4 && s.net_interval_ns != 0 && !charge(&SourceKey::net24(&p.src), now, s.net_interval_ns, s.net_tolerance_ns) {
+        return Some(Counter::FwSynNetLimited);
+    }
+    None
+}
+
+/// Charges one SYN to `key`'s bucket; false when it is over its rate.
+#[inline(always)]
+fn charge(key: &SourceKey, now: u64, interval: u64, tolerance: u64) -> bool {
+    let Some(slot) = SYN_TAT.get_ptr_mut(key) else {
+        // The first SYN: a full bucket. A racing insert from another CPU may win; either way
+        // one SYN is charged.
+        let _ = SYN_TAT.insert(key, &(now + interval), 0);
         return true;
     };
     for _ in 0..4 {
-        // SAFETY: `slot` is the source's aligned u64 map value; all writers use `atomic`.
+        // SAFETY: `slot` is the key's aligned u64 map value; all writers use `atomic`.
         let old = unsafe { atomic::load(slot) };
-        let Some(new) = gcra(old, now, s.syn_interval_ns, s.syn_tolerance_ns) else {
+        let Some(new) = gcra(old, now, interval, tolerance) else {
             return false;
         };
         // SAFETY: as above.

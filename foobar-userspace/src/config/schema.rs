@@ -118,6 +118,9 @@ pub struct Firewall {
     pub syn_rate_per_source: u32,
     /// Bucket depth (SYNs a source may send at once); defaults to the rate.
     pub syn_burst: Option<u32>,
+    /// New TCP connections per second from one IPv4 /24, its sources together; 0: no limit.
+    #[serde(default)]
+    pub syn_rate_per_net: u32,
     #[serde(default)]
     pub allow: Vec<AllowRule>,
 }

@@ -34,6 +34,7 @@ fn good_values_are_accepted() {
         (r#"default_policy = "drop""#, r#"default_policy = "accept""#),
         (r#"deny_sources = ["192.0.2.66/32"]"#, r#"deny_sources = ["192.0.2.0/24", "2001:db8:1::/64", "203.0.113.7"]"#),
         ("syn_rate_per_source = 200", "syn_rate_per_source = 0"),
+        ("syn_rate_per_net = 5000", "syn_rate_per_net = 0"),
         ("syn_rate_per_source = 200", "syn_rate_per_source = 50\nsyn_burst = 100"),
         (
             "mode = \"nat\"                          # nat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev\n# syn_proxy = \"always\"",
@@ -65,7 +66,7 @@ fn bad_values_name_file_line_and_key() {
         (
             "syn_rate_per_source = 200",
             "syn_rate_per_sourc = 200",
-            "lab.toml:16: firewall.syn_rate_per_sourc: unknown field `syn_rate_per_sourc`, expected one of `default_policy`, `deny_sources`, `syn_rate_per_source`, `syn_burst`, `allow`",
+            "lab.toml:16: firewall.syn_rate_per_sourc: unknown field `syn_rate_per_sourc`, expected one of `default_policy`, `deny_sources`, `syn_rate_per_source`, `syn_burst`, `syn_rate_per_net`, `allow`",
         ),
         (
             r#"xdp_mode = "auto""#,
@@ -75,7 +76,7 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"interval = "500ms""#,
             r#"interval = "500""#,
-            "lab.toml:46: service.health.interval: `500`: duration unit must be ms, s or m",
+            "lab.toml:47: service.health.interval: `500`: duration unit must be ms, s or m",
         ),
         (
             r#"deny_sources = ["192.0.2.66/32"]"#,
@@ -87,12 +88,12 @@ fn bad_values_name_file_line_and_key() {
             r#"deny_sources = ["192.0.2.66/24"]"#,
             "lab.toml:15: firewall.deny_sources: `192.0.2.66/24` has host bits set past /24",
         ),
-        (r#"vip = "192.0.2.10""#, r#"vip = "www.foobar.com""#, "lab.toml:35: service.vip: invalid IP address syntax"),
-        ("rise = 2", "rise = -1", "lab.toml:48: service.health.rise: invalid value: integer `-1`, expected u32"),
+        (r#"vip = "192.0.2.10""#, r#"vip = "www.foobar.com""#, "lab.toml:36: service.vip: invalid IP address syntax"),
+        ("rise = 2", "rise = -1", "lab.toml:49: service.health.rise: invalid value: integer `-1`, expected u32"),
         (
             r#"service = "www"  "#,
             r#"service = "wwx"  "#,
-            "lab.toml:68: dns.record[0].service: no [[service]] is named `wwx`",
+            "lab.toml:69: dns.record[0].service: no [[service]] is named `wwx`",
         ),
         (
             r#"untrusted = ["front"]"#,
@@ -107,53 +108,53 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"address = "198.51.100.12""#,
             r#"address = "2001:db8:2::12""#,
-            "lab.toml:56: service[0].backend[1].address: must be of the VIP's address family",
+            "lab.toml:57: service[0].backend[1].address: must be of the VIP's address family",
         ),
         (
             r#"timeout = "300ms""#,
             r#"timeout = "3s""#,
-            "lab.toml:47: service[0].health.timeout: must be above zero and at most the interval",
+            "lab.toml:48: service[0].health.timeout: must be above zero and at most the interval",
         ),
         (
             "proto = \"udp\"\nto = \"192.0.2.53\"",
             "proto = \"icmp\"\nto = \"192.0.2.53\"",
-            "lab.toml:24: firewall.allow[1].ports: ICMP has no ports: remove `ports`",
+            "lab.toml:25: firewall.allow[1].ports: ICMP has no ports: remove `ports`",
         ),
         (
             r#"name = "db-write""#,
             "name = \"db-write\"\nvalue = \"192.0.2.31\"",
-            "lab.toml:71: dns.record[1].value: needs exactly one of `value`, `service` or `replication`",
+            "lab.toml:72: dns.record[1].value: needs exactly one of `value`, `service` or `replication`",
         ),
         (
             r#"address = "198.51.100.12""#,
             "address = \"198.51.100.12\"\nweight = 0",
-            "lab.toml:56: service[0].backend[1].weight: must be at least 1 (drain the backend instead)",
+            "lab.toml:57: service[0].backend[1].weight: must be at least 1 (drain the backend instead)",
         ),
         (
             r#"timeout = "500ms""#,
             r#"timeout = "2s""#,
-            "lab.toml:86: replication.timeout: must be above zero and at most `interval` (a check round must end before the next)",
+            "lab.toml:87: replication.timeout: must be above zero and at most `interval` (a check round must end before the next)",
         ),
         (
             r#"heartbeat_table = "foobar_monitor.heartbeat""#,
             r#"heartbeat_table = "heartbeat; DROP TABLE x""#,
-            "lab.toml:89: replication.heartbeat_table: `heartbeat; DROP TABLE x` must be `database.table`, letters, digits and `_` only",
+            "lab.toml:90: replication.heartbeat_table: `heartbeat; DROP TABLE x` must be `database.table`, letters, digits and `_` only",
         ),
         (
             r##"# syn_proxy = "always""##,
             r#"syn_proxy = "sometimes""#,
-            "lab.toml:40: service.syn_proxy: unknown variant `sometimes`, expected one of `always`, `under-flood`, `off`",
+            "lab.toml:41: service.syn_proxy: unknown variant `sometimes`, expected one of `always`, `under-flood`, `off`",
         ),
         (
             "mode = \"nat\"                          # nat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev\n# syn_proxy = \"always\"",
             "mode = \"dsr\"\nscheduler = \"round-robin\"\nsyn_proxy = \"always\"",
-            "lab.toml:40: service[0].syn_proxy: a DSR service's backends answer clients themselves, so the proxy cannot \
+            "lab.toml:41: service[0].syn_proxy: a DSR service's backends answer clients themselves, so the proxy cannot \
              translate their sequence numbers: use \"under-flood\" (Maglev services then keep no state under a flood) or \"off\"",
         ),
         (
             "proto = \"tcp\"\nmode = \"nat\"                          # nat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev\n# syn_proxy = \"always\"",
             "proto = \"udp\"\nmode = \"nat\"\nscheduler = \"round-robin\"\nsyn_proxy = \"always\"",
-            "lab.toml:40: service[0].syn_proxy: the SYN proxy is for TCP services: remove `syn_proxy`",
+            "lab.toml:41: service[0].syn_proxy: the SYN proxy is for TCP services: remove `syn_proxy`",
         ),
     ] {
         match edited(from, to) {

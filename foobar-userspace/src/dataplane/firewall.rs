@@ -25,15 +25,17 @@ use crate::net::{Cidr, words};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub default_drop: bool,
-    /// New TCP connections per second per source; 0 turns the limit off.
+    /// New TCP connections per second per source (an IPv4 address, an IPv6 /64); 0: no limit.
     pub syn_rate: u32,
     pub syn_burst: u32,
+    /// New TCP connections per second from one IPv4 /24, all its sources together; 0: no limit.
+    pub syn_net_rate: u32,
 }
 
 impl Dataplane {
     pub fn set_firewall_settings(&mut self, s: Settings) -> Result<(), DataplaneError> {
         let mut map: Array<&mut MapData, FirewallSettings> = Array::try_from(self.map_mut(SETTINGS_MAP)?)?;
-        map.set(0, FirewallSettings::with_syn_limit(s.default_drop, s.syn_rate, s.syn_burst), 0)?;
+        map.set(0, FirewallSettings::with_syn_limit(s.default_drop, s.syn_rate, s.syn_burst, s.syn_net_rate), 0)?;
         Ok(())
     }
 

@@ -56,6 +56,7 @@ pub(super) fn compile(config: &Config, problems: &mut Vec<Problem>) -> Option<Fi
         default_drop: fw.default_policy == Policy::Drop,
         syn_rate: fw.syn_rate_per_source,
         syn_burst: fw.syn_burst.unwrap_or(fw.syn_rate_per_source),
+        syn_net_rate: fw.syn_rate_per_net,
     };
     Some(Firewall { settings, deny: fw.deny_sources.clone(), rules, compiled })
 }

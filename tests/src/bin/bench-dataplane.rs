@@ -102,7 +102,8 @@ struct Row {
 fn dataplane(denies: u32, backends: usize) -> (Dataplane, Services) {
     let mut dp = Dataplane::load().expect("load");
     dp.set_nat_cursor(0).expect("NAT cursor");
-    dp.set_firewall_settings(Settings { default_drop: true, syn_rate: 0, syn_burst: 0 }).expect("settings");
+    dp.set_firewall_settings(Settings { default_drop: true, syn_rate: 0, syn_burst: 0, syn_net_rate: 0 })
+        .expect("settings");
     dp.deny_source("203.0.113.1/32".parse().expect("cidr")).expect("deny");
     // The other entries come from 198.18.0.0/15, the range set aside for benchmarks.
     for i in 1..denies {

@@ -25,6 +25,7 @@ pub fn trials() -> Vec<Trial> {
     vec![
         gated("firewall::rules_deny_list_and_icmp_control", &[Need::Root, Need::Bpf], rules_and_lists),
         gated("firewall::syn_rate_limit_per_source", &[Need::Root, Need::Bpf], syn_limit),
+        gated("firewall::syn_rate_limit_per_v4_net_and_v6_sixty_four", &[Need::Root, Need::Bpf], syn_limit_by_prefix),
         gated("firewall::changes_apply_at_run_time", &[Need::Root, Need::Bpf], runtime_changes),
         gated("firewall::a_deny_list_of_100k_entries_decides_exactly", &[Need::Root, Need::Bpf], deny_scale),
         gated("firewall::counters_pinned_by_an_older_build_still_read", &[Need::Root, Need::Bpf], short_counter_pin),
@@ -68,7 +69,7 @@ fn loaded(settings: Settings) -> Dataplane {
     dp
 }
 
-const DROP_DEFAULT: Settings = Settings { default_drop: true, syn_rate: 0, syn_burst: 0 };
+const DROP_DEFAULT: Settings = Settings { default_drop: true, syn_rate: 0, syn_burst: 0, syn_net_rate: 0 };
 
 fn fx(name: &'static str, frame: Vec<u8>, verdict: u32, counters: &'static [Counter]) -> Fixture {
     Fixture { name, frame, verdict, counters }
@@ -224,7 +225,7 @@ fn icmp(kind: u8, code: u8) -> foobar_tests::packet::Transport {
 }
 
 fn syn_limit() {
-    let dp = loaded(Settings { default_drop: true, syn_rate: 1, syn_burst: 3 });
+    let dp = loaded(Settings { default_drop: true, syn_rate: 1, syn_burst: 3, syn_net_rate: 0 });
     let syn = |src| Frame::tcp4(src, 40000, VIP, 80).flags(TcpFlags::SYN).build();
     let pass = &[Ipv4, Tcp, FwAllowed][..];
     let limited = &[Ipv4, Tcp, FwSynRateLimited][..];
@@ -242,6 +243,45 @@ fn syn_limit() {
     ));
     table.push(fx("another source has its own bucket", syn(CLIENT), XDP_PASS, pass));
     run_table(&dp, Trust::Untrusted, table);
+}
+
+/// A flood spread over a network, every source under its own limit, meets the /24's; an IPv6
+/// host's addresses all draw on one /64's bucket.
+fn syn_limit_by_prefix() {
+    let dp = loaded(Settings { default_drop: true, syn_rate: 1, syn_burst: 1, syn_net_rate: 3 });
+    let syn4 = |last: u8| Frame::tcp4([203, 0, 113, last], 40000, VIP, 80).flags(TcpFlags::SYN).build();
+    let syn6 = |src: &str| Frame::tcp6(v6(src), 40000, v6("2001:db8:1::10"), 80).flags(TcpFlags::SYN).build();
+    let pass4 = &[Ipv4, Tcp, FwAllowed][..];
+    let pass6 = &[Ipv6, Tcp, FwAllowed][..];
+    run_table(
+        &dp,
+        Trust::Untrusted,
+        vec![
+            fx("the /24's first source", syn4(1), XDP_PASS, pass4),
+            fx("its second", syn4(2), XDP_PASS, pass4),
+            fx("its third", syn4(3), XDP_PASS, pass4),
+            fx(
+                "a fourth source, under its own limit, is over the /24's",
+                syn4(4),
+                XDP_DROP,
+                &[Ipv4, Tcp, FwSynNetLimited],
+            ),
+            fx(
+                "another /24 has its own",
+                Frame::tcp4([198, 51, 100, 7], 40000, VIP, 80).flags(TcpFlags::SYN).build(),
+                XDP_PASS,
+                pass4,
+            ),
+            fx("an IPv6 host's first SYN", syn6("2001:db8:77::1"), XDP_PASS, pass6),
+            fx(
+                "another address of its /64 is the same source",
+                syn6("2001:db8:77::2"),
+                XDP_DROP,
+                &[Ipv6, Tcp, FwSynRateLimited],
+            ),
+            fx("the next /64 is another source", syn6("2001:db8:77:1::1"), XDP_PASS, pass6),
+        ],
+    );
 }
 
 fn runtime_changes() {
@@ -286,7 +326,8 @@ fn runtime_changes() {
             fx("dns rule kept", Frame::udp4(CLIENT, 1, DNS, 53).build(), XDP_PASS, &[Ipv4, Udp, FwAllowed]),
         ],
     );
-    dp.set_firewall_settings(Settings { default_drop: false, syn_rate: 0, syn_burst: 0 }).expect("settings");
+    dp.set_firewall_settings(Settings { default_drop: false, syn_rate: 0, syn_burst: 0, syn_net_rate: 0 })
+        .expect("settings");
     run_table(&dp, Trust::Untrusted, vec![fx("default accept", web(), XDP_PASS, &[Ipv4, Tcp, FwDefaultAccept])]);
 }
 

@@ -152,16 +152,15 @@ fn floods() {
     ];
     for (name, frames, rate, seconds, kept) in rounds {
         let o = under_flood(&stack, &daemon, frames, rate, seconds);
-        let (cookies, invalid, new_flows, refused) = (
-            o.delta(Counter::LbSynCookieSent),
-            o.delta(Counter::LbSynCookieInvalid),
-            o.delta(Counter::LbNewFlow),
-            o.delta(Counter::FwSynRateLimited),
-        );
+        let (cookies, invalid, new_flows) =
+            (o.delta(Counter::LbSynCookieSent), o.delta(Counter::LbSynCookieInvalid), o.delta(Counter::LbNewFlow));
+        // SYNs the firewall cut: over a source's limit, or over the /24's (`syn_rate_per_net`).
+        let (source_limited, net_limited) = (o.delta(Counter::FwSynRateLimited), o.delta(Counter::FwSynNetLimited));
+        let refused = source_limited + net_limited;
         let served = o.requests as f64 / (seconds + 1) as f64;
         eprintln!(
             "{name}: {} sent; wrk {} requests ({served:.0}/s, {:.2}x quiet), {} failed; {cookies} cookies, \
-             {invalid} bad cookie ACKs, {refused} SYNs over the per-source limit, {new_flows} new flows, \
+             {invalid} bad cookie ACKs, {source_limited}+{net_limited} SYNs over the source/24 limits, {new_flows} new flows, \
              {} NAT ports exhausted",
             o.sent,
             o.requests,
@@ -195,6 +194,13 @@ fn floods() {
                 // Only the legitimate connections began flows, not the flood.
                 assert!(new_flows <= o.requests + 50, "{name}: {new_flows} flows for {} requests", o.requests);
                 let answered = if name == "ACK flood" { invalid } else { cookies + refused };
+                if name != "ACK flood" {
+                    // 12,000 SYNs/s or more from one /24: the net limit lets 5,000/s reach the proxy.
+                    assert!(
+                        net_limited > 0 && cookies > 0,
+                        "{name}: {cookies} cookies, {net_limited} cut by the /24 limit"
+                    );
+                }
                 assert!(
                     answered * 10 >= o.sent * 8,
                     "{name}: only {answered} of {} segments refused or answered",

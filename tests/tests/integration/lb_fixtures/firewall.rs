@@ -14,7 +14,8 @@ use super::lab::*;
 pub fn run() {
     let mut www = www_lab(vec![backend("web1", "198.51.100.11")]);
     let WwwLab { dp, services, n, .. } = &mut www;
-    dp.set_firewall_settings(Settings { default_drop: true, syn_rate: 0, syn_burst: 0 }).expect("settings");
+    dp.set_firewall_settings(Settings { default_drop: true, syn_rate: 0, syn_burst: 0, syn_net_rate: 0 })
+        .expect("settings");
     let web = AllowRule { protocol: 6, dst: "192.0.2.10/32".parse().expect("cidr"), ports: vec![80], src: None };
     dp.set_allow_rules(&compile(std::slice::from_ref(&web)).expect("compile")).expect("rules");
     let from = |sport: u16, flags: u8| to_www(n, sport, flags);
