@@ -158,6 +158,12 @@ counters! {
     /// Load balancer, dropped: a SYN-proxy step's program was missing from the step table (a
     /// data plane loaded without them).
     LbStepMissing = "lb_proxy_step_missing",
+    /// Load balancer: a packet whose TTL (hop limit) ran out here, answered with ICMP time
+    /// exceeded (or dropped where it could not be answered).
+    LbTimeExceeded = "lb_time_exceeded",
+    /// Load balancer: a packet too big for the egress link, answered with ICMP fragmentation
+    /// needed / packet too big (an IPv4 one without DF is dropped: XDP cannot fragment).
+    LbTooBig = "lb_too_big",
     /// Firewall, dropped: a SYN over the rate of its IPv4 /24 (`syn_rate_per_net`): a flood
     /// spread over a network, each source under its own limit.
     FwSynNetLimited = "firewall_syn_net_limited",

@@ -13,7 +13,7 @@ use foobar_common::{
 };
 
 use crate::{
-    conntrack, nat,
+    conntrack, icmp_error, nat,
     nexthop::{lookup_hop, redirect_to, send},
     packet::Frame,
     rewrite::{Rewrite, rewrite},
@@ -74,6 +74,9 @@ pub fn to_backend<const INLINE_REWRITE: bool>(
         note_end(frame, p, key, flow);
     }
     let Some((backend, hop)) = path(frame, p, key, flow) else { return xdp_action::XDP_DROP };
+    if let Some(verdict) = icmp_error::unforwardable(frame, p, hop.ifindex) {
+        return verdict;
+    }
     account(flow.service, flow.backend, frame);
     if flow.mode != MODE_DSR {
         let r = Rewrite { src: backend.snat, dst: backend.addr, sport: flow.nat_port, dport: p.dst_port };
@@ -125,6 +128,9 @@ pub fn reply(frame: &Frame, p: &Parsed, t: &NatTarget, family: u8) -> u32 {
 pub fn to_client<const INLINE_REWRITE: bool>(frame: &Frame, p: &Parsed, t: &NatTarget, family: u8) -> u32 {
     if ends_flow(p) {
         conntrack::close(&t.client_flow(p.protocol, family));
+    }
+    if let Some(verdict) = icmp_error::unforwardable(frame, p, t.hop.ifindex) {
+        return verdict;
     }
     account(t.service, t.backend, frame);
     let r = Rewrite { src: t.vip, dst: t.client, sport: t.vip_port, dport: t.client_port };

@@ -13,7 +13,8 @@
 //!   - `nat`: the NAT table (ports and the bindings replies go back by);
 //!   - `forward`: packets of tracked flows to their backend, replies back to their client;
 //!     `rewrite`: addresses and ports with checksums patched; `nexthop`: FIB and redirect;
-//!   - `icmp`: ICMP errors about balanced flows; `refuse`: RSTs when no backend is up.
+//!   - `icmp`: ICMP errors about balanced flows; `refuse`: RSTs when no backend is up;
+//!     `icmp_error`: the time-exceeded and too-big errors a router owes what it cannot forward.
 //!   - `synproxy`: SYN cookies and the proxied handshake, over `segment` (a TCP segment built
 //!     from nothing), its steps run as programs of their own (`handoff`); `seqadj`: a proxied
 //!     flow's segments translated; `flood`: new-flow rates;
@@ -37,6 +38,7 @@ mod flow_cache;
 mod forward;
 mod handoff;
 mod icmp;
+mod icmp_error;
 mod lb;
 mod log;
 mod nat;

@@ -11,7 +11,7 @@ use foobar_common::{
     parse::{L3, Parsed},
 };
 
-use crate::{packet::Frame, stats::count};
+use crate::{icmp_error, packet::Frame, stats::count};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -46,9 +46,15 @@ pub fn lookup_hop(frame: &Frame, p: &Parsed, src: &[u32; 4], dst: &[u32; 4]) -> 
     Some(NextHop { ifindex: params.ifindex, dmac: params.dmac, smac: params.smac })
 }
 
-/// Gives the frame `hop`'s MACs and redirects it out of `hop`'s interface.
+/// Gives the frame `hop`'s MACs, takes one from its TTL, and redirects it out of `hop`'s
+/// interface. A frame with no TTL left to take is dropped (the paths that can answer it with
+/// time exceeded did before rewriting it: see `icmp_error`).
 #[inline(always)]
 pub fn send(frame: &Frame, hop: &NextHop) -> u32 {
+    if !icmp_error::hop(frame) {
+        count(Counter::LbTimeExceeded);
+        return xdp_action::XDP_DROP;
+    }
     let Some(macs) = frame.window_mut::<12>(0) else { return xdp_action::XDP_DROP };
     macs[..6].copy_from_slice(&hop.dmac);
     macs[6..].copy_from_slice(&hop.smac);

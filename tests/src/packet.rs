@@ -236,6 +236,16 @@ impl Frame {
         self
     }
 
+    /// The frame as a router forwards it: TTL (hop limit) one less.
+    pub fn forwarded(mut self) -> Frame {
+        match &mut self.net {
+            Net::V4 { ttl, .. } => *ttl -= 1,
+            Net::V6 { hop_limit, .. } => *hop_limit -= 1,
+            _ => {}
+        }
+        self
+    }
+
     pub fn vlan(mut self, id: u16) -> Frame {
         self.vlans.push(id);
         self

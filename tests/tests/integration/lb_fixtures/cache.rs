@@ -43,7 +43,7 @@ pub fn run() {
 
     let alt = |flags: u8| macs(Frame::tcp4(CLIENT, 40001, VIP, 8080).flags(flags), CLIENT_MAC, n.front_mac);
     let alt_to_web1 =
-        |flags: u8| Some(macs(Frame::tcp4(SNAT, 10242, WEB1, 8080).flags(flags), n.back_mac, mac_of(0x11)));
+        |flags: u8| Some(fwd(Frame::tcp4(SNAT, 10242, WEB1, 8080).flags(flags), n.back_mac, mac_of(0x11)));
     let alt_flow = vec![
         Case {
             name: "a flow to port 8080",

@@ -10,7 +10,7 @@ pub fn cases(n: &Router) -> Vec<Case> {
             ingress: Some(n.front),
             frame: macs(Frame::udp4(CLIENT, 5353, DNS, 53).payload(b"query"), client, front),
             verdict: XDP_REDIRECT,
-            output: Some(macs(Frame::udp4(CLIENT, 5353, DNS, 53).payload(b"query"), back, mac_of(0x21))),
+            output: Some(fwd(Frame::udp4(CLIENT, 5353, DNS, 53).payload(b"query"), back, mac_of(0x21))),
             counters: &[Ipv4, Udp, LbNewFlow],
         },
         Case {
@@ -18,7 +18,7 @@ pub fn cases(n: &Router) -> Vec<Case> {
             ingress: Some(n.back),
             frame: macs(Frame::udp4(DNS, 53, CLIENT, 5353).payload(b"answer"), mac_of(0x21), back),
             verdict: XDP_REDIRECT,
-            output: Some(macs(Frame::udp4(DNS, 53, CLIENT, 5353).payload(b"answer"), front, client)),
+            output: Some(fwd(Frame::udp4(DNS, 53, CLIENT, 5353).payload(b"answer"), front, client)),
             counters: &[Ipv4, Udp],
         },
     ]

@@ -56,7 +56,7 @@ pub fn run() {
                     n.front_mac,
                 ),
                 verdict: XDP_REDIRECT,
-                output: Some(macs(
+                output: Some(fwd(
                     Frame::tcp4(SNAT, 10240, WEB1, 80).flags(TcpFlags::ACK).ip_options(&[1]),
                     n.back_mac,
                     mac_of(0x11),

@@ -12,7 +12,7 @@ pub fn cases(n: &Router) -> Vec<Case> {
             ingress: Some(n.front),
             frame: macs(syn(40000), client, front),
             verdict: XDP_REDIRECT,
-            output: Some(macs(Frame::tcp4(SNAT, 10240, WEB1, 80).flags(TcpFlags::SYN), back, mac_of(0x11))),
+            output: Some(fwd(Frame::tcp4(SNAT, 10240, WEB1, 80).flags(TcpFlags::SYN), back, mac_of(0x11))),
             counters: &[Ipv4, Tcp, LbNewFlow],
         },
         Case {
@@ -20,7 +20,7 @@ pub fn cases(n: &Router) -> Vec<Case> {
             ingress: Some(n.front),
             frame: macs(syn(40001), client, front),
             verdict: XDP_REDIRECT,
-            output: Some(macs(Frame::tcp4(SNAT, 10241, WEB2, 80).flags(TcpFlags::SYN), back, mac_of(0x12))),
+            output: Some(fwd(Frame::tcp4(SNAT, 10241, WEB2, 80).flags(TcpFlags::SYN), back, mac_of(0x12))),
             counters: &[Ipv4, Tcp, LbNewFlow],
         },
         Case {
@@ -28,7 +28,7 @@ pub fn cases(n: &Router) -> Vec<Case> {
             ingress: Some(n.front),
             frame: macs(Frame::tcp4(CLIENT, 40000, VIP, 80).payload(b"GET / HTTP/1.1\r\n\r\n"), client, front),
             verdict: XDP_REDIRECT,
-            output: Some(macs(
+            output: Some(fwd(
                 Frame::tcp4(SNAT, 10240, WEB1, 80).payload(b"GET / HTTP/1.1\r\n\r\n"),
                 back,
                 mac_of(0x11),
@@ -40,7 +40,7 @@ pub fn cases(n: &Router) -> Vec<Case> {
             ingress: Some(n.back),
             frame: macs(Frame::tcp4(WEB1, 80, SNAT, 10240).flags(TcpFlags::SYN | TcpFlags::ACK), mac_of(0x11), back),
             verdict: XDP_REDIRECT,
-            output: Some(macs(Frame::tcp4(VIP, 80, CLIENT, 40000).flags(TcpFlags::SYN | TcpFlags::ACK), front, client)),
+            output: Some(fwd(Frame::tcp4(VIP, 80, CLIENT, 40000).flags(TcpFlags::SYN | TcpFlags::ACK), front, client)),
             counters: &[Ipv4, Tcp, LbNatReply],
         },
         Case {
@@ -48,7 +48,7 @@ pub fn cases(n: &Router) -> Vec<Case> {
             ingress: Some(n.front),
             frame: macs(Frame::tcp4(CLIENT, 40000, VIP, 80).flags(TcpFlags::FIN | TcpFlags::ACK), client, front),
             verdict: XDP_REDIRECT,
-            output: Some(macs(
+            output: Some(fwd(
                 Frame::tcp4(SNAT, 10240, WEB1, 80).flags(TcpFlags::FIN | TcpFlags::ACK),
                 back,
                 mac_of(0x11),
@@ -62,7 +62,7 @@ pub fn cases(n: &Router) -> Vec<Case> {
             ingress: Some(n.front),
             frame: macs(syn(40000), client, front),
             verdict: XDP_REDIRECT,
-            output: Some(macs(Frame::tcp4(SNAT, 10240, WEB1, 80).flags(TcpFlags::SYN), back, mac_of(0x11))),
+            output: Some(fwd(Frame::tcp4(SNAT, 10240, WEB1, 80).flags(TcpFlags::SYN), back, mac_of(0x11))),
             counters: &[Ipv4, Tcp, LbNewFlow],
         },
     ]

@@ -11,7 +11,7 @@ pub fn cases(n: &Router) -> Vec<Case> {
             ingress: Some(n.front),
             frame: macs(icmp_error4([192, 0, 2, 1], VIP, &Frame::tcp4(VIP, 80, CLIENT, 40001).build()), client, front),
             verdict: XDP_REDIRECT,
-            output: Some(macs(
+            output: Some(fwd(
                 icmp_error4([192, 0, 2, 1], WEB2, &Frame::tcp4(WEB2, 80, SNAT, 10241).build()),
                 back,
                 mac_of(0x12),
@@ -27,7 +27,7 @@ pub fn cases(n: &Router) -> Vec<Case> {
                 front,
             ),
             verdict: XDP_REDIRECT,
-            output: Some(macs(
+            output: Some(fwd(
                 icmp_error4([192, 0, 2, 1], DNS, &Frame::udp4(DNS, 53, CLIENT, 5353).payload(b"answer").build()),
                 back,
                 mac_of(0x21),
@@ -47,7 +47,7 @@ pub fn cases(n: &Router) -> Vec<Case> {
                 front,
             ),
             verdict: XDP_REDIRECT,
-            output: Some(macs(
+            output: Some(fwd(
                 icmp_error6(
                     v6("2001:db8:1::1"),
                     v6("2001:db8:2::11"),

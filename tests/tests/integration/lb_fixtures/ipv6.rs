@@ -14,7 +14,7 @@ pub fn cases(n: &Router) -> Vec<Case> {
                 front,
             ),
             verdict: XDP_REDIRECT,
-            output: Some(macs(
+            output: Some(fwd(
                 Frame::tcp6(v6("2001:db8:2::1"), 10242, v6("2001:db8:2::11"), 80).flags(TcpFlags::SYN),
                 back,
                 mac_of(0x11),
@@ -30,7 +30,7 @@ pub fn cases(n: &Router) -> Vec<Case> {
                 back,
             ),
             verdict: XDP_REDIRECT,
-            output: Some(macs(
+            output: Some(fwd(
                 Frame::tcp6(v6("2001:db8:1::10"), 80, v6("2001:db8:1::100"), 50000)
                     .flags(TcpFlags::SYN | TcpFlags::ACK),
                 front,

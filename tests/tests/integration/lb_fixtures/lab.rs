@@ -13,6 +13,10 @@ pub use foobar_tests::{
 };
 use std::net::{IpAddr, Ipv6Addr};
 
+use aya::programs::{TestRun, TestRunOptions};
+use foobar_common::counters::Counter;
+use foobar_tests::router::xdp_md;
+
 pub use crate::fixtures::{Case, XDP_DROP, XDP_PASS, XDP_REDIRECT, run_cases};
 
 pub const CLIENT: [u8; 4] = [192, 0, 2, 100];
@@ -84,7 +88,12 @@ pub fn to_www(n: &Router, sport: u16, flags: u8) -> Vec<u8> {
 
 /// The same segment as NAT sends it on to the backend at `web` (MAC ending `mac`) from `port`.
 pub fn nat_to(n: &Router, port: u16, web: [u8; 4], mac: u8, flags: u8) -> Option<Vec<u8>> {
-    Some(macs(Frame::tcp4(SNAT, port, web, 80).flags(flags), n.back_mac, mac_of(mac)))
+    Some(fwd(Frame::tcp4(SNAT, port, web, 80).flags(flags), n.back_mac, mac_of(mac)))
+}
+
+/// `f` as the node forwards it (one hop less), between MACs `src` and `dst`.
+pub fn fwd(f: Frame, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
+    macs(f.forwarded(), src, dst)
 }
 
 /// The client's SYN from port 40000 to www, scheduled to web1 with the first NAT port.
@@ -159,4 +168,24 @@ pub fn on_cpu(cpu: usize) {
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
     };
     assert_eq!(r, 0, "cannot run on CPU {cpu}: {}", std::io::Error::last_os_error());
+}
+
+/// One frame through the trusted program: its verdict, the frame that left, the counters moved.
+pub fn run_one(dp: &Dataplane, ingress: u32, frame: &[u8]) -> (u32, Vec<u8>, Vec<Counter>) {
+    let program = dp.program(Trust::Trusted).expect("program");
+    let before = dp.counters().expect("counters");
+    let mut out = vec![0u8; frame.len() + 256];
+    let md = xdp_md(frame.len(), ingress);
+    let r = program
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&md[..]),
+            ..TestRunOptions::default()
+        })
+        .expect("test run");
+    let after = dp.counters().expect("counters");
+    out.truncate(r.data_size_out as usize);
+    let moved = Counter::ALL.iter().copied().filter(|&c| after.since(&before, c) > 0).collect();
+    (r.return_value, out, moved)
 }

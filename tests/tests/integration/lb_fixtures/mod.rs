@@ -1,7 +1,7 @@
 //! The load balancer through `BPF_PROG_TEST_RUN`: input frame → verdict and the exact frame
 //! that leaves, one file per scenario (as Katran's fixture headers are): NAT both ways, DSR,
 //! IPv6, ICMP errors, refusals, NAT ports, draining, scheduling, tracked flows behind the
-//! firewall, UDP checksums, the fast path's flow cache and the SYN proxy.
+//! firewall, UDP checksums, the fast path's flow cache, the SYN proxy, and TTL and MTU errors.
 //!
 //! The runs happen in a [`Router`](foobar_tests::router::Router) namespace, so the kernel's FIB
 //! lookup, and with it every output byte, is fixed.
@@ -11,6 +11,7 @@ mod drain;
 mod dsr;
 mod firewall;
 mod flows;
+mod hops;
 mod icmp;
 mod ipv6;
 mod lab;
@@ -42,5 +43,6 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_fixtures::syn_proxy_handshake_and_translation_ipv4", needs, synproxy::run_v4),
         gated("lb_fixtures::syn_proxy_handshake_ipv6", needs, synproxy::run_v6),
         gated("lb_fixtures::rst_fin_and_icmp_must_be_near_the_flow", needs, validation::run),
+        gated("lb_fixtures::expired_ttl_and_too_big_are_answered_with_icmp", needs, hops::run),
     ]
 }

@@ -4,14 +4,13 @@
 
 use std::net::IpAddr;
 
-use aya::programs::{TestRun, TestRunOptions};
 use etherparse::{NetHeaders, PacketHeaders, TcpOptionElement, TransportHeader};
 use foobar::dataplane::services::SynProxy;
 use foobar_common::{
     cookie::{self, Handshake, MSS_V4, MSS_V6, PROXY_MSS_V4, PROXY_MSS_V6, PROXY_WSCALE},
     counters::Counter,
 };
-use foobar_tests::{packet::tcp_option as opt, router::xdp_md};
+use foobar_tests::packet::tcp_option as opt;
 
 use super::lab::*;
 
@@ -93,26 +92,6 @@ fn parse(frame: &[u8]) -> Seg {
     s
 }
 
-/// One frame through the trusted program: its verdict, the frame that left, the counters moved.
-fn run(dp: &Dataplane, ingress: u32, frame: &[u8]) -> (u32, Vec<u8>, Vec<Counter>) {
-    let program = dp.program(Trust::Trusted).expect("program");
-    let before = dp.counters().expect("counters");
-    let mut out = vec![0u8; frame.len() + 256];
-    let md = xdp_md(frame.len(), ingress);
-    let r = program
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: Some(&md[..]),
-            ..TestRunOptions::default()
-        })
-        .expect("test run");
-    let after = dp.counters().expect("counters");
-    out.truncate(r.data_size_out as usize);
-    let moved = Counter::ALL.iter().copied().filter(|&c| after.since(&before, c) > 0).collect();
-    (r.return_value, out, moved)
-}
-
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into `ts`; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
@@ -169,7 +148,7 @@ pub fn run_v4() {
 
     // 1. The SYN is answered with a cookie; nothing is kept.
     let slot = cookie::slot(monotonic_ns());
-    let (verdict, out, moved) = run(dp, n.front, &to_vip(syn(Frame::tcp4(CLIENT, 40000, VIP, 443), 1460)));
+    let (verdict, out, moved) = run_one(dp, n.front, &to_vip(syn(Frame::tcp4(CLIENT, 40000, VIP, 443), 1460)));
     assert_eq!(verdict, XDP_REDIRECT, "the SYN-ACK goes back out: {moved:?}");
     assert!(moved.contains(&Counter::LbSynCookieSent) && !moved.contains(&Counter::LbNewFlow), "{moved:?}");
     assert!(dp.active_flows().expect("flows").by_service.is_empty(), "a SYN made a flow");
@@ -196,7 +175,7 @@ pub fn run_v4() {
     let stale = cookie::make(&KEY, &h, slot.wrapping_sub(2) & 7, 3);
     for (what, bad) in [("a flipped MAC bit", cookie ^ 0x100), ("a cookie two slots old", stale)] {
         let (verdict, _, moved) =
-            run(dp, n.front, &to_vip(ack(CLIENT_ISN + 1, bad + 1, (CLIENT_TS + 1, proxy_ts), b"")));
+            run_one(dp, n.front, &to_vip(ack(CLIENT_ISN + 1, bad + 1, (CLIENT_TS + 1, proxy_ts), b"")));
         assert_eq!(verdict, XDP_DROP, "{what}");
         assert!(moved.contains(&Counter::LbSynCookieInvalid), "{what}: {moved:?}");
     }
@@ -205,7 +184,7 @@ pub fn run_v4() {
     // 3. The good ACK begins the flow and becomes the proxy's SYN to web1, with the client's
     //    options (MSS from the cookie, window scale and SACK from the echoed timestamp).
     let good = ack(CLIENT_ISN + 1, cookie + 1, (CLIENT_TS + 1, proxy_ts), b"");
-    let (verdict, out, moved) = run(dp, n.front, &to_vip(good));
+    let (verdict, out, moved) = run_one(dp, n.front, &to_vip(good));
     assert_eq!(verdict, XDP_REDIRECT, "{moved:?}");
     assert!(moved.contains(&Counter::LbSynCookieValid) && moved.contains(&Counter::LbNewFlow), "{moved:?}");
     let bsyn = parse(&out);
@@ -217,7 +196,7 @@ pub fn run_v4() {
 
     // 4. Data the client sends before web1 answers is held, not forwarded.
     let (verdict, _, moved) =
-        run(dp, n.front, &to_vip(ack(CLIENT_ISN + 1, cookie + 1, (CLIENT_TS + 2, proxy_ts), b"hello")));
+        run_one(dp, n.front, &to_vip(ack(CLIENT_ISN + 1, cookie + 1, (CLIENT_TS + 2, proxy_ts), b"hello")));
     assert_eq!(verdict, XDP_DROP);
     assert!(moved.contains(&Counter::LbEarlyData), "{moved:?}");
 
@@ -230,7 +209,7 @@ pub fn run_v4() {
         .flags(TcpFlags::SYN | TcpFlags::ACK)
         .tcp_numbers(BACKEND_ISN, CLIENT_ISN + 1, 65160)
         .tcp_options(&o);
-    let (verdict, out, moved) = run(dp, n.back, &from_web1(backend_synack));
+    let (verdict, out, moved) = run_one(dp, n.back, &from_web1(backend_synack));
     assert_eq!(verdict, XDP_REDIRECT, "{moved:?}");
     assert!(moved.contains(&Counter::LbProxiedHandshake), "{moved:?}");
     let back_ack = parse(&out);
@@ -251,7 +230,7 @@ pub fn run_v4() {
         .tcp_numbers(BACKEND_ISN + 1, CLIENT_ISN + 6, 100)
         .tcp_options(&opt::timestamp(BACKEND_TS + 5, CLIENT_TS + 1))
         .payload(b"world");
-    let (verdict, out, moved) = run(dp, n.back, &from_web1(data));
+    let (verdict, out, moved) = run_one(dp, n.back, &from_web1(data));
     assert_eq!(verdict, XDP_REDIRECT, "{moved:?}");
     let reply = parse(&out);
     assert_eq!((reply.smac, reply.dmac), (n.front_mac, CLIENT_MAC));
@@ -268,7 +247,7 @@ pub fn run_v4() {
         .flags(TcpFlags::ACK)
         .tcp_numbers(CLIENT_ISN + 6, cookie + 6, 501)
         .tcp_options(&o);
-    let (verdict, out, moved) = run(dp, n.front, &to_vip(sacked));
+    let (verdict, out, moved) = run_one(dp, n.front, &to_vip(sacked));
     assert_eq!(verdict, XDP_REDIRECT, "{moved:?}");
     let fwd = parse(&out);
     assert_eq!((fwd.src, fwd.dst, fwd.sport, fwd.dport), (Some(snat), Some(web1), nat_port, 443));
@@ -283,7 +262,7 @@ pub fn run_v4() {
     //    quoting web1's own, with the ICMP checksum still right.
     let sent = Frame::tcp4(VIP, 443, CLIENT, 40000).tcp_numbers(cookie + 6, CLIENT_ISN + 6, 502).build();
     let error = macs(icmp_error4([192, 0, 2, 1], VIP, &sent), CLIENT_MAC, n.front_mac);
-    let (verdict, out, moved) = run(dp, n.front, &error);
+    let (verdict, out, moved) = run_one(dp, n.front, &error);
     assert_eq!(verdict, XDP_REDIRECT, "{moved:?}");
     assert!(moved.contains(&Counter::LbIcmpToBackend), "{moved:?}");
     let quoted_l4 = 14 + 20 + 8 + 20;
@@ -300,7 +279,7 @@ pub fn run_v6() {
     let (client, vip) = (IpAddr::from(v6(c6)), IpAddr::from(v6(vip6)));
     let slot = cookie::slot(monotonic_ns());
     let frame = macs(syn(Frame::tcp6(v6(c6), 50000, v6(vip6), 443), 1440), CLIENT_MAC, n.front_mac);
-    let (verdict, out, moved) = run(dp, n.front, &frame);
+    let (verdict, out, moved) = run_one(dp, n.front, &frame);
     assert_eq!(verdict, XDP_REDIRECT, "{moved:?}");
     let synack = parse(&out);
     let Some(cookie) = expected_cookie(client, 50000, vip, slot, 2) else { return run_v6() };
@@ -311,7 +290,7 @@ pub fn run_v6() {
     let ack = Frame::tcp6(v6(c6), 50000, v6(vip6), 443)
         .tcp_numbers(CLIENT_ISN + 1, cookie + 1, 502)
         .tcp_options(&opt::timestamp(CLIENT_TS + 1, proxy_ts));
-    let (verdict, out, moved) = run(dp, n.front, &macs(ack, CLIENT_MAC, n.front_mac));
+    let (verdict, out, moved) = run_one(dp, n.front, &macs(ack, CLIENT_MAC, n.front_mac));
     assert_eq!(verdict, XDP_REDIRECT, "{moved:?}");
     let bsyn = parse(&out);
     assert_eq!(

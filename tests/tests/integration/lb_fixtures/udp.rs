@@ -11,8 +11,11 @@ pub fn run() {
     services
         .add(dp, service("dns-nat", "192.0.2.10", 53, 17, Mode::Nat, vec![backend("web1", "198.51.100.11")]))
         .expect("service");
+    // `mac` also says which way: frames leaving the node left it one hop later.
     let query = |src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, mac: ([u8; 6], [u8; 6]), csum: bool| {
-        let mut f = macs(Frame::udp4(src, sport, dst, dport).payload(b"query"), mac.0, mac.1);
+        let frame = Frame::udp4(src, sport, dst, dport).payload(b"query");
+        let leaving = mac.0 == n.back_mac || mac.0 == n.front_mac;
+        let mut f = if leaving { fwd(frame, mac.0, mac.1) } else { macs(frame, mac.0, mac.1) };
         if !csum {
             f[14 + 20 + 6..14 + 20 + 8].fill(0);
         }

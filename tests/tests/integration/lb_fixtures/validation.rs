@@ -16,7 +16,7 @@ pub fn run() {
         macs(Frame::tcp4(CLIENT, sport, VIP, 80).flags(flags).tcp_numbers(seq, ack, 502), CLIENT_MAC, n.front_mac)
     };
     let to_web1 = |port: u16, flags: u8, seq: u32, ack: u32| {
-        Some(macs(Frame::tcp4(SNAT, port, WEB1, 80).flags(flags).tcp_numbers(seq, ack, 502), n.back_mac, mac_of(0x11)))
+        Some(fwd(Frame::tcp4(SNAT, port, WEB1, 80).flags(flags).tcp_numbers(seq, ack, 502), n.back_mac, mac_of(0x11)))
     };
     let (syn, ack, rst) = (TcpFlags::SYN, TcpFlags::ACK, TcpFlags::RST | TcpFlags::ACK);
     let (seq, backend_ack) = (CLIENT_ISN + 1, BACKEND_ISN + 1);
@@ -94,7 +94,7 @@ pub fn run() {
             ingress: Some(n.front),
             frame: quoting(backend_ack),
             verdict: XDP_REDIRECT,
-            output: Some(macs(
+            output: Some(fwd(
                 icmp_error4(
                     [192, 0, 2, 1],
                     WEB1,
