@@ -93,9 +93,14 @@ pub fn stamp(key: &FlowKey, now: u64) {
 
 /// Ends a closing flow at once, keeping its entry for the flow that replaces it (its backend
 /// and NAT port may be resumed): its client opened a new connection on the same tuple, so
-/// whatever comes next on the tuple belongs to the new one.
+/// whatever comes next on the tuple belongs to the new one, on every CPU. Another CPU's
+/// copy of the old flow would send the new connection's segments on with the old one's
+/// sequence translation (or past the SYN proxy's hold) until it went stale: it goes now.
 #[inline(always)]
-pub fn expire(key: &FlowKey) {
+pub fn expire(key: &FlowKey, now: u64) {
+    if let Some(f) = get(key) {
+        flow_cache::retire(f.last_seen_ns, now);
+    }
     stamp(key, 0);
 }
 
@@ -171,7 +176,8 @@ pub fn begin(key: &FlowKey, flow: &Flow, replaced: Option<u64>, now: u64) -> boo
 }
 
 /// Reopens the tuple's closing flow on the same backend and NAT port. Other CPUs' copies of
-/// the closed flow name this backend and port too: they stay right.
+/// the closed flow name this backend and port too: they stay right (a SYN-proxied flow's,
+/// which would not, went when the new SYN expired it).
 #[inline(always)]
 pub fn reopen(key: &FlowKey, flow: &Flow) -> bool {
     if CONNTRACK.insert(key, flow, BPF_ANY).is_err() {

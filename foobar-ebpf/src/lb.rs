@@ -160,7 +160,7 @@ fn to_service(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
         // state, so the old flow must stop catching the tuple now, or the new connection's ACK
         // would be taken for a late segment of the old one.
         if existing.is_some() {
-            conntrack::expire(&key);
+            conntrack::expire(&key, now);
         }
         return handoff::defer(Step::Syn, p, family, |_| {});
     }

@@ -233,7 +233,16 @@ pub fn hold(frame: &Frame, p: &Parsed, family: u8) -> u32 {
     }
     let now = now_ns();
     let Some(flow) = conntrack::get(&key) else { return xdp_action::XDP_DROP };
-    if flow.flags & FLOW_HANDSHAKE == 0 || now.saturating_sub(flow.last_seen_ns) < RESEND_NS {
+    if flow.flags & FLOW_HANDSHAKE == 0 {
+        // The backend answered on another CPU while this segment was on its way here, maybe
+        // without seeing it held: it goes on as any segment of the flow (the backend ignores
+        // a second copy).
+        let _ = HELD.remove(&key);
+        count(Counter::LbEstablished);
+        conntrack::touch(&key, flow, now, || forward::seq_ack(frame, p));
+        return forward::to_backend::<false>(frame, p, &key, flow, family);
+    }
+    if now.saturating_sub(flow.last_seen_ns) < RESEND_NS {
         return xdp_action::XDP_DROP;
     }
     let Some(o) = tcp::options(frame, p.l4_offset, t.header_len) else { return xdp_action::XDP_DROP };
@@ -249,12 +258,13 @@ pub fn hold(frame: &Frame, p: &Parsed, family: u8) -> u32 {
 /// say the SYN again (about a client's first retransmission of data).
 const RESEND_NS: u64 = 200_000_000;
 
-/// Holds the data of segment `t` for flow `key`, unless some is held already or it is more
-/// than a held segment takes.
+/// Holds the data of segment `t` for flow `key`, unless it is held already or it is more
+/// than a held segment takes. What is held from another sequence number is an earlier
+/// connection's on the same tuple, never sent: it is replaced.
 #[inline(always)]
 fn hold_data(frame: &Frame, p: &Parsed, key: &FlowKey, t: &tcp::Tcp) {
     // SAFETY: map lookups return pointers valid for this program run.
-    if unsafe { HELD.get(key) }.is_some() || t.payload > HELD_MAX {
+    if unsafe { HELD.get(key) }.is_some_and(|h| h.seq == t.seq) || t.payload > HELD_MAX {
         return;
     }
     let Some(slot) = HOLDING.get_ptr_mut(0) else { return };

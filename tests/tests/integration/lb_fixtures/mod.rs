@@ -42,6 +42,7 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_fixtures::cached_flows_follow_the_table_on_every_cpu", needs, cache::run),
         gated("lb_fixtures::syn_proxy_handshake_and_translation_ipv4", needs, synproxy::run_v4),
         gated("lb_fixtures::syn_proxy_handshake_ipv6", needs, synproxy::run_v6),
+        gated("lb_fixtures::syn_proxy_reused_port_meets_no_stale_copy", needs, synproxy::reuse_on_another_cpu),
         gated("lb_fixtures::rst_fin_and_icmp_must_be_near_the_flow", needs, validation::run),
         gated("lb_fixtures::expired_ttl_and_too_big_are_answered_with_icmp", needs, hops::run),
     ]

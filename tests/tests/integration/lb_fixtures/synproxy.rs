@@ -300,3 +300,66 @@ pub fn run_v6() {
     assert_eq!((bsyn.seq, bsyn.syn, bsyn.mss, bsyn.wscale), (CLIENT_ISN, true, Some(1440), Some(7)));
     assert_eq!(MSS_V4[3], 1460);
 }
+
+/// A client reusing its port while another CPU still has a copy of the old proxied flow in
+/// its flow cache: the new connection's data, arriving on that CPU before its backend
+/// answered, is held as any early data, not sent on with the old connection's translation.
+pub fn reuse_on_another_cpu() {
+    let www = proxied_lab(vec![backend("web1", "198.51.100.11")], "192.0.2.10");
+    let (dp, n) = (&www.dp, &www.n);
+    let to_vip = |f: Frame| macs(f, CLIENT_MAC, n.front_mac);
+    let segment = |isn: u32, cookie: u32, ts: (u32, u32), flags: u8, payload: &[u8]| {
+        to_vip(
+            Frame::tcp4(CLIENT, 40000, VIP, 443)
+                .flags(flags)
+                .tcp_numbers(isn + 1, cookie + 1, 502)
+                .tcp_options(&opt::timestamp(ts.0, ts.1))
+                .payload(payload),
+        )
+    };
+    let (ack, data) = (TcpFlags::ACK, TcpFlags::ACK | TcpFlags::PSH);
+    // The client's SYN and ACK on CPU 0: the cookie, and the proxy's SYN to web1.
+    let open = |isn: u32| {
+        on_cpu(0);
+        let first = syn(Frame::tcp4(CLIENT, 40000, VIP, 443), 1460).tcp_numbers(isn, 0, 64240);
+        let (verdict, out, moved) = run_one(dp, n.front, &to_vip(first));
+        assert_eq!(verdict, XDP_REDIRECT, "SYN: {moved:?}");
+        let synack = parse(&out);
+        let (cookie, proxy_ts) = (synack.seq, synack.ts.expect("timestamp").0);
+        let (verdict, out, moved) = run_one(dp, n.front, &segment(isn, cookie, (CLIENT_TS + 1, proxy_ts), ack, b""));
+        assert!(verdict == XDP_REDIRECT && moved.contains(&Counter::LbNewFlow), "cookie ACK: {moved:?}");
+        (cookie, proxy_ts, parse(&out).sport)
+    };
+    let (cookie, proxy_ts, nat_port) = open(CLIENT_ISN);
+    let synack = Frame::tcp4(WEB1, 443, SNAT, nat_port)
+        .flags(TcpFlags::SYN | TcpFlags::ACK)
+        .tcp_numbers(BACKEND_ISN, CLIENT_ISN + 1, 65160)
+        .tcp_options(&opt::timestamp(BACKEND_TS, CLIENT_TS + 1));
+    let (verdict, _, moved) = run_one(dp, n.back, &macs(synack, mac_of(0x11), n.back_mac));
+    assert!(verdict == XDP_REDIRECT && moved.contains(&Counter::LbProxiedHandshake), "{moved:?}");
+    // Two segments on CPU 1: the first fills its flow cache, the second is sent from the copy.
+    on_cpu(1);
+    for _ in 0..2 {
+        let (verdict, _, _) = run_one(dp, n.front, &segment(CLIENT_ISN, cookie, (CLIENT_TS + 2, proxy_ts), ack, b""));
+        assert_eq!(verdict, XDP_REDIRECT);
+    }
+    let (_, _, moved) = run_one(dp, n.front, &segment(CLIENT_ISN, cookie, (CLIENT_TS + 2, proxy_ts), ack, b""));
+    assert!(moved.contains(&Counter::LbFlowCacheHit), "CPU 1 holds a copy: {moved:?}");
+    // The client closes on CPU 0, then opens a new connection from the same port.
+    on_cpu(0);
+    let fin = segment(CLIENT_ISN, cookie, (CLIENT_TS + 3, proxy_ts), TcpFlags::FIN | ack, b"");
+    let (_, _, moved) = run_one(dp, n.front, &fin);
+    assert!(moved.contains(&Counter::LbFlowClosing), "{moved:?}");
+    let isn = CLIENT_ISN.wrapping_add(1_000_000);
+    let (cookie, proxy_ts, _) = open(isn);
+    // Its request reaches CPU 1 before web1 answered the proxy's new SYN.
+    on_cpu(1);
+    let (verdict, out, moved) = run_one(dp, n.front, &segment(isn, cookie, (CLIENT_TS + 4, proxy_ts), data, b"GET /"));
+    assert_eq!(
+        verdict,
+        XDP_DROP,
+        "sent on by a stale copy: {moved:?} {:?}",
+        (verdict == XDP_REDIRECT).then(|| parse(&out))
+    );
+    assert!(moved.contains(&Counter::LbEarlyData), "{moved:?}");
+}
