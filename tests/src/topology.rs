@@ -38,6 +38,9 @@ pub struct Stack {
     pub app: Netns,
     pub db1: Netns,
     pub db2: Netns,
+    /// The switch between the client and the node's front (bridge `br0`, ports `p-client`,
+    /// `p-node`).
+    pub inet: Netns,
     /// Kept last so namespaces are deleted after everything above is done with them.
     pub lab: Lab,
 }
@@ -120,7 +123,7 @@ impl Stack {
         // The client and the app look names up through foobar's DNS, as the seeds' users do.
         client.use_nameserver(DNS);
         app.use_nameserver(DNS);
-        Stack { client, node, web1, web2, app, db1, db2, lab }
+        Stack { client, node, web1, web2, app, db1, db2, inet, lab }
     }
 
     /// Every namespace with its role, for printing the tour.

@@ -6,15 +6,16 @@
 //! 2. HAProxy 2.6 (Debian) on the node, TCP mode, round-robin, same backends (`HAProxy 2.6`),
 //! 3. foobar in `nat` mode and 4. in `dsr` mode (examples/lab.toml).
 //!
-//! Then a SYN flood from spoofed sources in 203.0.113.0/24 (bounded in time) while the
-//! legitimate client makes new connections: its rate with and without the flood, behind foobar
-//! and behind the same rules in nftables (netdev ingress filter + DNAT round-robin), with the
-//! flood's prefix on the deny list, as an operator seeing it would put it.
+//! Then a spoofed SYN flood, not denied: 60,960 distinct tuples from 203.0.113.0/24, bounded
+//! in time, while the legitimate client makes new connections: its rate with and without the
+//! flood, and the machine's CPU per flood packet (sent alone, sender included), behind foobar's
+//! SYN proxy, behind HAProxy with the kernel's SYN cookies, and behind nftables (netdev ingress
+//! filter + DNAT round-robin) with the web servers' SYN cookies.
 //!
-//! The per-source SYN limit is off throughout (`syn_rate_per_source = 0`): the benchmark's
-//! client is one address opening thousands of connections a second, which the lab's 200/s
-//! limit would rightly cut (to ~200/s: the limiter measured, not the balancer); and against a
-//! flood spread over many spoofed sources a per-source limit admits rate × sources anyway.
+//! The per-source and per-/24 SYN limits are off throughout (`syn_rate_per_source = 0`,
+//! `syn_rate_per_net = 0`): the benchmark's client is one address opening thousands of
+//! connections a second, which the lab's limits would rightly cut (the limiter measured, not
+//! the balancer); and a flood spread over enough prefixes gets past any per-prefix limit.
 //!
 //! Prints the tables and writes `target/bench/lab.md` and `target/bench/lab.png` (gnuplot).
 
@@ -32,25 +33,20 @@ use foobar_tests::{
 };
 
 const SECONDS: u32 = 8;
-/// The flood's rate: what the sending thread, the node and the client's wrk can share on a
-/// small machine (unpaced, the sender alone fills a core and the veth queue).
-const FLOOD_PER_SECOND: u64 = 100_000;
+/// The floods' rates: the 60,000 SYNs in five seconds users saw deny all service, and ten
+/// times that (about what one sending thread can pace on a small machine while wrk and nginx
+/// run too; unpaced, it fills a core and the veth queue).
+const FLOOD_RATES: [u64; 2] = [12_000, 120_000];
 const CONNECTIONS: u32 = 16;
 const LAB_TOML: &str = include_str!("../../../examples/lab.toml");
 
-/// examples/lab.toml without the per-source SYN limit (see the top of this file).
+/// examples/lab.toml without the per-source and per-/24 SYN limits (see the top of this file).
 fn lab() -> String {
     // Native XDP on the tuned lab (see `Offloads`): the path a NIC would run.
-    LAB_TOML.replacen("syn_rate_per_source = 200", "syn_rate_per_source = 0", 1).replacen(
-        r#"xdp_mode = "auto""#,
-        r#"xdp_mode = "native""#,
-        1,
-    )
-}
-
-/// [`lab`] with the flood's prefix on the deny list.
-fn lab_denying_flood() -> String {
-    lab().replacen(r#"deny_sources = ["192.0.2.66/32"]"#, r#"deny_sources = ["192.0.2.66/32", "203.0.113.0/24"]"#, 1)
+    LAB_TOML
+        .replacen("syn_rate_per_source = 200", "syn_rate_per_source = 0", 1)
+        .replacen("syn_rate_per_net = 5000", "syn_rate_per_net = 0", 1)
+        .replacen(r#"xdp_mode = "auto""#, r#"xdp_mode = "native""#, 1)
 }
 
 fn load(close: bool) -> Load {
@@ -113,15 +109,15 @@ fn haproxy(node: &Netns) -> Spawned {
     p
 }
 
-/// [`lab_denying_flood`]'s firewall and load balancing, written for nftables: deny list and
-/// allow rules at ingress on `front` (the earliest hook, as XDP), DNAT round-robin to the web
-/// servers with masquerade on `back` (as foobar's NAT mode).
+/// [`lab`]'s firewall and load balancing, written for nftables: deny list and allow rules at
+/// ingress on `front` (the earliest hook, as XDP), DNAT round-robin to the web servers with
+/// masquerade on `back` (as foobar's NAT mode).
 const NFT_RULES: &str = "table netdev foobar_bench {
   chain front_in {
     type filter hook ingress device \"front\" priority -500; policy drop;
     meta protocol arp accept
     meta protocol ip6 accept
-    ip saddr { 192.0.2.66, 203.0.113.0/24 } drop
+    ip saddr 192.0.2.66 drop
     ip daddr 192.0.2.10 tcp dport { 80, 443 } accept
     ip daddr 192.0.2.53 udp dport 53 accept
     ip daddr 192.0.2.53 tcp dport 53 accept
@@ -139,6 +135,12 @@ table ip foobar_bench_nat {
   }
 }
 ";
+
+/// Turns on the kernel's SYN cookies where connections end (the default, 1, sends them only
+/// once the listen queue overflows: what a flood does).
+fn syncookies(ns: &Netns) {
+    ns.exec(&["sysctl", "-qw", "net.ipv4.tcp_syncookies=1"]);
+}
 
 /// Loads [`NFT_RULES`] in the node's namespace until dropped.
 struct Nft(Netns);
@@ -158,43 +160,99 @@ impl Drop for Nft {
     }
 }
 
-/// The legitimate client's new connections/s without and with a spoofed SYN flood, and the
-/// flood's rate as sent.
+/// The legitimate client's new connections/s without and with a spoofed SYN flood, the
+/// flood's rate as sent, and the machine's CPU per flood packet.
 struct Flooded {
     name: &'static str,
     quiet: Summary,
     flooded: Summary,
     flood_pps: f64,
+    cpu_us_per_packet: f64,
 }
 
-fn under_flood(name: &'static str, stack: &Stack) -> Flooded {
-    eprintln!("==> {name}: legitimate new connections, {SECONDS} s quiet then {SECONDS} s under a SYN flood");
-    let url = format!("http://{VIP}/");
-    let legit = Load { connections: 8, ..load(true) };
-    let quiet = wrk::run(&stack.client, &url, legit);
+/// Seconds of the flood sent alone, to time what it costs.
+const FLOOD_ALONE: u64 = 4;
+
+/// CPU seconds all cores spent busy since boot (user, system, interrupts, softirq).
+fn busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let line = stat.lines().next().expect("cpu line");
+    let ticks: Vec<f64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy: f64 = ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    // SAFETY: sysconf only reads a constant.
+    busy / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// The MAC of the flood's way in: the router upstream, through which replies to the spoofed
+/// sources leave.
+const UPSTREAM_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
+
+/// Where every front end's replies to the spoofed sources go, as they would go to the
+/// internet: the node routes 203.0.113.0/24 to the upstream router's MAC, and the switch
+/// delivers that MAC back to the node's own port, which drops the frame (nobody's receive
+/// path pays for them, the sender's transmit path does).
+fn upstream_sink(stack: &Stack) {
+    let mac = UPSTREAM_MAC.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    stack.node.ip(&["neigh", "replace", "192.0.2.254", "lladdr", &mac, "dev", "front", "nud", "permanent"]);
+    stack.node.ip(&["route", "replace", "203.0.113.0/24", "via", "192.0.2.254", "dev", "front"]);
+    let inet = &stack.inet;
+    inet.exec(&["bridge", "link", "set", "dev", "p-client", "learning", "off"]);
+    inet.exec(&["bridge", "fdb", "replace", &mac, "dev", "p-node", "master", "static"]);
+}
+
+/// 254 spoofed sources in 203.0.113.0/24, 240 ports each: tuples no table has seen.
+fn flood_frames(stack: &Stack) -> Vec<Vec<u8>> {
     let node_mac = stack.node.mac("front");
-    let client_mac = stack.client.mac("eth0");
-    let frames: Vec<Vec<u8>> = (0..4064u32)
+    (0..254 * 240u32)
         .map(|i| {
             let src = [203, 0, 113, 1 + (i % 254) as u8];
             let mut f = Frame::tcp4(src, 1024 + (i / 254) as u16, [192, 0, 2, 10], 80);
-            f.src_mac = client_mac;
+            f.src_mac = UPSTREAM_MAC;
             f.dst_mac = node_mac;
-            f.flags(TcpFlags::SYN).build()
+            f.flags(TcpFlags::SYN).tcp_numbers(i.wrapping_mul(2_654_435_761), 0, 64240).build()
         })
-        .collect();
-    let started = Instant::now();
-    let until = started + std::time::Duration::from_secs(u64::from(SECONDS) + 1);
-    let client = stack.client.clone();
-    let sender = std::thread::spawn(move || raw::flood(&client, "eth0", &frames, FLOOD_PER_SECOND, until));
-    let flooded = wrk::run(&stack.client, &url, legit);
-    let sent = sender.join().expect("flood thread").expect("flood");
-    let flood_pps = sent as f64 / started.elapsed().as_secs_f64();
-    eprintln!(
-        "    {:.0} connections/s quiet, {:.0} under {:.0} spoofed SYN/s",
-        quiet.per_second, flooded.per_second, flood_pps
-    );
-    Flooded { name, quiet, flooded, flood_pps }
+        .collect()
+}
+
+/// Sends `frames` from the client at `rate` for `seconds`, in a thread of its own.
+fn flood(
+    stack: &Stack,
+    frames: &std::sync::Arc<Vec<Vec<u8>>>,
+    rate: u64,
+    seconds: u64,
+) -> std::thread::JoinHandle<u64> {
+    let (client, frames) = (stack.client.clone(), frames.clone());
+    let until = Instant::now() + std::time::Duration::from_secs(seconds);
+    std::thread::spawn(move || raw::flood(&client, "eth0", &frames, rate, until).expect("flood"))
+}
+
+/// The legitimate client's new connections quiet, then under each of [`FLOOD_RATES`].
+fn under_floods(name: &'static str, stack: &Stack) -> Vec<Flooded> {
+    eprintln!("==> {name}: legitimate new connections, {SECONDS} s quiet then {SECONDS} s under each SYN flood");
+    let url = format!("http://{VIP}/");
+    let legit = Load { connections: 8, ..load(true) };
+    let quiet = wrk::run(&stack.client, &url, legit);
+    upstream_sink(stack);
+    let frames = std::sync::Arc::new(flood_frames(stack));
+    FLOOD_RATES
+        .iter()
+        .map(|&rate| {
+            let busy = busy_seconds();
+            let alone = flood(stack, &frames, rate, FLOOD_ALONE).join().expect("flood thread");
+            let cpu_us_per_packet = (busy_seconds() - busy) / alone as f64 * 1e6;
+            let started = Instant::now();
+            let sender = flood(stack, &frames, rate, u64::from(SECONDS) + 1);
+            let flooded = wrk::run(&stack.client, &url, legit);
+            let sent = sender.join().expect("flood thread");
+            let flood_pps = sent as f64 / started.elapsed().as_secs_f64();
+            eprintln!(
+                "    {:.0} connections/s quiet, {:.0} under {:.0} spoofed SYN/s, {:.2} us CPU per SYN",
+                quiet.per_second, flooded.per_second, flood_pps, cpu_us_per_packet
+            );
+            Flooded { name, quiet: quiet.clone(), flooded, flood_pps, cpu_us_per_packet }
+        })
+        .collect()
 }
 
 fn machine() -> String {
@@ -245,22 +303,27 @@ fn report(rows: &[Row], floods: &[Flooded]) -> String {
     }
     let _ = writeln!(
         md,
-        "\nSYN flood from spoofed 203.0.113.0/24 (254 sources, on the deny list) while the client opens \
-         new connections (8 connections, one request each):\n"
+        "\nSYN flood from spoofed 203.0.113.0/24 (254 sources × 240 ports, not denied) while the client \
+         opens new connections (8 connections, one request each); CPU per flood packet is the whole \
+         machine's busy time while the flood is sent alone ({FLOOD_ALONE} s), the sender's own included:\n"
     );
-    let _ =
-        writeln!(md, "| rules in | quiet conn/s | under flood conn/s | kept | flood SYN/s sent | p99 ms under flood |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "| front end | flood SYN/s sent | quiet conn/s | under flood conn/s | kept | p99 ms under flood | failed | CPU µs per flood SYN |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for f in floods {
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {:.2} |",
             f.name,
+            f.flood_pps,
             f.quiet.per_second,
             f.flooded.per_second,
             f.flooded.per_second / f.quiet.per_second,
-            f.flood_pps,
-            f.flooded.p99_ms
+            f.flooded.p99_ms,
+            f.flooded.failed(),
+            f.cpu_us_per_packet
         );
     }
     md
@@ -274,7 +337,8 @@ fn plot(dir: &Path, rows: &[Row], floods: &[Flooded]) -> Result<(), String> {
     }
     let mut flood = String::new();
     for f in floods {
-        let _ = writeln!(flood, "\"{}\" {:.0} {:.0}", f.name, f.quiet.per_second, f.flooded.per_second);
+        let label = format!("{}, {:.0}k SYN/s", f.name, f.flood_pps / 1000.0);
+        let _ = writeln!(flood, "\"{label}\" {:.0} {:.0}", f.quiet.per_second, f.flooded.per_second);
     }
     std::fs::write(dir.join("lab.dat"), data).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("lab-flood.dat"), flood).map_err(|e| e.to_string())?;
@@ -329,14 +393,34 @@ fn main() -> ExitCode {
     ];
     let floods = vec![
         fresh(|stack| {
-            let _foobar = RunningDaemon::start(&stack.node, &lab_denying_flood());
-            under_flood("foobar", stack)
+            let foobar = RunningDaemon::start(&stack.node, &lab());
+            let rows = under_floods("foobar nat, SYN proxy", stack);
+            let moved: Vec<String> = foobar
+                .status()
+                .counters
+                .into_iter()
+                .filter(|(name, n)| *n > 0 && (name.starts_with("lb_") || name.starts_with("firewall_")))
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            eprintln!("    foobar's counters: {}", moved.join(", "));
+            rows
         }),
         fresh(|stack| {
-            let _nft = Nft::load(&stack.node);
-            under_flood("nftables", stack)
+            syncookies(&stack.node);
+            let _haproxy = haproxy(&stack.node);
+            under_floods("HAProxy + SYN cookies", stack)
         }),
-    ];
+        fresh(|stack| {
+            for web in [&stack.web1, &stack.web2] {
+                syncookies(web);
+            }
+            let _nft = Nft::load(&stack.node);
+            under_floods("nftables + SYN cookies", stack)
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
 
     let md = report(&rows, &floods);
     println!("\n{md}");
