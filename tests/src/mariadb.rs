@@ -119,12 +119,13 @@ impl Replication {
         let primary = Mariadb::start(primary_ns, "db1", primary_addr, 1);
         let replica = Mariadb::start(replica_ns, "db2", replica_addr, 2);
         // Created before replication starts, so the replica gets the users by replication too.
+        // The monitor's statements are README's, in its order: no CREATE DATABASE (the monitor
+        // creates its heartbeat's database with the grant on it).
         primary.sql(&format!(
             "CREATE USER 'repl'@'%' IDENTIFIED BY '{REPL_PASSWORD}'; \
              GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'; \
              CREATE USER 'foobar_monitor'@'%' IDENTIFIED BY '{MONITOR_PASSWORD}'; \
              GRANT REPLICATION CLIENT, SLAVE MONITOR ON *.* TO 'foobar_monitor'@'%'; \
-             CREATE DATABASE foobar_monitor; \
              GRANT SELECT, INSERT, UPDATE, CREATE ON foobar_monitor.* TO 'foobar_monitor'@'%'; \
              CREATE DATABASE demo; \
              CREATE TABLE demo.visits (id INT AUTO_INCREMENT PRIMARY KEY, web VARCHAR(32) NOT NULL, \

@@ -155,6 +155,9 @@ fn render_replication(out: &mut String, db: &ReplicationStatus) {
         if let Some(t) = &s.topology {
             let _ = writeln!(out, "  ! {}: {t}", s.name);
         }
+        if let Some(e) = &s.heartbeat_error {
+            let _ = writeln!(out, "  ! {}: heartbeat failing: {e}", s.name);
+        }
     }
     out.push('\n');
 }

@@ -123,6 +123,10 @@ pub struct DbServerStatus {
     pub last_error: Option<String>,
     /// Lag measured from the heartbeat row (seconds).
     pub heartbeat_lag: Option<f64>,
+    /// Why writing (primary) or reading (replica) the heartbeat row fails, and what to fix;
+    /// the server's state does not depend on it.
+    #[serde(default)]
+    pub heartbeat_error: Option<String>,
     pub seconds_behind_master: Option<u64>,
     /// GTID position: written (primary) or applied (replica).
     pub gtid: Option<String>,

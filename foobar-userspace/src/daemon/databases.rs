@@ -127,6 +127,15 @@ pub(super) fn metrics(m: &mut Exposition, status: &ReplicationStatus) {
             }
         }
     }
+    m.family(
+        "foobar_replication_heartbeat_failing",
+        "gauge",
+        "1 while the heartbeat row cannot be written (primary) or read (replica); lag then comes from Seconds_Behind_Master.",
+    );
+    for s in &status.servers {
+        let failing = f64::from(u8::from(s.heartbeat_error.is_some()));
+        m.sample("foobar_replication_heartbeat_failing", &[("server", &s.name)], failing);
+    }
     m.family("foobar_replication_read_only", "gauge", "1 while the server has read_only on.");
     for s in &status.servers {
         if let Some(ro) = s.read_only {

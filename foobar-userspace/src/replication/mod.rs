@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use self::{
     classify::{Role, Seen, State, Verdict},
-    observe::{Beat, Heartbeat, Login, Session},
+    observe::{Beat, Heartbeat, Login, Observed, Session},
 };
 use crate::{
     config::schema::Replication,
@@ -127,6 +127,8 @@ pub fn spawn(settings: Settings, reports: mpsc::Sender<Report>) -> tokio::task::
 struct Checked {
     seen: Result<Seen, diagnose::CheckFailed>,
     heartbeat: Option<Heartbeat>,
+    /// Why the heartbeat failed on a server the check reached, explained.
+    heartbeat_failed: Option<diagnose::CheckFailed>,
     took: Duration,
 }
 
@@ -138,18 +140,21 @@ async fn check(s: &Settings, i: usize, session: &mut Session, beat: Beat) -> Che
     let started = Instant::now();
     let login = s.login();
     let outcome = tokio::time::timeout(s.timeout, session.check(server, &login, beat)).await;
-    let (seen, heartbeat) = match outcome {
-        Ok(Ok((seen, heartbeat))) => (Ok(seen), heartbeat),
-        Ok(Err(e)) => (Err(diagnose::explain(&e, server, &s.user, s.heartbeat_table.as_deref())), None),
+    let explain = |e: &mysql_async::Error| diagnose::explain(e, server, &s.user, s.heartbeat_table.as_deref());
+    let (seen, heartbeat, heartbeat_failed) = match outcome {
+        Ok(Ok(Observed { seen, heartbeat: Ok(h) })) => (Ok(seen), h, None),
+        Ok(Ok(Observed { seen, heartbeat: Err(e) })) => (Ok(seen), None, Some(explain(&e))),
+        Ok(Err(e)) => (Err(explain(&e)), None, None),
         Err(_) => (
             Err(diagnose::CheckFailed(format!(
                 "{} ({}): no answer within {:?} (replication.timeout)",
                 server.name, server.addr, s.timeout
             ))),
             None,
+            None,
         ),
     };
-    Checked { seen, heartbeat, took: started.elapsed() }
+    Checked { seen, heartbeat, heartbeat_failed, took: started.elapsed() }
 }
 
 async fn monitor(s: Settings, reports: mpsc::Sender<Report>) {
@@ -157,6 +162,7 @@ async fn monitor(s: Settings, reports: mpsc::Sender<Report>) {
     let mut sessions: Vec<Session> = (0..n).map(|_| Session::default()).collect();
     let mut errors = vec![0u64; n];
     let mut last: Vec<State> = vec![State::Unknown; n];
+    let mut last_beat: Vec<Option<String>> = vec![None; n];
     let mut written: VecDeque<i64> = VecDeque::with_capacity(HEARTBEAT_HISTORY);
     let mut ticks = tokio::time::interval(s.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -183,9 +189,30 @@ async fn monitor(s: Settings, reports: mpsc::Sender<Report>) {
                 seen.heartbeat_lag = Some(classify::heartbeat_lag(h.ts, h.at, &written));
             }
         }
+        log_heartbeat_changes(&s, &checked, &mut last_beat);
         let report = round_report(&s, &checked, &mut errors, &mut last);
         if reports.send(report).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Logs each server's heartbeat failing, or working again, once.
+fn log_heartbeat_changes(s: &Settings, checked: &[Checked], last: &mut [Option<String>]) {
+    for ((server, c), last) in s.servers.iter().zip(checked).zip(last.iter_mut()) {
+        // A server the check did not reach says nothing about its heartbeat.
+        if c.seen.is_err() {
+            continue;
+        }
+        let now = c.heartbeat_failed.as_ref().map(ToString::to_string);
+        if now != *last {
+            match &now {
+                Some(reason) => {
+                    warn!(server = server.name, reason, "heartbeat failing; lag falls back to Seconds_Behind_Master")
+                }
+                None => info!(server = server.name, "heartbeat working again"),
+            }
+            *last = now;
         }
     }
 }
@@ -201,7 +228,13 @@ fn round_report(s: &Settings, checked: &[Checked], errors: &mut [u64], last: &mu
                 Verdict { state: State::Unreachable, reason: e.to_string(), topology: None }
             }
             Ok(seen) if server.role == Role::Primary => classify::primary(seen),
-            Ok(seen) => classify::replica(seen, primary.addr, &primary.name, s.max_lag),
+            Ok(seen) => {
+                let mut v = classify::replica(seen, primary.addr, &primary.name, s.max_lag);
+                if seen.heartbeat_lag.is_none() && checked[0].heartbeat_failed.is_some() {
+                    v.reason.push_str(" (the heartbeat fails on the primary: see its status)");
+                }
+                v
+            }
         };
         if verdict.state != last[i] {
             let (name, role, from, to) = (&server.name, server.role.name(), last[i].name(), verdict.state.name());
@@ -218,6 +251,7 @@ fn round_report(s: &Settings, checked: &[Checked], errors: &mut [u64], last: &mu
         st.topology = verdict.topology;
         st.check_errors = errors[i];
         st.check_ms = c.took.as_secs_f64() * 1000.0;
+        st.heartbeat_error = c.heartbeat_failed.as_ref().map(ToString::to_string);
         servers.push(st);
     }
     let ip = |i: usize| (s.servers[i].addr.ip(), last[i]);

@@ -34,18 +34,26 @@ pub fn now_micros() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// What one check saw of a reachable server: its state, and the heartbeat part on its own,
+/// whose failure (a missing grant or database) says nothing about whether the server is up.
+pub struct Observed {
+    pub seen: Seen,
+    pub heartbeat: Result<Option<Heartbeat>, mysql_async::Error>,
+}
+
 impl Session {
     /// Checks the server. With [`Beat::Write`] also writes the heartbeat row and returns its
     /// timestamp; with [`Beat::Read`] returns the row's timestamp and when it was read.
     ///
     /// The connection is held only while the check runs: one that failed, or whose check was
-    /// cut short by the caller's timeout, is gone, and the next check connects afresh.
+    /// cut short by the caller's timeout, is gone, and the next check connects afresh. So is one
+    /// whose heartbeat failed for anything but an SQL error (the connection itself broke).
     pub async fn check(
         &mut self,
         server: &Server,
         login: &Login<'_>,
         beat: Beat,
-    ) -> Result<(Seen, Option<Heartbeat>), mysql_async::Error> {
+    ) -> Result<Observed, mysql_async::Error> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => {
@@ -53,36 +61,38 @@ impl Session {
                 connect(server, login).await?
             }
         };
-        let result = self.observe(&mut conn, server, login, beat).await;
-        if result.is_ok() {
-            self.conn = Some(conn);
+        let seen = observe(&mut conn, server).await?;
+        let heartbeat = match login.heartbeat_table {
+            Some(table) => self.beat(&mut conn, table, beat, &seen).await,
+            None => Ok(None),
+        };
+        match heartbeat {
+            Err(e) if !matches!(e, mysql_async::Error::Server(_)) => Err(e),
+            heartbeat => {
+                self.conn = Some(conn);
+                Ok(Observed { seen, heartbeat })
+            }
         }
-        result
     }
 
-    async fn observe(
+    /// The heartbeat part of a check of a server that looked like `seen`.
+    async fn beat(
         &mut self,
         conn: &mut Conn,
-        server: &Server,
-        login: &Login<'_>,
+        table: &str,
         beat: Beat,
-    ) -> Result<(Seen, Option<Heartbeat>), mysql_async::Error> {
-        let (server_id, read_only, version): (u32, i64, String) =
-            conn.query_first("SELECT @@server_id, @@read_only, @@version").await?.unwrap_or_default();
-        let gtid_query = match (version.contains("MariaDB"), server.role) {
-            (true, Role::Primary) => "SELECT @@gtid_binlog_pos",
-            (true, Role::Replica) => "SELECT @@gtid_slave_pos",
-            (false, _) => "SELECT @@gtid_executed",
-        };
-        let gtid: Option<String> = conn.query_first(gtid_query).await.ok().flatten();
-        let replica = replica_status(conn).await?;
-        let seen = Seen { server_id, read_only: read_only != 0, gtid, replica, heartbeat_lag: None };
-        let mut heartbeat = None;
-        match (beat, login.heartbeat_table) {
+        seen: &Seen,
+    ) -> Result<Option<Heartbeat>, mysql_async::Error> {
+        match beat {
             // Only a writable primary that replicates from nowhere gets the row: writing on
             // anything else would leave a transaction its replicas do not expect.
-            (Beat::Write, Some(table)) if !seen.read_only && seen.replica.is_none() => {
+            Beat::Write if !seen.read_only && seen.replica.is_none() => {
                 if !self.table_ready {
+                    // The grant on `db.*` that lets the monitor create its table lets it create
+                    // the database too, so a new user's setup needs no CREATE DATABASE.
+                    if let Some((database, _)) = table.split_once('.') {
+                        conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS {database}")).await?;
+                    }
                     conn.query_drop(format!(
                         "CREATE TABLE IF NOT EXISTS {table} (id INT UNSIGNED NOT NULL PRIMARY KEY, \
                          ts BIGINT NOT NULL COMMENT 'microseconds since the epoch, foobar monitor clock')"
@@ -96,21 +106,32 @@ impl Session {
                     "INSERT INTO {table} (id, ts) VALUES (1, {ts}) ON DUPLICATE KEY UPDATE ts = VALUES(ts)"
                 ))
                 .await?;
-                heartbeat = Some(Heartbeat { ts, at: ts });
+                Ok(Some(Heartbeat { ts, at: ts }))
             }
-            (Beat::Read, Some(table)) => {
-                match conn.query_first::<i64, _>(format!("SELECT ts FROM {table} WHERE id = 1")).await {
-                    Ok(Some(ts)) => heartbeat = Some(Heartbeat { ts, at: now_micros() }),
-                    // No table or no row yet (a fresh replica): the lag is unknown, not an error.
-                    Ok(None) => {}
-                    Err(mysql_async::Error::Server(e)) if e.code == 1146 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            _ => {}
+            Beat::Read => match conn.query_first::<i64, _>(format!("SELECT ts FROM {table} WHERE id = 1")).await {
+                Ok(Some(ts)) => Ok(Some(Heartbeat { ts, at: now_micros() })),
+                // No table or no row yet (a fresh replica): the lag is unknown, not an error.
+                Ok(None) => Ok(None),
+                Err(mysql_async::Error::Server(e)) if e.code == 1146 => Ok(None),
+                Err(e) => Err(e),
+            },
+            _ => Ok(None),
         }
-        Ok((seen, heartbeat))
     }
+}
+
+/// A server's identity, `read_only`, GTID position and replica threads.
+async fn observe(conn: &mut Conn, server: &Server) -> Result<Seen, mysql_async::Error> {
+    let (server_id, read_only, version): (u32, i64, String) =
+        conn.query_first("SELECT @@server_id, @@read_only, @@version").await?.unwrap_or_default();
+    let gtid_query = match (version.contains("MariaDB"), server.role) {
+        (true, Role::Primary) => "SELECT @@gtid_binlog_pos",
+        (true, Role::Replica) => "SELECT @@gtid_slave_pos",
+        (false, _) => "SELECT @@gtid_executed",
+    };
+    let gtid: Option<String> = conn.query_first(gtid_query).await.ok().flatten();
+    let replica = replica_status(conn).await?;
+    Ok(Seen { server_id, read_only: read_only != 0, gtid, replica, heartbeat_lag: None })
 }
 
 /// Opens a connection to `server`; replicas get a read-only session.

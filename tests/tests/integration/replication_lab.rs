@@ -21,6 +21,7 @@ pub fn trials() -> Vec<Trial> {
         gated("replication_lab::master_delay_shows_as_heartbeat_lag", NEEDS, lagging),
         gated("replication_lab::dead_primary_is_unreachable_and_the_rest_goes_on", NEEDS, primary_dies),
         gated("replication_lab::bad_credentials_port_and_grants_are_explained", NEEDS, misconfigured),
+        gated("replication_lab::a_failing_heartbeat_keeps_db_write_answering", NEEDS, heartbeat_fails),
         gated("replication_lab::a_hung_server_costs_its_timeout_and_wrong_roles_are_reported", NEEDS, hung_and_roles),
     ]
 }
@@ -213,6 +214,44 @@ fn misconfigured() {
     let why = reason_within("missing grant", &|s| s.reason.contains("lacks a grant"));
     assert!(why.starts_with("db1 (198.51.100.31:3306): `foobar_monitor` lacks a grant: Access denied"), "{why}");
     assert!(why.contains("GRANT REPLICATION CLIENT, SLAVE MONITOR ON *.* TO 'foobar_monitor'@'%'"), "{why}");
+}
+
+/// The heartbeat's grant taken away on the primary: the monitor says the heartbeat fails and
+/// why, judges lag by Seconds_Behind_Master and says so, and `db-write` keeps answering the
+/// primary, which is up and writable.
+fn heartbeat_fails() {
+    let (stack, db, daemon) = lab(LAB_CONFIG);
+    // README's grants alone: the monitor created its database and the row reached db2.
+    daemon.wait_for(Duration::from_secs(5), "db2 healthy by heartbeat", |r| server(r, "db2").heartbeat_lag.is_some());
+    db.primary.sql("REVOKE INSERT, UPDATE ON foobar_monitor.* FROM 'foobar_monitor'@'%'");
+    // Grants apply from the next login: end the monitor's sessions, as a DBA would.
+    let sessions = db.primary.sql("SELECT id FROM information_schema.processlist WHERE user = 'foobar_monitor'");
+    for id in sessions.split_whitespace() {
+        db.primary.sql(&format!("KILL {id}"));
+    }
+    daemon.wait_for(Duration::from_secs(5), "db1's heartbeat failing", |r| server(r, "db1").heartbeat_error.is_some());
+    // Some rounds later, still so.
+    std::thread::sleep(Duration::from_secs(2));
+    let report = daemon.status();
+    let (db1, db2) = (server(&report, "db1"), server(&report, "db2"));
+    assert_eq!(db1.state, "up", "{db1:?}");
+    let why = db1.heartbeat_error.clone().unwrap_or_default();
+    assert!(
+        why.contains("`foobar_monitor` lacks a grant") && why.contains("GRANT SELECT, INSERT, UPDATE, CREATE"),
+        "{why}"
+    );
+    assert_eq!(db2.state, "healthy", "{db2:?}");
+    assert!(db2.reason.contains("by Seconds_Behind_Master") && db2.reason.contains("heartbeat fails"), "{db2:?}");
+    assert_eq!(resolve(&stack, "db-write.foobar.com"), DB1);
+    let rendered = foobar::cli::status::render(&report);
+    assert!(rendered.contains("! db1: heartbeat failing: db1 (198.51.100.31:3306)"), "{rendered}");
+    assert_metrics(
+        &stack.node,
+        &[
+            r#"foobar_replication_heartbeat_failing{server="db1"} 1"#,
+            r#"foobar_replication_state{server="db1",role="primary",state="up"} 1"#,
+        ],
+    );
 }
 
 fn hung_and_roles() {
