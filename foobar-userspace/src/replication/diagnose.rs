@@ -3,7 +3,7 @@
 
 use std::io::ErrorKind;
 
-use mysql_async::{Error, IoError};
+use mysql_async::{DriverError, Error, IoError};
 
 use super::Server;
 
@@ -55,6 +55,15 @@ fn explanation(error: &Error, server: &Server, user: &str, table: Option<&str>) 
             ),
             _ => format!("{at}: {e}"),
         },
+        Error::Driver(DriverError::FromRow { row }) => {
+            let values: Vec<String> = row
+                .columns_ref()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{} = {}", c.name_str(), row.as_ref(i).map_or("?".into(), |v| v.as_sql(true))))
+                .collect();
+            format!("{at}: an answer of a type the monitor does not expect: {}", values.join(", "))
+        }
         other => format!("{at}: {other}"),
     }
 }

@@ -118,9 +118,37 @@ pub fn initial(settings: &Settings) -> ReplicationStatus {
     }
 }
 
-/// Starts the monitor; it stops when its handle is aborted or the event loop goes away.
+/// Starts the monitor; it stops when its handle is aborted or the event loop goes away. A
+/// monitor that panics is started again, after a pause that doubles up to
+/// [`RESTART_BACKOFF_MAX`], so DNS answers never freeze with a dead monitor behind them.
 pub fn spawn(settings: Settings, reports: mpsc::Sender<Report>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(monitor(settings, reports))
+    tokio::spawn(async move {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            let mut run = AbortOnDrop(tokio::spawn(monitor(settings.clone(), reports.clone())));
+            match (&mut run.0).await {
+                Err(e) if e.is_panic() => {
+                    warn!(error = %e, restart_in = ?pause, "the replication monitor failed; starting it again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RESTART_BACKOFF_MAX);
+                }
+                // The event loop went away, or the task was cancelled.
+                _ => return,
+            }
+        }
+    })
+}
+
+/// The longest pause before a failed monitor is started again.
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A task that ends with its handle: aborting the supervisor ends the monitor it runs.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What one check produced.

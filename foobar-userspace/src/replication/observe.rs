@@ -6,7 +6,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mysql_async::{Conn, OptsBuilder, Row, Value, prelude::Queryable};
+use mysql_async::{
+    Conn, DriverError, Error, OptsBuilder, Row, Value,
+    prelude::{FromRow, Queryable},
+};
 
 use super::{
     Server,
@@ -48,12 +51,7 @@ impl Session {
     /// The connection is held only while the check runs: one that failed, or whose check was
     /// cut short by the caller's timeout, is gone, and the next check connects afresh. So is one
     /// whose heartbeat failed for anything but an SQL error (the connection itself broke).
-    pub async fn check(
-        &mut self,
-        server: &Server,
-        login: &Login<'_>,
-        beat: Beat,
-    ) -> Result<Observed, mysql_async::Error> {
+    pub async fn check(&mut self, server: &Server, login: &Login<'_>, beat: Beat) -> Result<Observed, Error> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => {
@@ -67,7 +65,7 @@ impl Session {
             None => Ok(None),
         };
         match heartbeat {
-            Err(e) if !matches!(e, mysql_async::Error::Server(_)) => Err(e),
+            Err(e) if breaks_connection(&e) => Err(e),
             heartbeat => {
                 self.conn = Some(conn);
                 Ok(Observed { seen, heartbeat })
@@ -82,7 +80,7 @@ impl Session {
         table: &str,
         beat: Beat,
         seen: &Seen,
-    ) -> Result<Option<Heartbeat>, mysql_async::Error> {
+    ) -> Result<Option<Heartbeat>, Error> {
         match beat {
             // Only a writable primary that replicates from nowhere gets the row: writing on
             // anything else would leave a transaction its replicas do not expect.
@@ -108,11 +106,11 @@ impl Session {
                 .await?;
                 Ok(Some(Heartbeat { ts, at: ts }))
             }
-            Beat::Read => match conn.query_first::<i64, _>(format!("SELECT ts FROM {table} WHERE id = 1")).await {
+            Beat::Read => match first::<i64>(conn, &format!("SELECT ts FROM {table} WHERE id = 1")).await {
                 Ok(Some(ts)) => Ok(Some(Heartbeat { ts, at: now_micros() })),
                 // No table or no row yet (a fresh replica): the lag is unknown, not an error.
                 Ok(None) => Ok(None),
-                Err(mysql_async::Error::Server(e)) if e.code == 1146 => Ok(None),
+                Err(Error::Server(e)) if e.code == 1146 => Ok(None),
                 Err(e) => Err(e),
             },
             _ => Ok(None),
@@ -123,15 +121,28 @@ impl Session {
 /// A server's identity, `read_only`, GTID position and replica threads.
 async fn observe(conn: &mut Conn, server: &Server) -> Result<Seen, mysql_async::Error> {
     let (server_id, read_only, version): (u32, i64, String) =
-        conn.query_first("SELECT @@server_id, @@read_only, @@version").await?.unwrap_or_default();
+        first(conn, "SELECT @@server_id, @@read_only, @@version").await?.unwrap_or_default();
     let gtid_query = match (version.contains("MariaDB"), server.role) {
         (true, Role::Primary) => "SELECT @@gtid_binlog_pos",
         (true, Role::Replica) => "SELECT @@gtid_slave_pos",
         (false, _) => "SELECT @@gtid_executed",
     };
-    let gtid: Option<String> = conn.query_first(gtid_query).await.ok().flatten();
+    let gtid: Option<String> = first::<Option<String>>(conn, gtid_query).await.ok().flatten().flatten();
     let replica = replica_status(conn).await?;
     Ok(Seen { server_id, read_only: read_only != 0, gtid, replica, heartbeat_lag: None })
+}
+
+/// The first row of `query` as `T`. A value that does not convert (a NULL or a string where a
+/// number belongs) is an error, where `query_first::<T>` would panic and end the monitor.
+async fn first<T: FromRow + Send + 'static>(conn: &mut Conn, query: &str) -> Result<Option<T>, Error> {
+    let row: Option<Row> = conn.query_first(query).await?;
+    row.map(|r| mysql_async::from_row_opt(r).map_err(|e| Error::Driver(DriverError::FromRow { row: e.0 }))).transpose()
+}
+
+/// Whether `e` leaves the connection unusable, rather than being one statement's failure (an
+/// SQL error, an answer that does not convert).
+fn breaks_connection(e: &Error) -> bool {
+    !matches!(e, Error::Server(_) | Error::Driver(DriverError::FromRow { .. } | DriverError::FromValue { .. }))
 }
 
 /// Opens a connection to `server`; replicas get a read-only session.

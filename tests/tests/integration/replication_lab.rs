@@ -22,6 +22,7 @@ pub fn trials() -> Vec<Trial> {
         gated("replication_lab::dead_primary_is_unreachable_and_the_rest_goes_on", NEEDS, primary_dies),
         gated("replication_lab::bad_credentials_port_and_grants_are_explained", NEEDS, misconfigured),
         gated("replication_lab::a_failing_heartbeat_keeps_db_write_answering", NEEDS, heartbeat_fails),
+        gated("replication_lab::a_null_where_a_number_belongs_does_not_stop_the_monitor", NEEDS, null_heartbeat),
         gated("replication_lab::a_hung_server_costs_its_timeout_and_wrong_roles_are_reported", NEEDS, hung_and_roles),
     ]
 }
@@ -252,6 +253,31 @@ fn heartbeat_fails() {
             r#"foobar_replication_state{server="db1",role="primary",state="up"} 1"#,
         ],
     );
+}
+
+/// The replica's heartbeat row reads NULL (a trigger there, as a DBA's mistake would): the
+/// monitor reports it, judges db2 by Seconds_Behind_Master and keeps checking, so a stopped SQL
+/// thread afterwards still shows. (mysql_async's typed reads panic on such a value.)
+fn null_heartbeat() {
+    let (_stack, db, daemon) = lab(LAB_CONFIG);
+    daemon.wait_for(Duration::from_secs(5), "db2 healthy by heartbeat", |r| server(r, "db2").heartbeat_lag.is_some());
+    db.replica.sql(
+        "SET SESSION sql_log_bin = 0; \
+         ALTER TABLE foobar_monitor.heartbeat MODIFY ts BIGINT NULL; \
+         CREATE TRIGGER foobar_monitor.nulls BEFORE UPDATE ON foobar_monitor.heartbeat \
+           FOR EACH ROW SET NEW.ts = NULL; \
+         SET GLOBAL slave_run_triggers_for_rbr = YES; \
+         UPDATE foobar_monitor.heartbeat SET ts = NULL;",
+    );
+    daemon.wait_for(Duration::from_secs(5), "db2's heartbeat failing", |r| server(r, "db2").heartbeat_error.is_some());
+    let db2 = server(&daemon.status(), "db2");
+    let why = db2.heartbeat_error.clone().unwrap_or_default();
+    assert!(why.contains("an answer of a type the monitor does not expect: ts = NULL"), "{why}");
+    assert_eq!(db2.state, "healthy", "{db2:?}");
+    assert!(db2.reason.contains("by Seconds_Behind_Master"), "{db2:?}");
+    db.replica.sql("STOP SLAVE SQL_THREAD");
+    daemon
+        .wait_for(Duration::from_secs(5), "the monitor still checking: db2 broken", |r| state_of(r, "db2") == "broken");
 }
 
 fn hung_and_roles() {
