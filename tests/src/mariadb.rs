@@ -159,7 +159,6 @@ impl Replication {
     }
 }
 
-/// Writes the monitor password where `replication.password_file` points.
 /// Writes the monitor password where `replication.password_file` points, readable by its
 /// owner only, as a secret should be.
 pub fn write_password_file(path: &Path) {

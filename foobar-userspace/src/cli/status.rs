@@ -16,6 +16,13 @@ pub fn run(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Text that came from outside (a database's error message, a backend's answer), with control
+/// characters escaped: printed raw, an escape sequence in it would drive the operator's
+/// terminal, and a newline would forge a line of the report.
+fn outside(text: &str) -> String {
+    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
+}
+
 fn bytes(n: f64) -> String {
     match n {
         n if n >= 1e9 => format!("{:.1} GB", n / 1e9),
@@ -80,7 +87,7 @@ pub fn render(r: &StatusReport) -> String {
         for b in &s.backends {
             let role = if b.backup { " (backup)" } else { "" };
             let (last, latency) = match &b.health {
-                Some(h) => (h.last.clone(), format!("{:.1} ms", h.latency_ms)),
+                Some(h) => (outside(&h.last), format!("{:.1} ms", h.latency_ms)),
                 None => ("-".to_owned(), "-".to_owned()),
             };
             let _ = writeln!(
@@ -150,13 +157,13 @@ fn render_replication(out: &mut String, db: &ReplicationStatus) {
             s.sql_thread.clone().unwrap_or_else(dash),
             s.seconds_behind_master.map_or_else(dash, |b| format!("{b}s")),
             format!("{:.0}ms", s.check_ms),
-            s.reason
+            outside(&s.reason)
         );
         if let Some(t) = &s.topology {
-            let _ = writeln!(out, "  ! {}: {t}", s.name);
+            let _ = writeln!(out, "  ! {}: {}", s.name, outside(t));
         }
         if let Some(e) = &s.heartbeat_error {
-            let _ = writeln!(out, "  ! {}: heartbeat failing: {e}", s.name);
+            let _ = writeln!(out, "  ! {}: heartbeat failing: {}", s.name, outside(e));
         }
     }
     out.push('\n');
@@ -164,4 +171,30 @@ fn render_replication(out: &mut String, db: &ReplicationStatus) {
 
 fn list(addrs: &[String]) -> String {
     if addrs.is_empty() { "(nothing)".to_owned() } else { addrs.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::DbServerStatus;
+
+    #[test]
+    fn a_servers_text_cannot_drive_the_terminal_or_forge_lines() {
+        let db = ReplicationStatus {
+            servers: vec![DbServerStatus {
+                name: "db1".into(),
+                reason: "db1: server error 1105: \u{1b}[2Jwiped\nreplication  db-write -> 203.0.113.9".into(),
+                heartbeat_error: Some("bell\u{7}".into()),
+                ..DbServerStatus::default()
+            }],
+            write: Vec::new(),
+            read: Vec::new(),
+        };
+        let mut out = String::new();
+        render_replication(&mut out, &db);
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+        assert!(out.contains("server error 1105: \\u{1b}[2Jwiped\\nreplication"), "{out}");
+        assert_eq!(out.lines().filter(|l| l.starts_with("replication ")).count(), 1, "{out}");
+        assert!(out.contains("heartbeat failing: bell\\u{7}"), "{out}");
+    }
 }

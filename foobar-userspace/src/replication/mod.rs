@@ -55,16 +55,18 @@ pub struct Settings {
     heartbeat_table: Option<String>,
 }
 
-/// The monitor's password file cannot be read.
+/// The monitor's password file cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("replication.password_file {}: {source}; write the monitor user's password there (readable by root only)", path.display())]
-pub struct PasswordError {
-    pub path: std::path::PathBuf,
-    pub source: std::io::Error,
+pub enum PasswordError {
+    #[error("replication.password_file {}: {source}; write the monitor user's password there (readable by root only)", path.display())]
+    Unreadable { path: std::path::PathBuf, source: std::io::Error },
+    /// Group or others may read it: the password is not a secret any more.
+    #[error("replication.password_file {} can be read by other users (mode {mode:04o}); make it the owner's alone: chmod 600 {}", path.display(), path.display())]
+    Exposed { path: std::path::PathBuf, mode: u32 },
 }
 
 impl Settings {
-    /// Fails, naming the file, when the password cannot be read.
+    /// Fails, naming the file, when the password cannot be read or others may read it.
     pub fn from_config(r: &Replication) -> Result<Settings, PasswordError> {
         let password = read_password(&r.password_file)?;
         let p = r.primary.get_ref();
@@ -97,7 +99,13 @@ impl Settings {
 }
 
 fn read_password(path: &Path) -> Result<String, PasswordError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PasswordError { path: path.to_path_buf(), source })?;
+    use std::os::unix::fs::PermissionsExt;
+    let unreadable = |source| PasswordError::Unreadable { path: path.to_path_buf(), source };
+    let mode = std::fs::metadata(path).map_err(unreadable)?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(PasswordError::Exposed { path: path.to_path_buf(), mode });
+    }
+    let text = std::fs::read_to_string(path).map_err(unreadable)?;
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
@@ -306,5 +314,31 @@ fn status_of(server: &Server, seen: Option<&Seen>, state: State) -> DbServerStat
         seconds_behind_master: replica.and_then(|r| r.seconds_behind),
         gtid: seen.and_then(|x| x.gtid.clone()),
         ..DbServerStatus::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::{PasswordError, read_password};
+
+    #[test]
+    fn a_password_file_others_may_read_is_refused_with_the_fix() {
+        let path = std::env::temp_dir().join(format!("foobar-password-test-{}", std::process::id()));
+        std::fs::write(&path, "secret\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let refused = read_password(&path);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let read = read_password(&path);
+        let _ = std::fs::remove_file(&path);
+        match refused {
+            Err(e @ PasswordError::Exposed { mode: 0o644, .. }) => {
+                let message = e.to_string();
+                assert!(message.contains("mode 0644") && message.contains("chmod 600"), "{message}");
+            }
+            other => panic!("a 0644 password file: {other:?}"),
+        }
+        assert_eq!(read.expect("a 0600 password file is read"), "secret");
     }
 }
