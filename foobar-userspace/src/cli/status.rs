@@ -137,7 +137,8 @@ pub fn render(r: &StatusReport) -> String {
 
 /// One line per database server, then what DNS answers from it.
 fn render_replication(out: &mut String, db: &ReplicationStatus) {
-    let _ = writeln!(out, "replication  db-write -> {}  db-read -> {}", list(&db.write), list(&db.read));
+    let age = db.last_round_age_s.map_or_else(|| "no round yet".to_owned(), |a| format!("last round {a:.1}s ago"));
+    let _ = writeln!(out, "replication  db-write -> {}  db-read -> {}  {age}", list(&db.write), list(&db.read));
     let _ = writeln!(
         out,
         "  {:<8} {:<22} {:<8} {:<12} {:>9} {:>5} {:>5} {:>10} {:>6}  reason",
@@ -189,6 +190,7 @@ mod tests {
             }],
             write: Vec::new(),
             read: Vec::new(),
+            last_round_age_s: None,
         };
         let mut out = String::new();
         render_replication(&mut out, &db);

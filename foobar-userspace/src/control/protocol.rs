@@ -99,6 +99,10 @@ pub struct ReplicationStatus {
     pub write: Vec<String>,
     /// Addresses `replication = "replicas"` records answer.
     pub read: Vec<String>,
+    /// Seconds since the monitor's last round ended (none yet: `None`); well over its
+    /// interval plus timeout means the answers above are stale.
+    #[serde(default)]
+    pub last_round_age_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -21,7 +21,8 @@ pub(super) struct Databases {
     waiting: Option<Settings>,
     running: Option<(Settings, JoinHandle<()>)>,
     reports: Option<mpsc::Sender<Report>>,
-    last: Option<Report>,
+    /// The last round's report, and when it came.
+    last: Option<(Report, std::time::Instant)>,
 }
 
 impl Drop for Databases {
@@ -67,19 +68,22 @@ impl Databases {
 
     /// Takes a round's report; true when what DNS answers changed.
     pub(super) fn take(&mut self, report: Report) -> bool {
-        let changed = self.last.as_ref().is_none_or(|old| (&old.write, &old.read) != (&report.write, &report.read));
-        self.last = Some(report);
+        let changed =
+            self.last.as_ref().is_none_or(|(old, _)| (&old.write, &old.read) != (&report.write, &report.read));
+        self.last = Some((report, std::time::Instant::now()));
         changed
     }
 
     /// `(write, read)` addresses once a round has completed.
     pub(super) fn answers(&self) -> Option<(Vec<std::net::IpAddr>, Vec<std::net::IpAddr>)> {
-        self.last.as_ref().map(|r| (r.write.clone(), r.read.clone()))
+        self.last.as_ref().map(|(r, _)| (r.write.clone(), r.read.clone()))
     }
 
     pub(super) fn status(&self) -> Option<ReplicationStatus> {
         match (&self.last, &self.running) {
-            (Some(r), _) => Some(r.status.clone()),
+            (Some((r, at)), _) => {
+                Some(ReplicationStatus { last_round_age_s: Some(at.elapsed().as_secs_f64()), ..r.status.clone() })
+            }
             (None, Some((s, _))) => Some(replication::initial(s)),
             (None, None) => None,
         }
@@ -141,6 +145,10 @@ pub(super) fn metrics(m: &mut Exposition, status: &ReplicationStatus) {
         if let Some(ro) = s.read_only {
             m.sample("foobar_replication_read_only", &[("server", &s.name)], f64::from(u8::from(ro)));
         }
+    }
+    if let Some(age) = status.last_round_age_s {
+        m.family("foobar_replication_last_round_age_seconds", "gauge", "Seconds since the monitor's last round ended.");
+        m.sample("foobar_replication_last_round_age_seconds", &[], age);
     }
     m.family("foobar_replication_check_errors_total", "counter", "Checks that failed, per server.");
     for s in &status.servers {

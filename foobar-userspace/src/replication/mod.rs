@@ -123,6 +123,7 @@ pub fn initial(settings: &Settings) -> ReplicationStatus {
         servers: settings.servers.iter().map(|s| status_of(s, None, State::Unknown)).collect(),
         write: Vec::new(),
         read: Vec::new(),
+        last_round_age_s: None,
     }
 }
 
@@ -294,7 +295,8 @@ fn round_report(s: &Settings, checked: &[Checked], errors: &mut [u64], last: &mu
     let replicas: Vec<(IpAddr, State)> = (1..s.servers.len()).map(ip).collect();
     let (write, read) = classify::answers(ip(0), &replicas);
     let show = |v: &[IpAddr]| v.iter().map(ToString::to_string).collect();
-    Report { status: ReplicationStatus { servers, write: show(&write), read: show(&read) }, write, read }
+    let status = ReplicationStatus { servers, write: show(&write), read: show(&read), last_round_age_s: None };
+    Report { status, write, read }
 }
 
 /// A server's status line from what its check saw.

@@ -278,6 +278,11 @@ fn null_heartbeat() {
     db.replica.sql("STOP SLAVE SQL_THREAD");
     daemon
         .wait_for(Duration::from_secs(5), "the monitor still checking: db2 broken", |r| state_of(r, "db2") == "broken");
+    // Rounds keep coming (interval 1 s, timeout 500 ms), and status says how fresh the last is.
+    let report = daemon.status();
+    let age = report.replication.as_ref().and_then(|db| db.last_round_age_s).expect("the last round's age");
+    assert!(age < 1.6, "last round {age}s ago");
+    assert!(foobar::cli::status::render(&report).contains("s ago"), "the age in status");
 }
 
 fn hung_and_roles() {
