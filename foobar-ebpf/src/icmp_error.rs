@@ -16,10 +16,15 @@ use foobar_common::{
     bytes::PacketBytes,
     counters::Counter,
     csum::CsumDelta,
-    parse::{ETH_HLEN, L3, Parsed, is_icmp_error},
+    parse::{ETH_HLEN, IPPROTO_ICMP, IPPROTO_ICMPV6, L3, Parsed, is_icmp_error},
 };
 
-use crate::{nexthop::back_out, packet::Frame, stats::count};
+use crate::{
+    nexthop::{back_out, hop_back},
+    packet::Frame,
+    segment::{Ip, headers},
+    stats::count,
+};
 
 /// Whether `p` (untagged, so its IP header is right after Ethernet) arrived with the TTL or
 /// hop limit that runs out at this hop.
@@ -67,7 +72,8 @@ pub fn answer(frame: &Frame, p: &Parsed, mtu: u32) -> u32 {
     if p.l3_offset != ETH_HLEN || is_icmp_error(p) || (v4 && mtu != 0 && !df) {
         return xdp_action::XDP_DROP;
     }
-    let Some(macs) = frame.load::<[u8; 12]>(0) else { return xdp_action::XDP_DROP };
+    // Back to the sender: its MAC from ours, read before the frame moves.
+    let Some(back) = hop_back(frame) else { return xdp_action::XDP_DROP };
     let ip_header = if v4 {
         let Some(ihl) = frame.load::<u8>(ETH_HLEN) else { return xdp_action::XDP_DROP };
         usize::from(ihl & 0xf) * 4
@@ -86,43 +92,22 @@ pub fn answer(frame: &Frame, p: &Parsed, mtu: u32) -> u32 {
     if unsafe { bpf_xdp_adjust_tail(ctx, cut) != 0 || bpf_xdp_adjust_head(ctx, -(new_headers as i32)) != 0 } {
         return xdp_action::XDP_DROP;
     }
-    let (src, dst) = (p.dst, p.src);
-    let Some(eth) = frame.window_mut::<14>(0) else { return xdp_action::XDP_DROP };
-    eth[0..6].copy_from_slice(&macs[6..12]);
-    eth[6..12].copy_from_slice(&macs[0..6]);
-    eth[12..14].copy_from_slice(&(if v4 { 0x0800u16 } else { 0x86ddu16 }).to_be_bytes());
+    // From the address the sender addressed, to the sender.
+    let (src, dst) = (&p.dst, &p.src);
     let icmp_len = (8 + quoted) as u16;
     let l4 = ETH_HLEN + if v4 { 20 } else { 40 };
+    let protocol = if v4 { IPPROTO_ICMP } else { IPPROTO_ICMPV6 };
+    let ip = Ip { v4, protocol, dont_fragment: false, src, dst };
+    if !headers(frame, &back.smac, &back.dmac, &ip, usize::from(icmp_len)) {
+        return xdp_action::XDP_DROP;
+    }
     let mut sum = CsumDelta::new();
-    if v4 {
-        let Some(ip) = frame.window_mut::<20>(ETH_HLEN) else { return xdp_action::XDP_DROP };
-        *ip = [0; 20];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&(20 + icmp_len).to_be_bytes());
-        ip[8] = 64;
-        ip[9] = foobar_common::parse::IPPROTO_ICMP;
-        ip[12..16].copy_from_slice(&src[0].to_ne_bytes());
-        ip[16..20].copy_from_slice(&dst[0].to_ne_bytes());
-        let mut h = CsumDelta::new();
-        for i in 0..10 {
-            h.word(0, u16::from_be_bytes([ip[2 * i], ip[2 * i + 1]]));
-        }
-        ip[10..12].copy_from_slice(&h.apply(0xffff).to_be_bytes());
-    } else {
-        let Some(ip) = frame.window_mut::<40>(ETH_HLEN) else { return xdp_action::XDP_DROP };
-        ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-        ip[4..6].copy_from_slice(&icmp_len.to_be_bytes());
-        ip[6] = foobar_common::parse::IPPROTO_ICMPV6;
-        ip[7] = 64;
-        for i in 0..4 {
-            ip[8 + 4 * i..12 + 4 * i].copy_from_slice(&src[i].to_ne_bytes());
-            ip[24 + 4 * i..28 + 4 * i].copy_from_slice(&dst[i].to_ne_bytes());
-        }
+    if !v4 {
         // ICMPv6's checksum covers a pseudo-header: addresses, length, next header.
-        sum.addr(&[0; 4], &src, 4);
-        sum.addr(&[0; 4], &dst, 4);
+        sum.addr(&[0; 4], src, 4);
+        sum.addr(&[0; 4], dst, 4);
         sum.word(0, icmp_len);
-        sum.word(0, u16::from(foobar_common::parse::IPPROTO_ICMPV6));
+        sum.word(0, u16::from(IPPROTO_ICMPV6));
     }
     let (kind, code, rest) = match (v4, mtu) {
         (true, 0) => (11, 0, [0; 4]),

@@ -75,9 +75,7 @@ pub fn refuse(frame: &Frame, p: &Parsed) -> u32 {
     sum.addr(&[0; 4], &p.dst, words);
     sum.word(0, 6);
     sum.word(0, 20);
-    for i in 0..10 {
-        sum.word(0, u16::from_be_bytes([tcp[2 * i], tcp[2 * i + 1]]));
-    }
+    sum.bytes(&tcp);
     tcp[16..18].copy_from_slice(&sum.apply(0xffff).to_be_bytes());
     let ok = frame.store(0, smac) && frame.store(6, dmac) && frame.store(l4, tcp);
     let ok = ok
@@ -92,9 +90,7 @@ pub fn refuse(frame: &Frame, p: &Parsed) -> u32 {
             ip[12..16].copy_from_slice(&p.dst[0].to_ne_bytes());
             ip[16..20].copy_from_slice(&p.src[0].to_ne_bytes());
             let mut c = CsumDelta::new();
-            for i in 0..10 {
-                c.word(0, u16::from_be_bytes([ip[2 * i], ip[2 * i + 1]]));
-            }
+            c.bytes(&ip);
             ip[10..12].copy_from_slice(&c.apply(0xffff).to_be_bytes());
             frame.store(ETH_HLEN, ip)
         } else {

@@ -1,5 +1,6 @@
 //! Building a TCP segment from nothing in the frame: Ethernet, IPv4 or IPv6, TCP with its
-//! options, both checksums computed afresh. The frame is resized to fit, at its tail or, when
+//! options, both checksums computed afresh. The Ethernet and IP headers are written by
+//! [`headers`], which the ICMP errors (`icmp_error`) write theirs with too. The frame is resized to fit, at its tail or, when
 //! the tail has no room (as in generic mode), at its head, whose room XDP guarantees.
 
 use aya_ebpf::helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail};
@@ -63,12 +64,8 @@ pub fn write(frame: &Frame, seg: &Segment) -> bool {
     if !resize(frame, ETH_HLEN + ip_len + tcp_len) {
         return false;
     }
-    let Some(eth) = frame.window_mut::<14>(0) else { return false };
-    eth[0..6].copy_from_slice(&seg.dmac);
-    eth[6..12].copy_from_slice(&seg.smac);
-    eth[12..14].copy_from_slice(&(if seg.v4 { 0x0800u16 } else { 0x86ddu16 }).to_be_bytes());
-    let written = if seg.v4 { write_ipv4(frame, seg, tcp_len) } else { write_ipv6(frame, seg, tcp_len) };
-    if !written {
+    let ip = Ip { v4: seg.v4, protocol: IPPROTO_TCP, dont_fragment: true, src: &seg.src, dst: &seg.dst };
+    if !headers(frame, &seg.smac, &seg.dmac, &ip, tcp_len) {
         return false;
     }
     let l4 = ETH_HLEN + ip_len;
@@ -96,46 +93,57 @@ pub fn write(frame: &Frame, seg: &Segment) -> bool {
     sum.addr(&[0; 4], &seg.dst, words);
     sum.word(0, u16::from(IPPROTO_TCP));
     sum.word(0, tcp_len as u16);
-    for i in 0..10 {
-        sum.word(0, u16::from_be_bytes([tcp[2 * i], tcp[2 * i + 1]]));
-    }
-    for i in 0..10 {
-        sum.word(0, u16::from_be_bytes([seg.options.bytes[2 * i], seg.options.bytes[2 * i + 1]]));
-    }
+    sum.bytes(tcp);
+    sum.bytes(&seg.options.bytes);
     sum.partial(seg.payload_sum);
     tcp[16..18].copy_from_slice(&sum.apply(0xffff).to_be_bytes());
     true
 }
 
-#[inline(always)]
-fn write_ipv4(frame: &Frame, seg: &Segment, tcp_len: usize) -> bool {
-    let Some(ip) = frame.window_mut::<20>(ETH_HLEN) else { return false };
-    *ip = [0; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
-    ip[6] = 0x40; // don't fragment
-    ip[8] = 64;
-    ip[9] = IPPROTO_TCP;
-    ip[12..16].copy_from_slice(&seg.src[0].to_ne_bytes());
-    ip[16..20].copy_from_slice(&seg.dst[0].to_ne_bytes());
-    let mut sum = CsumDelta::new();
-    for i in 0..10 {
-        sum.word(0, u16::from_be_bytes([ip[2 * i], ip[2 * i + 1]]));
-    }
-    ip[10..12].copy_from_slice(&sum.apply(0xffff).to_be_bytes());
-    true
+/// An IP header to write: its family, protocol, DF (IPv4) and addresses.
+pub struct Ip<'a> {
+    pub v4: bool,
+    pub protocol: u8,
+    pub dont_fragment: bool,
+    pub src: &'a [u32; 4],
+    pub dst: &'a [u32; 4],
 }
 
-#[inline(always)]
-fn write_ipv6(frame: &Frame, seg: &Segment, tcp_len: usize) -> bool {
-    let Some(ip) = frame.window_mut::<40>(ETH_HLEN) else { return false };
-    ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-    ip[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
-    ip[6] = IPPROTO_TCP;
-    ip[7] = 64;
-    for i in 0..4 {
-        ip[8 + 4 * i..12 + 4 * i].copy_from_slice(&seg.src[i].to_ne_bytes());
-        ip[24 + 4 * i..28 + 4 * i].copy_from_slice(&seg.dst[i].to_ne_bytes());
+/// Writes the Ethernet header (`smac` → `dmac`) and `ip`'s header, for `l4_len` bytes after
+/// it, at the start of the frame (IPv4's header checksum included); false when the frame is
+/// too short. Out of line: its temporaries stay off its callers' frames (BPF's 512-byte
+/// stack is shared by the whole call chain).
+#[inline(never)]
+pub fn headers(frame: &Frame, smac: &[u8; 6], dmac: &[u8; 6], ip: &Ip, l4_len: usize) -> bool {
+    let Some(eth) = frame.window_mut::<14>(0) else { return false };
+    eth[0..6].copy_from_slice(dmac);
+    eth[6..12].copy_from_slice(smac);
+    eth[12..14].copy_from_slice(&(if ip.v4 { 0x0800u16 } else { 0x86ddu16 }).to_be_bytes());
+    if ip.v4 {
+        let Some(h) = frame.window_mut::<20>(ETH_HLEN) else { return false };
+        *h = [0; 20];
+        h[0] = 0x45;
+        h[2..4].copy_from_slice(&((20 + l4_len) as u16).to_be_bytes());
+        if ip.dont_fragment {
+            h[6] = 0x40;
+        }
+        h[8] = 64;
+        h[9] = ip.protocol;
+        h[12..16].copy_from_slice(&ip.src[0].to_ne_bytes());
+        h[16..20].copy_from_slice(&ip.dst[0].to_ne_bytes());
+        let mut sum = CsumDelta::new();
+        sum.bytes(h);
+        h[10..12].copy_from_slice(&sum.apply(0xffff).to_be_bytes());
+    } else {
+        let Some(h) = frame.window_mut::<40>(ETH_HLEN) else { return false };
+        h[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
+        h[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        h[6] = ip.protocol;
+        h[7] = 64;
+        for i in 0..4 {
+            h[8 + 4 * i..12 + 4 * i].copy_from_slice(&ip.src[i].to_ne_bytes());
+            h[24 + 4 * i..28 + 4 * i].copy_from_slice(&ip.dst[i].to_ne_bytes());
+        }
     }
     true
 }

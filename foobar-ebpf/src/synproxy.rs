@@ -19,10 +19,9 @@ use aya_ebpf::{
 };
 use foobar_common::{
     addr::FAMILY_V4,
-    bytes::PacketBytes,
     cookie::{self, Handshake, MSS_V4, MSS_V6, PROXY_MSS_V4, PROXY_MSS_V6, PROXY_WSCALE},
     counters::Counter,
-    lb::{FLOW_HANDSHAKE, FLOW_PROXIED, Flow, FlowKey, NatKey, NatTarget, Proxied, ServiceInfo},
+    lb::{FLOW_HANDSHAKE, FLOW_PROXIED, Flow, FlowKey, NatKey, NatTarget, NextHop, Proxied, ServiceInfo},
     parse::{L3, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     tcpopt,
 };
@@ -30,7 +29,7 @@ use foobar_common::{
 use crate::{
     clock::now_ns,
     conntrack, forward, nat,
-    nexthop::{back_out, out_of},
+    nexthop::{back_out, hop_back, out_of},
     packet::{Frame, copy_length},
     schedule::schedule,
     scratch,
@@ -84,7 +83,7 @@ pub fn answer_syn(frame: &Frame, p: &Parsed, family: u8) -> u32 {
     let Some(t) = tcp::read(frame, p) else { return xdp_action::XDP_DROP };
     let Some(key) = KEY.get(0) else { return xdp_action::XDP_DROP };
     let Some(seg) = segment_slot() else { return xdp_action::XDP_DROP };
-    let Some(macs) = frame.load::<[u8; 12]>(0) else { return xdp_action::XDP_DROP };
+    let Some(back) = hop_back(frame) else { return xdp_action::XDP_DROP };
     if t.flags & (TCP_FIN | TCP_RST) != 0 {
         return xdp_action::XDP_DROP;
     }
@@ -100,8 +99,8 @@ pub fn answer_syn(frame: &Frame, p: &Parsed, family: u8) -> u32 {
     let mss = if v4 { PROXY_MSS_V4 } else { PROXY_MSS_V6 };
     *seg = Segment {
         v4,
-        smac: [macs[0], macs[1], macs[2], macs[3], macs[4], macs[5]],
-        dmac: [macs[6], macs[7], macs[8], macs[9], macs[10], macs[11]],
+        smac: back.smac,
+        dmac: back.dmac,
         src: p.dst,
         dst: p.src,
         sport: p.dst_port,
@@ -311,7 +310,7 @@ fn hold_data(frame: &Frame, p: &Parsed, key: &FlowKey, t: &tcp::Tcp) {
 pub fn backend_answer(frame: &Frame, p: &Parsed, target: &NatTarget, family: u8) -> u32 {
     let Some(t) = tcp::read(frame, p) else { return xdp_action::XDP_DROP };
     let Some(seg) = segment_slot() else { return xdp_action::XDP_DROP };
-    let Some(macs) = frame.load::<[u8; 12]>(0) else { return xdp_action::XDP_DROP };
+    let Some(back) = hop_back(frame) else { return xdp_action::XDP_DROP };
     let client = target.client_flow(p.protocol, family);
     let x = &target.proxied;
     let v4 = family == FAMILY_V4;
@@ -340,7 +339,7 @@ pub fn backend_answer(frame: &Frame, p: &Parsed, target: &NatTarget, family: u8)
         return out_of(target.hop.ifindex);
     }
     if t.flags & (TCP_SYN | TCP_ACK) == TCP_ACK {
-        return reset_time_wait(frame, p, &t, v4, &macs);
+        return reset_time_wait(frame, p, &t, v4, &back);
     }
     if t.flags & (TCP_SYN | TCP_ACK) != TCP_SYN | TCP_ACK {
         return xdp_action::XDP_DROP;
@@ -369,8 +368,8 @@ pub fn backend_answer(frame: &Frame, p: &Parsed, target: &NatTarget, family: u8)
     let window = u32::from(x.client_window) << (to_backend_shift & 15);
     *seg = Segment {
         v4,
-        smac: [macs[0], macs[1], macs[2], macs[3], macs[4], macs[5]],
-        dmac: [macs[6], macs[7], macs[8], macs[9], macs[10], macs[11]],
+        smac: back.smac,
+        dmac: back.dmac,
         src: p.dst,
         dst: p.src,
         sport: p.dst_port,
@@ -405,11 +404,11 @@ pub fn backend_answer(frame: &Frame, p: &Parsed, target: &NatTarget, family: u8)
 /// Answered as a client's stack answers it (RFC 5961): a reset whose sequence number is that
 /// ACK's, which ends the TIME_WAIT, so the proxy's next SYN opens the connection.
 #[inline(always)]
-fn reset_time_wait(frame: &Frame, p: &Parsed, t: &tcp::Tcp, v4: bool, macs: &[u8; 12]) -> u32 {
+fn reset_time_wait(frame: &Frame, p: &Parsed, t: &tcp::Tcp, v4: bool, back: &NextHop) -> u32 {
     let Some(seg) = segment_slot() else { return xdp_action::XDP_DROP };
     seg.v4 = v4;
-    seg.smac = [macs[0], macs[1], macs[2], macs[3], macs[4], macs[5]];
-    seg.dmac = [macs[6], macs[7], macs[8], macs[9], macs[10], macs[11]];
+    seg.smac = back.smac;
+    seg.dmac = back.dmac;
     seg.src = p.dst;
     seg.dst = p.src;
     seg.sport = p.dst_port;
