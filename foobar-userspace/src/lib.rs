@@ -14,6 +14,7 @@
 //! - [`logging`]: tracing setup (human or JSON).
 //! - [`metrics`]: the Prometheus endpoint and its text format.
 //! - [`net`]: CIDR prefixes and the address form the maps use.
+//! - [`slots`]: connection caps shared by every listener.
 //! - [`replication`]: the MariaDB/MySQL replication monitor behind `db-write` and `db-read`.
 //! - [`xdp_mode`]: the operator-facing attach mode (`native | generic | auto`).
 
@@ -30,4 +31,5 @@ pub mod metrics;
 pub mod net;
 pub mod plan;
 pub mod replication;
+pub mod slots;
 pub mod xdp_mode;

@@ -4,12 +4,12 @@
 
 use std::io;
 
+use crate::slots::Slots;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::{mpsc, oneshot},
 };
-use tracing::warn;
 
 /// A scrape on its way to the event loop.
 pub type Scrape = oneshot::Sender<String>;
@@ -18,18 +18,20 @@ pub async fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// Scrapes answered at once, and how long one may take (request, body, send) before it is
+/// dropped: a loop of slow or idle clients cannot pile up tasks or descriptors.
+pub const SLOTS: usize = 16;
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub async fn serve(listener: TcpListener, scrapes: mpsc::Sender<Scrape>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(answer(stream, scrapes.clone()));
+    Slots::new("metrics", SLOTS)
+        .serve(listener, |stream, _| {
+            let scrapes = scrapes.clone();
+            async move {
+                let _ = tokio::time::timeout(ANSWER_TIMEOUT, answer(stream, scrapes)).await;
             }
-            Err(e) => {
-                warn!(error = %e, "metrics accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
+        })
+        .await;
 }
 
 async fn answer(mut stream: TcpStream, scrapes: mpsc::Sender<Scrape>) {
@@ -64,6 +66,12 @@ impl Exposition {
     /// Starts a metric family.
     pub fn family(&mut self, name: &str, kind: &str, help: &str) {
         self.0.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    }
+
+    /// A family of one unlabelled sample.
+    pub fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
     }
 
     /// One sample; `labels` as (name, value) pairs, values escaped here.

@@ -110,7 +110,8 @@ pub fn assert_metrics(ns: &Netns, lines: &[&str]) -> String {
     metrics
 }
 
-fn socket_path(ns: &Netns) -> PathBuf {
+/// The control socket a lab's daemon listens on.
+pub fn socket_path(ns: &Netns) -> PathBuf {
     ns.scratch("control.sock")
 }
 
@@ -166,10 +167,22 @@ pub struct DaemonProcess {
 impl DaemonProcess {
     /// Starts `foobar run --config <config_file>` in `ns`, entered as `entry` says.
     pub fn start(ns: &Netns, entry: Entry, config_file: &std::path::Path, name: &str) -> DaemonProcess {
+        DaemonProcess::start_under(ns, entry, &[], config_file, name)
+    }
+
+    /// [`DaemonProcess::start`], run by `wrapper` (e.g. `prlimit` and its options).
+    pub fn start_under(
+        ns: &Netns,
+        entry: Entry,
+        wrapper: &[&str],
+        config_file: &std::path::Path,
+        name: &str,
+    ) -> DaemonProcess {
         let log = ns.scratch(&format!("{name}.log"));
         let _ = std::fs::remove_file(&log);
         let bin = foobar_binary();
-        let cmd = [bin.to_str().expect("utf-8 path"), "run", "--config", config_file.to_str().expect("utf-8 path")];
+        let mut cmd = wrapper.to_vec();
+        cmd.extend([bin.to_str().expect("utf-8 path"), "run", "--config", config_file.to_str().expect("utf-8 path")]);
         DaemonProcess { process: ns.spawn_via(entry, &cmd, &log), log }
     }
 

@@ -116,13 +116,18 @@ pub fn render(r: &StatusReport) -> String {
     if let Some(d) = &r.dns {
         let _ = writeln!(
             out,
-            "dns {}  serial {}  on {}  answering for: {}  queries {} (rate-limited {})\n",
+            "dns {}  serial {}  on {}  answering for: {}  queries {} (rate-limited {}, slipped {})  \
+             tcp {}/{} open, {} refused\n",
             d.zone,
             d.serial,
             d.listen.join(", "),
             if d.answering.is_empty() { "(no service is up)".to_owned() } else { d.answering.join(", ") },
             d.queries,
-            d.rate_limited
+            d.rate_limited,
+            d.slipped,
+            d.tcp_open,
+            d.tcp_limit,
+            d.tcp_refused
         );
     }
     if let Some(db) = &r.replication {

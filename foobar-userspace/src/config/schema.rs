@@ -236,9 +236,20 @@ pub struct Dns {
     pub zone: Spanned<String>,
     #[serde(default = "defaults::dns_ttl")]
     pub ttl: u32,
-    /// UDP responses per second per source /24 (IPv4) or /56 (IPv6); 0 turns the limit off.
+    /// UDP responses per second per source /24 (IPv4) or /56 (IPv6) and kind of answer; 0
+    /// turns the limit off.
     #[serde(default = "defaults::dns_rate")]
     pub responses_per_second: u32,
+    /// Every `slip`-th answer over the limit goes out empty and truncated, so a real resolver
+    /// in a flooded prefix retries over TCP; 0 drops them all.
+    #[serde(default = "defaults::dns_slip")]
+    pub slip: u32,
+    /// DNS-over-TCP connections open at once, over all listen addresses; more are closed.
+    #[serde(default = "defaults::dns_tcp_connections")]
+    pub tcp_connections: u32,
+    /// How long a TCP connection may wait for its next query (and a reply for its peer).
+    #[serde(default = "defaults::dns_tcp_idle_timeout")]
+    pub tcp_idle_timeout: Span,
     /// Whether zone transfers (AXFR, over TCP) are answered; refused by default.
     #[serde(default)]
     pub allow_axfr: bool,
@@ -379,6 +390,15 @@ mod defaults {
     }
     pub fn dns_rate() -> u32 {
         100
+    }
+    pub fn dns_slip() -> u32 {
+        2
+    }
+    pub fn dns_tcp_connections() -> u32 {
+        100
+    }
+    pub fn dns_tcp_idle_timeout() -> Span {
+        Span(Duration::from_secs(5))
     }
     pub fn repl_interval() -> Span {
         Span(Duration::from_secs(1))

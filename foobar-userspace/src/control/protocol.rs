@@ -149,6 +149,16 @@ pub struct DnsStatus {
     pub answering: Vec<String>,
     pub queries: u64,
     pub rate_limited: u64,
+    /// Of `rate_limited`, those answered empty with TC so resolvers retry over TCP.
+    #[serde(default)]
+    pub slipped: u64,
+    /// DNS-over-TCP connections open now, the most allowed, and those closed on accept.
+    #[serde(default)]
+    pub tcp_open: u64,
+    #[serde(default)]
+    pub tcp_limit: u64,
+    #[serde(default)]
+    pub tcp_refused: u64,
     /// Responses by response code.
     pub responses: Vec<(String, u64)>,
 }

@@ -8,9 +8,10 @@ use tokio::{
     net::{UnixListener, UnixStream},
     sync::{mpsc, oneshot},
 };
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::protocol::{Request, Response};
+use crate::slots::Slots;
 
 /// A request on its way to the event loop, with where to send the answer.
 pub struct Call {
@@ -33,19 +34,23 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Control connections served at once; a client that connects and says nothing holds its
+/// slot for at most [`REQUEST_TIMEOUT`].
+pub const SLOTS: usize = 16;
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves connections until the task is dropped.
 pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(connection(stream, calls.clone()));
+    Slots::new("control", SLOTS)
+        .serve(listener, |stream, _| {
+            let calls = calls.clone();
+            async move {
+                if tokio::time::timeout(REQUEST_TIMEOUT, connection(stream, calls)).await.is_err() {
+                    debug!("control connection timed out");
+                }
             }
-            Err(e) => {
-                warn!(error = %e, "control socket accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
+        })
+        .await;
 }
 
 async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>) {

@@ -22,6 +22,8 @@ pub enum DaemonError {
     Replication(#[from] PasswordError),
     #[error(transparent)]
     State(#[from] super::state::StateError),
+    #[error(transparent)]
+    FdLimit(#[from] super::fd_limit::FdLimitError),
 }
 
 /// Why a reload was refused; the running config is unchanged.

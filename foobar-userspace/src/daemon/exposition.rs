@@ -81,14 +81,31 @@ impl Daemon {
             }
         }
         if let Some(d) = &report.dns {
-            m.family("foobar_dns_queries_total", "counter", "DNS queries received.");
-            m.sample("foobar_dns_queries_total", &[], d.queries as f64);
-            m.family(
-                "foobar_dns_rate_limited_total",
-                "counter",
-                "DNS queries left unanswered by response rate limiting.",
-            );
-            m.sample("foobar_dns_rate_limited_total", &[], d.rate_limited as f64);
+            let dns: [(&str, &str, &str, u64); 5] = [
+                ("foobar_dns_queries_total", "counter", "DNS queries received.", d.queries),
+                (
+                    "foobar_dns_rate_limited_total",
+                    "counter",
+                    "DNS answers held back by response rate limiting (dropped or slipped).",
+                    d.rate_limited,
+                ),
+                (
+                    "foobar_dns_slipped_total",
+                    "counter",
+                    "Rate-limited DNS queries answered empty and truncated, so resolvers retry over TCP.",
+                    d.slipped,
+                ),
+                ("foobar_dns_tcp_connections", "gauge", "DNS-over-TCP connections open.", d.tcp_open),
+                (
+                    "foobar_dns_tcp_refused_total",
+                    "counter",
+                    "DNS-over-TCP connections closed on accept because dns.tcp_connections were open.",
+                    d.tcp_refused,
+                ),
+            ];
+            for (name, kind, help, value) in dns {
+                m.single(name, kind, help, value as f64);
+            }
             m.family("foobar_dns_responses_total", "counter", "DNS responses by response code.");
             for (rcode, n) in &d.responses {
                 m.sample("foobar_dns_responses_total", &[("rcode", rcode)], *n as f64);

@@ -11,6 +11,7 @@
 //! - `databases`: the replication monitor's reports, feeding status, metrics and DNS.
 //! - `reload`: applying a changed config's plan as a difference.
 //! - `status`: the report `foobar status` prints; `exposition`: what `/metrics` shows.
+//! - `fd_limit`: the open-file limit, raised to cover every listener's cap.
 //! - `error`: what can go wrong, by kind.
 
 mod backends;
@@ -18,6 +19,7 @@ mod control;
 mod databases;
 mod error;
 mod exposition;
+mod fd_limit;
 mod reload;
 mod state;
 mod status;
@@ -82,6 +84,8 @@ impl Daemon {
         // Read before anything is loaded or attached: a missing password file or a state
         // file that is not foobar's stops nothing.
         let monitor = databases::settings(config)?;
+        let dns_tcp = config.dns.as_ref().map_or(0, |d| u64::from(d.tcp_connections));
+        fd_limit::raise(dns_tcp + (crate::metrics::SLOTS + crate::control::server::SLOTS) as u64)?;
         let state = State::load(&config.daemon.state_file)?;
         let pin_dir = &config.daemon.pin_dir;
         let pins = Pins::prepare(pin_dir).map_err(|source| DataplaneError::PinDir { path: pin_dir.clone(), source })?;
@@ -263,8 +267,7 @@ impl Daemon {
         self.databases.report_to(report_tx);
         if let (Some(zone), Some(dns)) = (&self.plan.zone, &self.plan.config.dns) {
             let live = self.live();
-            self.dns =
-                Some(crate::dns::Dns::start(zone, &dns.listen, dns.responses_per_second, dns.allow_axfr, live).await?);
+            self.dns = Some(crate::dns::Dns::start(zone, &dns.into(), live).await?);
         }
         info!(socket = %path.display(), metrics = %addr, checks = self.checkers.len(), "serving");
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));

@@ -173,12 +173,8 @@ fn daemon_change(old: &Plan, new: &Plan) -> Option<&'static str> {
         Some("daemon.metrics_listen")
     } else if old.capacity != new.capacity {
         Some("capacity")
-    } else if old_dns.as_ref().map(|d| &d.listen) != new_dns.as_ref().map(|d| &d.listen) {
-        Some("dns.listen")
-    } else if old_dns.as_ref().map(|d| (d.allow_axfr, d.responses_per_second))
-        != new_dns.as_ref().map(|d| (d.allow_axfr, d.responses_per_second))
-    {
-        Some("dns.allow_axfr or dns.responses_per_second")
+    } else if old_dns.as_ref().map(crate::dns::Settings::from) != new_dns.as_ref().map(crate::dns::Settings::from) {
+        Some("dns.listen, allow_axfr, responses_per_second, slip, tcp_connections or tcp_idle_timeout")
     } else {
         None
     }

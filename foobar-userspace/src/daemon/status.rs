@@ -144,6 +144,10 @@ impl Daemon {
                 answering: self.live().services.into_iter().collect(),
                 queries: dns.stats.queries.load(std::sync::atomic::Ordering::Relaxed),
                 rate_limited: dns.stats.rate_limited.load(std::sync::atomic::Ordering::Relaxed),
+                slipped: dns.stats.slipped.load(std::sync::atomic::Ordering::Relaxed),
+                tcp_open: dns.tcp.in_use() as u64,
+                tcp_limit: dns.tcp.limit() as u64,
+                tcp_refused: dns.tcp.refused(),
                 responses: dns.stats.by_rcode().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             });
         }

@@ -1,37 +1,35 @@
-//! In front of the zone: counting every query by outcome, and per-source response rate
-//! limiting (RRL) so foobar cannot be used to amplify floods at spoofed victims.
-//!
-//! Limits apply over UDP only (a TCP client has proven its address), per source prefix (/24
-//! for IPv4, /56 for IPv6: attackers rotate addresses within their block), with the same
-//! generic cell rate algorithm as the SYN limiter. Over the limit a query gets no answer.
+//! In front of the zone: counting every query by outcome, and response rate limiting (see
+//! `rrl`) over UDP so foobar cannot be used to amplify floods at spoofed victims. A TCP
+//! client has proven its address and is not limited.
 
 use std::{
-    collections::HashMap,
     net::IpAddr,
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::Instant,
 };
 
-use foobar_common::firewall::gcra;
 use hickory_server::{
-    net::{runtime::Time, xfer::Protocol},
-    proto::op::{Header, MessageType, Metadata, ResponseCode},
+    net::{NetError, runtime::Time, xfer::Protocol},
+    proto::{
+        op::{Header, ResponseCode},
+        rr::Record,
+        serialize::binary::{BinDecodable, BinDecoder},
+    },
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
-    zone_handler::Catalog,
+    zone_handler::{Catalog, MessageResponse, MessageResponseBuilder, Queries},
 };
 
-/// Most source prefixes tracked at once; the table is cleared when it fills (cheap and safe:
-/// a cleared prefix starts again with a full bucket).
-const MAX_TRACKED: usize = 65_536;
+use super::rrl::{Kind, Rrl, Verdict};
 
 /// DNS counters, shared with the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct DnsStats {
     pub queries: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// Of `rate_limited`, those answered empty with TC (RRL's slip).
+    pub slipped: AtomicU64,
     pub noerror: AtomicU64,
     pub nxdomain: AtomicU64,
     pub refused: AtomicU64,
@@ -53,59 +51,20 @@ impl DnsStats {
     }
 }
 
-/// Per-prefix token buckets (one GCRA timestamp each, in ns since `epoch`).
-struct Limiter {
-    interval_ns: u64,
-    tolerance_ns: u64,
-    epoch: Instant,
-    tat: HashMap<IpAddr, u64>,
-}
-
-impl Limiter {
-    fn allow(&mut self, src: IpAddr) -> bool {
-        let now = self.epoch.elapsed().as_nanos() as u64;
-        if self.tat.len() >= MAX_TRACKED {
-            self.tat.clear();
-        }
-        let key = prefix(src);
-        let tat = self.tat.get(&key).copied().unwrap_or(0);
-        match gcra(tat, now, self.interval_ns, self.tolerance_ns) {
-            Some(next) => {
-                self.tat.insert(key, next);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-fn prefix(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(a) => std::net::Ipv4Addr::from(u32::from(a) & 0xffff_ff00).into(),
-        IpAddr::V6(a) => std::net::Ipv6Addr::from(u128::from(a) & !((1u128 << 72) - 1)).into(),
-    }
-}
-
-/// The catalog behind counters and the rate limiter.
+/// The catalog behind counters and the rate limiter; cheap to clone (UDP and TCP share one).
+#[derive(Clone)]
 pub struct Guard {
-    catalog: Catalog,
-    limiter: Option<Mutex<Limiter>>,
-    pub stats: std::sync::Arc<DnsStats>,
+    catalog: Arc<Catalog>,
+    rrl: Option<Arc<Mutex<Rrl>>>,
+    pub stats: Arc<DnsStats>,
 }
 
 impl Guard {
-    /// `responses_per_second` per source prefix (bursts of the same size); 0 turns RRL off.
-    pub fn new(catalog: Catalog, responses_per_second: u32, stats: std::sync::Arc<DnsStats>) -> Guard {
-        let limiter = (responses_per_second > 0).then(|| {
-            let interval_ns = 1_000_000_000 / u64::from(responses_per_second);
-            Mutex::new(Limiter {
-                interval_ns,
-                tolerance_ns: interval_ns * u64::from(responses_per_second - 1),
-                epoch: Instant::now(),
-                tat: HashMap::new(),
-            })
-        });
-        Guard { catalog, limiter, stats }
+    /// `responses_per_second` per bucket (bursts of the same size; 0 turns RRL off), every
+    /// `slip`-th limited answer truncated.
+    pub fn new(catalog: Catalog, responses_per_second: u32, slip: u32, stats: Arc<DnsStats>) -> Guard {
+        let rrl = (responses_per_second > 0).then(|| Arc::new(Mutex::new(Rrl::new(responses_per_second, slip))));
+        Guard { catalog: Arc::new(catalog), rrl, stats }
     }
 }
 
@@ -113,20 +72,25 @@ impl Guard {
 impl RequestHandler for Guard {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response: R) -> ResponseInfo {
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
-        if request.protocol() == Protocol::Udp {
-            let allowed = match &self.limiter {
-                Some(l) => l.lock().map(|mut l| l.allow(request.src().ip())).unwrap_or(true),
-                None => true,
-            };
-            if !allowed {
-                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                // No answer at all: an amplifier that stays silent amplifies nothing.
-                let mut metadata = Metadata::new(request.metadata.id, MessageType::Response, request.metadata.op_code);
-                metadata.response_code = ResponseCode::Refused;
-                return ResponseInfo::from(Header { metadata, counts: Default::default() });
+        let info = match (&self.rrl, request.protocol()) {
+            (Some(rrl), Protocol::Udp) => {
+                let name = request.request_info().ok().map(|i| {
+                    let q = i.query;
+                    (q.name().to_ascii(), u16::from(q.query_type()))
+                });
+                let name = name.and_then(|(n, t)| rrl.lock().ok().map(|r| r.name_kind(n.as_bytes(), t)));
+                let limited = Limited {
+                    inner: response,
+                    rrl: rrl.clone(),
+                    stats: self.stats.clone(),
+                    client: request.src().ip(),
+                    name,
+                    query: request.as_slice().to_vec().into(),
+                };
+                self.catalog.handle_request::<Limited<R>, T>(request, limited).await
             }
-        }
-        let info = self.catalog.handle_request::<R, T>(request, response).await;
+            _ => self.catalog.handle_request::<R, T>(request, response).await,
+        };
         let counter = match info.response_code {
             ResponseCode::NoError => &self.stats.noerror,
             ResponseCode::NXDomain => &self.stats.nxdomain,
@@ -137,4 +101,61 @@ impl RequestHandler for Guard {
         counter.fetch_add(1, Ordering::Relaxed);
         info
     }
+}
+
+/// A UDP answer on its way out, judged by RRL once the zone has said what it is.
+#[derive(Clone)]
+struct Limited<R> {
+    inner: R,
+    rrl: Arc<Mutex<Rrl>>,
+    stats: Arc<DnsStats>,
+    client: IpAddr,
+    /// The query's bucket if the answer is positive (None: no single question).
+    name: Option<Kind>,
+    /// The query as received, for echoing its question in a slipped answer.
+    query: Arc<[u8]>,
+}
+
+#[async_trait::async_trait]
+impl<R: ResponseHandler> ResponseHandler for Limited<R> {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let metadata = *response.metadata();
+        let kind = match (metadata.response_code, self.name) {
+            (ResponseCode::NoError, Some(name)) => name,
+            (ResponseCode::NXDomain, _) => Kind::NxDomain,
+            _ => Kind::Error,
+        };
+        let verdict = self.rrl.lock().map_or(Verdict::Answer, |mut r| r.decide(self.client, kind));
+        if verdict == Verdict::Answer {
+            return self.inner.send_response(response).await;
+        }
+        self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        if verdict == Verdict::Slip
+            && let Some(queries) = questions(&self.query)
+        {
+            self.stats.slipped.fetch_add(1, Ordering::Relaxed);
+            let mut empty = metadata;
+            empty.truncation = true;
+            return self.inner.send_response(MessageResponseBuilder::new(&queries, None).build_no_records(empty)).await;
+        }
+        // No answer at all: an amplifier that stays silent amplifies nothing.
+        Ok(ResponseInfo::from(Header { metadata, counts: Default::default() }))
+    }
+}
+
+/// The question section of `query` (already parsed once by the server, so this succeeds).
+fn questions(query: &[u8]) -> Option<Queries> {
+    let mut decoder = BinDecoder::new(query);
+    let header = Header::read(&mut decoder).ok()?;
+    Queries::read(&mut decoder, usize::from(header.counts.queries)).ok()
 }

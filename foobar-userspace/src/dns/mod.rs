@@ -5,12 +5,16 @@
 //! new SOA serial), never a mix.
 //!
 //! - `zone`: the records, built from the config and what is live.
-//! - `guard`: counters and per-source response rate limiting in front of the zone.
+//! - `guard`: counters and response rate limiting in front of the zone.
+//! - `rrl`: the rate limiter's buckets and slip.
+//! - `tcp`: DNS over TCP, with a connection cap and timeouts.
 
 pub mod guard;
+pub mod rrl;
+pub mod tcp;
 pub mod zone;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use hickory_server::{
     Server,
@@ -37,6 +41,31 @@ pub struct DnsError {
     pub source: std::io::Error,
 }
 
+/// How the server runs, from `[dns]` (everything but the zone's contents).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub listen: Vec<std::net::SocketAddr>,
+    /// UDP answers per second per RRL bucket; 0 turns RRL off.
+    pub responses_per_second: u32,
+    pub slip: u32,
+    pub allow_axfr: bool,
+    pub tcp_connections: u32,
+    pub tcp_idle_timeout: std::time::Duration,
+}
+
+impl From<&crate::config::schema::Dns> for Settings {
+    fn from(d: &crate::config::schema::Dns) -> Settings {
+        Settings {
+            listen: d.listen.clone(),
+            responses_per_second: d.responses_per_second,
+            slip: d.slip,
+            allow_axfr: d.allow_axfr,
+            tcp_connections: d.tcp_connections,
+            tcp_idle_timeout: d.tcp_idle_timeout.0,
+        }
+    }
+}
+
 /// A running DNS server and the channel its answers follow.
 pub struct Dns {
     live: watch::Sender<(Arc<ZoneSpec>, Live)>,
@@ -46,18 +75,16 @@ pub struct Dns {
     pub zone: String,
     pub listen: Vec<std::net::SocketAddr>,
     pub stats: Arc<guard::DnsStats>,
+    /// DNS-over-TCP connections, open and turned away.
+    pub tcp: Arc<crate::slots::Slots>,
+    tcp_servers: Vec<JoinHandle<()>>,
 }
 
 impl Dns {
-    /// Binds every listen address and starts answering for `spec` with `live`.
-    pub async fn start(
-        spec: &ZoneSpec,
-        listen: &[std::net::SocketAddr],
-        responses_per_second: u32,
-        allow_axfr: bool,
-        live: Live,
-    ) -> Result<Dns, DnsError> {
-        let axfr = if allow_axfr { AxfrPolicy::AllowAll } else { AxfrPolicy::Deny };
+    /// Binds every `config.listen` address and starts answering for `spec` with `live`.
+    pub async fn start(spec: &ZoneSpec, config: &Settings, live: Live) -> Result<Dns, DnsError> {
+        let listen = &config.listen;
+        let axfr = if config.allow_axfr { AxfrPolicy::AllowAll } else { AxfrPolicy::Deny };
         let handler =
             Arc::new(InMemoryZoneHandler::<TokioRuntimeProvider>::empty(spec.origin.clone(), ZoneType::Primary, axfr));
         let serial0 =
@@ -66,7 +93,10 @@ impl Dns {
         let mut catalog = Catalog::new();
         catalog.upsert(LowerName::from(&spec.origin), vec![handler.clone() as Arc<dyn ZoneHandler>]);
         let stats = Arc::new(guard::DnsStats::default());
-        let mut server = Server::new(guard::Guard::new(catalog, responses_per_second, stats.clone()));
+        let guard = guard::Guard::new(catalog, config.responses_per_second, config.slip, stats.clone());
+        let mut server = Server::new(guard.clone());
+        let tcp = crate::slots::Slots::new("dns-tcp", config.tcp_connections as usize);
+        let mut tcp_servers = Vec::new();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         for addr in listen {
             // One UDP socket per core on the same address (SO_REUSEPORT): the kernel spreads
@@ -75,9 +105,10 @@ impl Dns {
                 let udp = reuseport_udp(*addr).map_err(|source| DnsError { addr: *addr, transport: "udp", source })?;
                 server.register_socket(udp);
             }
-            let tcp =
+            let listener =
                 TcpListener::bind(addr).await.map_err(|source| DnsError { addr: *addr, transport: "tcp", source })?;
-            server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
+            let idle = config.tcp_idle_timeout;
+            tcp_servers.push(tokio::spawn(tcp::serve(listener, guard.clone(), tcp.clone(), idle)));
         }
         let zone = spec.origin.to_string();
         info!(zone, listen = ?listen, serial = serial0, "DNS answering");
@@ -98,7 +129,17 @@ impl Dns {
                 warn!(error = %e, "DNS server stopped");
             }
         });
-        Ok(Dns { live: live_tx, serial: serial_rx, server, updater, zone, listen: listen.to_vec(), stats })
+        Ok(Dns {
+            live: live_tx,
+            serial: serial_rx,
+            server,
+            updater,
+            zone,
+            listen: listen.to_vec(),
+            stats,
+            tcp,
+            tcp_servers,
+        })
     }
 
     /// Publishes what is live (and the zone, after a reload); only changes rebuild the zone.
@@ -150,5 +191,8 @@ impl Drop for Dns {
     fn drop(&mut self) {
         self.server.abort();
         self.updater.abort();
+        for t in &self.tcp_servers {
+            t.abort();
+        }
     }
 }

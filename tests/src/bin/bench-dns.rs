@@ -7,7 +7,7 @@ use std::{path::Path, process::ExitCode, time::Duration};
 
 use foobar::{
     config,
-    dns::{Dns, zone::Live},
+    dns::{Dns, Settings, zone::Live},
     plan::Plan,
 };
 use foobar_tests::{
@@ -73,8 +73,15 @@ fn main() -> ExitCode {
     let foobar_qps = {
         let _inside = server.enter();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-        let listen: Vec<std::net::SocketAddr> = vec!["192.0.2.53:53".parse().expect("addr")];
-        let dns = runtime.block_on(Dns::start(&spec, &listen, 0, false, live.clone())).expect("foobar DNS starts");
+        let settings = Settings {
+            listen: vec!["192.0.2.53:53".parse().expect("addr")],
+            responses_per_second: 0,
+            slip: 0,
+            allow_axfr: false,
+            tcp_connections: 100,
+            tcp_idle_timeout: Duration::from_secs(5),
+        };
+        let dns = runtime.block_on(Dns::start(&spec, &settings, live.clone())).expect("foobar DNS starts");
         std::thread::sleep(Duration::from_millis(200));
         let qps = dnsperf(&client, &queries);
         drop(dns);

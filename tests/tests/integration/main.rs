@@ -6,6 +6,7 @@
 
 mod daemon_lab;
 mod db_lab;
+mod dns_lab;
 mod e2e_lab;
 mod firewall;
 mod firewall_lab;
@@ -57,6 +58,7 @@ fn main() {
     trials.extend(lb_fixtures::trials());
     trials.extend(lb_lab::trials());
     trials.extend(daemon_lab::trials());
+    trials.extend(dns_lab::trials());
     trials.extend(instance_lab::trials());
     trials.extend(db_lab::trials());
     trials.extend(e2e_lab::trials());

@@ -5,7 +5,7 @@ use foobar::control::protocol::{Request, Response, StatusReport};
 use foobar_tests::{daemon::RunningDaemon, gate::Need, netns::Netns, nginx, topology::*};
 use libtest_mimic::Trial;
 
-use crate::{daemon_lab::dig, firewall_lab::LAB_CONFIG, gated};
+use crate::{dns_lab::dig, firewall_lab::LAB_CONFIG, gated};
 
 pub fn trials() -> Vec<Trial> {
     vec![gated("reload_lab::a_reload_failing_at_its_last_step_changes_nothing", &[Need::Root, Need::Bpf], last_step)]

@@ -12,7 +12,7 @@ use foobar_tests::{
 };
 use libtest_mimic::Trial;
 
-use crate::{daemon_lab::dig, firewall_lab::LAB_CONFIG, gated};
+use crate::{dns_lab::dig, firewall_lab::LAB_CONFIG, gated};
 
 pub fn trials() -> Vec<Trial> {
     const NEEDS: &[Need] = &[Need::Root, Need::Bpf];
