@@ -92,6 +92,9 @@ counters! {
     FwSynRateLimited = "firewall_syn_rate_limited",
     /// Firewall, passed: no rule allowed it, but it is a backend's reply to a NAT flow.
     FwTrackedReply = "firewall_tracked_reply",
+    /// Firewall, passed: no rule allowed it, but it belongs to a connection of the node's own
+    /// (a health check's reply, say).
+    FwLocalReply = "firewall_local_reply",
     /// Firewall, dropped: no rule allowed it and the default policy is drop.
     FwDefaultDrop = "firewall_default_drop",
     /// Firewall, passed: no rule allowed it but the default policy is accept.

@@ -3,9 +3,15 @@
 //! outcome is counted.
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
+    EbpfContext,
+    bindings::{BPF_F_CURRENT_NETNS, bpf_sock, bpf_sock_tuple},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_sk_lookup_udp, bpf_sk_release, bpf_skc_lookup_tcp},
+    },
     macros::map,
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+    programs::XdpContext,
 };
 use foobar_common::{
     counters::{Counter, FastKind},
@@ -14,7 +20,9 @@ use foobar_common::{
         DENY_FILTER_WORDS, DENY_REACHES, FirewallSettings, MAX_RULES, RuleSet, SYN_TRACKED_SOURCES, SourceKey,
         allow_data_v4, allow_data_v6, deny_filter_slot, gcra,
     },
-    parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L3, Parsed, TCP_ACK, TCP_SYN, source_of},
+    parse::{
+        Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L3, Parsed, TCP_ACK, TCP_SYN, source_of,
+    },
 };
 
 use crate::{
@@ -63,7 +71,7 @@ static SYN_TAT: LruHashMap<SourceKey, u64> = LruHashMap::with_max_entries(SYN_TR
 
 /// Whether the firewall lets `p` through (it has already counted the outcome).
 #[inline(never)]
-pub fn admits(p: &Parsed) -> bool {
+pub fn admits(ctx: &XdpContext, p: &Parsed) -> bool {
     let v4 = match p.l3 {
         L3::Ipv4 => true,
         L3::Ipv6 => false,
@@ -99,6 +107,12 @@ pub fn admits(p: &Parsed) -> bool {
             count(Counter::FwTrackedReply);
             true
         }
+        // So are packets of the node's own connections (its health checks, the database
+        // monitor): a one-arm node gets their replies on its untrusted interface.
+        None if settings.default_drop != 0 && local_connection(ctx, p) => {
+            count(Counter::FwLocalReply);
+            true
+        }
         None if settings.default_drop != 0 => {
             count(Counter::FwDefaultDrop);
             false
@@ -106,6 +120,68 @@ pub fn admits(p: &Parsed) -> bool {
         None => {
             count(Counter::FwDefaultAccept);
             true
+        }
+    }
+}
+
+/// Linux's TCP states (include/net/tcp_states.h) that a packet from outside must not reach
+/// through this check: a listener (that is what the rules are for) and half-open children.
+const TCP_SYN_RECV: u32 = 3;
+const TCP_LISTEN: u32 = 10;
+const TCP_NEW_SYN_RECV: u32 = 12;
+/// A UDP socket `connect`ed to its peer carries this state.
+const TCP_ESTABLISHED: u32 = 1;
+
+/// Whether a socket of this network namespace holds `p`'s tuple as a connection: a TCP
+/// socket past the handshake's listening side, or a connected UDP socket. A listening or
+/// unconnected socket does not count, so nothing the rules keep out gets in this way.
+#[inline(never)]
+fn local_connection(ctx: &XdpContext, p: &Parsed) -> bool {
+    if p.fragment == Fragment::Later || (p.protocol != IPPROTO_TCP && p.protocol != IPPROTO_UDP) {
+        return false;
+    }
+    // SAFETY: an all-zero tuple is a valid value of the plain-data union.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    let size = match p.l3 {
+        L3::Ipv4 => {
+            // SAFETY: writing the IPv4 member of a union of plain data.
+            let t = unsafe { &mut tuple.__bindgen_anon_1.ipv4 };
+            t.saddr = p.src[0];
+            t.daddr = p.dst[0];
+            t.sport = p.src_port.to_be();
+            t.dport = p.dst_port.to_be();
+            size_of::<u32>() * 2 + size_of::<u16>() * 2
+        }
+        L3::Ipv6 => {
+            // SAFETY: writing the IPv6 member of a union of plain data.
+            let t = unsafe { &mut tuple.__bindgen_anon_1.ipv6 };
+            t.saddr = p.src;
+            t.daddr = p.dst;
+            t.sport = p.src_port.to_be();
+            t.dport = p.dst_port.to_be();
+            size_of::<[u32; 4]>() * 2 + size_of::<u16>() * 2
+        }
+        L3::Arp | L3::Other(_) => return false,
+    };
+    let netns = BPF_F_CURRENT_NETNS as u64;
+    // SAFETY: the helpers read `size` bytes of the tuple on this stack; a socket they return
+    // is released below before this function returns, as the verifier insists.
+    unsafe {
+        let ctx = ctx.as_ptr();
+        let sk: *mut bpf_sock = if p.protocol == IPPROTO_TCP {
+            bpf_skc_lookup_tcp(ctx, &raw mut tuple, size as u32, netns, 0)
+        } else {
+            bpf_sk_lookup_udp(ctx, &raw mut tuple, size as u32, netns, 0)
+        };
+        if sk.is_null() {
+            return false;
+        }
+        let state = (*sk).state;
+        bpf_sk_release(sk.cast());
+        if p.protocol == IPPROTO_TCP {
+            state != TCP_LISTEN && state != TCP_NEW_SYN_RECV && state != TCP_SYN_RECV
+        } else {
+            state == TCP_ESTABLISHED
         }
     }
 }

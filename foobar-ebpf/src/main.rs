@@ -123,7 +123,7 @@ fn untrusted_full_path(ctx: &XdpContext) -> u32 {
             count(Counter::FwEstablished);
             verdict
         }
-        None if firewall::admits(p) => lb::balance(&Frame(ctx), p).unwrap_or(xdp_action::XDP_PASS),
+        None if firewall::admits(ctx, p) => lb::balance(&Frame(ctx), p).unwrap_or(xdp_action::XDP_PASS),
         None => xdp_action::XDP_DROP,
     }
 }

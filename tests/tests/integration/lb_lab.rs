@@ -5,12 +5,19 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use foobar::{
     config,
-    control::protocol::{BackendAction, Request, Response},
+    control::protocol::{BackendAction, Request, Response, StatusReport},
     daemon::Daemon,
     plan::Plan,
 };
 use foobar_common::counters::Counter;
-use foobar_tests::{daemon::lab_config, gate::Need, http::KeepAlive, netns::Netns, nginx, topology::*};
+use foobar_tests::{
+    daemon::{RunningDaemon, lab_config},
+    gate::Need,
+    http::KeepAlive,
+    netns::Netns,
+    nginx,
+    topology::*,
+};
 use libtest_mimic::Trial;
 
 use crate::{firewall_lab::LAB_CONFIG, gated};
@@ -138,23 +145,46 @@ fn one_arm() {
     let arm = OneArm::build();
     let _web1 = nginx::start(&arm.web1, "web1");
     let _web2 = nginx::start(&arm.web2, "web2");
-    let _inside = arm.node.enter();
-    // One interface, and the firewall on it: backends' replies arrive there too.
+    // One interface, and the firewall on it: backends' replies arrive there too, to the
+    // clients' flows and to the node's own health checks.
     let text = LAB_CONFIG.replacen(r#"interfaces = ["front", "back"]"#, r#"interfaces = ["eth0"]"#, 1).replacen(
         r#"untrusted = ["front"]"#,
         r#"untrusted = ["eth0"]"#,
         1,
     );
-    let daemon = start_daemon(&arm.node, &text);
+    let daemon = RunningDaemon::start(&arm.node, &text);
     wait_for_neighbours(&arm.node, "eth0");
+    let all_up = |r: &StatusReport| {
+        r.services[0]
+            .backends
+            .iter()
+            .all(|b| b.state == "up" && b.health.as_ref().is_some_and(|h| h.last == "HTTP 200"))
+    };
+    daemon.wait_for(Duration::from_secs(3), "health checks passing", all_up);
     assert_alternates(&arm.client, NODE_BACK);
-    let after = daemon.dataplane().counters().expect("counters");
-    assert!(after.get(Counter::LbNatReply) >= 6, "replies were not translated: {after:?}");
-    assert!(after.get(Counter::FwTrackedReply) >= 6, "replies were not admitted as tracked: {after:?}");
-    // Tracking lets replies through, not strangers: web1 reaching the node's SSH port stays out.
-    let out = arm.web1.output(&["curl", "-sS", "--connect-timeout", "1", &format!("http://{NODE_BACK}:22/")]);
+    // Ten check intervals (fall is 3): the checks' replies keep getting through.
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(500));
+        let r = daemon.status();
+        assert!(all_up(&r), "a backend went down behind a one-arm firewall: {:#?}", r.services[0].backends);
+    }
+    let counters = |r: &StatusReport, name: &str| r.counters.iter().find(|(n, _)| n == name).map_or(0, |c| c.1);
+    let after = daemon.status();
+    assert!(counters(&after, Counter::LbNatReply.name()) >= 6, "replies were not translated: {:?}", after.counters);
+    assert!(
+        counters(&after, Counter::FwTrackedReply.name()) >= 6,
+        "replies not admitted as tracked: {:?}",
+        after.counters
+    );
+    assert!(counters(&after, Counter::FwLocalReply.name()) >= 10, "checks' replies not admitted: {:?}", after.counters);
+    // Tracking lets replies through, not strangers: web1 reaching a port the node listens on
+    // but no rule allows stays out (a listening socket is not a connection).
+    let _listener = {
+        let _inside = arm.node.enter();
+        std::net::TcpListener::bind((NODE_BACK, 2222)).expect("listen on the node")
+    };
+    let out = arm.web1.output(&["curl", "-sS", "--connect-timeout", "1", &format!("http://{NODE_BACK}:2222/")]);
     assert_eq!(out.status.code(), Some(28), "an untracked packet passed the firewall: {out:?}");
-    daemon.stop().expect("stop");
 }
 
 fn vip_addresses() {
