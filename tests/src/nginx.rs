@@ -25,26 +25,38 @@ pub fn start_tls(ns: &Netns, name: &str, ca: &crate::tls::LabCa) -> Nginx {
 
 fn start_with(ns: &Netns, name: &str, tls: Option<&crate::tls::LabCa>) -> Nginx {
     let dir = ns.scratch("nginx");
+    let server = format!(
+        "server {{\n    listen 80 reuseport;\n    root {d}/html;\n\
+           location = / {{ default_type text/plain; return 200 \"{name} $remote_addr\\n\"; }}\n\
+           location /static/ {{ alias {d}/html/; }}\n\
+           location /app {{ proxy_pass http://{app}:{port}; proxy_set_header X-Web {name}; \
+             proxy_connect_timeout 2s; proxy_read_timeout 10s; }}\n{tls}  }}\n",
+        d = dir.display(),
+        app = crate::topology::APP,
+        port = crate::app::PORT,
+        tls = tls.map_or(String::new(), |ca| format!("    listen 443 ssl reuseport;\n{}", certificate(ca))),
+    );
+    let ports: &[u16] = if tls.is_some() { &[80, 443] } else { &[80] };
+    start_servers(ns, name, &server, ports)
+}
+
+/// The `ssl_certificate` lines for the lab CA's server certificate.
+pub fn certificate(ca: &crate::tls::LabCa) -> String {
+    format!("    ssl_certificate {};\n    ssl_certificate_key {};\n", ca.server_cert.display(), ca.server_key.display())
+}
+
+/// Starts nginx in `ns` with `servers` (nginx `server { … }` blocks) and waits until it
+/// listens on every one of `ports`; its pages directory holds `index.html` saying `name`.
+pub fn start_servers(ns: &Netns, name: &str, servers: &str, ports: &[u16]) -> Nginx {
+    let dir = ns.scratch("nginx");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("html")).expect("nginx dir");
     std::fs::write(dir.join("html/index.html"), format!("{name}\n")).expect("index");
     let conf = format!(
         "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
          events {{ worker_connections 1024; }}\n\
-         http {{\n  access_log off;\n  keepalive_requests 100000;\n\
-           server {{\n    listen 80 reuseport;\n    root {d}/html;\n\
-             location = / {{ default_type text/plain; return 200 \"{name} $remote_addr\\n\"; }}\n\
-             location /static/ {{ alias {d}/html/; }}\n\
-             location /app {{ proxy_pass http://{app}:{port}; proxy_set_header X-Web {name}; \
-               proxy_connect_timeout 2s; proxy_read_timeout 10s; }}\n{tls}  }}\n}}\n",
+         http {{\n  access_log off;\n  keepalive_requests 100000;\n{servers}}}\n",
         d = dir.display(),
-        app = crate::topology::APP,
-        port = crate::app::PORT,
-        tls = tls.map_or(String::new(), |ca| format!(
-            "    listen 443 ssl reuseport;\n    ssl_certificate {};\n    ssl_certificate_key {};\n",
-            ca.server_cert.display(),
-            ca.server_key.display()
-        )),
     );
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).expect("nginx.conf");
@@ -52,9 +64,8 @@ fn start_with(ns: &Netns, name: &str, tls: Option<&crate::tls::LabCa>) -> Nginx 
     let log = dir.join("error.log");
     let log_arg = log.display().to_string();
     let process = ns.spawn(&["nginx", "-c", &conf_arg, "-e", &log_arg, "-g", "daemon off;"], &log);
-    wait_listening(ns, 80);
-    if tls.is_some() {
-        wait_listening(ns, 443);
+    for port in ports {
+        wait_listening(ns, *port);
     }
     Nginx { process, dir }
 }

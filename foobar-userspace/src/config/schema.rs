@@ -195,16 +195,23 @@ pub enum SynProxy {
 pub enum HealthKind {
     Tcp,
     Http,
+    /// HTTP over TLS; the certificate is not verified (see `health::tls`).
+    Https,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
     pub kind: HealthKind,
+    /// The port checked on each backend; by default the service's first.
+    pub port: Option<u16>,
     #[serde(default = "defaults::http_path")]
     pub path: String,
+    /// The Host header (and TLS server name) sent; by default the backend's address.
+    pub host: Option<String>,
+    /// Statuses that pass: a code (200), a class ("2xx") or a range ("200-399").
     #[serde(default = "defaults::expect_status")]
-    pub expect_status: u16,
+    pub expect_status: crate::health::Statuses,
     /// Substring the response body must contain (http only).
     pub expect_body: Option<String>,
     #[serde(default = "defaults::interval")]
@@ -366,8 +373,9 @@ mod defaults {
     pub fn http_path() -> String {
         "/".to_owned()
     }
-    pub fn expect_status() -> u16 {
-        200
+    /// As HAProxy's HTTP checks: any success or redirect.
+    pub fn expect_status() -> crate::health::Statuses {
+        crate::health::Statuses { low: 200, high: 399 }
     }
     pub fn interval() -> Span {
         Span(Duration::from_secs(2))

@@ -45,7 +45,11 @@ fn good_values_are_accepted() {
         (r##"# syn_proxy = "always""##, r#"syn_proxy = "under-flood""#),
         (r#"scheduler = "round-robin""#, r#"scheduler = "maglev""#),
         (r#"scheduler = "round-robin""#, r#"scheduler = "weighted-round-robin""#),
-        (r#"kind = "http""#, r#"kind = "tcp""#),
+        ("kind = \"http\"                         # tcp | http | https\npath = \"/\"", "kind = \"tcp\"\nport = 8080"),
+        (r#"kind = "http""#, r#"kind = "https""#),
+        ("expect_status = 200", "expect_status = \"2xx\"\nhost = \"www.foobar.com\"\nport = 443"),
+        ("expect_status = 200", "expect_status = \"200-399\""),
+        ("ttl = 30", "ttl = 30\nslip = 0\ntcp_connections = 10\ntcp_idle_timeout = \"2s\""),
         (r#"interval = "500ms""#, r#"interval = "1m""#),
         (r#"address = "198.51.100.12""#, "address = \"198.51.100.12\"\nweight = 3\nbackup = true"),
         ("ttl = 30", "ttl = 300"),
@@ -76,7 +80,7 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"interval = "500ms""#,
             r#"interval = "500""#,
-            "lab.toml:47: service.health.interval: `500`: duration unit must be ms, s or m",
+            "lab.toml:49: service.health.interval: `500`: duration unit must be ms, s or m",
         ),
         (
             r#"deny_sources = ["192.0.2.66/32"]"#,
@@ -89,11 +93,21 @@ fn bad_values_name_file_line_and_key() {
             "lab.toml:15: firewall.deny_sources: `192.0.2.66/24` has host bits set past /24",
         ),
         (r#"vip = "192.0.2.10""#, r#"vip = "www.foobar.com""#, "lab.toml:36: service.vip: invalid IP address syntax"),
-        ("rise = 2", "rise = -1", "lab.toml:49: service.health.rise: invalid value: integer `-1`, expected u32"),
+        ("rise = 2", "rise = -1", "lab.toml:51: service.health.rise: invalid value: integer `-1`, expected u32"),
+        (
+            "expect_status = 200",
+            "expect_status = \"ok\"",
+            "lab.toml:46: service.health.expect_status: `ok` is not an HTTP status, class or range (e.g. 200, \"2xx\", \"200-399\")",
+        ),
+        (
+            "expect_status = 200",
+            "expect_status = 200\nport = 0",
+            "lab.toml:35: service[0].health.port: must be a port, 1 to 65535",
+        ),
         (
             r#"service = "www"  "#,
             r#"service = "wwx"  "#,
-            "lab.toml:69: dns.record[0].service: no [[service]] is named `wwx`",
+            "lab.toml:71: dns.record[0].service: no [[service]] is named `wwx`",
         ),
         (
             r#"untrusted = ["front"]"#,
@@ -108,12 +122,12 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"address = "198.51.100.12""#,
             r#"address = "2001:db8:2::12""#,
-            "lab.toml:57: service[0].backend[1].address: must be of the VIP's address family",
+            "lab.toml:59: service[0].backend[1].address: must be of the VIP's address family",
         ),
         (
             r#"timeout = "300ms""#,
             r#"timeout = "3s""#,
-            "lab.toml:48: service[0].health.timeout: must be above zero and at most the interval",
+            "lab.toml:50: service[0].health.timeout: must be above zero and at most the interval",
         ),
         (
             "proto = \"udp\"\nto = \"192.0.2.53\"",
@@ -123,22 +137,22 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"name = "db-write""#,
             "name = \"db-write\"\nvalue = \"192.0.2.31\"",
-            "lab.toml:72: dns.record[1].value: needs exactly one of `value`, `service` or `replication`",
+            "lab.toml:74: dns.record[1].value: needs exactly one of `value`, `service` or `replication`",
         ),
         (
             r#"address = "198.51.100.12""#,
             "address = \"198.51.100.12\"\nweight = 0",
-            "lab.toml:57: service[0].backend[1].weight: must be at least 1 (drain the backend instead)",
+            "lab.toml:59: service[0].backend[1].weight: must be at least 1 (drain the backend instead)",
         ),
         (
             r#"timeout = "500ms""#,
             r#"timeout = "2s""#,
-            "lab.toml:87: replication.timeout: must be above zero and at most `interval` (a check round must end before the next)",
+            "lab.toml:89: replication.timeout: must be above zero and at most `interval` (a check round must end before the next)",
         ),
         (
             r#"heartbeat_table = "foobar_monitor.heartbeat""#,
             r#"heartbeat_table = "heartbeat; DROP TABLE x""#,
-            "lab.toml:90: replication.heartbeat_table: `heartbeat; DROP TABLE x` must be `database.table`, letters, digits and `_` only",
+            "lab.toml:92: replication.heartbeat_table: `heartbeat; DROP TABLE x` must be `database.table`, letters, digits and `_` only",
         ),
         (
             r##"# syn_proxy = "always""##,

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use super::{
     error::{Origin, Problem},
-    schema::{Config, ForwardMode, Proto, RecordType, SynProxy},
+    schema::{Config, ForwardMode, HealthKind, Proto, RecordType, SynProxy},
 };
 
 pub fn check(cfg: &Config, interface_exists: &dyn Fn(&str) -> bool) -> Vec<Problem> {
@@ -146,6 +146,16 @@ fn services(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
         if let Some(h) = &s.health {
             if h.rise == 0 || h.fall == 0 {
                 out.push(src.problem(at.clone(), format!("service[{i}].health"), "rise and fall must be at least 1"));
+            }
+            if h.port == Some(0) {
+                out.push(src.problem(at.clone(), format!("service[{i}].health.port"), "must be a port, 1 to 65535"));
+            }
+            if h.kind == HealthKind::Tcp && (h.host.is_some() || h.path != "/" || h.expect_body.is_some()) {
+                out.push(src.problem(
+                    at.clone(),
+                    format!("service[{i}].health"),
+                    "host, path and expect_body are for kind = \"http\" or \"https\"",
+                ));
             }
             let timeout = h.timeout.get_ref();
             if h.interval.0.is_zero() || timeout.0.is_zero() || *timeout > h.interval {

@@ -133,7 +133,7 @@ mod tests {
     use super::*;
 
     fn probe(ok: bool) -> Probe {
-        let result = if ok { Ok("HTTP 200".to_owned()) } else { Err(ProbeError::NoStatusLine) };
+        let result = if ok { Ok("HTTP 200".to_owned()) } else { Err(ProbeError::NoStatusLine("FOO 200".into())) };
         Probe { service: "www".into(), backend: "web1".into(), result, latency: Duration::from_millis(2) }
     }
 

@@ -4,16 +4,20 @@
 //! per-backend record keeps the hysteresis (`rise`, `fall`), the last result and the latency.
 //!
 //! - `hysteresis`: the rise/fall state machine.
-//! - `probe`: the TCP and HTTP probes.
+//! - `probe`: the TCP, HTTP and HTTPS probes.
+//! - `statuses`: which HTTP statuses pass.
+//! - `tls`: TLS for HTTPS probes.
 
 mod hysteresis;
 pub mod probe;
+pub mod statuses;
+mod tls;
 
 use std::{net::SocketAddr, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 
-pub use self::{hysteresis::Hysteresis, probe::ProbeError};
+pub use self::{hysteresis::Hysteresis, probe::ProbeError, statuses::Statuses};
 
 /// What to check on one backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,8 +36,20 @@ pub struct Target {
 pub enum Check {
     /// The backend accepts a TCP connection.
     Tcp,
-    /// An HTTP GET answers with `expect_status` (and a body containing `expect_body`).
-    Http { path: String, expect_status: u16, expect_body: Option<String> },
+    /// An HTTP GET, over TLS or not, answers as [`Http`] says.
+    Http(Http),
+}
+
+/// An HTTP(S) check: `GET path` with `Host: host` answers a status in `expect` (and a body
+/// containing `expect_body`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Http {
+    pub tls: bool,
+    pub path: String,
+    /// The Host header and TLS server name; `None`: the backend's address.
+    pub host: Option<String>,
+    pub expect: Statuses,
+    pub expect_body: Option<String>,
 }
 
 /// One probe's raw outcome.

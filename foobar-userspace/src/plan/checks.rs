@@ -4,19 +4,29 @@ use std::net::SocketAddr;
 
 use crate::{
     config::{Config, schema::HealthKind},
-    health::{Check, Target},
+    health::{Check, Http, Target},
 };
 
-/// Every backend the config wants checked, probing its service's first port.
+/// Every backend the config wants checked, on its check port (the service's first port
+/// unless `health.port` says).
 pub(super) fn compile(config: &Config) -> Vec<Target> {
     let mut out = Vec::new();
     for s in &config.services {
-        let (Some(h), Some(&port)) = (&s.health, s.ports.first()) else { continue };
+        let Some(h) = &s.health else { continue };
+        let Some(port) = h.port.or_else(|| s.ports.first().copied()) else { continue };
+        let http = |tls| {
+            Check::Http(Http {
+                tls,
+                path: h.path.clone(),
+                host: h.host.clone(),
+                expect: h.expect_status,
+                expect_body: h.expect_body.clone(),
+            })
+        };
         let check = match h.kind {
             HealthKind::Tcp => Check::Tcp,
-            HealthKind::Http => {
-                Check::Http { path: h.path.clone(), expect_status: h.expect_status, expect_body: h.expect_body.clone() }
-            }
+            HealthKind::Http => http(false),
+            HealthKind::Https => http(true),
         };
         for b in &s.backends {
             out.push(Target {

@@ -45,7 +45,7 @@ fn rules_the_data_plane_cannot_hold_are_refused() {
 fn names_dns_cannot_hold_are_refused_with_their_line() {
     let long = "x".repeat(64);
     let err = compiled(r#"name = "db-write""#, &format!("name = \"{long}\"")).expect_err("a 64-byte label");
-    assert!(err.starts_with("lab.toml:72: dns.record[1].name: "), "{err}");
+    assert!(err.starts_with("lab.toml:74: dns.record[1].name: "), "{err}");
     let err = compiled("ttl = 30", "ttl = 30\n\n[[dns.record]]\nname = \"web\"\ntype = \"CNAME\"\nvalue = \"a..b\"")
         .expect_err("a CNAME target that is no DNS name");
     assert!(err.contains("dns.record[0].value: `a..b` is not a DNS name"), "{err}");

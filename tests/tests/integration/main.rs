@@ -12,6 +12,7 @@ mod firewall;
 mod firewall_lab;
 mod fixtures;
 mod flood_lab;
+mod health_lab;
 mod instance_lab;
 mod kernel_log;
 mod lb_fixtures;
@@ -59,6 +60,7 @@ fn main() {
     trials.extend(lb_lab::trials());
     trials.extend(daemon_lab::trials());
     trials.extend(dns_lab::trials());
+    trials.extend(health_lab::trials());
     trials.extend(instance_lab::trials());
     trials.extend(db_lab::trials());
     trials.extend(e2e_lab::trials());

@@ -1,0 +1,121 @@
+//! Health checks against backends that are not simply up or down: one that answers a
+//! status line that is not HTTP, one that serves only the right virtual host, and web
+//! servers that serve only HTTPS on 443.
+
+use std::{
+    io::{Read, Write},
+    net::TcpListener,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use foobar::control::protocol::StatusReport;
+use foobar_tests::{daemon::RunningDaemon, gate::Need, netns::Netns, nginx, tls::LabCa, topology::*};
+use libtest_mimic::Trial;
+
+use crate::{firewall_lab::LAB_CONFIG, gated};
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        gated("health_lab::status_lines_are_read_strictly_and_the_host_is_sent", &[Need::Root, Need::Bpf], http),
+        gated("health_lab::https_checks_on_a_port_of_their_own", &[Need::Root, Need::Bpf], https),
+    ]
+}
+
+/// A backend's state and its last check, as `status` shows them.
+fn backend(r: &StatusReport, name: &str) -> (String, String) {
+    let b = r.services[0].backends.iter().find(|b| b.name == name).expect("backend");
+    (b.state.clone(), b.health.as_ref().map(|h| h.last.clone()).unwrap_or_default())
+}
+
+/// Something on port 80 of `ns` that answers every request `FOO 200 OK`; stops on drop.
+struct NotHttp {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl NotHttp {
+    fn start(ns: &Netns) -> NotHttp {
+        let listener = {
+            let _inside = ns.enter();
+            TcpListener::bind("0.0.0.0:80").expect("bind port 80")
+        };
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+                        let _ = c.read(&mut [0u8; 1024]);
+                        let _ = c.write_all(b"FOO 200 OK\r\nContent-Length: 0\r\n\r\n");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        NotHttp { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for NotHttp {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn http() {
+    let stack = Stack::build();
+    // web1 says "200" where no HTTP server would; web2 serves www.foobar.com only (anything
+    // else gets 421 Misdirected Request, as a virtual-hosting nginx is set up).
+    let _web1 = NotHttp::start(&stack.web1);
+    let vhosts = "server {\n    listen 80 default_server;\n    location / { return 421; }\n  }\n\
+                  server {\n    listen 80;\n    server_name www.foobar.com;\n    location / { return 200 \"web2\\n\"; }\n  }\n";
+    let _web2 = nginx::start_servers(&stack.web2, "web2", vhosts, &[80]);
+    let text = LAB_CONFIG.replacen("path = \"/\"\n", "path = \"/\"\nhost = \"www.foobar.com\"\n", 1);
+    let daemon = RunningDaemon::start(&stack.node, &text);
+    daemon.wait_for(Duration::from_secs(3), "web2 up, web1 down", |r| {
+        backend(r, "web2") == ("up".into(), "HTTP 200".into()) && backend(r, "web1").0 == "down"
+    });
+    let (_, why) = backend(&daemon.status(), "web1");
+    assert!(why.contains("no HTTP status line") && why.contains("FOO 200"), "{why}");
+    // Without the Host header web2 is misdirected: the status is judged, not just read.
+    let daemon = {
+        drop(daemon);
+        RunningDaemon::start(&stack.node, LAB_CONFIG)
+    };
+    daemon.wait_for(Duration::from_secs(3), "web2 down without its Host", |r| backend(r, "web2").0 == "down");
+    let (_, why) = backend(&daemon.status(), "web2");
+    assert!(why.contains("HTTP 421, expected 200"), "{why}");
+}
+
+fn https() {
+    let stack = Stack::build();
+    let ca = LabCa::create(&stack.node.scratch("tls"));
+    let tls_only = |name: &str| {
+        format!(
+            "server {{\n    listen 443 ssl;\n{}    location / {{ return 200 \"{name}\\n\"; }}\n  }}\n",
+            nginx::certificate(&ca)
+        )
+    };
+    let _web1 = nginx::start_servers(&stack.web1, "web1", &tls_only("web1"), &[443]);
+    let _web2 = nginx::start_servers(&stack.web2, "web2", &tls_only("web2"), &[443]);
+    let text = LAB_CONFIG.replacen("kind = \"http\"", "kind = \"https\"", 1).replacen(
+        "expect_status = 200",
+        "expect_status = \"2xx\"\nport = 443\nhost = \"www.foobar.com\"",
+        1,
+    );
+    let daemon = RunningDaemon::start(&stack.node, &text);
+    daemon.wait_for(Duration::from_secs(3), "both up over HTTPS", |r| {
+        ["web1", "web2"].iter().all(|b| backend(r, b) == ("up".into(), "HTTPS 200".into()))
+    });
+}
