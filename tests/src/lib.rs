@@ -16,6 +16,7 @@
 //! - [`http`]: a kept-alive HTTP connection for tests that hold one open across a change.
 //! - [`daemon`]: the real daemon serving in a lab namespace, steered over its control socket.
 //! - [`mariadb`]: real MariaDB primary and replica in the lab, replicating by GTID.
+//! - [`table`]: synthetic connection-table entries for a full table.
 //! - [`gate`]: deciding whether a root-only or BPF test can run here, and saying why not.
 
 pub mod app;
@@ -30,6 +31,7 @@ pub mod nginx;
 pub mod packet;
 pub mod raw;
 pub mod router;
+pub mod table;
 pub mod tls;
 pub mod topology;
 pub mod wrk;

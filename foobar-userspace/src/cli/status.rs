@@ -52,6 +52,14 @@ pub fn render(r: &StatusReport) -> String {
         };
         let _ = writeln!(out, "pins {}  {kept}", p.dir);
     }
+    match &r.flow_census {
+        Some(c) => {
+            let _ = writeln!(out, "active flows counted {:.1} s ago (in {:.0} ms)", c.age_s, c.took_ms);
+        }
+        None => {
+            let _ = writeln!(out, "active flows not counted yet (ask again in a second)");
+        }
+    }
     for s in &r.services {
         let ports = s.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
         let _ = writeln!(

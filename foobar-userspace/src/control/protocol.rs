@@ -61,6 +61,16 @@ pub struct StatusReport {
     pub counters: Vec<(String, u64)>,
     pub dns: Option<DnsStatus>,
     pub replication: Option<ReplicationStatus>,
+    /// When the active-flow counts were taken (they are counted off the event loop).
+    #[serde(default)]
+    pub flow_census: Option<CensusStatus>,
+}
+
+/// The age of the active-flow counts, and how long counting took.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CensusStatus {
+    pub age_s: f64,
+    pub took_ms: f64,
 }
 
 /// One deny-list prefix and who put it there.

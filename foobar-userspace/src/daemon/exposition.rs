@@ -48,6 +48,20 @@ impl Daemon {
         for s in &report.services {
             m.sample("foobar_service_active_flows", &[("service", &s.name)], s.active_flows as f64);
         }
+        if let Some(c) = &report.flow_census {
+            m.single(
+                "foobar_flow_census_age_seconds",
+                "gauge",
+                "Age of the active-flow counts (the connection table is counted off the event loop).",
+                c.age_s,
+            );
+            m.single(
+                "foobar_flow_census_duration_seconds",
+                "gauge",
+                "How long the last count of the connection table took.",
+                c.took_ms / 1000.0,
+            );
+        }
         m.family(
             "foobar_service_under_flood",
             "gauge",

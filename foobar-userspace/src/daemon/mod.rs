@@ -73,6 +73,8 @@ pub struct Daemon {
     probes: Option<mpsc::Sender<Probe>>,
     /// The replication monitor and its last report.
     databases: databases::Databases,
+    /// Live flows, counted off the event loop.
+    census: crate::dataplane::census::Census,
 }
 
 impl Daemon {
@@ -126,8 +128,10 @@ impl Daemon {
             dataplane.attach(iface, *trust, config.daemon.xdp_mode)?;
         }
         info!(interfaces = dataplane.attachments().len(), services = services.all().len(), "data plane running");
+        let census = dataplane.census()?;
         let daemon = Daemon {
             _lock: lock,
+            census,
             dataplane,
             services,
             backends,

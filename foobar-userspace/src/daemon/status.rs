@@ -8,7 +8,7 @@ use foobar_common::lb::TrafficStats;
 use super::Daemon;
 use crate::{
     control::protocol::{
-        BackendStatus, DnsStatus, InterfaceStatus, PinsStatus, RuleStatus, ServiceStatus, StatusReport,
+        BackendStatus, CensusStatus, DnsStatus, InterfaceStatus, PinsStatus, RuleStatus, ServiceStatus, StatusReport,
     },
     dataplane::{
         Trust,
@@ -64,7 +64,11 @@ impl Daemon {
             .dataplane
             .pins()
             .map(|p| PinsStatus { dir: p.dir.display().to_string(), kept_across_restarts: !p.private });
-        let active = self.dataplane.active_flows().unwrap_or_default();
+        let count = self.census.latest();
+        report.flow_census = count
+            .as_ref()
+            .map(|c| CensusStatus { age_s: c.at.elapsed().as_secs_f64(), took_ms: c.took.as_secs_f64() * 1000.0 });
+        let active = count.map(|c| c.flows).unwrap_or_default();
         for svc in self.services.all() {
             let stats = self.dataplane.service_stats(svc.id).unwrap_or_default();
             let rates = self.samples.get(&svc.id);

@@ -40,6 +40,8 @@ pub enum DataplaneError {
     Cpus(std::io::Error),
     #[error("the kernel gave no random bytes for the SYN cookie key: {0}")]
     Random(std::io::Error),
+    #[error("cannot start counting flows: {0}")]
+    Census(std::io::Error),
     #[error(
         "foobar is already running with pin directory {} ({}): stop it first, or give this one \
          another daemon.pin_dir",

@@ -22,22 +22,28 @@ pub struct ActiveFlows {
     pub by_backend: HashMap<u32, u64>,
 }
 
+/// Counts the flows of `table` (the connection table) that are still live (no FIN or RST
+/// seen, not idle past their timeout), per service and per backend.
+pub(super) fn count_active(table: &aya::maps::Map) -> Result<ActiveFlows, DataplaneError> {
+    let now = monotonic_ns();
+    let mut out = ActiveFlows::default();
+    batch::for_each_entry(table, SCAN_LIMIT, |key: &FlowKey, flow: &Flow| {
+        if flow.flags & FLOW_CLOSING == 0 && !flow_expired(flow, now, key.protocol, &LbSettings::DEFAULT) {
+            *out.by_service.entry(flow.service).or_default() += 1;
+            *out.by_backend.entry(flow.backend).or_default() += 1;
+        }
+    })?;
+    Ok(out)
+}
+
 /// The most connection-table entries one scan reads before it stops.
 const SCAN_LIMIT: usize = 2_000_000;
 
 impl Dataplane {
-    /// Counts the tracked flows that are still live (no FIN or RST seen, not idle past their
-    /// timeout), per service and per backend.
+    /// Counts the tracked flows that are still live, per service and per backend (a whole
+    /// scan: the daemon's event loop reads [`super::census::Census`] instead).
     pub fn active_flows(&self) -> Result<ActiveFlows, DataplaneError> {
-        let now = monotonic_ns();
-        let mut out = ActiveFlows::default();
-        batch::for_each_entry(self.map(CONNTRACK_MAP)?, SCAN_LIMIT, |key: &FlowKey, flow: &Flow| {
-            if flow.flags & FLOW_CLOSING == 0 && !flow_expired(flow, now, key.protocol, &LbSettings::DEFAULT) {
-                *out.by_service.entry(flow.service).or_default() += 1;
-                *out.by_backend.entry(flow.backend).or_default() += 1;
-            }
-        })?;
-        Ok(out)
+        count_active(self.map(CONNTRACK_MAP)?)
     }
 
     /// Whether service `id` is under a flood of new flows now, as any CPU's window saw it (the

@@ -7,11 +7,13 @@
 //!   `deny_filter`: the /24 bitmap that spares most IPv4 sources the deny-trie lookup.
 //! - `services` + `ring`: load-balanced services, their backends and scheduling rings;
 //!   `vip_filter`: which addresses are VIPs, for the kernel's established-flow path.
-//! - `flows`: reading the connection table (live flows, forgetting a withdrawn service's).
+//! - `flows`: reading the connection table (live flows, forgetting a withdrawn service's);
+//!   `census`: counting its live flows on a thread of its own.
 //! - `pins`: stateful maps and XDP links pinned so a restart does not interrupt forwarding.
 
 mod batch;
 pub mod capacity;
+pub mod census;
 mod deny_filter;
 mod error;
 pub mod firewall;

@@ -31,7 +31,7 @@ use foobar::{
 use foobar_common::{
     cookie::{self, Handshake},
     counters::Counter,
-    lb::{Flow, FlowKey, LbSettings},
+    lb::LbSettings,
 };
 use foobar_tests::{
     gate,
@@ -337,19 +337,7 @@ fn main() -> ExitCode {
                 let v = bench(&mut dp, Some(Trust::Untrusted), &in_turn, r.front, XDP_REDIRECT);
                 push(&mut rows, "LB established, 10k flows in turn", i, v);
                 for n in 0..1_000_000u32 {
-                    let key = FlowKey {
-                        src: [u32::from_ne_bytes([198, 18, (n >> 16) as u8, (n >> 8) as u8]), 0, 0, 0],
-                        dst: [u32::from_ne_bytes([192, 0, 2, 10]), 0, 0, 0],
-                        sport: n as u16,
-                        dport: 80,
-                        protocol: 6,
-                        family: 4,
-                        _pad: [0; 2],
-                    };
-                    let _ = dp.insert_flow(
-                        key,
-                        Flow { backend: 0, nat_port: 0, last_seen_ns: u64::MAX / 2, ..Flow::default() },
-                    );
+                    let _ = dp.insert_flow(foobar_tests::table::flow_key(n), foobar_tests::table::live_flow());
                 }
                 let v = bench(&mut dp, Some(Trust::Untrusted), &ack, r.front, XDP_REDIRECT);
                 push(&mut rows, "LB established flow, 1M flows tracked", i, v);

@@ -3,6 +3,7 @@
 
 use std::{path::Path, time::Duration};
 
+use aya::maps::{HashMap, Map, MapData};
 use foobar::{
     cli::status::render,
     control::{
@@ -10,6 +11,8 @@ use foobar::{
         protocol::{BackendAction, Request, Response, StatusReport},
     },
 };
+use foobar_common::lb::{CONNTRACK_MAP, Flow, FlowKey};
+use foobar_tests::table::{flow_key, live_flow};
 use foobar_tests::{
     daemon::{RunningDaemon, assert_metrics, lab_config, pin_dir},
     gate::Need,
@@ -31,6 +34,11 @@ pub fn trials() -> Vec<Trial> {
         gated("daemon_lab::reload_applies_differences_and_refuses_bad_files", &[Need::Root, Need::Bpf], reload),
         gated("daemon_lab::restart_under_load_fails_no_request", &[Need::Root, Need::Bpf], restart),
         gated("daemon_lab::a_hung_backend_costs_only_its_own_timeout", &[Need::Root, Need::Bpf], hung_backend),
+        gated(
+            "daemon_lab::scrapes_with_a_million_flows_tracked_stall_nothing",
+            &[Need::Root, Need::Bpf],
+            scrapes_of_a_full_table,
+        ),
     ]
 }
 
@@ -131,10 +139,12 @@ fn control() {
     // An open connection is one active flow, on its backend; the closed ones are not.
     let mut open = KeepAlive::open(&stack.client, format!("{VIP}:80").parse().expect("addr"));
     let holder = open.get("/").split_whitespace().next().unwrap_or_default().to_owned();
-    let report = daemon.status();
-    assert_eq!(report.services[0].active_flows, 1, "{report:?}");
-    let b = report.services[0].backends.iter().find(|b| b.name == holder).expect("holder");
-    assert_eq!(b.active_flows, 1);
+    // Counted off the event loop: the count follows within a census round.
+    daemon.wait_for(Duration::from_secs(3), "one active flow, on its backend", |r| {
+        r.services[0].active_flows == 1
+            && r.services[0].backends.iter().any(|b| b.name == holder && b.active_flows == 1)
+            && r.flow_census.as_ref().is_some_and(|c| c.age_s < 3.0)
+    });
     drop(open);
 
     // Prometheus, on the node's loopback as lab.toml says.
@@ -314,4 +324,54 @@ fn hung_backend() {
     for _ in 0..4 {
         assert_eq!(fetch(&stack.client), "web1");
     }
+}
+
+/// A million flows in the connection table, and `wrk -c200` at /metrics for four seconds:
+/// health checks keep their latency, `status` keeps answering promptly, and the flow counts
+/// come from the census (counted off the event loop) with their age.
+fn scrapes_of_a_full_table() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    let daemon = RunningDaemon::start(&stack.node, LAB_CONFIG);
+    let all_up = |r: &StatusReport| r.services[0].backends.iter().all(|b| b.state == "up");
+    daemon.wait_for(Duration::from_secs(3), "both backends up", all_up);
+    {
+        let path = pin_dir(&stack.node).join(CONNTRACK_MAP);
+        let mut table = Map::LruHashMap(MapData::from_pin(&path).expect("the pinned connection table"));
+        let mut table: HashMap<&mut MapData, FlowKey, Flow> = HashMap::try_from(&mut table).expect("typed table");
+        for n in 0..1_000_000u32 {
+            table.insert(flow_key(n), live_flow(), 0).expect("insert a flow");
+        }
+    }
+    let counted = |r: &StatusReport| r.services[0].active_flows >= 1_000_000;
+    daemon.wait_for(Duration::from_secs(10), "the million flows counted", counted);
+    let load = wrk::Load { seconds: 4, connections: 200, threads: 2, close: false };
+    let run = wrk::start(&stack.node, "http://127.0.0.1:9469/metrics", load);
+    let (mut slowest_status, mut slowest_check) = (Duration::ZERO, 0f64);
+    let started = std::time::Instant::now();
+    let mut census = None;
+    while started.elapsed() < Duration::from_secs(4) {
+        let asked = std::time::Instant::now();
+        let r = daemon.status();
+        slowest_status = slowest_status.max(asked.elapsed());
+        for b in &r.services[0].backends {
+            slowest_check = slowest_check.max(b.health.as_ref().map_or(0.0, |h| h.latency_ms));
+        }
+        assert!(all_up(&r), "a backend went down under the scrapes: {:#?}", r.services[0].backends);
+        census = r.flow_census;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let summary = wrk::finish(run, load);
+    eprintln!(
+        "scrapes: {} ({:.0}/s); slowest status {slowest_status:?}, slowest check {slowest_check:.1} ms, census {census:?}",
+        summary.requests, summary.per_second
+    );
+    assert!(summary.requests > 0, "no scrape was answered: {}", summary.text);
+    assert!(slowest_status < Duration::from_millis(500), "status took {slowest_status:?}");
+    assert!(slowest_check < 100.0, "a health check took {slowest_check} ms");
+    assert_metrics(
+        &stack.node,
+        &["foobar_flow_census_age_seconds ", "foobar_service_active_flows{service=\"www\"} 10"],
+    );
 }
