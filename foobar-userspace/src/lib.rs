@@ -15,6 +15,7 @@
 //! - [`metrics`]: the Prometheus endpoint and its text format.
 //! - [`net`]: CIDR prefixes and the address form the maps use.
 //! - [`slots`]: connection caps shared by every listener.
+//! - [`privileges`]: dropping the capabilities serving does not use.
 //! - [`replication`]: the MariaDB/MySQL replication monitor behind `db-write` and `db-read`.
 //! - [`xdp_mode`]: the operator-facing attach mode (`native | generic | auto`).
 
@@ -30,6 +31,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod plan;
+pub mod privileges;
 pub mod replication;
 pub mod slots;
 pub mod xdp_mode;

@@ -73,8 +73,8 @@ pub struct Daemon {
     probes: Option<mpsc::Sender<Probe>>,
     /// The replication monitor and its last report.
     databases: databases::Databases,
-    /// Live flows, counted off the event loop.
-    census: crate::dataplane::census::Census,
+    /// Live flows, counted off the event loop (while serving).
+    census: Option<crate::dataplane::census::Census>,
 }
 
 impl Daemon {
@@ -128,10 +128,9 @@ impl Daemon {
             dataplane.attach(iface, *trust, config.daemon.xdp_mode)?;
         }
         info!(interfaces = dataplane.attachments().len(), services = services.all().len(), "data plane running");
-        let census = dataplane.census()?;
         let daemon = Daemon {
             _lock: lock,
-            census,
+            census: None,
             dataplane,
             services,
             backends,
@@ -267,6 +266,7 @@ impl Daemon {
         let (scrape_tx, mut scrapes) = mpsc::channel::<Scrape>(16);
         let exporter = tokio::spawn(exporter::serve(metrics_listener, scrape_tx));
         self.probes = Some(probe_tx);
+        self.census = Some(self.dataplane.census()?);
         self.restart_checks();
         self.databases.report_to(report_tx);
         if let (Some(zone), Some(dns)) = (&self.plan.zone, &self.plan.config.dns) {

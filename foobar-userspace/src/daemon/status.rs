@@ -64,7 +64,7 @@ impl Daemon {
             .dataplane
             .pins()
             .map(|p| PinsStatus { dir: p.dir.display().to_string(), kept_across_restarts: !p.private });
-        let count = self.census.latest();
+        let count = self.census.as_ref().and_then(crate::dataplane::census::Census::latest);
         report.flow_census = count
             .as_ref()
             .map(|c| CensusStatus { age_s: c.at.elapsed().as_secs_f64(), took_ms: c.took.as_secs_f64() * 1000.0 });
