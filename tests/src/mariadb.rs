@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::netns::{Netns, Spawned};
+use crate::{
+    netns::{Netns, Spawned},
+    tls::LabCa,
+};
 
 /// The replication user's password (lab only).
 const REPL_PASSWORD: &str = "lab-replication";
@@ -28,6 +31,12 @@ pub struct Mariadb {
 impl Mariadb {
     /// Initialises a data directory and starts mariadbd on `addr:3306` in `ns`.
     pub fn start(ns: &Netns, name: &str, addr: &str, server_id: u32) -> Mariadb {
+        Mariadb::start_with(ns, name, addr, server_id, None)
+    }
+
+    /// [`Mariadb::start`], accepting only TLS over TCP when `tls` gives the lab CA (with a
+    /// certificate for `addr` it signs).
+    pub fn start_with(ns: &Netns, name: &str, addr: &str, server_id: u32, tls: Option<&LabCa>) -> Mariadb {
         let dir = ns.scratch("mariadb");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("mariadb dir");
@@ -61,6 +70,16 @@ impl Mariadb {
             "--skip-name-resolve".to_owned(),
             format!("--log-error={d}/error.log"),
         ];
+        let mut args = args.to_vec();
+        if let Some(ca) = tls {
+            let (cert, key) = ca.issue(name, &format!("IP:{addr}"));
+            args.extend([
+                format!("--ssl-ca={}", ca.ca_cert.display()),
+                format!("--ssl-cert={}", cert.display()),
+                format!("--ssl-key={}", key.display()),
+                "--require-secure-transport=ON".to_owned(),
+            ]);
+        }
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = ns.spawn(&argv, &dir.join("stdout.log"));
         let m = Mariadb { process, dir, ns: ns.clone() };
@@ -116,8 +135,20 @@ pub struct Replication {
 
 impl Replication {
     pub fn start(primary_ns: &Netns, primary_addr: &str, replica_ns: &Netns, replica_addr: &str) -> Replication {
-        let primary = Mariadb::start(primary_ns, "db1", primary_addr, 1);
-        let replica = Mariadb::start(replica_ns, "db2", replica_addr, 2);
+        Replication::start_with(primary_ns, primary_addr, replica_ns, replica_addr, None)
+    }
+
+    /// [`Replication::start`], both servers accepting TCP over TLS only (replication too)
+    /// with certificates from `tls`.
+    pub fn start_with(
+        primary_ns: &Netns,
+        primary_addr: &str,
+        replica_ns: &Netns,
+        replica_addr: &str,
+        tls: Option<&LabCa>,
+    ) -> Replication {
+        let primary = Mariadb::start_with(primary_ns, "db1", primary_addr, 1, tls);
+        let replica = Mariadb::start_with(replica_ns, "db2", replica_addr, 2, tls);
         // Created before replication starts, so the replica gets the users by replication too.
         // The monitor's statements are README's, in its order: no CREATE DATABASE (the monitor
         // creates its heartbeat's database with the grant on it).
@@ -135,7 +166,9 @@ impl Replication {
         ));
         replica.sql(&format!(
             "CHANGE MASTER TO MASTER_HOST='{primary_addr}', MASTER_PORT=3306, MASTER_USER='repl', \
-             MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos; START SLAVE; SET GLOBAL read_only=1;"
+             MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos, MASTER_SSL={}; START SLAVE; \
+             SET GLOBAL read_only=1;",
+            u8::from(tls.is_some())
         ));
         Replication { primary, replica }
     }

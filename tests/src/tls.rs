@@ -23,36 +23,49 @@ impl LabCa {
     /// Makes a CA and a certificate for `www.foobar.com` in `dir` (valid one day).
     pub fn create(dir: &Path) -> LabCa {
         std::fs::create_dir_all(dir).expect("tls dir");
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
         let mut ca = vec!["req", "-x509"];
-        ca.extend_from_slice(&ec);
+        ca.extend_from_slice(&EC);
         ca.extend_from_slice(&["-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=foobar lab CA"]);
         openssl(dir, &ca);
-        let mut csr = vec!["req"];
-        csr.extend_from_slice(&ec);
-        csr.extend_from_slice(&["-keyout", "www.key", "-out", "www.csr", "-subj", "/CN=www.foobar.com"]);
-        openssl(dir, &csr);
-        std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:www.foobar.com\n").expect("san");
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "www.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "www.crt",
-                "-days",
-                "1",
-                "-extfile",
-                "san.ext",
-            ],
-        );
-        LabCa { ca_cert: dir.join("ca.crt"), server_cert: dir.join("www.crt"), server_key: dir.join("www.key") }
+        let (server_cert, server_key) = issue(dir, "www", "/CN=www.foobar.com", "DNS:www.foobar.com");
+        LabCa { ca_cert: dir.join("ca.crt"), server_cert, server_key }
     }
+
+    /// A certificate and key signed by this CA for `name`, with `san` (e.g. `IP:198.51.100.31`).
+    pub fn issue(&self, name: &str, san: &str) -> (PathBuf, PathBuf) {
+        let dir = self.ca_cert.parent().expect("the CA's directory");
+        issue(dir, name, &format!("/CN={name}"), san)
+    }
+}
+
+/// An elliptic-curve key, unencrypted.
+const EC: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
+fn issue(dir: &Path, name: &str, subject: &str, san: &str) -> (PathBuf, PathBuf) {
+    let (key, csr, crt, ext) =
+        (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+    let mut req = vec!["req"];
+    req.extend_from_slice(&EC);
+    req.extend_from_slice(&["-keyout", &key, "-out", &csr, "-subj", subject]);
+    openssl(dir, &req);
+    std::fs::write(dir.join(&ext), format!("subjectAltName={san}\n")).expect("san");
+    let sign = [
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        &crt,
+        "-days",
+        "1",
+        "-extfile",
+        &ext,
+    ];
+    openssl(dir, &sign);
+    (dir.join(crt), dir.join(key))
 }

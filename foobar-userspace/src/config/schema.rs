@@ -326,6 +326,19 @@ pub struct Replication {
     /// `database.table` the heartbeat row lives in (created on the primary when missing).
     #[serde(default = "defaults::heartbeat_table")]
     pub heartbeat_table: Spanned<String>,
+    /// TLS to every database server; plain TCP without this table.
+    pub tls: Option<DbTls>,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbTls {
+    /// PEM file of the CA that signed the servers' certificates; unset: the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// Whether a certificate must name the server's address (MySQL's VERIFY_IDENTITY);
+    /// false checks the chain only (VERIFY_CA).
+    #[serde(default = "defaults::yes")]
+    pub check_name: bool,
 }
 
 mod defaults {

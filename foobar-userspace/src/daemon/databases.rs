@@ -9,7 +9,7 @@ use crate::{
     control::protocol::ReplicationStatus,
     metrics::Exposition,
     replication::{
-        self, PasswordError, Report, Settings,
+        self, Report, Settings, SettingsError,
         classify::{Role, State},
     },
 };
@@ -35,7 +35,7 @@ impl Drop for Databases {
 
 /// The monitor settings `config` asks for (reading the password file), or `None` without a
 /// `[replication]` section.
-pub(super) fn settings(config: &Config) -> Result<Option<Settings>, PasswordError> {
+pub(super) fn settings(config: &Config) -> Result<Option<Settings>, SettingsError> {
     config.replication.as_ref().map(Settings::from_config).transpose()
 }
 

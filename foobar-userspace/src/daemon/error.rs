@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::{
-    config::ConfigError, dataplane::DataplaneError, dns::DnsError, net::CidrError, replication::PasswordError,
+    config::ConfigError, dataplane::DataplaneError, dns::DnsError, net::CidrError, replication::SettingsError,
 };
 
 /// Why the daemon could not start or serve.
@@ -19,7 +19,7 @@ pub enum DaemonError {
     #[error("DNS: {0}")]
     Dns(#[from] DnsError),
     #[error(transparent)]
-    Replication(#[from] PasswordError),
+    Replication(#[from] SettingsError),
     #[error(transparent)]
     State(#[from] super::state::StateError),
     #[error(transparent)]
@@ -39,7 +39,7 @@ pub enum ReloadError {
     )]
     NeedsRestart { file: PathBuf, what: &'static str },
     #[error(transparent)]
-    Replication(#[from] PasswordError),
+    Replication(#[from] SettingsError),
     #[error(
         "no route from this node to backend {backend} ({addr}) of service {service}: {source}; nothing was changed"
     )]

@@ -5,19 +5,20 @@ use std::io::ErrorKind;
 
 use mysql_async::{DriverError, Error, IoError};
 
-use super::Server;
+use super::{Server, observe::Login};
 
 /// A failed check, explained: which server, what went wrong, what to fix.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct CheckFailed(pub String);
 
-/// Explains `error` from checking `server` as monitor user `user`; `table` is the heartbeat's.
-pub fn explain(error: &Error, server: &Server, user: &str, table: Option<&str>) -> CheckFailed {
-    CheckFailed(explanation(error, server, user, table))
+/// Explains `error` from checking `server` with `login`.
+pub fn explain(error: &Error, server: &Server, login: &Login<'_>) -> CheckFailed {
+    CheckFailed(explanation(error, server, login))
 }
 
-fn explanation(error: &Error, server: &Server, user: &str, table: Option<&str>) -> String {
+fn explanation(error: &Error, server: &Server, login: &Login<'_>) -> String {
+    let (user, table, tls) = (login.user, login.heartbeat_table, login.tls.is_some());
     let at = format!("{} ({})", server.name, server.addr);
     let database = table.and_then(|t| t.split_once('.')).map_or("foobar_monitor", |(db, _)| db);
     match error {
@@ -25,8 +26,11 @@ fn explanation(error: &Error, server: &Server, user: &str, table: Option<&str>) 
             // ER_ACCESS_DENIED_ERROR
             1045 => format!(
                 "{at} refused the monitor's login: {}; make replication.password_file hold the password of \
-                 `{user}`, and check that `replication.user` exists on {}",
-                e.message, server.name
+                 `{user}`, and check that `replication.user` exists on {}{}",
+                e.message,
+                server.name,
+                // MariaDB answers a plain login this way when it requires secure transport.
+                if tls { "" } else { " (or, if it takes TLS only, add [replication.tls])" }
             ),
             // ER_HOST_NOT_PRIVILEGED
             1130 => format!(

@@ -53,21 +53,32 @@ pub struct Settings {
     timeout: Duration,
     max_lag: Duration,
     heartbeat_table: Option<String>,
+    tls: Option<Tls>,
 }
 
-/// The monitor's password file cannot be used.
+/// The monitor's password file or TLS CA file cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum PasswordError {
+pub enum SettingsError {
     #[error("replication.password_file {}: {source}; write the monitor user's password there (readable by root only)", path.display())]
     Unreadable { path: std::path::PathBuf, source: std::io::Error },
     /// Group or others may read it: the password is not a secret any more.
     #[error("replication.password_file {} can be read by other users (mode {mode:04o}); make it the owner's alone: chmod 600 {}", path.display(), path.display())]
     Exposed { path: std::path::PathBuf, mode: u32 },
+    #[error("replication.tls.ca_file {}: {source}; give the PEM file of the CA that signed the servers' certificates", path.display())]
+    CaFile { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// TLS to the database servers: verified against `ca_file` (or, without one, the public
+/// roots), and unless `check_name` is off the certificate must name the server's address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tls {
+    pub ca_file: Option<std::path::PathBuf>,
+    pub check_name: bool,
 }
 
 impl Settings {
     /// Fails, naming the file, when the password cannot be read or others may read it.
-    pub fn from_config(r: &Replication) -> Result<Settings, PasswordError> {
+    pub fn from_config(r: &Replication) -> Result<Settings, SettingsError> {
         let password = read_password(&r.password_file)?;
         let p = r.primary.get_ref();
         let mut servers = vec![Server {
@@ -82,7 +93,17 @@ impl Settings {
             role: Role::Replica,
             key: format!("replication.replicas[{i}]"),
         }));
+        let tls = match &r.tls {
+            None => None,
+            Some(t) => {
+                if let Some(ca) = &t.ca_file {
+                    std::fs::File::open(ca).map_err(|source| SettingsError::CaFile { path: ca.clone(), source })?;
+                }
+                Some(Tls { ca_file: t.ca_file.clone(), check_name: t.check_name })
+            }
+        };
         Ok(Settings {
+            tls,
             servers,
             user: r.user.clone(),
             password,
@@ -94,16 +115,21 @@ impl Settings {
     }
 
     fn login(&self) -> Login<'_> {
-        Login { user: &self.user, password: &self.password, heartbeat_table: self.heartbeat_table.as_deref() }
+        Login {
+            user: &self.user,
+            password: &self.password,
+            heartbeat_table: self.heartbeat_table.as_deref(),
+            tls: self.tls.as_ref(),
+        }
     }
 }
 
-fn read_password(path: &Path) -> Result<String, PasswordError> {
+fn read_password(path: &Path) -> Result<String, SettingsError> {
     use std::os::unix::fs::PermissionsExt;
-    let unreadable = |source| PasswordError::Unreadable { path: path.to_path_buf(), source };
+    let unreadable = |source| SettingsError::Unreadable { path: path.to_path_buf(), source };
     let mode = std::fs::metadata(path).map_err(unreadable)?.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
-        return Err(PasswordError::Exposed { path: path.to_path_buf(), mode });
+        return Err(SettingsError::Exposed { path: path.to_path_buf(), mode });
     }
     let text = std::fs::read_to_string(path).map_err(unreadable)?;
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
@@ -177,7 +203,8 @@ async fn check(s: &Settings, i: usize, session: &mut Session, beat: Beat) -> Che
     let started = Instant::now();
     let login = s.login();
     let outcome = tokio::time::timeout(s.timeout, session.check(server, &login, beat)).await;
-    let explain = |e: &mysql_async::Error| diagnose::explain(e, server, &s.user, s.heartbeat_table.as_deref());
+    let login = s.login();
+    let explain = |e: &mysql_async::Error| diagnose::explain(e, server, &login);
     let (seen, heartbeat, heartbeat_failed) = match outcome {
         Ok(Ok(Observed { seen, heartbeat: Ok(h) })) => (Ok(seen), h, None),
         Ok(Ok(Observed { seen, heartbeat: Err(e) })) => (Ok(seen), None, Some(explain(&e))),
@@ -323,7 +350,7 @@ fn status_of(server: &Server, seen: Option<&Seen>, state: State) -> DbServerStat
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
-    use super::{PasswordError, read_password};
+    use super::{SettingsError, read_password};
 
     #[test]
     fn a_password_file_others_may_read_is_refused_with_the_fix() {
@@ -335,7 +362,7 @@ mod tests {
         let read = read_password(&path);
         let _ = std::fs::remove_file(&path);
         match refused {
-            Err(e @ PasswordError::Exposed { mode: 0o644, .. }) => {
+            Err(e @ SettingsError::Exposed { mode: 0o644, .. }) => {
                 let message = e.to_string();
                 assert!(message.contains("mode 0644") && message.contains("chmod 600"), "{message}");
             }

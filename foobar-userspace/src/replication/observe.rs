@@ -7,7 +7,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mysql_async::{
-    Conn, DriverError, Error, OptsBuilder, Row, Value,
+    Conn, DriverError, Error, OptsBuilder, Row, SslOpts, Value,
     prelude::{FromRow, Queryable},
 };
 
@@ -29,6 +29,7 @@ pub struct Login<'a> {
     pub user: &'a str,
     pub password: &'a str,
     pub heartbeat_table: Option<&'a str>,
+    pub tls: Option<&'a super::Tls>,
 }
 
 /// Microseconds since the epoch: what the heartbeat row holds (the monitor's own clock, so the
@@ -156,6 +157,15 @@ async fn connect(server: &Server, login: &Login<'_>) -> Result<Conn, mysql_async
         .stmt_cache_size(0);
     if server.role == Role::Replica {
         opts = opts.setup(vec!["SET SESSION TRANSACTION READ ONLY".to_owned()]);
+    }
+    if let Some(tls) = login.tls {
+        let roots = tls.ca_file.iter().map(|p| p.clone().into()).collect();
+        opts = opts.ssl_opts(
+            SslOpts::default()
+                .with_root_certs(roots)
+                .with_disable_built_in_roots(tls.ca_file.is_some())
+                .with_danger_skip_domain_validation(!tls.check_name),
+        );
     }
     Conn::new(opts).await
 }

@@ -8,6 +8,7 @@ use foobar_tests::{
     daemon::{RunningDaemon, assert_metrics, lab_config, password_file},
     gate::Need,
     mariadb::Replication,
+    tls::LabCa,
     topology::*,
 };
 use libtest_mimic::Trial;
@@ -24,6 +25,7 @@ pub fn trials() -> Vec<Trial> {
         gated("replication_lab::a_failing_heartbeat_keeps_db_write_answering", NEEDS, heartbeat_fails),
         gated("replication_lab::a_null_where_a_number_belongs_does_not_stop_the_monitor", NEEDS, null_heartbeat),
         gated("replication_lab::a_hung_server_costs_its_timeout_and_wrong_roles_are_reported", NEEDS, hung_and_roles),
+        gated("replication_lab::tls_to_servers_that_refuse_plain_tcp", NEEDS, tls),
     ]
 }
 
@@ -328,4 +330,31 @@ fn hung_and_roles() {
     std::thread::sleep(Duration::from_secs(2));
     let binlog = db.replica.sql("SELECT @@gtid_binlog_state");
     assert!(!binlog.contains("0-2-"), "the monitor wrote on a replica: {binlog}");
+}
+
+/// Servers that take TCP over TLS only (`require_secure_transport`, replication included):
+/// the monitor without `[replication.tls]` is refused and says so; with the lab CA it sees
+/// db1 up and db2 healthy, and DNS answers them.
+fn tls() {
+    let stack = Stack::build();
+    let ca = LabCa::create(&stack.node.scratch("db-tls"));
+    let db = Replication::start_with(&stack.db1, DB1, &stack.db2, DB2, Some(&ca));
+    let plain = RunningDaemon::start(&stack.node, LAB_CONFIG);
+    plain.wait_for(Duration::from_secs(5), "db1 refused over plain TCP", |r| {
+        let s = server(r, "db1");
+        s.state == "unreachable" && s.reason.contains("if it takes TLS only, add [replication.tls]")
+    });
+    drop(plain);
+    let text = format!("{LAB_CONFIG}\n[replication.tls]\nca_file = {:?}\n", ca.ca_cert.display().to_string());
+    let daemon = RunningDaemon::start(&stack.node, &text);
+    daemon.wait_for(Duration::from_secs(5), "db1 up and db2 healthy over TLS", |r| {
+        state_of(r, "db1") == "up" && state_of(r, "db2") == "healthy"
+    });
+    assert_eq!(resolve(&stack, "db-write.foobar.com"), DB1);
+    assert_eq!(resolve(&stack, "db-read.foobar.com"), DB2);
+    let accepted = db.primary.sql("SHOW GLOBAL STATUS LIKE 'Ssl_accepts'");
+    assert!(
+        accepted.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > 0),
+        "{accepted}"
+    );
 }
