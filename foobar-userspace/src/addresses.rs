@@ -1,7 +1,8 @@
 //! The addresses foobar answers on: every service VIP and DNS listen address must be local to
 //! the node, or the kernel would neither answer ARP/ND for them nor accept DNS queries. Those
-//! missing are added to the first untrusted interface (the first interface if none is); those
-//! the operator configured are left alone; on a clean exit foobar removes only its own.
+//! missing are added to `daemon.vip_interface` (by default the first untrusted interface, or the
+//! first interface if none is; nowhere with `"none"`); those the operator configured are left
+//! alone; on a clean exit foobar removes only its own.
 
 use std::{collections::BTreeSet, net::IpAddr, process::Command};
 
@@ -59,8 +60,13 @@ pub fn wanted(config: &Config) -> BTreeSet<IpAddr> {
 /// Adds the wanted addresses that are missing; returns what it added.
 pub fn ensure(config: &Config) -> Added {
     let d = &config.daemon;
-    let Some(iface) = d.untrusted.first().or(d.interfaces.first()).map(|i| i.get_ref().clone()) else {
-        return Added::default();
+    let iface = match &d.vip_interface {
+        Some(v) if v.get_ref() == "none" => return Added::default(),
+        Some(v) => v.get_ref().clone(),
+        None => match d.untrusted.first().or(d.interfaces.first()) {
+            Some(i) => i.get_ref().clone(),
+            None => return Added::default(),
+        },
     };
     let present = local_addresses();
     let mut added = Added::default();

@@ -2,6 +2,7 @@
 //! tests drive the same code the binary runs.
 //!
 //! # Layout
+//! - [`announce`]: gating the BIRD protocols that announce this node's VIPs.
 //! - [`addresses`]: making sure VIPs and DNS addresses are local, removing only our own.
 //! - [`cli`]: the `foobar` command line, one file per subcommand.
 //! - [`config`]: the TOML config, its schema and whole-file validation.
@@ -20,6 +21,7 @@
 //! - [`xdp_mode`]: the operator-facing attach mode (`native | generic | auto`).
 
 pub mod addresses;
+pub mod announce;
 pub mod cli;
 pub mod config;
 pub mod control;

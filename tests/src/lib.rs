@@ -9,6 +9,8 @@
 //! - [`router`]: a one-namespace node with fixed FIB answers, for fixtures and benchmarks.
 //! - [`tls`]: the lab's certificate authority and the web servers' certificate.
 //! - [`topology`]: the seeds' whole stack (client, node, web1/web2, app, db1/db2) in namespaces.
+//! - [`cluster`]: the cluster lab: a router spreading the VIP over foobar nodes by ECMP.
+//! - [`bird`]: BIRD 2 routing daemons for the cluster lab.
 //! - [`nginx`]: real nginx web servers inside the lab.
 //! - [`app`]: the lab's demo application server behind the web servers' `/app`.
 //! - [`wrk`]: bounded wrk runs from a lab namespace and their summaries.
@@ -20,7 +22,9 @@
 //! - [`gate`]: deciding whether a root-only or BPF test can run here, and saying why not.
 
 pub mod app;
+pub mod bird;
 pub mod checksum;
+pub mod cluster;
 pub mod daemon;
 pub mod gate;
 pub mod http;

@@ -35,6 +35,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "openssl",
     // The hung-backend test's never-answering server.
     "python3",
+    // The cluster lab's router and nodes (BGP with BFD).
+    "bird2",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

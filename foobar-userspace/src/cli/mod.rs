@@ -12,7 +12,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 use crate::{
-    control::protocol::{BackendAction, Response},
+    control::protocol::{BackendAction, NodeAction, Response},
     logging::{self, LogFormat},
 };
 
@@ -67,6 +67,11 @@ enum Command {
         service: String,
         backend: String,
     },
+    /// Drain this node out of its cluster (withdraw its announced VIPs) or enable it again.
+    Node {
+        #[arg(value_enum)]
+        action: NodeAction,
+    },
     /// Make the running daemon re-read its config: validated first; if bad, nothing changes.
     Reload,
     /// Block or unblock a source address or prefix, or list the deny list.
@@ -87,6 +92,10 @@ pub fn main() -> ExitCode {
         Command::Status { json } => status::run(&cli.socket, json),
         Command::Backend { action, service, backend } => backend::run(&cli.socket, action, service, backend),
         Command::Firewall { command } => firewall::run(&cli.socket, command),
+        Command::Node { action } => {
+            crate::control::client::request(&cli.socket, &crate::control::protocol::Request::Node { action })
+                .and_then(done)
+        }
         Command::Reload => {
             crate::control::client::request(&cli.socket, &crate::control::protocol::Request::Reload).and_then(done)
         }

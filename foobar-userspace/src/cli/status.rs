@@ -35,6 +35,9 @@ fn bytes(n: f64) -> String {
 /// The human-readable tables.
 pub fn render(r: &StatusReport) -> String {
     let mut out = String::new();
+    let short = r.node.config_sha256.get(..12).unwrap_or_default();
+    let drained = if r.node.drained { "DRAINED (foobar node enable)" } else { "in service" };
+    let _ = writeln!(out, "node {drained}  config sha256 {short}");
     for i in &r.interfaces {
         let adopted = if i.adopted { ", taken over" } else { "" };
         let _ = writeln!(out, "xdp {} ({})  {} mode{adopted}: {}", i.name, i.trust, i.mode, i.why);
@@ -79,6 +82,16 @@ pub fn render(r: &StatusReport) -> String {
         );
         if let Some(note) = &s.note {
             let _ = writeln!(out, "  ! {note}");
+        }
+        if let Some(a) = &s.announce {
+            let bird = match (a.announced, &a.error) {
+                (_, Some(e)) => format!("BIRD: {}", outside(e)),
+                (Some(true), None) => "BIRD: enabled".to_owned(),
+                (Some(false), None) => "BIRD: disabled".to_owned(),
+                (None, None) => "BIRD: not told yet".to_owned(),
+            };
+            let verb = if a.wanted { "announced" } else { "withdrawn" };
+            let _ = writeln!(out, "  route {verb} ({}) by BIRD protocol {}  {bird}", a.why, a.protocol);
         }
         if s.protocol == "tcp" {
             let flood = if s.under_flood { "UNDER FLOOD" } else { "no flood" };

@@ -29,6 +29,8 @@ pub struct Config {
     pub replication: Option<Replication>,
     #[serde(default)]
     pub capacity: Capacity,
+    /// The routing daemon that announces this node's VIPs.
+    pub announce: Option<Announce>,
     /// The file and text this config was parsed from.
     #[serde(skip)]
     pub origin: Origin,
@@ -58,6 +60,10 @@ pub struct Daemon {
     pub state_file: PathBuf,
     #[serde(default = "defaults::metrics_listen")]
     pub metrics_listen: SocketAddr,
+    /// Where missing VIPs and DNS addresses are added: unset, the first untrusted interface;
+    /// `"lo"` for cluster and DSR nodes (no ARP for the VIP on the wire); `"none"` when
+    /// keepalived or the operator owns the addresses.
+    pub vip_interface: Option<Spanned<String>>,
 }
 
 /// How big the data plane's tables are (their memory is taken at start).
@@ -178,8 +184,19 @@ pub struct Service {
     /// under a flood instead).
     pub syn_proxy: Option<Spanned<SynProxy>>,
     pub health: Option<Health>,
+    /// The BIRD protocol (exporting the VIP's route) enabled while this node can serve the
+    /// service, and disabled otherwise.
+    pub announce: Option<Spanned<String>>,
     #[serde(default, rename = "backend")]
     pub backends: Vec<Backend>,
+}
+
+/// BIRD 2, whose protocols carry the VIP routes foobar gates.
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Announce {
+    /// BIRD's control socket (`bird -s`).
+    pub bird_socket: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -50,6 +50,24 @@ fn daemon(cfg: &Config, src: &Origin, interface_exists: &dyn Fn(&str) -> bool, o
             ));
         }
     }
+    if let Some(v) = &d.vip_interface
+        && !matches!(v.get_ref().as_str(), "none" | "lo")
+        && !interface_exists(v.get_ref())
+    {
+        out.push(src.problem(
+            v.span(),
+            "daemon.vip_interface",
+            format!("no interface `{}` exists here (see `ip link`; or \"lo\", or \"none\")", v.get_ref()),
+        ));
+    }
+}
+
+/// Whether `name` can be a BIRD symbol: a letter or underscore, then letters, digits and
+/// underscores (so nothing foobar sends BIRD can be more than one word).
+fn bird_symbol(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn firewall(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
@@ -71,6 +89,22 @@ fn firewall(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
 }
 
 fn services(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
+    for (i, s) in cfg.services.iter().enumerate() {
+        let Some(a) = &s.announce else { continue };
+        if !bird_symbol(a.get_ref()) {
+            out.push(src.problem(
+                a.span(),
+                format!("service[{i}].announce"),
+                format!("`{}` is not a BIRD protocol name (letters, digits and _)", a.get_ref()),
+            ));
+        } else if cfg.announce.is_none() {
+            out.push(src.problem(
+                a.span(),
+                format!("service[{i}].announce"),
+                "needs an [announce] table naming BIRD's control socket (bird_socket)",
+            ));
+        }
+    }
     let mut names = HashSet::new();
     let mut listeners = HashSet::new();
     for (i, s) in cfg.services.iter().enumerate() {

@@ -13,6 +13,17 @@ pub enum BackendAction {
     Disable,
 }
 
+/// What `foobar node` does to this node's announcements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeAction {
+    /// Withdraw every announced VIP (the router sends their traffic to the other nodes);
+    /// flows already here keep being forwarded.
+    Drain,
+    /// Announce again what this node can serve.
+    Enable,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
@@ -29,6 +40,10 @@ pub enum Request {
         cidr: String,
     },
     FirewallList,
+    /// Drain or enable this node in its cluster (its BIRD announcements).
+    Node {
+        action: NodeAction,
+    },
     /// Re-read the config file: validated first, applied as a difference, or nothing changes.
     Reload,
 }
@@ -64,6 +79,29 @@ pub struct StatusReport {
     /// When the active-flow counts were taken (they are counted off the event loop).
     #[serde(default)]
     pub flow_census: Option<CensusStatus>,
+    /// This node: drained or not, and the digest of the config it runs (equal on nodes that
+    /// run the same file).
+    #[serde(default)]
+    pub node: NodeStatus,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub drained: bool,
+    /// SHA-256 of the config file's text, in hex.
+    pub config_sha256: String,
+}
+
+/// A service's route announcement: what this node wants of its BIRD protocol and why, and
+/// what BIRD last confirmed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceStatus {
+    pub protocol: String,
+    pub wanted: bool,
+    pub why: String,
+    /// What BIRD confirmed last (`None`: nothing confirmed yet).
+    pub announced: Option<bool>,
+    pub error: Option<String>,
 }
 
 /// The age of the active-flow counts, and how long counting took.
@@ -199,6 +237,9 @@ pub struct ServiceStatus {
     /// What a spoofed flood could still do to this service, when something can.
     #[serde(default)]
     pub exposed: Option<String>,
+    /// Its route announcement, with `announce = "<protocol>"`.
+    #[serde(default)]
+    pub announce: Option<AnnounceStatus>,
     pub backends: Vec<BackendStatus>,
 }
 

@@ -48,12 +48,22 @@ pub struct Record {
     pub last: Option<LastProbe>,
     /// How long its health checks took.
     pub latency: Histogram,
+    /// Whether its checks have once said what it is (see [`Record::settled`]).
+    settled_once: bool,
 }
 
 impl Record {
     /// Whether its checks pass (or none run).
     pub fn healthy(&self) -> bool {
         self.checks.as_ref().is_none_or(Hysteresis::healthy)
+    }
+
+    /// Whether its checks have said what it is since the daemon started: a probe came back
+    /// agreeing with the state (so a backend that starts out healthy but fails its first
+    /// probes is not taken for up). Once settled it stays so: a later failure streak is the
+    /// hysteresis's business. A backend not checked is settled as healthy.
+    pub fn settled(&self) -> bool {
+        self.checks.is_none() || self.settled_once
     }
 
     /// The state the data plane should hold.
@@ -81,7 +91,9 @@ impl Record {
         let checks = self.checks.as_mut()?;
         self.latency.observe(probe.latency.as_secs_f64());
         self.last = Some(LastProbe { result: probe.result.clone(), latency: probe.latency });
-        checks.record(probe.result.is_ok())
+        let changed = checks.record(probe.result.is_ok());
+        self.settled_once |= checks.settled();
+        changed
     }
 
     /// Its health as `status` shows it, once a probe has reported.
@@ -163,6 +175,19 @@ mod tests {
         assert_eq!(checked(Admin::Draining, true).effective(), BackendState::Draining);
         assert_eq!(checked(Admin::Disabled, true).effective(), BackendState::Down);
         assert_eq!(checked(Admin::Disabled, true).label(), "disabled");
+    }
+
+    #[test]
+    fn settled_once_its_checks_agree_with_its_state_and_then_for_good() {
+        let mut r = Record { checks: Some(Hysteresis::new(2, 2)), ..Record::default() };
+        assert!(!r.settled(), "no probe yet");
+        r.observe(&probe(false));
+        assert!(!r.settled(), "failing, but not down yet");
+        r.observe(&probe(false));
+        assert!(r.settled() && !r.healthy(), "down: settled");
+        r.observe(&probe(true));
+        assert!(r.settled(), "one success on the way up does not unsettle it");
+        assert!(Record::default().settled(), "a backend no check runs for");
     }
 
     #[test]

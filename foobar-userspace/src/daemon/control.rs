@@ -4,7 +4,7 @@ use tracing::info;
 
 use super::{ControlError, Daemon, backends::Admin};
 use crate::{
-    control::protocol::{BackendAction, DenyEntry, Request, Response},
+    control::protocol::{BackendAction, DenyEntry, NodeAction, Request, Response},
     dataplane::ServiceError,
     net::Cidr,
 };
@@ -24,11 +24,27 @@ impl Daemon {
             Request::FirewallBlock { cidr } => self.block(&cidr),
             Request::FirewallUnblock { cidr } => self.unblock(&cidr),
             Request::Reload => self.reload().map_err(ControlError::from),
+            Request::Node { action } => self.node(action),
         };
         match result {
             Ok(message) => Response::Done { message },
             Err(e) => Response::Error { message: e.to_string() },
         }
+    }
+
+    /// Drains or enables the node: its announcements follow at once, and a restart keeps it.
+    fn node(&mut self, action: NodeAction) -> Result<String, ControlError> {
+        self.node_drained = action == NodeAction::Drain;
+        self.keep_state()?;
+        self.follow_liveness();
+        info!(drained = self.node_drained, "node state set by the operator");
+        Ok(match (action, self.announcer.is_some()) {
+            (NodeAction::Drain, true) => "node drained: every announced VIP is being withdrawn".to_owned(),
+            (NodeAction::Enable, true) => "node enabled: services with a backend are announced again".to_owned(),
+            (_, false) => {
+                format!("node {action:?}: recorded, but no [announce] is configured, so nothing is announced")
+            }
+        })
     }
 
     /// Drains, enables or disables one backend; nothing is kept for names that do not exist.

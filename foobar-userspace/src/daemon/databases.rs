@@ -93,7 +93,7 @@ impl Databases {
 impl Daemon {
     pub(super) fn on_report(&mut self, report: Report) {
         if self.databases.take(report) {
-            self.refresh_dns();
+            self.follow_liveness();
         }
     }
 }

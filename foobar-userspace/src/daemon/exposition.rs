@@ -44,6 +44,29 @@ impl Daemon {
                 m.sample(name, &[("service", &s.name)], value(s) as f64);
             }
         }
+        m.single(
+            "foobar_node_drained",
+            "gauge",
+            "1 while `foobar node drain` holds.",
+            f64::from(u8::from(report.node.drained)),
+        );
+        m.family("foobar_config_info", "gauge", "The running config's SHA-256 (nodes running the same file agree).");
+        m.sample("foobar_config_info", &[("sha256", &report.node.config_sha256)], 1.0);
+        m.family(
+            "foobar_service_announced",
+            "gauge",
+            "1 while BIRD has confirmed the service's route protocol enabled (services with announce).",
+        );
+        for s in &report.services {
+            if let Some(a) = &s.announce {
+                let on = a.announced == Some(true);
+                m.sample(
+                    "foobar_service_announced",
+                    &[("service", &s.name), ("protocol", &a.protocol)],
+                    f64::from(u8::from(on)),
+                );
+            }
+        }
         m.family("foobar_service_active_flows", "gauge", "Tracked flows still live.");
         for s in &report.services {
             m.sample("foobar_service_active_flows", &[("service", &s.name)], s.active_flows as f64);

@@ -75,6 +75,10 @@ pub struct Daemon {
     databases: databases::Databases,
     /// Live flows, counted off the event loop (while serving).
     census: Option<crate::dataplane::census::Census>,
+    /// `foobar node drain`: no service is announced (kept in the state file).
+    node_drained: bool,
+    /// Keeps BIRD's protocols as the services' state wants them (while serving, with `[announce]`).
+    announcer: Option<crate::announce::Announcer>,
 }
 
 impl Daemon {
@@ -131,6 +135,8 @@ impl Daemon {
         let daemon = Daemon {
             _lock: lock,
             census: None,
+            node_drained: state.node_drained,
+            announcer: None,
             dataplane,
             services,
             backends,
@@ -154,6 +160,7 @@ impl Daemon {
         let mut state = State {
             blocked: self.blocked.iter().map(Cidr::to_string).collect(),
             ids: self.services.ids().clone(),
+            node_drained: self.node_drained,
             ..State::default()
         };
         for spec in &self.plan.services {
@@ -192,7 +199,11 @@ impl Daemon {
 
     /// Takes in one health probe's result; a state change reaches the data plane at once.
     fn on_probe(&mut self, p: Probe) {
-        let Some(up) = self.backends.entry(&p.service, &p.backend).observe(&p) else { return };
+        let Some(up) = self.backends.entry(&p.service, &p.backend).observe(&p) else {
+            // No change of state, but health may just have settled.
+            self.refresh_announcements();
+            return;
+        };
         let why = if up { "health check passed" } else { "health check failed" };
         let last = match &p.result {
             Ok(answer) => answer.clone(),
@@ -210,7 +221,7 @@ impl Daemon {
         let before = self.services.set_state(&mut self.dataplane, service, backend, state)?;
         if before != state {
             info!(service, backend, from = before.name(), to = state.name(), why, "backend state changed");
-            self.refresh_dns();
+            self.follow_liveness();
         }
         Ok(())
     }
@@ -230,11 +241,49 @@ impl Daemon {
         }
     }
 
-    /// Hands DNS the current zone and what is live (it rebuilds only on a change).
-    fn refresh_dns(&self) {
+    /// What each announced service wants of its BIRD protocol now, and why.
+    fn wanted_announcements(&self) -> Vec<crate::announce::Wanted> {
+        let mut out = Vec::new();
+        for svc in self.services.all() {
+            let Some(protocol) = self
+                .plan
+                .config
+                .services
+                .iter()
+                .find(|s| *s.name.get_ref() == svc.spec.name)
+                .and_then(|s| s.announce.as_ref())
+            else {
+                continue;
+            };
+            let settled = svc.spec.backends.iter().all(|b| self.backends.get(&svc.spec.name, &b.name).settled());
+            let (announce, why) = if self.node_drained {
+                (Some(false), "the node is drained (foobar node enable)")
+            } else if !settled {
+                (None, "waiting for health checks to settle (BIRD left as it was)")
+            } else if svc.active.is_empty() {
+                (Some(false), "no backend is available")
+            } else {
+                (Some(true), "serving")
+            };
+            out.push(crate::announce::Wanted { protocol: protocol.get_ref().clone(), announce, why: why.into() });
+        }
+        out
+    }
+
+    /// Tells the announcer what the services want now (only changes reach BIRD at once).
+    fn refresh_announcements(&self) {
+        if let Some(a) = &self.announcer {
+            a.want(self.wanted_announcements());
+        }
+    }
+
+    /// Hands DNS the current zone and what is live (it rebuilds only on a change), and the
+    /// announcer what the services want of their routes.
+    fn follow_liveness(&self) {
         if let (Some(dns), Some(zone)) = (&self.dns, &self.plan.zone) {
             dns.update(zone, self.live());
         }
+        self.refresh_announcements();
     }
 
     /// (Re)starts one health checker per checked backend; the records keep each backend's state.
@@ -267,6 +316,10 @@ impl Daemon {
         let exporter = tokio::spawn(exporter::serve(metrics_listener, scrape_tx));
         self.probes = Some(probe_tx);
         self.census = Some(self.dataplane.census()?);
+        if let Some(a) = &self.plan.config.announce {
+            self.announcer = Some(crate::announce::Announcer::start(a.bird_socket.clone()));
+            self.refresh_announcements();
+        }
         self.restart_checks();
         self.databases.report_to(report_tx);
         if let (Some(zone), Some(dns)) = (&self.plan.zone, &self.plan.config.dns) {
@@ -352,6 +405,10 @@ impl Daemon {
                 "leaving XDP attached and its state pinned: the next `foobar run` takes over without a gap \
                  (`foobar cleanup` removes it all)");
             return Ok(());
+        }
+        // Routes first: the router stops sending before the data plane goes.
+        if let Some(a) = self.announcer.take() {
+            a.withdraw_all();
         }
         std::mem::take(&mut self.added).remove();
         self.dataplane.detach_all()?;

@@ -49,7 +49,7 @@ impl Daemon {
         self.plan = new;
         self.restart_checks();
         self.databases.run(monitor);
-        self.refresh_dns();
+        self.follow_liveness();
         self.keep_state()?;
         let summary = if changes.is_empty() { "no changes".to_owned() } else { changes.join(", ") };
         info!(file = %path.display(), changes = summary, "config reloaded");
@@ -171,6 +171,10 @@ fn daemon_change(old: &Plan, new: &Plan) -> Option<&'static str> {
         Some("daemon.state_file")
     } else if a.metrics_listen != b.metrics_listen {
         Some("daemon.metrics_listen")
+    } else if a.vip_interface.as_ref().map(|v| v.get_ref()) != b.vip_interface.as_ref().map(|v| v.get_ref()) {
+        Some("daemon.vip_interface")
+    } else if old.config.announce != new.config.announce {
+        Some("announce.bird_socket")
     } else if old.capacity != new.capacity {
         Some("capacity")
     } else if old_dns.as_ref().map(crate::dns::Settings::from) != new_dns.as_ref().map(crate::dns::Settings::from) {

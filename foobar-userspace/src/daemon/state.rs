@@ -28,6 +28,9 @@ pub struct State {
     pub backends: BTreeMap<String, BTreeMap<String, Stance>>,
     #[serde(default)]
     pub ids: Ids,
+    /// `foobar node drain`: this node announces nothing until `foobar node enable`.
+    #[serde(default)]
+    pub node_drained: bool,
 }
 
 /// An operator's word on a backend, as the file spells it.

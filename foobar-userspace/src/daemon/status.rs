@@ -8,7 +8,8 @@ use foobar_common::lb::TrafficStats;
 use super::Daemon;
 use crate::{
     control::protocol::{
-        BackendStatus, CensusStatus, DnsStatus, InterfaceStatus, PinsStatus, RuleStatus, ServiceStatus, StatusReport,
+        AnnounceStatus, BackendStatus, CensusStatus, DnsStatus, InterfaceStatus, NodeStatus, PinsStatus, RuleStatus,
+        ServiceStatus, StatusReport,
     },
     dataplane::{
         Trust,
@@ -130,6 +131,7 @@ impl Daemon {
                 .to_owned(),
                 under_flood: self.dataplane.under_flood(svc.id).unwrap_or(false),
                 exposed: exposure(&svc.spec),
+                announce: self.announcement(&svc.spec.name),
                 backends,
             });
         }
@@ -156,6 +158,7 @@ impl Daemon {
             });
         }
         report.replication = self.databases.status();
+        report.node = NodeStatus { drained: self.node_drained, config_sha256: self.plan.digest.clone() };
         if let Ok(c) = self.dataplane.counters() {
             report.counters = c.nonzero().map(|(c, v)| (c.name().to_owned(), v)).collect();
         }
@@ -181,6 +184,28 @@ fn exposure(spec: &ServiceSpec) -> Option<String> {
                 .to_owned(),
         ),
         _ => None,
+    }
+}
+
+impl Daemon {
+    /// Service `name`'s announcement as the announcer last saw it (`None`: not announced).
+    fn announcement(&self, name: &str) -> Option<AnnounceStatus> {
+        let protocol = self.plan.config.services.iter().find(|s| *s.name.get_ref() == name)?.announce.as_ref()?;
+        let Some(announcer) = &self.announcer else {
+            return Some(AnnounceStatus {
+                protocol: protocol.get_ref().clone(),
+                why: "not serving yet".into(),
+                ..AnnounceStatus::default()
+            });
+        };
+        let (wanted, applied) = announcer.report().into_iter().find(|(w, _)| w.protocol == *protocol.get_ref())?;
+        Some(AnnounceStatus {
+            protocol: wanted.protocol,
+            wanted: wanted.announce == Some(true),
+            why: wanted.why,
+            announced: applied.announced,
+            error: applied.error,
+        })
     }
 }
 

@@ -26,6 +26,11 @@ impl Hysteresis {
         self.healthy
     }
 
+    /// Whether the last result agreed with the state (no change is under way).
+    pub fn settled(&self) -> bool {
+        self.streak == 0
+    }
+
     /// Records one probe result; returns the new state when it changes.
     pub fn record(&mut self, ok: bool) -> Option<bool> {
         if ok == self.healthy {

@@ -42,6 +42,8 @@ pub struct Plan {
     pub checks: Vec<Target>,
     /// How big the data plane's tables are.
     pub capacity: Capacity,
+    /// SHA-256 of the config's text, hex: nodes of a cluster that show the same run the same.
+    pub digest: String,
 }
 
 impl Plan {
@@ -60,7 +62,13 @@ impl Plan {
         let (Some(firewall), true) = (firewall, problems.is_empty()) else {
             return Err(problems.into());
         };
+        let digest = ring::digest::digest(&ring::digest::SHA256, config.origin.text.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Ok(Plan {
+            digest,
             interfaces: interfaces(&config),
             firewall,
             services,

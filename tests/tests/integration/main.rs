@@ -4,6 +4,7 @@
 //! through [`gated`]: they are reported as ignored, with the reason, when run where they
 //! cannot work, and fail instead under CI or `cargo xtask test`.
 
+mod cluster_lab;
 mod daemon_lab;
 mod db_lab;
 mod dns_lab;
@@ -59,6 +60,7 @@ fn main() {
     trials.extend(lb_fixtures::trials());
     trials.extend(lb_lab::trials());
     trials.extend(daemon_lab::trials());
+    trials.extend(cluster_lab::trials());
     trials.extend(dns_lab::trials());
     trials.extend(health_lab::trials());
     trials.extend(instance_lab::trials());

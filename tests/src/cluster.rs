@@ -1,0 +1,98 @@
+//! The cluster lab (DESIGN.md's addresses): a client behind a router that spreads the VIP's
+//! traffic over foobar nodes by ECMP, the routes announced by each node's BIRD.
+//!
+//! ```text
+//! client 192.0.2.100/27 ─ router ─┬─ uplink bridge 192.0.2.128/26 ─ node1..3 (.131–.133) front
+//!          (.97)          (.129)   │
+//!                    lan .254 ─────┴─ lan bridge 198.51.100.0/24 ─ node1..3 back (.1–.3), web1, web2
+//! ```
+//!
+//! Each node holds the VIP on `lo` (foobar adds it: `vip_interface = "lo"`); the web servers
+//! hold it on `lo` too, for DSR, and answer clients through the router (their gateway).
+
+use crate::{
+    netns::{Lab, Netns},
+    topology::{VIP, WEB1, WEB2},
+};
+
+pub const CLIENT: &str = "192.0.2.100";
+pub const ROUTER_CLIENT: &str = "192.0.2.97";
+pub const ROUTER_UPLINK: &str = "192.0.2.129";
+pub const ROUTER_LAN: &str = "198.51.100.254";
+pub const ROUTER_AS: u32 = 64512;
+
+/// Node `i`'s (from 0) uplink address, private address and AS.
+pub fn node_uplink(i: usize) -> String {
+    format!("192.0.2.{}", 131 + i)
+}
+pub fn node_back(i: usize) -> String {
+    format!("198.51.100.{}", 1 + i)
+}
+pub fn node_as(i: usize) -> u32 {
+    64601 + i as u32
+}
+
+pub struct Cluster {
+    pub client: Netns,
+    pub router: Netns,
+    pub nodes: Vec<Netns>,
+    pub web1: Netns,
+    pub web2: Netns,
+    /// Kept last so namespaces are deleted after everything above is done with them.
+    pub lab: Lab,
+}
+
+impl Cluster {
+    pub fn build(nodes: usize) -> Cluster {
+        let mut lab = Lab::new();
+        let (uplink, lan) = (lab.ns("uplink"), lab.ns("lan"));
+        let (client, router) = (lab.ns("client"), lab.ns("router"));
+        let node_list: Vec<Netns> = (0..nodes).map(|i| lab.ns(&format!("node{}", i + 1))).collect();
+        let (web1, web2) = (lab.ns("web1"), lab.ns("web2"));
+        for sw in [&uplink, &lan] {
+            sw.ip(&["link", "add", "br0", "type", "bridge"]);
+            sw.ip(&["link", "set", "br0", "up"]);
+        }
+        let plug = |host: &Netns, name: &str, switch: &Netns, port: &str| {
+            lab.veth(host, name, switch, port);
+            switch.ip(&["link", "set", port, "master", "br0"]);
+        };
+        lab.veth(&client, "eth0", &router, "clients");
+        client.addr("eth0", &format!("{CLIENT}/27"));
+        client.ip(&["route", "add", "default", "via", ROUTER_CLIENT]);
+        router.addr("clients", &format!("{ROUTER_CLIENT}/27"));
+        plug(&router, "uplink", &uplink, "p-router");
+        router.addr("uplink", &format!("{ROUTER_UPLINK}/26"));
+        plug(&router, "lan", &lan, "p-router");
+        router.addr("lan", &format!("{ROUTER_LAN}/24"));
+        router.exec(&[
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.fib_multipath_hash_policy=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+        ]);
+        for (i, node) in node_list.iter().enumerate() {
+            plug(node, "front", &uplink, &format!("p-node{}", i + 1));
+            plug(node, "back", &lan, &format!("p-node{}", i + 1));
+            node.addr("front", &format!("{}/26", node_uplink(i)));
+            node.addr("back", &format!("{}/24", node_back(i)));
+            node.ip(&["route", "add", "default", "via", ROUTER_UPLINK]);
+        }
+        for (ns, addr, role) in [(&web1, WEB1, "web1"), (&web2, WEB2, "web2")] {
+            plug(ns, "eth0", &lan, &format!("p-{role}"));
+            ns.addr("lo", &format!("{VIP}/32"));
+            ns.exec(&["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"]);
+            ns.addr("eth0", &format!("{addr}/24"));
+            ns.ip(&["route", "add", "default", "via", ROUTER_LAN]);
+        }
+        Cluster { client, router, nodes: node_list, web1, web2, lab }
+    }
+
+    /// The router's next hops for the VIP, as its kernel holds them (one per announcing node).
+    pub fn vip_next_hops(&self) -> Vec<String> {
+        let out = self.router.ip(&["-4", "route", "show", &format!("{VIP}/32")]);
+        out.split("via ").skip(1).filter_map(|s| s.split_whitespace().next().map(str::to_owned)).collect()
+    }
+}

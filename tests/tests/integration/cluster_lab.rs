@@ -1,0 +1,179 @@
+//! Three foobar nodes behind a router that spreads the VIP by ECMP, each announcing it with
+//! its own BIRD (BGP + BFD) only while it can serve: traffic reaches every node, a drained
+//! node's route leaves the router without a failed request, a node whose uplink is cut is
+//! routed around within BFD's detection time, and a node that sees no backend withdraws.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use foobar::control::{
+    client,
+    protocol::{NodeAction, Request, Response, StatusReport},
+};
+use foobar_tests::{
+    bird::{self, Bird},
+    cluster::*,
+    daemon::{DaemonProcess, lab_config, socket_path},
+    gate::Need,
+    netns::{Entry, Netns},
+    nginx,
+    topology::{VIP, WEB1, WEB2},
+    wrk,
+};
+use libtest_mimic::Trial;
+
+use crate::gated;
+
+const CONFIG: &str = include_str!("../../../examples/cluster.toml");
+
+pub fn trials() -> Vec<Trial> {
+    vec![gated("cluster_lab::three_nodes_behind_ecmp_drain_die_and_withdraw", &[Need::Root, Need::Bpf], drills)]
+}
+
+/// One node: its BIRD and its foobar.
+struct Node {
+    ns: Netns,
+    _bird: Bird,
+    foobar: DaemonProcess,
+    socket: PathBuf,
+}
+
+impl Node {
+    fn status(&self) -> StatusReport {
+        match client::request(&self.socket, &Request::Status) {
+            Ok(Response::Status(r)) => *r,
+            other => panic!("{}: status {other:?}\n{}", self.ns.name(), self.foobar.logged()),
+        }
+    }
+
+    fn node(&self, action: NodeAction) {
+        let r = client::request(&self.socket, &Request::Node { action });
+        assert!(matches!(r, Ok(Response::Done { .. })), "{r:?}");
+    }
+}
+
+/// Waits until the router's next hops for the VIP are exactly `want` (sorted); how long it took.
+fn wait_next_hops(c: &Cluster, want: &[String], within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut hops = c.vip_next_hops();
+        hops.sort();
+        if hops == want {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "router's next hops {hops:?}, expected {want:?} within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn drills() {
+    let c = Cluster::build(3);
+    let _web1 = nginx::start(&c.web1, "web1");
+    let _web2 = nginx::start(&c.web2, "web2");
+    let peers: Vec<(String, u32)> = (0..3).map(|i| (node_uplink(i), node_as(i))).collect();
+    let _router = Bird::start(&c.router, "router", &bird::router_conf(ROUTER_UPLINK, ROUTER_AS, &peers));
+    let nodes: Vec<Node> = c
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            let conf = bird::node_conf(&node_uplink(i), node_as(i), ROUTER_UPLINK, ROUTER_AS, "www_vip", VIP);
+            let b = Bird::start(ns, "node", &conf);
+            let text = lab_config(ns, CONFIG, true).replacen(
+                "bird_socket = \"/run/bird/bird.ctl\"",
+                &format!("bird_socket = {:?}", b.socket.display().to_string()),
+                1,
+            );
+            let file = ns.scratch("cluster.toml");
+            std::fs::write(&file, text).expect("node config");
+            let foobar = DaemonProcess::start(ns, Entry::Nsenter, &file, "foobar");
+            Node { ns: ns.clone(), _bird: b, foobar, socket: socket_path(ns) }
+        })
+        .collect();
+    for n in &nodes {
+        n.foobar.wait_for_log("serving", Duration::from_secs(15));
+    }
+    let all: Vec<String> = (0..3).map(node_uplink).collect();
+    let took = wait_next_hops(&c, &all, Duration::from_secs(20));
+    eprintln!("all three nodes announced after {took:?}");
+    let s = nodes[0].status();
+    let a = s.services[0].announce.as_ref().expect("announce status");
+    assert!(a.wanted && a.announced == Some(true) && a.protocol == "www_vip", "{a:?}");
+
+    // Spread: new connections from the client land on every node, and all are answered.
+    for _ in 0..60 {
+        let out = c.client.output(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP}/")]);
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(body.starts_with("web1") || body.starts_with("web2"), "{out:?}");
+    }
+    let flows: Vec<u64> = nodes.iter().map(|n| n.status().services[0].new_flows).collect();
+    eprintln!("60 connections: new flows per node {flows:?}");
+    assert!(flows.iter().all(|f| *f > 0), "ECMP did not reach every node: {flows:?}");
+
+    // Drain node 1 under load: its route leaves the router, no request fails.
+    let load = wrk::Load { seconds: 4, connections: 16, threads: 2, close: false };
+    let run = wrk::start(&c.client, &format!("http://{VIP}/"), load);
+    std::thread::sleep(Duration::from_secs(1));
+    nodes[0].node(NodeAction::Drain);
+    let took = wait_next_hops(&c, &all[1..], Duration::from_secs(5));
+    let summary = wrk::finish(run, load);
+    eprintln!("drain: route gone after {took:?}; wrk {} requests, {} failed", summary.requests, summary.failed());
+    assert_eq!(summary.failed(), 0, "{}", summary.text);
+    let a = nodes[0].status().services[0].announce.clone().expect("announce");
+    assert!(!a.wanted && a.why.contains("drained") && a.announced == Some(false), "{a:?}");
+    nodes[0].node(NodeAction::Enable);
+    wait_next_hops(&c, &all, Duration::from_secs(5));
+
+    // kill -9 of node 1's foobar, then a new run: the route stays (BIRD keeps it) and the
+    // pinned data plane forwards meanwhile, so nothing fails; the new run takes over.
+    let mut nodes = nodes;
+    let run = wrk::start(&c.client, &format!("http://{VIP}/"), load);
+    std::thread::sleep(Duration::from_secs(1));
+    nodes[0].foobar.process.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    let hops = c.vip_next_hops();
+    assert_eq!(hops.len(), 3, "a crashed foobar withdrew its route: {hops:?}");
+    let file = nodes[0].ns.scratch("cluster.toml");
+    nodes[0].foobar = DaemonProcess::start(&nodes[0].ns, Entry::Nsenter, &file, "foobar-again");
+    nodes[0].foobar.wait_for_log("serving", Duration::from_secs(15));
+    // Until its checks settle, the new run leaves BIRD alone: the route never goes away.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(1) {
+        let hops = c.vip_next_hops();
+        assert_eq!(hops.len(), 3, "the restarted foobar withdrew its route: {hops:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let summary = wrk::finish(run, load);
+    eprintln!("kill -9 and restart: wrk {} requests, {} failed", summary.requests, summary.failed());
+    assert_eq!(summary.failed(), 0, "{}", summary.text);
+    let said = nodes[0].foobar.logged();
+    assert!(said.contains("took over"), "{said}");
+    assert!(!said.contains("announce=false"), "the restarted foobar told BIRD to withdraw: {said}");
+
+    // Cut node 2's uplink under load: BFD takes its route away, the rest carry on.
+    let run = wrk::start(&c.client, &format!("http://{VIP}/"), load);
+    std::thread::sleep(Duration::from_secs(1));
+    nodes[1].ns.ip(&["link", "set", "front", "down"]);
+    let detected = wait_next_hops(&c, &[all[0].clone(), all[2].clone()], Duration::from_secs(3));
+    let summary = wrk::finish(run, load);
+    eprintln!(
+        "uplink cut: route gone after {detected:?}; wrk {} requests, {} failed",
+        summary.requests,
+        summary.failed()
+    );
+    assert!(detected < Duration::from_millis(1500), "BFD noticed after {detected:?}");
+    assert!(summary.failed() * 100 <= summary.requests.max(1), "{}", summary.text);
+
+    // Node 3 can reach no backend: it withdraws while node 1 keeps the VIP.
+    for web in [WEB1, WEB2] {
+        nodes[2].ns.ip(&["route", "add", "prohibit", &format!("{web}/32")]);
+    }
+    let took = wait_next_hops(&c, &all[..1], Duration::from_secs(5));
+    eprintln!("node 3 without backends withdrew after {took:?}");
+    let a = nodes[2].status().services[0].announce.clone().expect("announce");
+    assert!(!a.wanted && a.why.contains("no backend"), "{a:?}");
+    let out = c.client.output(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP}/")]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("web"), "{out:?}");
+}
