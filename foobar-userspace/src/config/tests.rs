@@ -190,3 +190,28 @@ fn every_problem_is_reported_at_once() {
     let err = parse(Path::new("lab.toml"), &text, &lab_interfaces).expect_err("two problems");
     assert_eq!(err.problems.len(), 2, "{err}");
 }
+
+const CLUSTER: &str = include_str!("../../../examples/cluster.toml");
+
+#[test]
+fn the_cluster_config_is_valid_and_announces_www() {
+    let cfg =
+        parse(Path::new("cluster.toml"), CLUSTER, &lab_interfaces).expect("examples/cluster.toml must stay valid");
+    assert_eq!(cfg.services[0].announce.as_ref().map(|a| a.get_ref().as_str()), Some("www_vip"));
+    assert_eq!(cfg.daemon.vip_interface.as_ref().map(|v| v.get_ref().as_str()), Some("lo"));
+}
+
+#[test]
+fn announcements_need_bird_and_a_plain_protocol_name() {
+    let parse_with = |from: &str, to: &str| {
+        assert_eq!(CLUSTER.matches(from).count(), 1, "`{from}`");
+        parse(Path::new("cluster.toml"), &CLUSTER.replacen(from, to, 1), &lab_interfaces).map_err(|e| e.to_string())
+    };
+    let no_bird = parse_with("[announce]\nbird_socket = \"/run/bird/bird.ctl\"", "").expect_err("no [announce]");
+    assert!(no_bird.contains("service[0].announce: needs an [announce] table"), "{no_bird}");
+    let injected = parse_with("announce = \"www_vip\"", "announce = \"www_vip; disable all\"").expect_err("bad name");
+    assert!(injected.contains("is not a BIRD protocol name"), "{injected}");
+    let nowhere = parse_with("vip_interface = \"lo\"", "vip_interface = \"eth7\"").expect_err("no such interface");
+    assert!(nowhere.contains("daemon.vip_interface: no interface `eth7` exists here"), "{nowhere}");
+    assert!(parse_with("vip_interface = \"lo\"", "vip_interface = \"none\"").is_ok());
+}
