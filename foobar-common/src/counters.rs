@@ -5,12 +5,12 @@
 //! construction; [`Counter::ALL`] and [`Counter::name`] let the daemon print every slot.
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )+) => {
+    ($( $(#[doc = $doc:literal])+ $variant:ident = $name:literal, )+) => {
         /// One per-CPU counter slot.
         #[repr(u32)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum Counter {
-            $( $(#[$doc])* $variant, )+
+            $( $(#[doc = $doc])+ $variant, )+
         }
 
         impl Counter {
@@ -21,6 +21,13 @@ macro_rules! counters {
             pub const fn name(self) -> &'static str {
                 match self {
                     $( Counter::$variant => $name, )+
+                }
+            }
+
+            /// What it counts: its doc comment (each line starts with a space).
+            pub const fn help(self) -> &'static str {
+                match self {
+                    $( Counter::$variant => concat!($($doc),+), )+
                 }
             }
         }

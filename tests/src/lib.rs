@@ -19,6 +19,7 @@
 //! - [`daemon`]: the real daemon serving in a lab namespace, steered over its control socket.
 //! - [`mariadb`]: real MariaDB primary and replica in the lab, replicating by GTID.
 //! - [`table`]: synthetic connection-table entries for a full table.
+//! - [`prometheus`]: promtool on the exposition and the alert rules.
 //! - [`gate`]: deciding whether a root-only or BPF test can run here, and saying why not.
 
 pub mod app;
@@ -33,6 +34,7 @@ pub mod mariadb;
 pub mod netns;
 pub mod nginx;
 pub mod packet;
+pub mod prometheus;
 pub mod raw;
 pub mod router;
 pub mod table;

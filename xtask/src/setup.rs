@@ -37,6 +37,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "python3",
     // The cluster lab's router and nodes (BGP with BFD).
     "bird2",
+    // promtool for the exposition and alert rules; the alerting lab.
+    "prometheus",
+    "prometheus-alertmanager",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,6 +1,8 @@
 //! What `/metrics` shows: data-plane counters, rule hits, service and backend traffic, backend
 //! state and health gauges, and health-check latency histograms.
 
+use foobar_common::counters::Counter;
+
 use super::Daemon;
 use crate::{
     control::protocol::{BackendStatus, ServiceStatus},
@@ -21,9 +23,26 @@ impl Daemon {
             let labels = [("interface", i.name.as_str()), ("trust", i.trust.as_str()), ("mode", i.mode.as_str())];
             m.sample("foobar_xdp_attached", &labels, 1.0);
         }
-        m.family("foobar_xdp_events_total", "counter", "Packets the XDP programs saw, by what happened to them.");
-        for (event, value) in &report.counters {
-            m.sample("foobar_xdp_events_total", &[("event", event)], *value as f64);
+        m.family("foobar_build_info", "gauge", "The running build: its version.");
+        m.sample("foobar_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+        let reload = &self.last_config;
+        m.single(
+            "foobar_config_last_reload_successful",
+            "gauge",
+            "1 if the last config load (start or reload) succeeded, 0 if it was refused.",
+            f64::from(u8::from(reload.successful)),
+        );
+        m.single(
+            "foobar_config_last_reload_success_timestamp_seconds",
+            "gauge",
+            "When the running config was last loaded successfully (start or reload), in Unix time.",
+            reload.succeeded_at.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+        );
+        // Every data-plane counter as its own metric, from zero.
+        let counters = self.dataplane.counters().unwrap_or_default();
+        for c in Counter::ALL {
+            let name = format!("foobar_xdp_{}_total", c.name());
+            m.single(&name, "counter", c.help().trim(), counters.get(*c) as f64);
         }
         m.family("foobar_firewall_rule_hits_total", "counter", "Packets each allow rule admitted.");
         for (i, r) in report.firewall_rules.iter().enumerate() {
@@ -93,6 +112,17 @@ impl Daemon {
         for s in &report.services {
             m.sample("foobar_service_under_flood", &[("service", &s.name)], f64::from(u8::from(s.under_flood)));
         }
+        if let Some(d) = &report.dns {
+            m.family(
+                "foobar_dns_service_answered",
+                "gauge",
+                "1 while DNS answers the service's records (it has a backend).",
+            );
+            for s in &report.services {
+                let on = d.answering.contains(&s.name);
+                m.sample("foobar_dns_service_answered", &[("service", &s.name)], f64::from(u8::from(on)));
+            }
+        }
         m.family("foobar_service_available_backends", "gauge", "Backends taking new flows.");
         for s in &report.services {
             let n = s.backends.iter().filter(|b| b.active).count();
@@ -113,7 +143,18 @@ impl Daemon {
             m.family(name, kind, help);
             for s in &report.services {
                 for b in &s.backends {
-                    m.sample(name, &[("service", &s.name), ("backend", &b.name), ("state", &b.state)], value(b));
+                    m.sample(name, &[("service", &s.name), ("backend", &b.name)], value(b));
+                }
+            }
+        }
+        // A state is a gauge of its own, one series per possible state (1 for the current),
+        // so counters never move to a new series when a backend changes state.
+        m.family("foobar_backend_state", "gauge", "1 for the backend's state: up, draining, disabled or down.");
+        for s in &report.services {
+            for b in &s.backends {
+                for state in ["up", "draining", "disabled", "down"] {
+                    let labels = [("service", s.name.as_str()), ("backend", b.name.as_str()), ("state", state)];
+                    m.sample("foobar_backend_state", &labels, f64::from(u8::from(b.state == state)));
                 }
             }
         }

@@ -79,6 +79,15 @@ pub struct Daemon {
     node_drained: bool,
     /// Keeps BIRD's protocols as the services' state wants them (while serving, with `[announce]`).
     announcer: Option<crate::announce::Announcer>,
+    /// How the last config load (start or reload) went, for `/metrics`.
+    last_config: ConfigLoad,
+}
+
+/// Whether the last config load succeeded, and when one last did.
+#[derive(Clone, Copy, Debug)]
+struct ConfigLoad {
+    successful: bool,
+    succeeded_at: std::time::SystemTime,
 }
 
 impl Daemon {
@@ -137,6 +146,7 @@ impl Daemon {
             census: None,
             node_drained: state.node_drained,
             announcer: None,
+            last_config: ConfigLoad { successful: true, succeeded_at: std::time::SystemTime::now() },
             dataplane,
             services,
             backends,

@@ -24,7 +24,17 @@ enum Undo {
 
 impl Daemon {
     /// Re-reads the config file and applies what changed; the message says what that was.
+    /// Its outcome is kept for `/metrics`.
     pub(super) fn reload(&mut self) -> Result<String, ReloadError> {
+        let outcome = self.reload_config();
+        self.last_config.successful = outcome.is_ok();
+        if outcome.is_ok() {
+            self.last_config.succeeded_at = std::time::SystemTime::now();
+        }
+        outcome
+    }
+
+    fn reload_config(&mut self) -> Result<String, ReloadError> {
         let path = self.source.clone().ok_or(ReloadError::NoSource)?;
         let new = Plan::load(&path)?;
         if let Some(what) = daemon_change(&self.plan, &new) {

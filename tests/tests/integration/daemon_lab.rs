@@ -153,12 +153,22 @@ fn control() {
         &[
             "foobar_service_new_flows_total{service=\"www\"} 6",
             "foobar_service_available_backends{service=\"www\"} 2",
-            "foobar_backend_active{service=\"www\",backend=\"web2\",state=\"up\"} 1",
+            "foobar_backend_active{service=\"www\",backend=\"web2\"} 1",
+            "foobar_backend_state{service=\"www\",backend=\"web2\",state=\"up\"} 1",
+            "foobar_backend_state{service=\"www\",backend=\"web2\",state=\"down\"} 0",
             "# TYPE foobar_health_check_duration_seconds histogram",
-            "foobar_xdp_events_total{event=\"firewall_denied_source\"}",
+            "# TYPE foobar_xdp_firewall_denied_source_total counter",
+            "foobar_xdp_malformed_truncated_udp_total 0",
+            "foobar_build_info{version=\"",
+            "foobar_config_last_reload_successful 1",
             "foobar_firewall_rule_hits_total{rule=\"0\",description=\"tcp to 192.0.2.10/32 ports 80,443\"}",
         ],
     );
+    // Prometheus's own linter has nothing to say about the exposition.
+    let scrape = stack.node.exec(&["curl", "-sS", "--max-time", "3", "http://127.0.0.1:9469/metrics"]);
+    if let Err(said) = foobar_tests::prometheus::check_metrics(&scrape) {
+        panic!("promtool check metrics:\n{said}");
+    }
     let not_found = stack.node.exec(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:9469/"]);
     assert_eq!(not_found, "404");
 }

@@ -18,6 +18,7 @@ mod instance_lab;
 mod kernel_log;
 mod lb_fixtures;
 mod lb_lab;
+mod monitoring_lab;
 mod netns_xdp;
 mod parser_props;
 mod pins;
@@ -60,6 +61,7 @@ fn main() {
     trials.extend(lb_fixtures::trials());
     trials.extend(lb_lab::trials());
     trials.extend(daemon_lab::trials());
+    trials.extend(monitoring_lab::trials());
     trials.extend(cluster_lab::trials());
     trials.extend(dns_lab::trials());
     trials.extend(health_lab::trials());
