@@ -14,6 +14,7 @@
 //! - [`dataplane`]: the embedded eBPF object, loading it, attaching XDP, reading its maps.
 //! - [`logging`]: tracing setup (human or JSON).
 //! - [`metrics`]: the Prometheus endpoint and its text format.
+//! - [`notify`]: telling systemd when the daemon is ready, reloading and stopping.
 //! - [`net`]: CIDR prefixes and the address form the maps use.
 //! - [`slots`]: connection caps shared by every listener.
 //! - [`privileges`]: dropping the capabilities serving does not use.
@@ -32,6 +33,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod plan;
 pub mod privileges;
 pub mod replication;

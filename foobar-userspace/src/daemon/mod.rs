@@ -337,6 +337,7 @@ impl Daemon {
             self.dns = Some(crate::dns::Dns::start(zone, &dns.into(), live).await?);
         }
         info!(socket = %path.display(), metrics = %addr, checks = self.checkers.len(), "serving");
+        crate::notify::notify("READY=1\nSTATUS=serving: XDP attached, DNS answering");
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         // Kernel log messages, handed to the same log as everything else as they arrive.
         // SAFETY: the logger owns its ring buffer's fd for its whole life and always returns it.
@@ -385,6 +386,7 @@ impl Daemon {
                 }
             }
         }
+        crate::notify::notify("STOPPING=1");
         control.abort();
         exporter.abort();
         self.dns = None;

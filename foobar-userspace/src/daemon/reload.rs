@@ -26,7 +26,14 @@ impl Daemon {
     /// Re-reads the config file and applies what changed; the message says what that was.
     /// Its outcome is kept for `/metrics`.
     pub(super) fn reload(&mut self) -> Result<String, ReloadError> {
+        crate::notify::notify("RELOADING=1");
         let outcome = self.reload_config();
+        match &outcome {
+            Ok(_) => crate::notify::notify("READY=1\nSTATUS=serving: reloaded"),
+            Err(e) => {
+                crate::notify::notify(&format!("READY=1\nSTATUS=serving the previous config: reload refused: {e}"))
+            }
+        }
         self.last_config.successful = outcome.is_ok();
         if outcome.is_ok() {
             self.last_config.succeeded_at = std::time::SystemTime::now();

@@ -94,16 +94,30 @@ fn thread_caps(pid: u32, set: &str) -> Vec<u64> {
         .collect()
 }
 
-/// `foobar run` as root: once attached, every thread keeps only the capabilities serving
-/// uses, and with those it still checks, reloads, and on stop detaches and unpins.
+/// `foobar run` as root, as systemd runs it: once attached, every thread keeps only the
+/// capabilities serving uses, and with those it still checks, reloads, and on stop detaches
+/// and unpins; it tells the service manager READY, RELOADING and READY, STOPPING.
 fn capabilities() {
     let stack = Stack::build();
     let _web1 = nginx::start(&stack.web1, "web1");
     let _web2 = nginx::start(&stack.web2, "web2");
     let config = stack.node.scratch("caps.toml");
     std::fs::write(&config, lab_config(&stack.node, LAB_CONFIG, true)).expect("write config");
-    let daemon = DaemonProcess::start(&stack.node, Entry::Nsenter, &config, "caps");
-    daemon.wait_for_log("serving", Duration::from_secs(15));
+    // Run as systemd runs a Type=notify service: the readiness protocol's socket in the env.
+    let notify_path = stack.node.scratch("notify.sock");
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let said_to_systemd = || {
+        let mut buf = [0u8; 512];
+        let n = notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let env = format!("NOTIFY_SOCKET={}", notify_path.display());
+    let daemon = DaemonProcess::start_under(&stack.node, Entry::Nsenter, &["env", &env], &config, "caps");
+    let ready = said_to_systemd();
+    assert!(ready.starts_with("READY=1\n"), "{ready}");
+    assert!(daemon.logged().contains("serving"), "READY before serving: {}", daemon.logged());
     let kept = foobar::privileges::serving_set().expect("own capabilities");
     for set in ["CapEff", "CapPrm", "CapBnd"] {
         let caps = thread_caps(daemon.process.pid(), set);
@@ -137,10 +151,13 @@ fn capabilities() {
         Ok(Response::Done { .. }) => {}
         other => panic!("reload: {other:?}\n{}", daemon.logged()),
     }
+    assert_eq!(said_to_systemd(), "RELOADING=1");
+    assert!(said_to_systemd().starts_with("READY=1\nSTATUS=serving: reloaded"));
     let out = stack.client.output(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP}/")]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("web"), "{out:?}");
     let log = daemon.log.clone();
     drop(daemon);
+    assert_eq!(said_to_systemd(), "STOPPING=1");
     let said = std::fs::read_to_string(&log).expect("log");
     assert!(said.contains("dropped every other capability") && said.contains("detached and unpinned"), "{said}");
     // (The lab has no databases here: the replication monitor's warnings are expected.)
