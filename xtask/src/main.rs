@@ -6,12 +6,14 @@
 //! - `test`: setup, build-ebpf, then the whole test suite.
 //! - `lab`: the seeds' stack in namespaces with the foobar daemon in front; `demo`: its tour, run by itself.
 //! - `bench`: benchmarks with ratios to a baseline from the same run.
+//! - `package`: the Debian package (binary, systemd unit, config, man pages, completions).
 //! - `step`: running external commands and timing the steps of a task.
 
 mod bench;
 mod build_ebpf;
 mod demo;
 mod lab;
+mod package;
 mod setup;
 mod step;
 mod test;
@@ -44,6 +46,8 @@ enum Task {
         #[arg(long)]
         demo: bool,
     },
+    /// Build the Debian package target/foobar_<version>_amd64.deb (release binary, unit, config, man pages).
+    Package,
     /// Setup if needed, build the eBPF object, then run every test.
     Test {
         /// Extra arguments for the test binaries (e.g. a test name filter).
@@ -64,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         Task::BuildEbpf => build_ebpf::run().map(|_| ()),
         Task::Test { args } => test::run(&args),
         Task::Bench { which } => bench::run(which),
+        Task::Package => package::run().map(|_| ()),
         Task::Lab { action: None, demo } => lab::up(demo),
         Task::Lab { action: Some(LabAction::Down), .. } => lab::down(),
     }

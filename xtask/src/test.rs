@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the whole suite from nothing.
 //!
-//! Setup (skipped when complete), the eBPF object, then `cargo test` over the default
+//! Setup (skipped when complete), the eBPF object, the `foobar` binary and the Debian
+//! package (for the tests of separate processes and of what a user installs), then `cargo test` over the default
 //! members with `FOOBAR_REQUIRE_BPF=1`, so a test that needs the data plane fails rather
 //! than skips if the object did not make it into the build. Root-only tests run when this
 //! runs as root (as CI does) and otherwise report themselves ignored with the reason.
@@ -32,6 +33,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 .env("FOOBAR_BPF_OBJECT", &object),
         )
     })?;
+    // The package tests check what a user installs.
+    crate::package::run()?;
     timed("cargo test", || {
         step::run(
             Command::new("cargo")

@@ -215,3 +215,12 @@ fn announcements_need_bird_and_a_plain_protocol_name() {
     assert!(nowhere.contains("daemon.vip_interface: no interface `eth7` exists here"), "{nowhere}");
     assert!(parse_with("vip_interface = \"lo\"", "vip_interface = \"none\"").is_ok());
 }
+
+#[test]
+fn the_packaged_config_is_valid_on_a_two_nic_node() {
+    let text = include_str!("../../../examples/foobar.toml");
+    let eth = |name: &str| matches!(name, "eth0" | "eth1");
+    let cfg = parse(Path::new("foobar.toml"), text, &eth).expect("examples/foobar.toml must stay valid");
+    assert_eq!(cfg.daemon.interfaces.len(), 2);
+    assert!(parse(Path::new("foobar.toml"), text, &lab_interfaces).is_err(), "it names eth0 and eth1");
+}

@@ -20,6 +20,7 @@ mod lb_fixtures;
 mod lb_lab;
 mod monitoring_lab;
 mod netns_xdp;
+mod package_lab;
 mod parser_props;
 mod pins;
 mod reload_lab;
@@ -72,6 +73,7 @@ fn main() {
     trials.extend(replication_lab::trials());
     trials.extend(kernel_log::trials());
     trials.extend(netns_xdp::trials());
+    trials.extend(package_lab::trials());
     trials.extend(pins::trials());
     trials.extend(stack::trials());
     trials.extend(state_lab::trials());
