@@ -18,6 +18,7 @@
 //! - [`net`]: CIDR prefixes and the address form the maps use.
 //! - [`slots`]: connection caps shared by every listener.
 //! - [`privileges`]: dropping the capabilities serving does not use.
+//! - [`status_page`]: the HTML status page on the metrics listener.
 //! - [`replication`]: the MariaDB/MySQL replication monitor behind `db-write` and `db-read`.
 //! - [`xdp_mode`]: the operator-facing attach mode (`native | generic | auto`).
 
@@ -38,4 +39,5 @@ pub mod plan;
 pub mod privileges;
 pub mod replication;
 pub mod slots;
+pub mod status_page;
 pub mod xdp_mode;

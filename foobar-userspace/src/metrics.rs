@@ -1,6 +1,7 @@
-//! The Prometheus endpoint: `GET /metrics` on `daemon.metrics_listen` answers the text
-//! exposition format. The body comes from the daemon's event loop (which owns the data plane),
-//! asked over a channel per scrape; anything but `GET /metrics` gets a 404.
+//! The HTTP endpoint on `daemon.metrics_listen`: `GET /metrics` answers Prometheus's text
+//! exposition format, `GET /` (or `/status`) the status page. Bodies come from the daemon's
+//! event loop (which owns the data plane), asked over a channel per request; anything else
+//! gets a 404.
 
 use std::io;
 
@@ -11,8 +12,15 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
-/// A scrape on its way to the event loop.
-pub type Scrape = oneshot::Sender<String>;
+/// A page the endpoint serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    Metrics,
+    Status,
+}
+
+/// A request for a page on its way to the event loop, with where to send the body.
+pub type Scrape = (Page, oneshot::Sender<String>);
 
 pub async fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr).await
@@ -41,18 +49,28 @@ async fn answer(mut stream: TcpStream, scrapes: mpsc::Sender<Scrape>) {
         return;
     };
     let request = String::from_utf8_lossy(&buf[..n]);
-    let wanted = request.lines().next().is_some_and(|l| l.starts_with("GET /metrics ") || l == "GET /metrics");
-    let (status, body) = if wanted {
-        let (tx, rx) = oneshot::channel();
-        match scrapes.send(tx).await {
-            Ok(()) => ("200 OK", rx.await.unwrap_or_default()),
-            Err(_) => ("503 Service Unavailable", "foobar is shutting down\n".to_owned()),
+    let path = request.lines().next().and_then(|l| l.strip_prefix("GET ")).and_then(|l| l.split(' ').next());
+    let page = match path {
+        Some("/metrics") => Some(Page::Metrics),
+        Some("/" | "/status") => Some(Page::Status),
+        _ => None,
+    };
+    let kind = match page {
+        Some(Page::Status) => "text/html; charset=utf-8",
+        _ => "text/plain; version=0.0.4",
+    };
+    let (status, body) = match page {
+        Some(page) => {
+            let (tx, rx) = oneshot::channel();
+            match scrapes.send((page, tx)).await {
+                Ok(()) => ("200 OK", rx.await.unwrap_or_default()),
+                Err(_) => ("503 Service Unavailable", "foobar is shutting down\n".to_owned()),
+            }
         }
-    } else {
-        ("404 Not Found", "only /metrics is served here\n".to_owned())
+        None => ("404 Not Found", "served here: /metrics (Prometheus) and / (the status page)\n".to_owned()),
     };
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.write_all(response.as_bytes()).await;

@@ -371,8 +371,11 @@ impl Daemon {
                         warn!(error = %e, "reload refused; the running config is unchanged");
                     }
                 }
-                Some(scrape) = scrapes.recv() => {
-                    let _ = scrape.send(self.metrics());
+                Some((page, reply)) = scrapes.recv() => {
+                    let _ = reply.send(match page {
+                        crate::metrics::Page::Metrics => self.metrics(),
+                        crate::metrics::Page::Status => crate::status_page::render(&self.status()),
+                    });
                 }
                 _ = tick.tick() => self.sample(Instant::now()),
                 Ok(mut ready) = async {

@@ -169,7 +169,8 @@ fn control() {
     if let Err(said) = foobar_tests::prometheus::check_metrics(&scrape) {
         panic!("promtool check metrics:\n{said}");
     }
-    let not_found = stack.node.exec(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:9469/"]);
+    let not_found =
+        stack.node.exec(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:9469/nothere"]);
     assert_eq!(not_found, "404");
 }
 

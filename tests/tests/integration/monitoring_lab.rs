@@ -22,6 +22,7 @@ pub fn trials() -> Vec<Trial> {
     vec![
         plain("monitoring::the_alert_rules_pass_promtool", rules),
         gated("monitoring_lab::a_dead_web_server_alerts_and_resolves", &[Need::Root, Need::Bpf], alert),
+        gated("monitoring_lab::the_status_page_shows_a_backend_going_down", &[Need::Root, Need::Bpf], status_page),
     ]
 }
 
@@ -96,4 +97,56 @@ fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
         }
     }
     out
+}
+
+/// Headless Chromium in `ns` (flags for a machine without a network out): `args` then `url`.
+fn chromium(ns: &foobar_tests::netns::Netns, args: &[&str], url: &str) -> String {
+    let profile = ns.scratch("chromium-profile");
+    let _ = std::fs::remove_dir_all(&profile);
+    let profile = format!("--user-data-dir={}", profile.display());
+    let mut cmd = vec![
+        "timeout",
+        "30",
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        &profile,
+    ];
+    cmd.extend_from_slice(args);
+    cmd.push(url);
+    String::from_utf8_lossy(&ns.output(&cmd).stdout).into_owned()
+}
+
+/// The page at / as a browser renders it: web1 up, then, once nginx on web1 is gone, down;
+/// a screenshot of each is kept in target/test-artifacts.
+fn status_page() {
+    let stack = Stack::build();
+    let web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    let daemon = RunningDaemon::start(&stack.node, LAB_CONFIG);
+    let state = |r: &foobar::control::protocol::StatusReport, want: &str| {
+        r.services[0].backends.iter().any(|b| b.name == "web1" && b.state == want)
+    };
+    daemon.wait_for(Duration::from_secs(3), "web1 up", |r| state(r, "up"));
+    let url = "http://127.0.0.1:9469/";
+    let dom = chromium(&stack.node, &["--dump-dom"], url);
+    assert!(dom.contains("<tr class=\"up\"><td>web1</td>") && dom.contains("<h2>service www"), "{dom}");
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let shot = artifacts.join("status-up.png");
+    chromium(&stack.node, &["--window-size=1200,700", &format!("--screenshot={}", shot.display())], url);
+    assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000), "no screenshot at {}", shot.display());
+    drop(web1);
+    daemon.wait_for(Duration::from_secs(4), "web1 down", |r| state(r, "down"));
+    let dom = chromium(&stack.node, &["--dump-dom"], url);
+    assert!(dom.contains("<tr class=\"down\"><td>web1</td>"), "{dom}");
+    let down = artifacts.join("status-down.png");
+    chromium(&stack.node, &["--window-size=1200,700", &format!("--screenshot={}", down.display())], url);
+    eprintln!("status page screenshots: {} and {}", shot.display(), down.display());
 }
