@@ -40,6 +40,10 @@ pub const APT_PACKAGES: &[&str] = &[
     // promtool for the exposition and alert rules; the alerting lab.
     "prometheus",
     "prometheus-alertmanager",
+    // The status page's browser test.
+    "chromium",
+    // A C compiler for the crates that build C (ring).
+    "build-essential",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

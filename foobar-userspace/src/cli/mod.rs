@@ -53,12 +53,19 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Interfaces missing on this machine are errors too (by default, warnings: the
+        /// config may be checked away from its node).
+        #[arg(long)]
+        strict: bool,
     },
     /// Show the running daemon's services, backends, health, firewall rules and counters.
     Status {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Redraw every second until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
     },
     /// Drain, enable or disable one backend of a service.
     Backend {
@@ -88,8 +95,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, detach_on_exit } => run::run(&config, detach_on_exit),
         Command::Cleanup { config, pin_dir } => cleanup::run(config.as_deref(), &pin_dir),
-        Command::Check { config } => check::run(&config),
-        Command::Status { json } => status::run(&cli.socket, json),
+        Command::Check { config, strict } => check::run(&config, strict),
+        Command::Status { json, watch } => status::run(&cli.socket, json, watch),
         Command::Backend { action, service, backend } => backend::run(&cli.socket, action, service, backend),
         Command::Firewall { command } => firewall::run(&cli.socket, command),
         Command::Node { action } => {

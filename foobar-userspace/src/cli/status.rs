@@ -1,4 +1,5 @@
-//! `foobar status [--json]`: what the running daemon is doing, as tables or as JSON.
+//! `foobar status [--json] [--watch]`: what the running daemon is doing, as tables or as
+//! JSON, once or redrawn every second.
 
 use std::{fmt::Write as _, path::Path, process::ExitCode};
 
@@ -7,13 +8,22 @@ use crate::control::{
     protocol::{ReplicationStatus, Request, Response, StatusReport},
 };
 
-pub fn run(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    match client::request(socket, &Request::Status)? {
-        Response::Status(report) if json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Response::Status(report) => print!("{}", render(&report)),
-        other => return super::unexpected(other),
+pub fn run(socket: &Path, json: bool, watch: bool) -> anyhow::Result<ExitCode> {
+    loop {
+        let text = match client::request(socket, &Request::Status)? {
+            Response::Status(report) if json => format!("{}\n", serde_json::to_string_pretty(&report)?),
+            Response::Status(report) => render(&report),
+            other => return super::unexpected(other),
+        };
+        if !watch {
+            print!("{text}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Home the cursor and clear the screen, then redraw (Ctrl-C ends it).
+        print!("\x1b[H\x1b[2J{text}");
+        std::io::Write::flush(&mut std::io::stdout())?;
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Text that came from outside (a database's error message, a backend's answer), with control

@@ -219,14 +219,10 @@ fn dns(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
         if sources.iter().filter(|s| **s).count() != 1 {
             out.push(src.problem(at.clone(), key("value"), "needs exactly one of `value`, `service` or `replication`"));
         }
-        if let Some(svc) = &r.service {
-            if !cfg.services.iter().any(|s| s.name.get_ref() == svc.get_ref()) {
-                out.push(src.problem(
-                    svc.span(),
-                    key("service"),
-                    format!("no [[service]] is named `{}`", svc.get_ref()),
-                ));
-            }
+        if let Some(svc) = &r.service
+            && !cfg.services.iter().any(|s| s.name.get_ref() == svc.get_ref())
+        {
+            out.push(src.problem(svc.span(), key("service"), format!("no [[service]] is named `{}`", svc.get_ref())));
         }
         if r.replication.is_some() && cfg.replication.is_none() {
             out.push(src.problem(at.clone(), key("replication"), "needs a [replication] section"));

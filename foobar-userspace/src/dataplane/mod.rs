@@ -214,29 +214,29 @@ impl Dataplane {
                 and senders put full checksums on the wire (`ethtool -K IFACE tx off`); `auto` takes generic here"
             );
         }
-        if let Some(path) = self.pins.as_ref().map(|p| p.link(interface)) {
-            if path.exists() {
-                match self.adopt(trust, &path) {
-                    Ok(link) => {
-                        let real = link::attached_mode(ifindex(interface)).ok().flatten();
-                        let kernel_mode = real.unwrap_or(choice.attempts[0]);
-                        let why = match real {
-                            Some(_) => "taken over from the previous run (the kernel's report)".to_owned(),
-                            None => "taken over from the previous run (the kernel did not say)".to_owned(),
-                        };
-                        info!(
-                            interface,
-                            program = trust.program(),
-                            mode = kernel_mode_name(kernel_mode),
-                            why,
-                            "took over the pinned XDP link (program swapped in place)"
-                        );
-                        return Ok(self.attached(interface, trust, kernel_mode, why, true, link));
-                    }
-                    Err(e) => {
-                        warn!(interface, error = %e, "cannot take over the pinned XDP link; attaching afresh");
-                        let _ = std::fs::remove_file(&path);
-                    }
+        if let Some(path) = self.pins.as_ref().map(|p| p.link(interface))
+            && path.exists()
+        {
+            match self.adopt(trust, &path) {
+                Ok(link) => {
+                    let real = link::attached_mode(ifindex(interface)).ok().flatten();
+                    let kernel_mode = real.unwrap_or(choice.attempts[0]);
+                    let why = match real {
+                        Some(_) => "taken over from the previous run (the kernel's report)".to_owned(),
+                        None => "taken over from the previous run (the kernel did not say)".to_owned(),
+                    };
+                    info!(
+                        interface,
+                        program = trust.program(),
+                        mode = kernel_mode_name(kernel_mode),
+                        why,
+                        "took over the pinned XDP link (program swapped in place)"
+                    );
+                    return Ok(self.attached(interface, trust, kernel_mode, why, true, link));
+                }
+                Err(e) => {
+                    warn!(interface, error = %e, "cannot take over the pinned XDP link; attaching afresh");
+                    let _ = std::fs::remove_file(&path);
                 }
             }
         }

@@ -70,11 +70,39 @@ fn deb() {
     let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
     assert!(verify.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
 
-    // On a node without eth0 the packaged config is refused, naming the line and key.
+    // Away from its node (no eth0 here) the packaged config checks with warnings; with
+    // --strict, as the unit runs it before start, that is an error naming the line and key.
     let config = root.join("etc/foobar/foobar.toml");
-    let refused = node.output(&[foobar.to_str().expect("utf-8"), "check", "--config", config.to_str().expect("utf-8")]);
-    let said = String::from_utf8_lossy(&refused.stdout).into_owned() + &String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && said.contains("daemon.interfaces: no interface `eth0` exists here"), "{said}");
+    let (bin, conf) = (foobar.to_str().expect("utf-8"), config.to_str().expect("utf-8"));
+    let said = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let away = node.output(&[bin, "check", "--config", conf]);
+    assert!(
+        away.status.success()
+            && said(&away).contains("warning: ")
+            && said(&away).contains("ok, but for the interfaces"),
+        "{}",
+        said(&away)
+    );
+    let strict = node.output(&[bin, "check", "--strict", "--config", conf]);
+    assert!(
+        !strict.status.success() && said(&strict).contains("daemon.interfaces: no interface `eth0` exists here"),
+        "{}",
+        said(&strict)
+    );
+    let broken = node.scratch("broken.toml");
+    std::fs::write(
+        &broken,
+        std::fs::read_to_string(&config).expect("config").replacen("ttl = 30", "ttl = \"long\"", 1),
+    )
+    .expect("broken");
+    let refused = node.output(&[bin, "check", "--config", broken.to_str().expect("utf-8")]);
+    assert!(
+        !refused.status.success() && said(&refused).contains("dns.ttl"),
+        "a real problem is an error away from the node too: {}",
+        said(&refused)
+    );
 
     // A two-NIC node: the packaged binary runs the packaged config (its eBPF object embedded).
     let peer = lab.ns("pkg-peer");
