@@ -10,8 +10,20 @@
 //! Each node holds the VIP on `lo` (foobar adds it: `vip_interface = "lo"`); the web servers
 //! hold it on `lo` too, for DSR, and answer clients through the router (their gateway).
 
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use foobar::control::{
+    client,
+    protocol::{NodeAction, Request, Response, StatusReport},
+};
+
 use crate::{
-    netns::{Lab, Netns},
+    bird::{self, Bird},
+    daemon::{DaemonProcess, lab_config, socket_path},
+    netns::{Entry, Lab, Netns},
     topology::{VIP, WEB1, WEB2},
 };
 
@@ -94,5 +106,78 @@ impl Cluster {
     pub fn vip_next_hops(&self) -> Vec<String> {
         let out = self.router.ip(&["-4", "route", "show", &format!("{VIP}/32")]);
         out.split("via ").skip(1).filter_map(|s| s.split_whitespace().next().map(str::to_owned)).collect()
+    }
+}
+
+/// One node of a running cluster: its BIRD and its foobar (a separate process, so it can be
+/// killed as a crash would).
+pub struct Node {
+    pub ns: Netns,
+    pub bird: Bird,
+    pub foobar: DaemonProcess,
+    pub socket: PathBuf,
+    /// The config it runs (`config` of [`Cluster::start_nodes`] made its own).
+    pub config: PathBuf,
+}
+
+impl Node {
+    pub fn status(&self) -> StatusReport {
+        match client::request(&self.socket, &Request::Status) {
+            Ok(Response::Status(r)) => *r,
+            other => panic!("{}: status {other:?}\n{}", self.ns.name(), self.foobar.logged()),
+        }
+    }
+
+    /// `foobar node drain|enable` on this node.
+    pub fn node(&self, action: NodeAction) {
+        let r = client::request(&self.socket, &Request::Node { action });
+        assert!(matches!(r, Ok(Response::Done { .. })), "{r:?}");
+    }
+}
+
+impl Cluster {
+    /// BIRD on the router, then on every node BIRD announcing the VIP (`protocol static
+    /// www_vip`) and `foobar` (the binary at `bin`) with `config` (examples/cluster.toml's
+    /// shape), each with its own control socket, pins and BIRD socket; returns once every
+    /// foobar serves.
+    pub fn start_nodes(&self, bin: &std::path::Path, config: &str) -> (Bird, Vec<Node>) {
+        let peers: Vec<(String, u32)> = (0..self.nodes.len()).map(|i| (node_uplink(i), node_as(i))).collect();
+        let router = Bird::start(&self.router, "router", &bird::router_conf(ROUTER_UPLINK, ROUTER_AS, &peers));
+        let nodes: Vec<Node> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                let conf = bird::node_conf(&node_uplink(i), node_as(i), ROUTER_UPLINK, ROUTER_AS, "www_vip", VIP);
+                let bird = Bird::start(ns, "node", &conf);
+                let socket = format!("bird_socket = {:?}", bird.socket.display().to_string());
+                let text = lab_config(ns, config, true).replacen("bird_socket = \"/run/bird/bird.ctl\"", &socket, 1);
+                let file = ns.scratch("cluster.toml");
+                std::fs::write(&file, text).expect("node config");
+                let foobar = DaemonProcess::spawn(ns, Entry::Nsenter, &[], bin, &file, "foobar");
+                Node { ns: ns.clone(), bird, foobar, socket: socket_path(ns), config: file }
+            })
+            .collect();
+        for n in &nodes {
+            n.foobar.wait_for_log("serving", Duration::from_secs(15));
+        }
+        (router, nodes)
+    }
+
+    /// Waits until the router's next hops for the VIP are exactly `want` (in any order);
+    /// how long it took.
+    pub fn wait_next_hops(&self, want: &[String], within: Duration) -> Duration {
+        let mut want = want.to_vec();
+        want.sort();
+        let started = Instant::now();
+        loop {
+            let mut hops = self.vip_next_hops();
+            hops.sort();
+            if hops == want {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < within, "router's next hops {hops:?}, expected {want:?} within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

@@ -178,9 +178,20 @@ impl DaemonProcess {
         config_file: &std::path::Path,
         name: &str,
     ) -> DaemonProcess {
+        DaemonProcess::spawn(ns, entry, wrapper, &foobar_binary(), config_file, name)
+    }
+
+    /// [`DaemonProcess::start_under`] with the `foobar` binary at `bin`.
+    pub fn spawn(
+        ns: &Netns,
+        entry: Entry,
+        wrapper: &[&str],
+        bin: &std::path::Path,
+        config_file: &std::path::Path,
+        name: &str,
+    ) -> DaemonProcess {
         let log = ns.scratch(&format!("{name}.log"));
         let _ = std::fs::remove_file(&log);
-        let bin = foobar_binary();
         let mut cmd = wrapper.to_vec();
         cmd.extend([bin.to_str().expect("utf-8 path"), "run", "--config", config_file.to_str().expect("utf-8 path")]);
         DaemonProcess { process: ns.spawn_via(entry, &cmd, &log), log }

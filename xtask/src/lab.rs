@@ -23,11 +23,11 @@ use crate::{
     step::{self, timed, workspace_root},
 };
 
-fn state_dir() -> PathBuf {
+pub fn state_dir() -> PathBuf {
     workspace_root().join("target/lab")
 }
 
-fn pid_file() -> PathBuf {
+pub fn pid_file() -> PathBuf {
     state_dir().join("lab.pid")
 }
 
@@ -123,7 +123,7 @@ pub fn down() -> anyhow::Result<()> {
 }
 
 /// Builds `foobar` and the lab's demo app (`lab-app`, lab code) into target/release.
-fn build_foobar(object: &Path) -> anyhow::Result<PathBuf> {
+pub fn build_foobar(object: &Path) -> anyhow::Result<PathBuf> {
     step::run(
         Command::new("cargo")
             .current_dir(workspace_root())

@@ -4,13 +4,15 @@
 //! - `setup`: idempotent bootstrap of everything a fresh machine lacks.
 //! - `build_ebpf`: compiles the XDP programs to the object the daemon embeds.
 //! - `test`: setup, build-ebpf, then the whole test suite.
-//! - `lab`: the seeds' stack in namespaces with the foobar daemon in front; `demo`: its tour, run by itself.
+//! - `lab`: the seeds' stack in namespaces with the foobar daemon in front; `demo`: its tour, run by itself;
+//!   `cluster_lab`: `lab --nodes N`, foobar nodes behind a BIRD router's ECMP.
 //! - `bench`: benchmarks with ratios to a baseline from the same run.
 //! - `package`: the Debian package (binary, systemd unit, config, man pages, completions).
 //! - `step`: running external commands and timing the steps of a task.
 
 mod bench;
 mod build_ebpf;
+mod cluster_lab;
 mod demo;
 mod lab;
 mod package;
@@ -45,6 +47,9 @@ enum Task {
         /// Run the tour by itself (bounded traffic, a few seconds), print what happened, tear down.
         #[arg(long)]
         demo: bool,
+        /// The cluster lab instead: this many foobar nodes (2 or 3) behind a router's ECMP.
+        #[arg(long)]
+        nodes: Option<usize>,
     },
     /// Build the Debian package target/foobar_<version>_amd64.deb (release binary, unit, config, man pages).
     Package,
@@ -69,7 +74,8 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => test::run(&args),
         Task::Bench { which } => bench::run(which),
         Task::Package => package::run().map(|_| ()),
-        Task::Lab { action: None, demo } => lab::up(demo),
+        Task::Lab { action: None, demo, nodes: Some(n) } => cluster_lab::up(n, demo),
+        Task::Lab { action: None, demo, nodes: None } => lab::up(demo),
         Task::Lab { action: Some(LabAction::Down), .. } => lab::down(),
     }
 }

@@ -3,21 +3,14 @@
 //! node's route leaves the router without a failed request, a node whose uplink is cut is
 //! routed around within BFD's detection time, and a node that sees no backend withdraws.
 
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use foobar::control::{
-    client,
-    protocol::{NodeAction, Request, Response, StatusReport},
-};
+use foobar::control::protocol::NodeAction;
 use foobar_tests::{
-    bird::{self, Bird},
     cluster::*,
-    daemon::{DaemonProcess, lab_config, socket_path},
+    daemon::DaemonProcess,
     gate::Need,
-    netns::{Entry, Netns},
+    netns::Entry,
     nginx,
     topology::{VIP, WEB1, WEB2},
     wrk,
@@ -32,71 +25,13 @@ pub fn trials() -> Vec<Trial> {
     vec![gated("cluster_lab::three_nodes_behind_ecmp_drain_die_and_withdraw", &[Need::Root, Need::Bpf], drills)]
 }
 
-/// One node: its BIRD and its foobar.
-struct Node {
-    ns: Netns,
-    _bird: Bird,
-    foobar: DaemonProcess,
-    socket: PathBuf,
-}
-
-impl Node {
-    fn status(&self) -> StatusReport {
-        match client::request(&self.socket, &Request::Status) {
-            Ok(Response::Status(r)) => *r,
-            other => panic!("{}: status {other:?}\n{}", self.ns.name(), self.foobar.logged()),
-        }
-    }
-
-    fn node(&self, action: NodeAction) {
-        let r = client::request(&self.socket, &Request::Node { action });
-        assert!(matches!(r, Ok(Response::Done { .. })), "{r:?}");
-    }
-}
-
-/// Waits until the router's next hops for the VIP are exactly `want` (sorted); how long it took.
-fn wait_next_hops(c: &Cluster, want: &[String], within: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let mut hops = c.vip_next_hops();
-        hops.sort();
-        if hops == want {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < within, "router's next hops {hops:?}, expected {want:?} within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn drills() {
     let c = Cluster::build(3);
     let _web1 = nginx::start(&c.web1, "web1");
     let _web2 = nginx::start(&c.web2, "web2");
-    let peers: Vec<(String, u32)> = (0..3).map(|i| (node_uplink(i), node_as(i))).collect();
-    let _router = Bird::start(&c.router, "router", &bird::router_conf(ROUTER_UPLINK, ROUTER_AS, &peers));
-    let nodes: Vec<Node> = c
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, ns)| {
-            let conf = bird::node_conf(&node_uplink(i), node_as(i), ROUTER_UPLINK, ROUTER_AS, "www_vip", VIP);
-            let b = Bird::start(ns, "node", &conf);
-            let text = lab_config(ns, CONFIG, true).replacen(
-                "bird_socket = \"/run/bird/bird.ctl\"",
-                &format!("bird_socket = {:?}", b.socket.display().to_string()),
-                1,
-            );
-            let file = ns.scratch("cluster.toml");
-            std::fs::write(&file, text).expect("node config");
-            let foobar = DaemonProcess::start(ns, Entry::Nsenter, &file, "foobar");
-            Node { ns: ns.clone(), _bird: b, foobar, socket: socket_path(ns) }
-        })
-        .collect();
-    for n in &nodes {
-        n.foobar.wait_for_log("serving", Duration::from_secs(15));
-    }
+    let (_router, nodes) = c.start_nodes(&foobar_tests::daemon::foobar_binary(), CONFIG);
     let all: Vec<String> = (0..3).map(node_uplink).collect();
-    let took = wait_next_hops(&c, &all, Duration::from_secs(20));
+    let took = c.wait_next_hops(&all, Duration::from_secs(20));
     eprintln!("all three nodes announced after {took:?}");
     let s = nodes[0].status();
     let a = s.services[0].announce.as_ref().expect("announce status");
@@ -117,14 +52,14 @@ fn drills() {
     let run = wrk::start(&c.client, &format!("http://{VIP}/"), load);
     std::thread::sleep(Duration::from_secs(1));
     nodes[0].node(NodeAction::Drain);
-    let took = wait_next_hops(&c, &all[1..], Duration::from_secs(5));
+    let took = c.wait_next_hops(&all[1..], Duration::from_secs(5));
     let summary = wrk::finish(run, load);
     eprintln!("drain: route gone after {took:?}; wrk {} requests, {} failed", summary.requests, summary.failed());
     assert_eq!(summary.failed(), 0, "{}", summary.text);
     let a = nodes[0].status().services[0].announce.clone().expect("announce");
     assert!(!a.wanted && a.why.contains("drained") && a.announced == Some(false), "{a:?}");
     nodes[0].node(NodeAction::Enable);
-    wait_next_hops(&c, &all, Duration::from_secs(5));
+    c.wait_next_hops(&all, Duration::from_secs(5));
 
     // kill -9 of node 1's foobar, then a new run: the route stays (BIRD keeps it) and the
     // pinned data plane forwards meanwhile, so nothing fails; the new run takes over.
@@ -135,7 +70,7 @@ fn drills() {
     std::thread::sleep(Duration::from_millis(500));
     let hops = c.vip_next_hops();
     assert_eq!(hops.len(), 3, "a crashed foobar withdrew its route: {hops:?}");
-    let file = nodes[0].ns.scratch("cluster.toml");
+    let file = nodes[0].config.clone();
     nodes[0].foobar = DaemonProcess::start(&nodes[0].ns, Entry::Nsenter, &file, "foobar-again");
     nodes[0].foobar.wait_for_log("serving", Duration::from_secs(15));
     // Until its checks settle, the new run leaves BIRD alone: the route never goes away.
@@ -156,7 +91,7 @@ fn drills() {
     let run = wrk::start(&c.client, &format!("http://{VIP}/"), load);
     std::thread::sleep(Duration::from_secs(1));
     nodes[1].ns.ip(&["link", "set", "front", "down"]);
-    let detected = wait_next_hops(&c, &[all[0].clone(), all[2].clone()], Duration::from_secs(3));
+    let detected = c.wait_next_hops(&[all[0].clone(), all[2].clone()], Duration::from_secs(3));
     let summary = wrk::finish(run, load);
     eprintln!(
         "uplink cut: route gone after {detected:?}; wrk {} requests, {} failed",
@@ -170,7 +105,7 @@ fn drills() {
     for web in [WEB1, WEB2] {
         nodes[2].ns.ip(&["route", "add", "prohibit", &format!("{web}/32")]);
     }
-    let took = wait_next_hops(&c, &all[..1], Duration::from_secs(5));
+    let took = c.wait_next_hops(&all[..1], Duration::from_secs(5));
     eprintln!("node 3 without backends withdrew after {took:?}");
     let a = nodes[2].status().services[0].announce.clone().expect("announce");
     assert!(!a.wanted && a.why.contains("no backend"), "{a:?}");
