@@ -114,6 +114,9 @@ counters! {
     LbNatReply = "lb_nat_replies",
     /// Load balancer, dropped: a new flow to a service with no available backend.
     LbNoBackend = "lb_no_backend",
+    /// Load balancer: a packet of a flow whose backend is down was answered with a RST (TCP)
+    /// or dropped, and the flow forgotten (`on_down = "reset"`).
+    LbDeadBackendReset = "lb_dead_backend_resets",
     /// Load balancer: a new TCP connection to a service with no backend was answered with a RST.
     LbRefused = "lb_refused_with_rst",
     /// Load balancer, dropped: no route or neighbour towards the next hop yet.

@@ -51,6 +51,8 @@ pub const BACKEND_ABSENT: u32 = 0;
 pub const BACKEND_UP: u32 = 1;
 pub const BACKEND_DRAINING: u32 = 2;
 pub const BACKEND_DOWN: u32 = 3;
+/// Down, and its service resets its flows (`on_down = "reset"`): each packet of one gets a RST.
+pub const BACKEND_DEAD: u32 = 4;
 
 /// Flow flag: a FIN or RST was seen; the entry lives only `closing_ns` more.
 pub const FLOW_CLOSING: u16 = 1;

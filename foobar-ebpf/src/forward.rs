@@ -7,7 +7,8 @@ use foobar_common::{
     bytes::PacketBytes,
     counters::Counter,
     lb::{
-        BACKEND_ABSENT, Backend, FLOW_OPENING, FLOW_PROXIED, Flow, FlowKey, MODE_DSR, NatKey, NatTarget, NextHop, near,
+        BACKEND_ABSENT, BACKEND_DEAD, Backend, FLOW_OPENING, FLOW_PROXIED, Flow, FlowKey, MODE_DSR, NatKey, NatTarget,
+        NextHop, near,
     },
     parse::{IPPROTO_TCP, Parsed, TCP_ACK, TCP_FIN, TCP_RST},
 };
@@ -74,6 +75,9 @@ pub fn to_backend<const INLINE_REWRITE: bool>(
         note_end(frame, p, key, flow);
     }
     let Some((backend, hop)) = path(frame, p, key, flow) else { return xdp_action::XDP_DROP };
+    if backend.state == BACKEND_DEAD {
+        return reset_dead(frame, p, key);
+    }
     if let Some(verdict) = icmp_error::unforwardable(frame, p, hop.ifindex) {
         return verdict;
     }
@@ -92,6 +96,16 @@ pub fn to_backend<const INLINE_REWRITE: bool>(
         conntrack::opened(key, seq_ack(frame, p).map(|(_, ack)| ack));
     }
     send(frame, &hop)
+}
+
+/// A packet of a flow whose backend is down, of a service that resets such flows: the flow
+/// is forgotten and the client gets a RST at once (it reconnects, to a live backend), instead
+/// of retransmitting into a dead host until its timeout.
+#[inline(never)]
+fn reset_dead(frame: &Frame, p: &Parsed, key: &FlowKey) -> u32 {
+    count(Counter::LbDeadBackendReset);
+    conntrack::close(key);
+    if p.protocol == IPPROTO_TCP { crate::refuse::refuse(frame, p) } else { xdp_action::XDP_DROP }
 }
 
 /// The backend `flow` goes to and the next hop towards it (asked of the FIB by the flow's

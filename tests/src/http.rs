@@ -26,25 +26,31 @@ impl KeepAlive {
         KeepAlive { reader: BufReader::new(stream) }
     }
 
-    /// `GET path` on this connection; returns the body.
+    /// `GET path` on this connection; returns the body (panics if it cannot).
     pub fn get(&mut self, path: &str) -> String {
+        self.try_get(path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// `GET path` on this connection: the body, or why there is none (a reset, a timeout).
+    pub fn try_get(&mut self, path: &str) -> std::io::Result<String> {
         let req = format!("GET {path} HTTP/1.1\r\nHost: www.foobar.com\r\n\r\n");
-        self.reader.get_mut().write_all(req.as_bytes()).expect("send request");
+        self.reader.get_mut().write_all(req.as_bytes())?;
         let mut length = 0usize;
         loop {
             let mut line = String::new();
-            self.reader.read_line(&mut line).expect("read header");
-            assert!(!line.is_empty(), "connection closed before the response");
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
             let lower = line.to_ascii_lowercase();
             if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse().expect("content-length");
+                length = v.trim().parse().map_err(|_| std::io::Error::other("bad content-length"))?;
             }
             if line == "\r\n" {
                 break;
             }
         }
         let mut body = vec![0u8; length];
-        self.reader.read_exact(&mut body).expect("read body");
-        String::from_utf8_lossy(&body).into_owned()
+        self.reader.read_exact(&mut body)?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 }

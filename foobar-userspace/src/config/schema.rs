@@ -183,6 +183,10 @@ pub struct Service {
     /// by default, DSR ones `under-flood` (they cannot be proxied; Maglev ones keep no state
     /// under a flood instead).
     pub syn_proxy: Option<Spanned<SynProxy>>,
+    /// What a backend's flows do when it goes down or is disabled: `reset` (each client's
+    /// next packet gets a RST from XDP, so it reconnects to a live backend) or `keep`.
+    #[serde(default)]
+    pub on_down: OnDown,
     pub health: Option<Health>,
     /// The BIRD protocol (exporting the VIP's route) enabled while this node can serve the
     /// service, and disabled otherwise.
@@ -197,6 +201,14 @@ pub struct Service {
 pub struct Announce {
     /// BIRD's control socket (`bird -s`).
     pub bird_socket: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDown {
+    #[default]
+    Reset,
+    Keep,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

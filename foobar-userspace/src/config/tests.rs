@@ -44,6 +44,7 @@ fn good_values_are_accepted() {
         (r##"# syn_proxy = "always""##, r#"syn_proxy = "off""#),
         (r##"# syn_proxy = "always""##, r#"syn_proxy = "under-flood""#),
         (r#"scheduler = "round-robin""#, r#"scheduler = "maglev""#),
+        (r#"scheduler = "round-robin""#, "scheduler = \"maglev\"\non_down = \"keep\""),
         (r#"scheduler = "round-robin""#, r#"scheduler = "weighted-round-robin""#),
         ("kind = \"http\"                         # tcp | http | https\npath = \"/\"", "kind = \"tcp\"\nport = 8080"),
         (r#"kind = "http""#, r#"kind = "https""#),

@@ -11,9 +11,9 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use foobar_common::{
     addr::{FAMILY_V4, FAMILY_V6},
     lb::{
-        BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_UP, BACKENDS_MAP, Backend, MODE_DSR, MODE_NAT,
-        PICK_CURSOR, PICK_HASH, PROXY_ALWAYS, PROXY_OFF, PROXY_UNDER_FLOOD, RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP,
-        SERVICES_MAP, ServiceInfo, ServiceKey, TrafficStats,
+        BACKEND_DEAD, BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_UP, BACKENDS_MAP, Backend, MODE_DSR,
+        MODE_NAT, PICK_CURSOR, PICK_HASH, PROXY_ALWAYS, PROXY_OFF, PROXY_UNDER_FLOOD, RING_SIZE, RINGS_MAP,
+        SERVICE_STATS_MAP, SERVICES_MAP, ServiceInfo, ServiceKey, TrafficStats,
     },
 };
 
@@ -89,6 +89,8 @@ pub struct ServiceSpec {
     pub mode: Mode,
     pub scheduler: Scheduler,
     pub syn_proxy: SynProxy,
+    /// Whether the flows of a backend that is down get a RST from XDP (else they are kept).
+    pub reset_on_down: bool,
     pub backends: Vec<BackendSpec>,
 }
 
@@ -122,6 +124,7 @@ impl ServiceSpec {
             mode: Mode::Nat,
             scheduler: Scheduler::RoundRobin,
             syn_proxy: SynProxy::Off,
+            reset_on_down: false,
             backends,
         }
     }
@@ -214,8 +217,9 @@ impl Services {
             let svc = &self.services[i];
             let states: Vec<(u32, BackendState)> =
                 svc.backend_ids.iter().copied().zip(svc.states.iter().copied()).collect();
+            let reset = svc.spec.reset_on_down;
             for (id, state) in states {
-                set_backend_state(dp, id, state)?;
+                set_backend_state(dp, id, state, reset)?;
             }
             publish(dp, &mut self.services[i])?;
         }
@@ -396,7 +400,7 @@ impl Services {
         let before = svc.states[i];
         if before != state {
             svc.states[i] = state;
-            set_backend_state(dp, svc.backend_ids[i], state)?;
+            set_backend_state(dp, svc.backend_ids[i], state, svc.spec.reset_on_down)?;
             publish(dp, svc)?;
         }
         Ok(before)
@@ -470,13 +474,14 @@ impl Services {
     }
 }
 
-/// Writes a backend's state into its entry.
-fn set_backend_state(dp: &mut Dataplane, id: u32, state: BackendState) -> Result<(), DataplaneError> {
+/// Writes a backend's state into its entry; down is "dead" (its flows reset) with `reset`.
+fn set_backend_state(dp: &mut Dataplane, id: u32, state: BackendState, reset: bool) -> Result<(), DataplaneError> {
     let mut backends: Array<&mut MapData, Backend> = Array::try_from(dp.map_mut(BACKENDS_MAP)?)?;
     let mut entry = backends.get(&id, 0)?;
     entry.state = match state {
         BackendState::Up => BACKEND_UP,
         BackendState::Draining => BACKEND_DRAINING,
+        BackendState::Down if reset => BACKEND_DEAD,
         BackendState::Down => BACKEND_DOWN,
     };
     backends.set(id, entry, 0)?;

@@ -14,6 +14,7 @@ pub(super) fn compile(config: &Config) -> Vec<ServiceSpec> {
 
 fn spec(s: &schema::Service) -> ServiceSpec {
     ServiceSpec {
+        reset_on_down: s.on_down == schema::OnDown::Reset,
         name: s.name.get_ref().clone(),
         vip: *s.vip.get_ref(),
         ports: s.ports.clone(),

@@ -34,6 +34,7 @@ pub fn trials() -> Vec<Trial> {
         gated("daemon_lab::reload_applies_differences_and_refuses_bad_files", &[Need::Root, Need::Bpf], reload),
         gated("daemon_lab::restart_under_load_fails_no_request", &[Need::Root, Need::Bpf], restart),
         gated("daemon_lab::a_hung_backend_costs_only_its_own_timeout", &[Need::Root, Need::Bpf], hung_backend),
+        gated("daemon_lab::a_dead_backends_flows_are_reset_from_xdp", &[Need::Root, Need::Bpf], dead_backend),
         gated(
             "daemon_lab::scrapes_with_a_million_flows_tracked_stall_nothing",
             &[Need::Root, Need::Bpf],
@@ -385,4 +386,48 @@ fn scrapes_of_a_full_table() {
         &stack.node,
         &["foobar_flow_census_age_seconds ", "foobar_service_active_flows{service=\"www\"} 10"],
     );
+}
+
+/// A backend's host vanishes (its link goes down: nothing answers, not even a RST). Once
+/// its checks mark it down, a kept-alive client's next request gets a RST from XDP at once
+/// (`on_down = "reset"`, the default) instead of retransmitting into nothing; with
+/// `on_down = "keep"` it times out.
+fn dead_backend() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    for (text, reset) in [
+        (LAB_CONFIG.to_owned(), true),
+        (LAB_CONFIG.replacen("[service.health]", "on_down = \"keep\"\n\n[service.health]", 1), false),
+    ] {
+        let daemon = RunningDaemon::start(&stack.node, &text);
+        daemon.wait_for(Duration::from_secs(3), "both up", |r| r.services[0].backends.iter().all(|b| b.state == "up"));
+        let mut open = KeepAlive::open(&stack.client, format!("{VIP}:80").parse().expect("addr"));
+        let holder = open.get("/").split_whitespace().next().unwrap_or_default().to_owned();
+        let host = if holder == "web1" { &stack.web1 } else { &stack.web2 };
+        host.ip(&["link", "set", "eth0", "down"]);
+        daemon.wait_for(Duration::from_secs(4), "the holder marked down", |r| backend_state(r, &holder) == "down");
+        let asked = std::time::Instant::now();
+        let answer = open.try_get("/");
+        let took = asked.elapsed();
+        eprintln!("on_down reset={reset}: the next request on {holder}'s connection: {answer:?} after {took:?}");
+        if reset {
+            let e = answer.expect_err("a reset");
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+            assert!(took < Duration::from_secs(1), "the reset took {took:?}");
+            let r = daemon.status();
+            assert!(r.counters.iter().any(|(n, v)| n == "lb_dead_backend_resets" && *v > 0), "{:?}", r.counters);
+            // The client reconnects, to the live backend.
+            assert!(fetch(&stack.client).starts_with("web"), "no live backend answered");
+        } else {
+            assert!(
+                answer.is_err() && took >= Duration::from_secs(2),
+                "kept flows wait out the dead host: {answer:?} {took:?}"
+            );
+        }
+        host.ip(&["link", "set", "eth0", "up"]);
+        // The web server's default route went with its link.
+        let _ = host.output(&["ip", "route", "add", "default", "via", NODE_BACK]);
+        daemon.wait_for(Duration::from_secs(5), "the holder up again", |r| backend_state(r, &holder) == "up");
+    }
 }
