@@ -46,6 +46,9 @@ pub const MODE_DSR: u32 = 1;
 pub const PICK_CURSOR: u32 = 0;
 /// New flows take the ring slot of their flow hash (Maglev).
 pub const PICK_HASH: u32 = 1;
+/// New flows take the ring slot of their client address's hash (Maglev, `affinity = "source"`):
+/// a client's connections share a backend, and keep it when other backends come and go.
+pub const PICK_SOURCE: u32 = 2;
 
 pub const BACKEND_ABSENT: u32 = 0;
 pub const BACKEND_UP: u32 = 1;
@@ -355,8 +358,7 @@ pub struct TrafficStats {
 /// A hash of the flow's five-tuple that every node computes alike (Maglev needs agreement).
 #[inline(always)]
 pub fn flow_hash(k: &FlowKey) -> u32 {
-    let mut h: u32 = 0x9e37_79b9;
-    let words = [
+    mix([
         k.src[0],
         k.src[1],
         k.src[2],
@@ -367,7 +369,24 @@ pub fn flow_hash(k: &FlowKey) -> u32 {
         k.dst[3],
         (u32::from(k.sport) << 16) | u32::from(k.dport),
         u32::from(k.protocol),
-    ];
+    ])
+}
+
+/// A hash of the client's address alone, alike on every node (source affinity).
+#[inline(always)]
+pub fn source_hash(k: &FlowKey) -> u32 {
+    mix([k.src[0], k.src[1], k.src[2], k.src[3]])
+}
+
+/// The hash a hashing service (`pick`) places a flow by: its five-tuple, or its source.
+#[inline(always)]
+pub fn pick_hash(pick: u32, k: &FlowKey) -> u32 {
+    if pick == PICK_SOURCE { source_hash(k) } else { flow_hash(k) }
+}
+
+#[inline(always)]
+fn mix<const N: usize>(words: [u32; N]) -> u32 {
+    let mut h: u32 = 0x9e37_79b9;
     for w in words {
         h ^= w;
         h = h.wrapping_mul(0x85eb_ca6b);
@@ -407,6 +426,25 @@ pub fn nat_port_free(flow: &Flow, now: u64, protocol: u8, s: &LbSettings) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_hash_ignores_everything_but_the_client_address() {
+        let k = FlowKey {
+            src: [7, 0, 0, 0],
+            dst: [9, 0, 0, 0],
+            sport: 1,
+            dport: 80,
+            protocol: 6,
+            family: 4,
+            ..FlowKey::default()
+        };
+        let other_port = FlowKey { sport: 2, dport: 443, ..k };
+        assert_eq!(source_hash(&k), source_hash(&other_port));
+        assert_ne!(flow_hash(&k), flow_hash(&other_port));
+        assert_ne!(source_hash(&k), source_hash(&FlowKey { src: [8, 0, 0, 0], ..k }));
+        assert_eq!(pick_hash(PICK_SOURCE, &k), source_hash(&k));
+        assert_eq!(pick_hash(PICK_HASH, &k), flow_hash(&k));
+    }
 
     #[test]
     fn flow_hash_spreads_and_is_stable() {

@@ -6,8 +6,8 @@ use aya_ebpf::bindings::xdp_action;
 use foobar_common::{
     counters::Counter,
     lb::{
-        FLOW_CLOSING, FLOW_HANDSHAKE, FLOW_OPENING, FlowKey, MODE_DSR, NatKey, NatTarget, PICK_HASH, PROXY_ALWAYS,
-        PROXY_OFF, PROXY_UNDER_FLOOD, ServiceInfo, ServiceKey, flow_expired, flow_hash,
+        FLOW_CLOSING, FLOW_HANDSHAKE, FLOW_OPENING, FlowKey, MODE_DSR, NatKey, NatTarget, PICK_CURSOR, PROXY_ALWAYS,
+        PROXY_OFF, PROXY_UNDER_FLOOD, ServiceInfo, ServiceKey, flow_expired, pick_hash,
     },
     parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Parsed, TCP_ACK, TCP_SYN},
 };
@@ -139,7 +139,7 @@ fn to_service(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
         count(Counter::LbNoBackend);
         return if tcp { refuse(frame, p) } else { xdp_action::XDP_DROP };
     }
-    let hashed = svc.mode == MODE_DSR && svc.pick == PICK_HASH;
+    let hashed = svc.mode == MODE_DSR && svc.pick != PICK_CURSOR;
     if tcp && !syn {
         // A segment of no flow: nothing is kept for it, unless it is a cookie's ACK.
         return if svc.mode != MODE_DSR && svc.syn_proxy != PROXY_OFF {
@@ -183,7 +183,12 @@ fn to_service(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
 #[inline(never)]
 fn stateless(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
     let key = FlowKey::of(p, family);
-    let slot = flow_hash(&key) % svc.ring_len;
+    // Said here, not only by the caller: without it the modulo's division-by-zero panic block
+    // ended the function, and the object did not load.
+    if svc.ring_len == 0 {
+        return xdp_action::XDP_DROP;
+    }
+    let slot = pick_hash(svc.pick, &key) % svc.ring_len;
     let Some(backend) = services::ring_member(svc, slot).and_then(services::backend) else {
         return xdp_action::XDP_DROP;
     };

@@ -3,7 +3,7 @@
 
 use foobar_common::{
     counters::Counter,
-    lb::{BACKEND_UP, Flow, FlowKey, MODE_DSR, NatTarget, NextHop, PICK_HASH, ServiceInfo, flow_hash},
+    lb::{BACKEND_UP, Flow, FlowKey, MODE_DSR, NatTarget, NextHop, PICK_CURSOR, ServiceInfo, pick_hash},
     parse::Parsed,
 };
 
@@ -42,7 +42,7 @@ fn schedule_inner(
             return Some(());
         }
     }
-    let turn = if svc.pick == PICK_HASH { u64::from(flow_hash(key)) } else { services::next_turn(svc)? };
+    let turn = if svc.pick == PICK_CURSOR { services::next_turn(svc)? } else { u64::from(pick_hash(svc.pick, key)) };
     let backend_id = services::ring_member(svc, (turn % u64::from(svc.ring_len)) as u32)?;
     let backend = services::backend(backend_id)?;
     let nat_port = if svc.mode == MODE_DSR {

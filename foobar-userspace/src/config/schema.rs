@@ -187,6 +187,9 @@ pub struct Service {
     /// next packet gets a RST from XDP, so it reconnects to a live backend) or `keep`.
     #[serde(default)]
     pub on_down: OnDown,
+    /// `"source"`: a client's connections all go to one backend, picked from the Maglev ring
+    /// by its address (needs `scheduler = "maglev"`); `"none"`, the default: by connection.
+    pub affinity: Option<Spanned<Affinity>>,
     pub health: Option<Health>,
     /// The BIRD protocol (exporting the VIP's route) enabled while this node can serve the
     /// service, and disabled otherwise.
@@ -201,6 +204,13 @@ pub struct Service {
 pub struct Announce {
     /// BIRD's control socket (`bird -s`).
     pub bird_socket: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Affinity {
+    None,
+    Source,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

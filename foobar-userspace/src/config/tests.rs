@@ -45,6 +45,7 @@ fn good_values_are_accepted() {
         (r##"# syn_proxy = "always""##, r#"syn_proxy = "under-flood""#),
         (r#"scheduler = "round-robin""#, r#"scheduler = "maglev""#),
         (r#"scheduler = "round-robin""#, "scheduler = \"maglev\"\non_down = \"keep\""),
+        (r#"scheduler = "round-robin""#, "scheduler = \"maglev\"\naffinity = \"source\""),
         (r#"scheduler = "round-robin""#, r#"scheduler = "weighted-round-robin""#),
         ("kind = \"http\"                         # tcp | http | https\npath = \"/\"", "kind = \"tcp\"\nport = 8080"),
         (r#"kind = "http""#, r#"kind = "https""#),
@@ -95,6 +96,11 @@ fn bad_values_name_file_line_and_key() {
         ),
         (r#"vip = "192.0.2.10""#, r#"vip = "www.foobar.com""#, "lab.toml:36: service.vip: invalid IP address syntax"),
         ("rise = 2", "rise = -1", "lab.toml:51: service.health.rise: invalid value: integer `-1`, expected u32"),
+        (
+            r#"scheduler = "round-robin""#,
+            "scheduler = \"round-robin\"\naffinity = \"source\"",
+            "lab.toml:41: service[0].affinity: source affinity picks from a Maglev ring: set scheduler = \"maglev\"",
+        ),
         (
             "expect_status = 200",
             "expect_status = \"ok\"",

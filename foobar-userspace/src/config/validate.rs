@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use super::{
     error::{Origin, Problem},
-    schema::{Config, ForwardMode, HealthKind, Proto, RecordType, SynProxy},
+    schema::{Affinity, Config, ForwardMode, HealthKind, Proto, RecordType, Scheduler, SynProxy},
 };
 
 pub fn check(cfg: &Config, interface_exists: &dyn Fn(&str) -> bool) -> Vec<Problem> {
@@ -90,6 +90,16 @@ fn firewall(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
 
 fn services(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
     for (i, s) in cfg.services.iter().enumerate() {
+        if let Some(a) = &s.affinity
+            && *a.get_ref() == Affinity::Source
+            && s.scheduler != Scheduler::Maglev
+        {
+            out.push(src.problem(
+                a.span(),
+                format!("service[{i}].affinity"),
+                "source affinity picks from a Maglev ring: set scheduler = \"maglev\"",
+            ));
+        }
         let Some(a) = &s.announce else { continue };
         if !bird_symbol(a.get_ref()) {
             out.push(src.problem(

@@ -15,6 +15,7 @@ pub(super) fn compile(config: &Config) -> Vec<ServiceSpec> {
 fn spec(s: &schema::Service) -> ServiceSpec {
     ServiceSpec {
         reset_on_down: s.on_down == schema::OnDown::Reset,
+        source_affinity: s.affinity.as_ref().is_some_and(|a| *a.get_ref() == schema::Affinity::Source),
         name: s.name.get_ref().clone(),
         vip: *s.vip.get_ref(),
         ports: s.ports.clone(),

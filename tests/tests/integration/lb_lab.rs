@@ -29,6 +29,7 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_lab::one_arm_nat_on_a_single_interface", &[Need::Root, Need::Bpf], one_arm),
         gated("lb_lab::daemon_adds_missing_vips_and_removes_only_its_own", &[Need::Root, Need::Bpf], vip_addresses),
         gated("lb_lab::https_passes_through_the_vip_untouched", &[Need::Root, Need::Bpf], https),
+        gated("lb_lab::source_affinity_keeps_each_client_on_one_backend", &[Need::Root, Need::Bpf], affinity),
     ]
 }
 
@@ -237,4 +238,35 @@ fn https() {
     assert_eq!(bodies.iter().filter(|b| b.starts_with("web1")).count(), 2, "{bodies:?}");
     assert_eq!(bodies.iter().filter(|b| b.starts_with("web2")).count(), 2, "{bodies:?}");
     daemon.stop().expect("stop");
+}
+
+/// Maglev by connection spreads one client's connections over both web servers; with
+/// `affinity = "source"` every connection of a client goes to the same one.
+fn affinity() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    stack.client.addr("eth0", "192.0.2.101/24");
+    let served = |from: &str| -> std::collections::BTreeSet<String> {
+        (0..16)
+            .map(|_| {
+                let url = format!("http://{VIP}/");
+                let out = stack.client.exec(&["curl", "-sS", "--max-time", "3", "--interface", from, &url]);
+                server(&out).to_owned()
+            })
+            .collect()
+    };
+    let maglev = LAB_CONFIG.replacen(r#"scheduler = "round-robin""#, r#"scheduler = "maglev""#, 1);
+    let sticky = maglev.replacen(r#"scheduler = "maglev""#, "scheduler = \"maglev\"\naffinity = \"source\"", 1);
+    for (text, affine) in [(maglev, false), (sticky, true)] {
+        let daemon = RunningDaemon::start(&stack.node, &text);
+        daemon.wait_for(Duration::from_secs(3), "both up", |r| r.services[0].backends.iter().all(|b| b.state == "up"));
+        for from in [CLIENT, "192.0.2.101"] {
+            let seen = served(from);
+            eprintln!("affinity {affine}: 16 connections from {from} went to {seen:?}");
+            assert!(seen.iter().all(|s| s.starts_with("web")), "{seen:?}");
+            assert_eq!(seen.len() == 1, affine, "from {from}: {seen:?}");
+        }
+        drop(daemon);
+    }
 }
