@@ -19,24 +19,24 @@ use super::ProbeError;
 /// Opens TLS on `stream`, naming `host` (a DNS name is sent as SNI; an address is not).
 pub async fn connect(stream: TcpStream, host: &str) -> Result<TlsStream<TcpStream>, ProbeError> {
     let name = ServerName::try_from(host.to_owned()).map_err(|e| ProbeError::Tls(e.to_string()))?;
-    TlsConnector::from(config()).connect(name, stream).await.map_err(|e| ProbeError::Tls(e.to_string()))
+    let config = config().as_ref().map_err(|e| ProbeError::Tls(e.clone()))?;
+    TlsConnector::from(config.clone()).connect(name, stream).await.map_err(|e| ProbeError::Tls(e.to_string()))
 }
 
-fn config() -> Arc<ClientConfig> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(ring::default_provider());
-            let verifier = Arc::new(AnyCertificate(provider.signature_verification_algorithms));
-            let config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .dangerous()
-                .with_custom_certificate_verifier(verifier)
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
+/// The one client config every check shares, built on first use (or why it cannot be).
+fn config() -> &'static Result<Arc<ClientConfig>, String> {
+    static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let provider = Arc::new(ring::default_provider());
+        let verifier = Arc::new(AnyCertificate(provider.signature_verification_algorithms));
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    })
 }
 
 /// Accepts any certificate; checks handshake signatures against it.
