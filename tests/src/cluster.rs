@@ -122,10 +122,7 @@ pub struct Node {
 
 impl Node {
     pub fn status(&self) -> StatusReport {
-        match client::request(&self.socket, &Request::Status) {
-            Ok(Response::Status(r)) => *r,
-            other => panic!("{}: status {other:?}\n{}", self.ns.name(), self.foobar.logged()),
-        }
+        self.foobar.status(&self.socket)
     }
 
     /// `foobar node drain|enable` on this node.

@@ -197,6 +197,14 @@ impl DaemonProcess {
         DaemonProcess { process: ns.spawn_via(entry, &cmd, &log), log }
     }
 
+    /// `foobar status` from it over its control socket `socket`; panics with its log if none.
+    pub fn status(&self, socket: &std::path::Path) -> StatusReport {
+        match client::request(socket, &Request::Status) {
+            Ok(Response::Status(r)) => *r,
+            other => panic!("status: {other:?}\n{}", self.logged()),
+        }
+    }
+
     /// Everything it logged so far.
     pub fn logged(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -255,16 +255,7 @@ impl Daemon {
     fn wanted_announcements(&self) -> Vec<crate::announce::Wanted> {
         let mut out = Vec::new();
         for svc in self.services.all() {
-            let Some(protocol) = self
-                .plan
-                .config
-                .services
-                .iter()
-                .find(|s| *s.name.get_ref() == svc.spec.name)
-                .and_then(|s| s.announce.as_ref())
-            else {
-                continue;
-            };
+            let Some(protocol) = self.announced_by(&svc.spec.name) else { continue };
             let settled = svc.spec.backends.iter().all(|b| self.backends.get(&svc.spec.name, &b.name).settled());
             let (announce, why) = if self.node_drained {
                 (Some(false), "the node is drained (foobar node enable)")
@@ -275,9 +266,15 @@ impl Daemon {
             } else {
                 (Some(true), "serving")
             };
-            out.push(crate::announce::Wanted { protocol: protocol.get_ref().clone(), announce, why: why.into() });
+            out.push(crate::announce::Wanted { protocol: protocol.to_owned(), announce, why: why.into() });
         }
         out
+    }
+
+    /// The BIRD protocol service `name` is announced by (`announce = ...`), if any.
+    fn announced_by(&self, name: &str) -> Option<&str> {
+        let service = self.plan.config.services.iter().find(|s| *s.name.get_ref() == name)?;
+        service.announce.as_ref().map(|a| a.get_ref().as_str())
     }
 
     /// Tells the announcer what the services want now (only changes reach BIRD at once).

@@ -190,15 +190,15 @@ fn exposure(spec: &ServiceSpec) -> Option<String> {
 impl Daemon {
     /// Service `name`'s announcement as the announcer last saw it (`None`: not announced).
     fn announcement(&self, name: &str) -> Option<AnnounceStatus> {
-        let protocol = self.plan.config.services.iter().find(|s| *s.name.get_ref() == name)?.announce.as_ref()?;
+        let protocol = self.announced_by(name)?;
         let Some(announcer) = &self.announcer else {
             return Some(AnnounceStatus {
-                protocol: protocol.get_ref().clone(),
+                protocol: protocol.to_owned(),
                 why: "not serving yet".into(),
                 ..AnnounceStatus::default()
             });
         };
-        let (wanted, applied) = announcer.report().into_iter().find(|(w, _)| w.protocol == *protocol.get_ref())?;
+        let (wanted, applied) = announcer.report().into_iter().find(|(w, _)| w.protocol == protocol)?;
         Some(AnnounceStatus {
             protocol: wanted.protocol,
             wanted: wanted.announce == Some(true),

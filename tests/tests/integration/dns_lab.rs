@@ -14,10 +14,7 @@ use std::{
 
 use foobar::{
     cli::status::render,
-    control::{
-        client,
-        protocol::{BackendAction, Request, Response, StatusReport},
-    },
+    control::protocol::{BackendAction, Request, Response, StatusReport},
 };
 use foobar_tests::{
     daemon::{DaemonProcess, RunningDaemon, assert_metrics, lab_config, socket_path},
@@ -231,10 +228,7 @@ fn tcp_flood() {
     daemon.wait_for_log("serving", Duration::from_secs(15));
     assert!(daemon.logged().contains("raised the open-file limit"), "{}", daemon.logged());
     let socket = socket_path(&stack.node);
-    let status = || match client::request(&socket, &Request::Status) {
-        Ok(Response::Status(r)) => *r,
-        other => panic!("status failed: {other:?}\n{}", daemon.logged()),
-    };
+    let status = || daemon.status(&socket);
     let all_up = |r: &StatusReport| {
         r.services[0]
             .backends

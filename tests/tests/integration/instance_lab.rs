@@ -131,10 +131,7 @@ fn capabilities() {
         vec![1; thread_caps(daemon.process.pid(), "CapEff").len()]
     );
     let socket = socket_path(&stack.node);
-    let status = || match client::request(&socket, &Request::Status) {
-        Ok(Response::Status(r)) => *r,
-        other => panic!("status: {other:?}\n{}", daemon.logged()),
-    };
+    let status = || daemon.status(&socket);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !status().services[0].backends.iter().all(|b| b.state == "up") {
         assert!(std::time::Instant::now() < deadline, "backends not up: {:#?}\n{}", status(), daemon.logged());
