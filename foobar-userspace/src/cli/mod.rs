@@ -81,10 +81,25 @@ enum Command {
     },
     /// Make the running daemon re-read its config: validated first; if bad, nothing changes.
     Reload,
+    /// Move the database primary: `foobar db switchover db2`.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Block or unblock a source address or prefix, or list the deny list.
     Firewall {
         #[command(subcommand)]
         command: firewall::FirewallCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Planned switchover: the primary goes read-only, SERVER applies its last transaction and
+    /// becomes the primary, the old primary replicates from it, and db-write follows.
+    Switchover {
+        /// The replica to promote (its `name` under [replication]).
+        server: String,
     },
 }
 
@@ -103,6 +118,11 @@ pub fn main() -> ExitCode {
             crate::control::client::request(&cli.socket, &crate::control::protocol::Request::Node { action })
                 .and_then(done)
         }
+        Command::Db { command: DbCommand::Switchover { server } } => crate::control::client::request(
+            &cli.socket,
+            &crate::control::protocol::Request::DbSwitchover { to: server },
+        )
+        .and_then(done),
         Command::Reload => {
             crate::control::client::request(&cli.socket, &crate::control::protocol::Request::Reload).and_then(done)
         }

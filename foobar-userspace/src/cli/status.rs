@@ -202,6 +202,17 @@ fn render_replication(out: &mut String, db: &ReplicationStatus) {
         if let Some(e) = &s.heartbeat_error {
             let _ = writeln!(out, "  ! {}: heartbeat failing: {}", s.name, outside(e));
         }
+        if let Some(f) = &s.flagged {
+            let _ = writeln!(out, "  ! {}: left out for a person: {}", s.name, outside(f));
+        }
+    }
+    let failover = if db.auto_failover { "auto_failover on" } else { "auto_failover off" };
+    let _ = writeln!(out, "  {failover}; {} failovers, {} switchovers", db.failovers, db.switchovers);
+    if let Some(f) = &db.failover {
+        let _ = writeln!(out, "  ! {}", outside(f));
+    }
+    if let Some(c) = &db.last_change {
+        let _ = writeln!(out, "  last change: {}", outside(c));
     }
     out.push('\n');
 }
@@ -224,9 +235,7 @@ mod tests {
                 heartbeat_error: Some("bell\u{7}".into()),
                 ..DbServerStatus::default()
             }],
-            write: Vec::new(),
-            read: Vec::new(),
-            last_round_age_s: None,
+            ..ReplicationStatus::default()
         };
         let mut out = String::new();
         render_replication(&mut out, &db);

@@ -367,6 +367,22 @@ pub struct Replication {
     pub heartbeat_table: Spanned<String>,
     /// TLS to every database server; plain TCP without this table.
     pub tls: Option<DbTls>,
+    /// Promote a replica when the primary has failed `failover_after` checks in a row and
+    /// every reachable replica lost it too.
+    #[serde(default = "defaults::no")]
+    pub auto_failover: Spanned<bool>,
+    #[serde(default = "defaults::failover_after")]
+    pub failover_after: Spanned<u32>,
+    /// Point a returning old primary at the new one when its GTID history allows.
+    #[serde(default)]
+    pub auto_rejoin: bool,
+    /// The user replicas log in to a new primary as (switchover and failover run
+    /// CHANGE MASTER with it), and the file holding its password.
+    pub replication_user: Option<String>,
+    pub replication_password_file: Option<PathBuf>,
+    /// How long a replica may take to apply what it must before it is promoted.
+    #[serde(default = "defaults::catch_up_timeout")]
+    pub catch_up_timeout: Span,
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
@@ -469,10 +485,19 @@ mod defaults {
     pub fn heartbeat_table() -> toml::Spanned<String> {
         toml::Spanned::new(0..0, "foobar_monitor.heartbeat".to_owned())
     }
+    pub fn failover_after() -> toml::Spanned<u32> {
+        toml::Spanned::new(0..0, 3)
+    }
+    pub fn catch_up_timeout() -> Span {
+        Span(Duration::from_secs(5))
+    }
     pub fn max_lag() -> Span {
         Span(Duration::from_secs(5))
     }
     pub fn yes() -> bool {
         true
+    }
+    pub fn no() -> toml::Spanned<bool> {
+        toml::Spanned::new(0..0, false)
     }
 }

@@ -162,6 +162,22 @@ fn bad_values_name_file_line_and_key() {
             "lab.toml:92: replication.heartbeat_table: `heartbeat; DROP TABLE x` must be `database.table`, letters, digits and `_` only",
         ),
         (
+            r#"heartbeat_table = "foobar_monitor.heartbeat""#,
+            "heartbeat_table = \"foobar_monitor.heartbeat\"\nauto_failover = true",
+            "lab.toml:93: replication.auto_failover: needs `replication_user` and `replication_password_file`: the \
+             other replicas log in to the new primary with them",
+        ),
+        (
+            "# failover_after = 3 ",
+            "failover_after = 0 #",
+            "lab.toml:94: replication.failover_after: must be at least 1 check",
+        ),
+        (
+            r#"# replication_user = "repl""#,
+            r#"replication_user = "repl""#,
+            "lab.toml:84: replication.replication_user: `replication_user` and `replication_password_file` go together",
+        ),
+        (
             r##"# syn_proxy = "always""##,
             r#"syn_proxy = "sometimes""#,
             "lab.toml:41: service.syn_proxy: unknown variant `sometimes`, expected one of `always`, `under-flood`, `off`",

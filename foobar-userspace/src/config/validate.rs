@@ -278,6 +278,35 @@ fn replication(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
             format!("`{table}` must be `database.table`, letters, digits and `_` only"),
         ));
     }
+    let span_or = |span: std::ops::Range<usize>| if span.is_empty() { r.primary.span() } else { span };
+    if *r.failover_after.get_ref() == 0 {
+        out.push(src.problem(
+            span_or(r.failover_after.span()),
+            "replication.failover_after",
+            "must be at least 1 check",
+        ));
+    }
+    if r.replication_user.is_some() != r.replication_password_file.is_some() {
+        out.push(src.problem(
+            r.primary.span(),
+            "replication.replication_user",
+            "`replication_user` and `replication_password_file` go together",
+        ));
+    }
+    if *r.auto_failover.get_ref() {
+        let at = span_or(r.auto_failover.span());
+        if r.replication_user.is_none() {
+            out.push(src.problem(
+                at.clone(),
+                "replication.auto_failover",
+                "needs `replication_user` and `replication_password_file`: the other replicas log in to the new \
+                 primary with them",
+            ));
+        }
+        if r.replicas.is_empty() {
+            out.push(src.problem(at, "replication.auto_failover", "needs at least one replica to promote"));
+        }
+    }
     let mut names = HashSet::from([r.primary.get_ref().name.as_str()]);
     for (i, rep) in r.replicas.iter().enumerate() {
         if !names.insert(rep.name.as_str()) {

@@ -23,7 +23,8 @@ pub fn request(socket: &Path, request: &Request) -> anyhow::Result<Response> {
         }
         _ => anyhow::anyhow!("cannot reach foobar at {}: {e}", socket.display()),
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // A switchover waits for a replica to catch up: seconds, bounded by the daemon.
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut line = serde_json::to_string(request)?;
     line.push('\n');
     (&stream).write_all(line.as_bytes()).context("send request")?;

@@ -46,6 +46,10 @@ pub enum Request {
     },
     /// Re-read the config file: validated first, applied as a difference, or nothing changes.
     Reload,
+    /// Make the named database server the primary, by a planned switchover.
+    DbSwitchover {
+        to: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -151,6 +155,24 @@ pub struct ReplicationStatus {
     /// interval plus timeout means the answers above are stale.
     #[serde(default)]
     pub last_round_age_s: Option<f64>,
+    /// The current primary's name (after a failover or switchover, not the configured one).
+    #[serde(default)]
+    pub primary: String,
+    #[serde(default)]
+    pub auto_failover: bool,
+    /// While the primary is down: why no failover happens (yet).
+    #[serde(default)]
+    pub failover: Option<String>,
+    /// The failover is refused (not just waiting for more failed checks).
+    #[serde(default)]
+    pub failover_refused: bool,
+    #[serde(default)]
+    pub failovers: u64,
+    #[serde(default)]
+    pub switchovers: u64,
+    /// The last move of the primary, told as a sentence.
+    #[serde(default)]
+    pub last_change: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -175,6 +197,10 @@ pub struct DbServerStatus {
     pub last_error: Option<String>,
     /// Lag measured from the heartbeat row (seconds).
     pub heartbeat_lag: Option<f64>,
+    /// Why the monitor leaves this server out of replication for a person to look at
+    /// (errant transactions, a failed rejoin).
+    #[serde(default)]
+    pub flagged: Option<String>,
     /// Why writing (primary) or reading (replica) the heartbeat row fails, and what to fix;
     /// the server's state does not depend on it.
     #[serde(default)]

@@ -38,6 +38,8 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 /// slot for at most [`REQUEST_TIMEOUT`].
 pub const SLOTS: usize = 16;
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a connection waits for its answer: a switchover's catch-up takes seconds.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves connections until the task is dropped.
 pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) {
@@ -45,7 +47,7 @@ pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) {
         .serve(listener, |stream, _| {
             let calls = calls.clone();
             async move {
-                if tokio::time::timeout(REQUEST_TIMEOUT, connection(stream, calls)).await.is_err() {
+                if tokio::time::timeout(REQUEST_TIMEOUT + ANSWER_TIMEOUT, connection(stream, calls)).await.is_err() {
                     debug!("control connection timed out");
                 }
             }
@@ -57,7 +59,7 @@ async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(64 * 1024));
-    if reader.read_line(&mut line).await.is_err() {
+    if !matches!(tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await, Ok(Ok(_))) {
         return;
     }
     let response = match serde_json::from_str::<Request>(&line) {
@@ -67,7 +69,11 @@ async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>) {
             if calls.send(Call { request, reply: tx }).await.is_err() {
                 Response::Error { message: "foobar is shutting down".into() }
             } else {
-                rx.await.unwrap_or(Response::Error { message: "foobar dropped the request".into() })
+                match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(_)) => Response::Error { message: "foobar dropped the request".into() },
+                    Err(_) => Response::Error { message: format!("no answer within {ANSWER_TIMEOUT:?}") },
+                }
             }
         }
         Err(e) => Response::Error { message: format!("malformed request: {e}") },

@@ -25,6 +25,9 @@ impl Daemon {
             Request::FirewallUnblock { cidr } => self.unblock(&cidr),
             Request::Reload => self.reload().map_err(ControlError::from),
             Request::Node { action } => self.node(action),
+            Request::DbSwitchover { .. } => {
+                Err(ControlError::Elsewhere("a switchover goes to the replication monitor, through the control socket"))
+            }
         };
         match result {
             Ok(message) => Response::Done { message },

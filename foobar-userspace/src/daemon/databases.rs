@@ -1,15 +1,19 @@
 //! The daemon's side of the replication monitor: (re)starting it, taking in its reports, and
 //! what `/metrics` shows of them.
 
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+use tracing::warn;
 
 use super::Daemon;
 use crate::{
     config::Config,
-    control::protocol::ReplicationStatus,
+    control::protocol::{ReplicationStatus, Response},
     metrics::Exposition,
     replication::{
-        self, Report, Settings, SettingsError,
+        self, Command, Report, Settings, SettingsError, Topology,
         classify::{Role, State},
     },
 };
@@ -20,9 +24,12 @@ pub(super) struct Databases {
     /// Settings read at start, run once the event loop gives reports somewhere to go.
     waiting: Option<Settings>,
     running: Option<(Settings, JoinHandle<()>)>,
+    commands: Option<mpsc::Sender<Command>>,
     reports: Option<mpsc::Sender<Report>>,
     /// The last round's report, and when it came.
     last: Option<(Report, std::time::Instant)>,
+    /// Where foobar moved the primary (from the state file, then from the monitor).
+    topology: Topology,
 }
 
 impl Drop for Databases {
@@ -41,8 +48,34 @@ pub(super) fn settings(config: &Config) -> Result<Option<Settings>, SettingsErro
 
 impl Databases {
     /// A monitor to start with [`Databases::report_to`].
-    pub(super) fn waiting(settings: Option<Settings>) -> Databases {
-        Databases { waiting: settings, running: None, reports: None, last: None }
+    pub(super) fn waiting(settings: Option<Settings>, topology: Topology) -> Databases {
+        Databases { waiting: settings, running: None, commands: None, reports: None, last: None, topology }
+    }
+
+    pub(super) fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Hands a switchover to the monitor, which answers `reply` when it is done.
+    pub(super) fn switchover(&self, to: String, reply: oneshot::Sender<Response>) {
+        let Some(commands) = &self.commands else {
+            let _ = reply.send(Response::Error { message: "no [replication] is configured".to_owned() });
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if commands.try_send(Command::Switchover { to, reply: tx }).is_err() {
+            let message = "the replication monitor is busy with another switchover; try again".to_owned();
+            let _ = reply.send(Response::Error { message });
+            return;
+        }
+        tokio::spawn(async move {
+            let response = match rx.await {
+                Ok(Ok(message)) => Response::Done { message },
+                Ok(Err(message)) => Response::Error { message },
+                Err(_) => Response::Error { message: "the replication monitor stopped during the switchover".into() },
+            };
+            let _ = reply.send(response);
+        });
     }
 
     /// Where reports go from now on (set once the event loop runs); starts the waiting monitor.
@@ -61,17 +94,24 @@ impl Databases {
             task.abort();
         }
         self.last = None;
+        self.commands = None;
         let (Some(settings), Some(tx)) = (wanted, self.reports.clone()) else { return };
-        let task = replication::spawn(settings.clone(), tx);
+        let (task, commands) = replication::spawn(settings.clone(), self.topology.clone(), tx);
         self.running = Some((settings, task));
+        self.commands = Some(commands);
     }
 
-    /// Takes a round's report; true when what DNS answers changed.
-    pub(super) fn take(&mut self, report: Report) -> bool {
+    /// Takes a round's report: whether what DNS answers changed, and whether the topology
+    /// (to keep in the state file) did.
+    pub(super) fn take(&mut self, report: Report) -> (bool, bool) {
         let changed =
             self.last.as_ref().is_none_or(|(old, _)| (&old.write, &old.read) != (&report.write, &report.read));
+        let moved = report.topology != self.topology;
+        if moved {
+            self.topology = report.topology.clone();
+        }
         self.last = Some((report, std::time::Instant::now()));
-        changed
+        (changed, moved)
     }
 
     /// `(write, read)` addresses once a round has completed.
@@ -92,8 +132,12 @@ impl Databases {
 
 impl Daemon {
     pub(super) fn on_report(&mut self, report: Report) {
-        if self.databases.take(report) {
+        let (changed, moved) = self.databases.take(report);
+        if changed {
             self.follow_liveness();
+        }
+        if moved && let Err(e) = self.keep_state() {
+            warn!(error = %e, "cannot keep the database primary's move in the state file");
         }
     }
 }
@@ -149,6 +193,28 @@ pub(super) fn metrics(m: &mut Exposition, status: &ReplicationStatus) {
     if let Some(age) = status.last_round_age_s {
         m.family("foobar_replication_last_round_age_seconds", "gauge", "Seconds since the monitor's last round ended.");
         m.sample("foobar_replication_last_round_age_seconds", &[], age);
+    }
+    m.family("foobar_replication_primary", "gauge", "1 for the server that is the primary now.");
+    for s in &status.servers {
+        m.sample("foobar_replication_primary", &[("server", &s.name)], f64::from(u8::from(s.name == status.primary)));
+    }
+    m.family("foobar_replication_failovers_total", "counter", "Replicas promoted because the primary failed.");
+    m.sample("foobar_replication_failovers_total", &[], status.failovers as f64);
+    m.family("foobar_replication_switchovers_total", "counter", "Planned switchovers to another primary.");
+    m.sample("foobar_replication_switchovers_total", &[], status.switchovers as f64);
+    m.family(
+        "foobar_replication_failover_refused",
+        "gauge",
+        "1 while the primary is down and auto_failover will not promote (status says why).",
+    );
+    m.sample("foobar_replication_failover_refused", &[], f64::from(u8::from(status.failover_refused)));
+    m.family(
+        "foobar_replication_flagged",
+        "gauge",
+        "1 while a server is left out of replication for a person to look at (errant transactions).",
+    );
+    for s in &status.servers {
+        m.sample("foobar_replication_flagged", &[("server", &s.name)], f64::from(u8::from(s.flagged.is_some())));
     }
     m.family("foobar_replication_check_errors_total", "counter", "Checks that failed, per server.");
     for s in &status.servers {

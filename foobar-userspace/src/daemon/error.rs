@@ -70,4 +70,7 @@ pub enum ControlError {
     DeniedByConfig(crate::net::Cidr),
     #[error("done, but not kept across restarts: {0}")]
     NotKept(#[from] super::state::StateError),
+    /// A request the event loop hands on rather than answers (see `Daemon::serve`).
+    #[error("{0}")]
+    Elsewhere(&'static str),
 }

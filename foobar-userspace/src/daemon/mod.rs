@@ -159,7 +159,7 @@ impl Daemon {
             dns: None,
             checkers: Vec::new(),
             probes: None,
-            databases: databases::Databases::waiting(monitor),
+            databases: databases::Databases::waiting(monitor, state.replication.clone()),
         };
         daemon.keep_state()?;
         Ok(daemon)
@@ -171,6 +171,7 @@ impl Daemon {
             blocked: self.blocked.iter().map(Cidr::to_string).collect(),
             ids: self.services.ids().clone(),
             node_drained: self.node_drained,
+            replication: self.databases.topology().clone(),
             ..State::default()
         };
         for spec in &self.plan.services {
@@ -351,10 +352,14 @@ impl Daemon {
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                Some(call) = calls.recv() => {
-                    let response = self.handle(call.request);
-                    let _ = call.reply.send(response);
-                }
+                Some(call) = calls.recv() => match call.request {
+                    // Seconds of database work: the monitor answers it, off this loop.
+                    crate::control::protocol::Request::DbSwitchover { to } => self.databases.switchover(to, call.reply),
+                    request => {
+                        let response = self.handle(request);
+                        let _ = call.reply.send(response);
+                    }
+                },
                 Some(probe) = probes.recv() => self.on_probe(probe),
                 Some(report) = reports.recv() => self.on_report(report),
                 Some(()) = async {

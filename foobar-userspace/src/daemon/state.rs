@@ -1,6 +1,6 @@
 //! What the operator changed at run time, kept across restarts in `daemon.state_file` (as
 //! HAProxy's server-state file keeps servers' states): blocked prefixes, drained and disabled
-//! backends, and the data plane's ids. Written whole after every change, atomically (a new file
+//! backends, the data plane's ids, and where the database primary was moved. Written whole after every change, atomically (a new file
 //! renamed over the old), so a crash leaves the old state or the new, never half of one.
 
 use std::{
@@ -31,6 +31,9 @@ pub struct State {
     /// `foobar node drain`: this node announces nothing until `foobar node enable`.
     #[serde(default)]
     pub node_drained: bool,
+    /// Where a failover or switchover moved the database primary.
+    #[serde(default)]
+    pub replication: crate::replication::Topology,
 }
 
 /// An operator's word on a backend, as the file spells it.
@@ -134,6 +137,8 @@ mod tests {
         state.blocked.insert("192.0.2.100/32".into());
         state.backends.entry("www".into()).or_default().insert("web1".into(), Stance::Draining);
         state.ids.service("www", 4);
+        state.replication.primary = Some("db2".into());
+        state.replication.promoted_at = Some("0-1-57".into());
         state.save(&path).expect("save");
         assert_eq!(State::load(&path).expect("load"), State { version: VERSION, ..state });
         std::fs::write(&path, "{not json").expect("write junk");

@@ -14,6 +14,19 @@ pub struct Seen {
     pub replica: Option<ReplicaSeen>,
     /// now − the heartbeat row this server holds, when this round wrote one on the primary.
     pub heartbeat_lag: Option<Duration>,
+    /// `@@gtid_binlog_pos`: every transaction in its binary log (MariaDB).
+    pub binlog_gtid: Option<String>,
+    /// `Rpl_semi_sync_master_status` and `_clients`: whether each commit waits for a
+    /// replica's acknowledgement (MariaDB with semi-synchronous replication on).
+    pub semi_sync: Option<(bool, u64)>,
+}
+
+impl Seen {
+    /// How far a replica has received from its primary: `Gtid_IO_Pos`, else what it applied.
+    pub fn received(&self) -> Option<super::gtid::Position> {
+        let io = self.replica.as_ref().and_then(|r| r.io_gtid.as_deref()).filter(|g| !g.is_empty());
+        io.or(self.gtid.as_deref()).and_then(|g| g.parse().ok())
+    }
 }
 
 /// The replica threads as `SHOW REPLICA STATUS` reports them.
@@ -27,6 +40,8 @@ pub struct ReplicaSeen {
     /// The last IO or SQL error, as "errno: message".
     pub last_error: Option<String>,
     pub seconds_behind: Option<u64>,
+    /// `Gtid_IO_Pos`: the last transaction the IO thread received (MariaDB).
+    pub io_gtid: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +208,7 @@ mod tests {
                 sql: "Yes".to_owned(),
                 last_error: None,
                 seconds_behind: lag,
+                io_gtid: None,
             }),
             ..Seen::default()
         }

@@ -7,23 +7,36 @@
 //! - `classify`: states, reasons and DNS answers from what a check saw (pure, unit-tested).
 //! - `observe`: the queries, over `mysql_async`.
 //! - `diagnose`: a failed check explained, naming the server and what to fix.
+//! - `monitor`: the rounds, and acting on them; `decide` says what is safe (pure), `promote`
+//!   and `admin` do it: switchover, failover, fencing, rejoin. `gtid` compares positions.
 
+mod admin;
 pub mod classify;
+mod decide;
 mod diagnose;
+mod gtid;
+mod monitor;
 mod observe;
+mod promote;
 
 use std::{
-    collections::VecDeque,
     net::{IpAddr, SocketAddr},
     path::Path,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::{sync::mpsc, time::Instant};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 use tracing::{info, warn};
 
+pub use self::admin::ReplicationLogin;
 use self::{
-    classify::{Role, Seen, State, Verdict},
+    classify::{Role, Seen, State},
+    monitor::{Monitor, Shared},
     observe::{Beat, Heartbeat, Login, Observed, Session},
 };
 use crate::{
@@ -54,6 +67,33 @@ pub struct Settings {
     max_lag: Duration,
     heartbeat_table: Option<String>,
     tls: Option<Tls>,
+    auto_failover: bool,
+    /// Failed checks of the primary in a row before a failover.
+    failover_after: u32,
+    auto_rejoin: bool,
+    /// How replicas log in to a new primary; switchover and failover need it.
+    replication_login: Option<ReplicationLogin>,
+    /// How long a replica may take to apply what it must before it is promoted.
+    catch_up: Duration,
+}
+
+/// Where foobar moved the primary, kept in the state file: after a failover the configured
+/// primary is not the primary any more, and a restart must not make it one again.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    /// The primary's name; none until foobar moves it (the configured primary).
+    #[serde(default)]
+    pub primary: Option<String>,
+    /// The GTID position where the current primary's history began: a returning server
+    /// with transactions beyond it has errant ones.
+    #[serde(default)]
+    pub promoted_at: Option<String>,
+}
+
+/// What the operator asks of the monitor.
+pub enum Command {
+    /// A planned switchover to the server named `to`: the CLI's message, or why not.
+    Switchover { to: String, reply: oneshot::Sender<Result<String, String>> },
 }
 
 /// The monitor's password file or TLS CA file cannot be used.
@@ -66,6 +106,8 @@ pub enum SettingsError {
     Exposed { path: std::path::PathBuf, mode: u32 },
     #[error("replication.tls.ca_file {}: {source}; give the PEM file of the CA that signed the servers' certificates", path.display())]
     CaFile { path: std::path::PathBuf, source: std::io::Error },
+    #[error("replication.replication_password_file {}: {source}; write the replication user's password there (readable by root only)", path.display())]
+    ReplicationPassword { path: std::path::PathBuf, source: Box<SettingsError> },
 }
 
 /// TLS to the database servers: verified against `ca_file` (or, without one, the public
@@ -102,8 +144,21 @@ impl Settings {
                 Some(Tls { ca_file: t.ca_file.clone(), check_name: t.check_name })
             }
         };
+        let replication_login = match (&r.replication_user, &r.replication_password_file) {
+            (Some(user), Some(path)) => Some(ReplicationLogin {
+                user: user.clone(),
+                password: read_password(path)
+                    .map_err(|e| SettingsError::ReplicationPassword { path: path.clone(), source: Box::new(e) })?,
+            }),
+            _ => None,
+        };
         Ok(Settings {
             tls,
+            auto_failover: *r.auto_failover.get_ref(),
+            failover_after: *r.failover_after.get_ref(),
+            auto_rejoin: r.auto_rejoin,
+            replication_login,
+            catch_up: r.catch_up_timeout.0,
             servers,
             user: r.user.clone(),
             password,
@@ -141,26 +196,40 @@ pub struct Report {
     pub status: ReplicationStatus,
     pub write: Vec<IpAddr>,
     pub read: Vec<IpAddr>,
+    /// Where foobar has moved the primary, for the state file.
+    pub topology: Topology,
 }
 
 /// The status before the first round completes: every server unknown.
 pub fn initial(settings: &Settings) -> ReplicationStatus {
     ReplicationStatus {
-        servers: settings.servers.iter().map(|s| status_of(s, None, State::Unknown)).collect(),
-        write: Vec::new(),
-        read: Vec::new(),
-        last_round_age_s: None,
+        servers: settings.servers.iter().map(|s| status_of(s, s.role, None, State::Unknown)).collect(),
+        auto_failover: settings.auto_failover,
+        ..ReplicationStatus::default()
     }
 }
 
-/// Starts the monitor; it stops when its handle is aborted or the event loop goes away. A
-/// monitor that panics is started again, after a pause that doubles up to
-/// [`RESTART_BACKOFF_MAX`], so DNS answers never freeze with a dead monitor behind them.
-pub fn spawn(settings: Settings, reports: mpsc::Sender<Report>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Starts the monitor with the topology kept from before; it stops when its handle is
+/// aborted or the event loop goes away. A monitor that panics is started again, after a pause
+/// that doubles up to [`RESTART_BACKOFF_MAX`], so DNS answers never freeze with a dead
+/// monitor behind them; the topology it moved and its commands carry over.
+pub fn spawn(
+    settings: Settings,
+    kept: Topology,
+    reports: mpsc::Sender<Report>,
+) -> (tokio::task::JoinHandle<()>, mpsc::Sender<Command>) {
+    let (command_tx, commands) = mpsc::channel(4);
+    let commands = Arc::new(tokio::sync::Mutex::new(commands));
+    let shared = Arc::new(Mutex::new(Shared { topology: kept, ..Shared::default() }));
+    let task = tokio::spawn(async move {
         let mut pause = Duration::from_secs(1);
         loop {
-            let mut run = AbortOnDrop(tokio::spawn(monitor(settings.clone(), reports.clone())));
+            let (settings, reports, commands) = (settings.clone(), reports.clone(), commands.clone());
+            let monitor = Monitor::new(settings, shared.clone());
+            let mut run = AbortOnDrop(tokio::spawn(async move {
+                let mut commands = commands.lock_owned().await;
+                monitor.run(reports, &mut commands).await;
+            }));
             match (&mut run.0).await {
                 Err(e) if e.is_panic() => {
                     warn!(error = %e, restart_in = ?pause, "the replication monitor failed; starting it again");
@@ -171,7 +240,8 @@ pub fn spawn(settings: Settings, reports: mpsc::Sender<Report>) -> tokio::task::
                 _ => return,
             }
         }
-    })
+    });
+    (task, command_tx)
 }
 
 /// The longest pause before a failed monitor is started again.
@@ -195,14 +265,12 @@ struct Checked {
     took: Duration,
 }
 
-/// Heartbeat rows kept to measure lag against: an hour's worth at a 1 s interval.
-const HEARTBEAT_HISTORY: usize = 3600;
-
-async fn check(s: &Settings, i: usize, session: &mut Session, beat: Beat) -> Checked {
+/// Checks `servers[i]` in `role`, bounded by the timeout.
+async fn check(s: &Settings, i: usize, role: Role, session: &mut Session, beat: Beat) -> Checked {
     let server = &s.servers[i];
     let started = Instant::now();
     let login = s.login();
-    let outcome = tokio::time::timeout(s.timeout, session.check(server, &login, beat)).await;
+    let outcome = tokio::time::timeout(s.timeout, session.check(server, role, &login, beat)).await;
     let login = s.login();
     let explain = |e: &mysql_async::Error| diagnose::explain(e, server, &login);
     let (seen, heartbeat, heartbeat_failed) = match outcome {
@@ -219,46 +287,6 @@ async fn check(s: &Settings, i: usize, session: &mut Session, beat: Beat) -> Che
         ),
     };
     Checked { seen, heartbeat, heartbeat_failed, took: started.elapsed() }
-}
-
-async fn monitor(s: Settings, reports: mpsc::Sender<Report>) {
-    let n = s.servers.len();
-    let mut sessions: Vec<Session> = (0..n).map(|_| Session::default()).collect();
-    let mut errors = vec![0u64; n];
-    let mut last: Vec<State> = vec![State::Unknown; n];
-    let mut last_beat: Vec<Option<String>> = vec![None; n];
-    let mut written: VecDeque<i64> = VecDeque::with_capacity(HEARTBEAT_HISTORY);
-    let mut ticks = tokio::time::interval(s.interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        // The primary first: the replicas' heartbeat reads measure against its fresh write.
-        let beat = if s.heartbeat_table.is_some() { Beat::Write } else { Beat::Skip };
-        let primary = check(&s, 0, &mut sessions[0], beat).await;
-        let read = match primary.heartbeat {
-            Some(h) => {
-                if written.len() == HEARTBEAT_HISTORY {
-                    written.pop_front();
-                }
-                written.push_back(h.ts);
-                Beat::Read
-            }
-            None => Beat::Skip,
-        };
-        let replicas = sessions.iter_mut().enumerate().skip(1).map(|(i, session)| check(&s, i, session, read));
-        let mut checked = vec![primary];
-        checked.extend(futures_util::future::join_all(replicas).await);
-        for c in &mut checked[1..] {
-            if let (Ok(seen), Some(h)) = (&mut c.seen, c.heartbeat) {
-                seen.heartbeat_lag = Some(classify::heartbeat_lag(h.ts, h.at, &written));
-            }
-        }
-        log_heartbeat_changes(&s, &checked, &mut last_beat);
-        let report = round_report(&s, &checked, &mut errors, &mut last);
-        if reports.send(report).await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Logs each server's heartbeat failing, or working again, once.
@@ -281,58 +309,13 @@ fn log_heartbeat_changes(s: &Settings, checked: &[Checked], last: &mut [Option<S
     }
 }
 
-/// Judges one round, logs each state change once with its reason, and builds the report.
-fn round_report(s: &Settings, checked: &[Checked], errors: &mut [u64], last: &mut [State]) -> Report {
-    let primary = &s.servers[0];
-    let mut servers = Vec::with_capacity(checked.len());
-    for (i, (server, c)) in s.servers.iter().zip(checked).enumerate() {
-        let verdict = match &c.seen {
-            Err(e) => {
-                errors[i] += 1;
-                Verdict { state: State::Unreachable, reason: e.to_string(), topology: None }
-            }
-            Ok(seen) if server.role == Role::Primary => classify::primary(seen),
-            Ok(seen) => {
-                let mut v = classify::replica(seen, primary.addr, &primary.name, s.max_lag);
-                if seen.heartbeat_lag.is_none() && checked[0].heartbeat_failed.is_some() {
-                    v.reason.push_str(" (the heartbeat fails on the primary: see its status)");
-                }
-                v
-            }
-        };
-        if verdict.state != last[i] {
-            let (name, role, from, to) = (&server.name, server.role.name(), last[i].name(), verdict.state.name());
-            match verdict.state {
-                State::Up | State::Healthy => {
-                    info!(server = name, role, from, to, reason = verdict.reason, "database state changed")
-                }
-                _ => warn!(server = name, role, from, to, reason = verdict.reason, "database state changed"),
-            }
-            last[i] = verdict.state;
-        }
-        let mut st = status_of(server, c.seen.as_ref().ok(), verdict.state);
-        st.reason = verdict.reason;
-        st.topology = verdict.topology;
-        st.check_errors = errors[i];
-        st.check_ms = c.took.as_secs_f64() * 1000.0;
-        st.heartbeat_error = c.heartbeat_failed.as_ref().map(ToString::to_string);
-        servers.push(st);
-    }
-    let ip = |i: usize| (s.servers[i].addr.ip(), last[i]);
-    let replicas: Vec<(IpAddr, State)> = (1..s.servers.len()).map(ip).collect();
-    let (write, read) = classify::answers(ip(0), &replicas);
-    let show = |v: &[IpAddr]| v.iter().map(ToString::to_string).collect();
-    let status = ReplicationStatus { servers, write: show(&write), read: show(&read), last_round_age_s: None };
-    Report { status, write, read }
-}
-
 /// A server's status line from what its check saw.
-fn status_of(server: &Server, seen: Option<&Seen>, state: State) -> DbServerStatus {
+fn status_of(server: &Server, role: Role, seen: Option<&Seen>, state: State) -> DbServerStatus {
     let replica = seen.and_then(|x| x.replica.as_ref());
     DbServerStatus {
         name: server.name.clone(),
         address: server.addr.to_string(),
-        role: server.role.name().to_owned(),
+        role: role.name().to_owned(),
         state: state.name().to_owned(),
         server_id: seen.map(|x| x.server_id),
         read_only: seen.map(|x| x.read_only),

@@ -20,6 +20,8 @@ use super::{
 #[derive(Default)]
 pub struct Session {
     conn: Option<Conn>,
+    /// The role the connection was opened for (a replica's session is read-only).
+    role: Option<Role>,
     /// The heartbeat table exists (created on this connection or found).
     table_ready: bool,
 }
@@ -52,15 +54,23 @@ impl Session {
     /// The connection is held only while the check runs: one that failed, or whose check was
     /// cut short by the caller's timeout, is gone, and the next check connects afresh. So is one
     /// whose heartbeat failed for anything but an SQL error (the connection itself broke).
-    pub async fn check(&mut self, server: &Server, login: &Login<'_>, beat: Beat) -> Result<Observed, Error> {
-        let mut conn = match self.conn.take() {
+    /// A server whose role changed (promoted, demoted) gets a new connection for it.
+    pub async fn check(
+        &mut self,
+        server: &Server,
+        role: Role,
+        login: &Login<'_>,
+        beat: Beat,
+    ) -> Result<Observed, Error> {
+        let mut conn = match self.conn.take().filter(|_| self.role == Some(role)) {
             Some(conn) => conn,
             None => {
                 self.table_ready = false;
-                connect(server, login).await?
+                self.role = Some(role);
+                connect(server, login, role == Role::Replica).await?
             }
         };
-        let seen = observe(&mut conn, server).await?;
+        let seen = observe(&mut conn, role).await?;
         let heartbeat = match login.heartbeat_table {
             Some(table) => self.beat(&mut conn, table, beat, &seen).await,
             None => Ok(None),
@@ -119,23 +129,40 @@ impl Session {
     }
 }
 
-/// A server's identity, `read_only`, GTID position and replica threads.
-async fn observe(conn: &mut Conn, server: &Server) -> Result<Seen, mysql_async::Error> {
+/// A server's identity, `read_only`, GTID positions, semi-synchronous state and replica threads.
+async fn observe(conn: &mut Conn, role: Role) -> Result<Seen, mysql_async::Error> {
     let (server_id, read_only, version): (u32, i64, String) =
         first(conn, "SELECT @@server_id, @@read_only, @@version").await?.unwrap_or_default();
-    let gtid_query = match (version.contains("MariaDB"), server.role) {
-        (true, Role::Primary) => "SELECT @@gtid_binlog_pos",
-        (true, Role::Replica) => "SELECT @@gtid_slave_pos",
-        (false, _) => "SELECT @@gtid_executed",
+    let (gtid, binlog_gtid) = if version.contains("MariaDB") {
+        let (binlog, applied): (Option<String>, Option<String>) =
+            first(conn, "SELECT @@gtid_binlog_pos, @@gtid_slave_pos").await.ok().flatten().unwrap_or_default();
+        (if role == Role::Primary { binlog.clone() } else { applied }, binlog)
+    } else {
+        (first::<Option<String>>(conn, "SELECT @@gtid_executed").await.ok().flatten().flatten(), None)
     };
-    let gtid: Option<String> = first::<Option<String>>(conn, gtid_query).await.ok().flatten().flatten();
     let replica = replica_status(conn).await?;
-    Ok(Seen { server_id, read_only: read_only != 0, gtid, replica, heartbeat_lag: None })
+    let semi_sync = semi_sync(conn).await;
+    Ok(Seen { server_id, read_only: read_only != 0, gtid, replica, heartbeat_lag: None, binlog_gtid, semi_sync })
+}
+
+/// Whether the server waits for a replica to acknowledge each commit, and how many replicas
+/// acknowledge; `None` where semi-synchronous replication is not available.
+async fn semi_sync(conn: &mut Conn) -> Option<(bool, u64)> {
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN \
+             ('RPL_SEMI_SYNC_MASTER_STATUS', 'RPL_SEMI_SYNC_MASTER_CLIENTS')",
+        )
+        .await
+        .ok()?;
+    let value = |name: &str| rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    let on = value("RPL_SEMI_SYNC_MASTER_STATUS")? == "ON";
+    Some((on, value("RPL_SEMI_SYNC_MASTER_CLIENTS").and_then(|c| c.parse().ok()).unwrap_or(0)))
 }
 
 /// The first row of `query` as `T`. A value that does not convert (a NULL or a string where a
 /// number belongs) is an error, where `query_first::<T>` would panic and end the monitor.
-async fn first<T: FromRow + Send + 'static>(conn: &mut Conn, query: &str) -> Result<Option<T>, Error> {
+pub(super) async fn first<T: FromRow + Send + 'static>(conn: &mut Conn, query: &str) -> Result<Option<T>, Error> {
     let row: Option<Row> = conn.query_first(query).await?;
     row.map(|r| mysql_async::from_row_opt(r).map_err(|e| Error::Driver(DriverError::FromRow { row: e.0 }))).transpose()
 }
@@ -146,8 +173,8 @@ fn breaks_connection(e: &Error) -> bool {
     !matches!(e, Error::Server(_) | Error::Driver(DriverError::FromRow { .. } | DriverError::FromValue { .. }))
 }
 
-/// Opens a connection to `server`; replicas get a read-only session.
-async fn connect(server: &Server, login: &Login<'_>) -> Result<Conn, mysql_async::Error> {
+/// Opens a connection to `server`, read-only for checking a replica.
+pub(super) async fn connect(server: &Server, login: &Login<'_>, read_only: bool) -> Result<Conn, mysql_async::Error> {
     let mut opts = OptsBuilder::default()
         .ip_or_hostname(server.addr.ip().to_string())
         .tcp_port(server.addr.port())
@@ -155,7 +182,7 @@ async fn connect(server: &Server, login: &Login<'_>) -> Result<Conn, mysql_async
         .pass(Some(login.password))
         .prefer_socket(false)
         .stmt_cache_size(0);
-    if server.role == Role::Replica {
+    if read_only {
         opts = opts.setup(vec!["SET SESSION TRANSACTION READ ONLY".to_owned()]);
     }
     if let Some(tls) = login.tls {
@@ -211,6 +238,7 @@ async fn replica_status(conn: &mut Conn) -> Result<Option<ReplicaSeen>, mysql_as
         last_error: error(&["Last_SQL_Errno"], &["Last_SQL_Error"])
             .or_else(|| error(&["Last_IO_Errno"], &["Last_IO_Error"])),
         seconds_behind: get(&["Seconds_Behind_Master", "Seconds_Behind_Source"]).and_then(|s| s.parse().ok()),
+        io_gtid: get(&["Gtid_IO_Pos"]),
     }))
 }
 
