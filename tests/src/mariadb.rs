@@ -26,6 +26,8 @@ pub struct Mariadb {
     pub process: Spawned,
     pub dir: PathBuf,
     pub ns: Netns,
+    /// How it was started, to start it again on the same data.
+    argv: Vec<String>,
 }
 
 impl Mariadb {
@@ -69,6 +71,12 @@ impl Mariadb {
             "--log-slave-updates".to_owned(),
             "--skip-name-resolve".to_owned(),
             format!("--log-error={d}/error.log"),
+            // Semi-synchronous both ways, so a switchover or failover keeps it: a commit is
+            // acknowledged once a replica has it, and a primary with no replica does not wait.
+            "--rpl-semi-sync-master-enabled=ON".to_owned(),
+            "--rpl-semi-sync-slave-enabled=ON".to_owned(),
+            "--rpl-semi-sync-master-wait-no-slave=OFF".to_owned(),
+            "--rpl-semi-sync-master-timeout=2000".to_owned(),
         ];
         let mut args = args.to_vec();
         if let Some(ca) = tls {
@@ -82,18 +90,30 @@ impl Mariadb {
         }
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = ns.spawn(&argv, &dir.join("stdout.log"));
-        let m = Mariadb { process, dir, ns: ns.clone() };
+        let m = Mariadb { process, dir, ns: ns.clone(), argv: args };
+        m.wait_started();
+        m
+    }
+
+    /// Starts the server again on its data (after [`Spawned::kill`]: a crash and a restart).
+    pub fn restart(&mut self) {
+        let argv: Vec<&str> = self.argv.iter().map(String::as_str).collect();
+        self.process = self.ns.spawn(&argv, &self.dir.join("stdout-again.log"));
+        self.wait_started();
+    }
+
+    fn wait_started(&self) {
+        let m = self;
         let deadline = Instant::now() + Duration::from_secs(30);
         while m.sql_raw("SELECT 1").is_err() {
             assert!(
                 Instant::now() < deadline,
                 "mariadbd in {} did not start: {}",
-                ns.name(),
+                m.ns.name(),
                 std::fs::read_to_string(m.dir.join("error.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        m
     }
 
     fn sql_raw(&self, sql: &str) -> Result<String, String> {
@@ -173,6 +193,16 @@ impl Replication {
         Replication { primary, replica }
     }
 
+    /// What switchover and failover need beyond README's monitoring grants: the monitor may
+    /// set read_only, stop and point replication and end client sessions, and the replication
+    /// user's password is where `replication.replication_password_file` points.
+    pub fn allow_failover(&self, replication_password_file: &Path) {
+        self.primary.sql(
+            "GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, RELOAD, CONNECTION ADMIN, PROCESS ON *.* TO 'foobar_monitor'@'%'",
+        );
+        write_secret(replication_password_file, REPL_PASSWORD);
+    }
+
     /// Waits until the replica has applied everything the primary has written (by GTID).
     pub fn wait_caught_up(&self, within: Duration) {
         let target = self.primary.sql("SELECT @@gtid_binlog_pos").trim().to_owned();
@@ -195,8 +225,13 @@ impl Replication {
 /// Writes the monitor password where `replication.password_file` points, readable by its
 /// owner only, as a secret should be.
 pub fn write_password_file(path: &Path) {
+    write_secret(path, MONITOR_PASSWORD);
+}
+
+/// Writes `secret` to `path`, readable by its owner only.
+fn write_secret(path: &Path, secret: &str) {
     use std::{io::Write, os::unix::fs::OpenOptionsExt};
     let _ = std::fs::remove_file(path);
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).expect("password file");
-    f.write_all(MONITOR_PASSWORD.as_bytes()).expect("write password file");
+    f.write_all(secret.as_bytes()).expect("write password file");
 }

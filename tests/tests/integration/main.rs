@@ -9,6 +9,7 @@ mod daemon_lab;
 mod db_lab;
 mod dns_lab;
 mod e2e_lab;
+mod failover_lab;
 mod firewall;
 mod firewall_lab;
 mod fixtures;
@@ -71,6 +72,7 @@ fn main() {
     trials.extend(e2e_lab::trials());
     trials.extend(reload_lab::trials());
     trials.extend(replication_lab::trials());
+    trials.extend(failover_lab::trials());
     trials.extend(kernel_log::trials());
     trials.extend(netns_xdp::trials());
     trials.extend(package_lab::trials());

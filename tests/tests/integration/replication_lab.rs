@@ -30,7 +30,7 @@ pub fn trials() -> Vec<Trial> {
 }
 
 /// One server's line in `status`.
-fn server(report: &StatusReport, name: &str) -> DbServerStatus {
+pub(crate) fn server(report: &StatusReport, name: &str) -> DbServerStatus {
     let db = report.replication.as_ref().expect("status has a replication section");
     db.servers.iter().find(|s| s.name == name).cloned().unwrap_or_else(|| panic!("no server {name}: {db:?}"))
 }
@@ -40,7 +40,7 @@ fn state_of(report: &StatusReport, name: &str) -> String {
 }
 
 /// `dig +short NAME` from the client, through foobar's DNS.
-fn resolve(stack: &Stack, name: &str) -> String {
+pub(crate) fn resolve(stack: &Stack, name: &str) -> String {
     dig(&stack.client, &["+short", name]).trim().to_owned()
 }
 
