@@ -154,28 +154,28 @@ fn bad_values_name_file_line_and_key() {
         (
             r#"timeout = "500ms""#,
             r#"timeout = "2s""#,
-            "lab.toml:89: replication.timeout: must be above zero and at most `interval` (a check round must end before the next)",
+            "lab.toml:91: replication.timeout: must be above zero and at most `interval` (a check round must end before the next)",
         ),
         (
             r#"heartbeat_table = "foobar_monitor.heartbeat""#,
             r#"heartbeat_table = "heartbeat; DROP TABLE x""#,
-            "lab.toml:92: replication.heartbeat_table: `heartbeat; DROP TABLE x` must be `database.table`, letters, digits and `_` only",
+            "lab.toml:94: replication.heartbeat_table: `heartbeat; DROP TABLE x` must be `database.table`, letters, digits and `_` only",
         ),
         (
             r#"heartbeat_table = "foobar_monitor.heartbeat""#,
             "heartbeat_table = \"foobar_monitor.heartbeat\"\nauto_failover = true",
-            "lab.toml:93: replication.auto_failover: needs `replication_user` and `replication_password_file`: the \
+            "lab.toml:95: replication.auto_failover: needs `replication_user` and `replication_password_file`: the \
              other replicas log in to the new primary with them",
         ),
         (
             "# failover_after = 3 ",
             "failover_after = 0 #",
-            "lab.toml:94: replication.failover_after: must be at least 1 check",
+            "lab.toml:96: replication.failover_after: must be at least 1 check",
         ),
         (
             r#"# replication_user = "repl""#,
             r#"replication_user = "repl""#,
-            "lab.toml:84: replication.replication_user: `replication_user` and `replication_password_file` go together",
+            "lab.toml:86: replication.replication_user: `replication_user` and `replication_password_file` go together",
         ),
         (
             r##"# syn_proxy = "always""##,

@@ -157,7 +157,11 @@ fn switchover() {
     db.replica.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE;");
     daemon.wait_for(Duration::from_secs(10), "db2 healthy again", |r| server(r, "db2").state == "healthy");
 
-    // Under the app's writes.
+    // Under the app's writes, with one long-held session on db1 (a connection pool's, say).
+    let password = format!("--password={}", foobar_tests::mariadb::APP_PASSWORD);
+    let user = format!("--user={}", foobar_tests::mariadb::APP_USER);
+    let argv = ["mariadb", "--no-defaults", "--host", DB1, &user, &password, "-e", "SELECT SLEEP(60)"];
+    let mut held = stack.app.spawn(&argv, &stack.app.scratch("held-session.log"));
     let load = Load::start(&stack.app);
     std::thread::sleep(Duration::from_secs(2));
     let started = Instant::now();
@@ -168,6 +172,8 @@ fn switchover() {
         other => panic!("switchover: {other:?}"),
     };
     assert!(message.starts_with("switchover: db2 promoted at 0-1-"), "{message}");
+    assert!(message.ends_with("; 1 client sessions on db1 ended"), "{message}");
+    assert!(held.wait_done(Duration::from_secs(2)), "the session held on db1 was not ended");
     std::thread::sleep(Duration::from_secs(3));
     let outcomes = load.finish();
     let gap = write_gap(&outcomes);
