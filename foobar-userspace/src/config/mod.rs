@@ -1,13 +1,14 @@
 //! The daemon's configuration: TOML in the shape of `examples/lab.toml`.
 //!
 //! Loading parses into typed structs (`schema`), with unknown keys and bad values rejected by
-//! serde, then runs whole-config checks (`validate`). Every problem names the file, the line
+//! serde (each table's first, all at once: `sections`), then runs whole-config checks (`validate`). Every problem names the file, the line
 //! and the key, and a config with any problem is rejected whole, so a bad file never changes
 //! anything that runs. A config keeps its [`Origin`], so that what is compiled from it later
 //! (`crate::plan`) names lines too.
 
 mod error;
 pub mod schema;
+mod sections;
 mod validate;
 pub mod values;
 
@@ -36,9 +37,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// whether a network interface of that name is present.
 pub fn parse(file: &Path, text: &str, interface_exists: &dyn Fn(&str) -> bool) -> Result<Config, ConfigError> {
     let origin = Origin { file: file.to_path_buf(), text: text.to_owned() };
-    let mut config: Config = toml::from_str(text).map_err(|e| {
-        let at = e.span().map_or(0, |s| s.start);
-        ConfigError { problems: vec![origin.problem(at..at, origin.key_at(at), e.message().trim())] }
+    let mut config: Config = toml::from_str(text).map_err(|first| {
+        let mut errors = sections::type_errors(text);
+        if errors.is_empty() {
+            errors.push(first);
+        }
+        let problem = |e: &toml::de::Error| {
+            let at = e.span().map_or(0, |s| s.start);
+            origin.problem(at..at, origin.key_at(at), e.message().trim())
+        };
+        ConfigError { problems: errors.iter().map(problem).collect() }
     })?;
     config.origin = origin;
     let problems = validate::check(&config, interface_exists);

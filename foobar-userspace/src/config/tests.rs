@@ -214,6 +214,33 @@ fn every_problem_is_reported_at_once() {
     assert_eq!(err.problems.len(), 2, "{err}");
 }
 
+#[test]
+fn type_errors_in_different_tables_are_reported_at_once() {
+    let text = LAB
+        .replacen(r#"xdp_mode = "auto""#, r#"xdp_mode = "turbo""#, 1)
+        .replacen("rise = 2", "rise = \"two\"", 1)
+        .replacen(r#"address = "198.51.100.12""#, r#"address = "web2.lan""#, 1)
+        .replacen("ttl = 1 ", "ttl = -1 ", 1)
+        .replacen(r#"max_lag = "5s""#, r#"max_lag = 5"#, 1);
+    let err = parse(Path::new("lab.toml"), &text, &lab_interfaces).expect_err("five type errors");
+    let lines: Vec<String> = err.problems.iter().map(|p| format!("{}: {}", p.line, p.key)).collect();
+    assert_eq!(
+        lines,
+        [
+            "7: daemon.xdp_mode",
+            "51: service.health.rise",
+            "60: service.backend.address",
+            "77: dns.record.ttl",
+            "92: replication.max_lag"
+        ],
+        "{err}"
+    );
+    // A syntax error still stops at itself: nothing after it can be read.
+    let broken = LAB.replacen(r#"xdp_mode = "auto""#, r#"xdp_mode = "auto"#, 1);
+    let err = parse(Path::new("lab.toml"), &broken, &lab_interfaces).expect_err("syntax error");
+    assert_eq!(err.problems.len(), 1, "{err}");
+}
+
 const CLUSTER: &str = include_str!("../../../examples/cluster.toml");
 
 #[test]
