@@ -2,18 +2,19 @@
 //! the node, or the kernel would neither answer ARP/ND for them nor accept DNS queries. Those
 //! missing are added to `daemon.vip_interface` (by default the first untrusted interface, or the
 //! first interface if none is; nowhere with `"none"`); those the operator configured are left
-//! alone; on a clean exit foobar removes only its own.
+//! alone; on a clean exit foobar removes only its own (marked as such, so that a later run and
+//! `foobar cleanup` know them too).
 
-use std::{collections::BTreeSet, net::IpAddr, process::Command};
+use std::{collections::BTreeSet, net::IpAddr};
 
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::{config::Config, netlink};
 
 /// Addresses foobar added and will remove again.
 #[derive(Debug, Default)]
 pub struct Added {
-    entries: Vec<(IpAddr, String)>,
+    entries: Vec<netlink::Address>,
 }
 
 /// The node's addresses, on any interface, in the calling thread's namespace.
@@ -57,51 +58,67 @@ pub fn wanted(config: &Config) -> BTreeSet<IpAddr> {
     out
 }
 
-/// Adds the wanted addresses that are missing; returns what it added.
+/// Takes over the addresses an earlier run added and left (marked as foobar's), then adds what
+/// `config` wants and is missing; returns what foobar has added, to remove again.
 pub fn ensure(config: &Config) -> Added {
-    let d = &config.daemon;
-    let iface = match &d.vip_interface {
-        Some(v) if v.get_ref() == "none" => return Added::default(),
-        Some(v) => v.get_ref().clone(),
-        None => match d.untrusted.first().or(d.interfaces.first()) {
-            Some(i) => i.get_ref().clone(),
-            None => return Added::default(),
-        },
-    };
-    let present = local_addresses();
-    let mut added = Added::default();
-    for ip in wanted(config).into_iter().filter(|ip| !present.contains(ip)) {
-        let prefix = if ip.is_ipv4() { "32" } else { "128" };
-        let mut cmd = Command::new("ip");
-        cmd.args(["addr", "add", &format!("{ip}/{prefix}"), "dev", &iface]);
-        if ip.is_ipv6() {
-            cmd.arg("nodad");
-        }
-        match cmd.output() {
-            Ok(o) if o.status.success() => {
-                info!(%ip, interface = iface, "added service address");
-                added.entries.push((ip, iface.clone()));
-            }
-            Ok(o) => {
-                warn!(%ip, interface = iface, error = %String::from_utf8_lossy(&o.stderr).trim(), "cannot add service address")
-            }
-            Err(e) => warn!(%ip, error = %e, "cannot run `ip` to add a service address"),
-        }
+    let mut added = Added { entries: marked() };
+    for a in &added.entries {
+        info!(ip = %a.ip, "service address kept from an earlier run");
     }
+    added.follow(config);
     added
 }
 
+/// Where foobar adds the addresses `config` wants (`None`: nowhere).
+fn vip_interface(config: &Config) -> Option<String> {
+    let d = &config.daemon;
+    match &d.vip_interface {
+        Some(v) if v.get_ref() == "none" => None,
+        Some(v) => Some(v.get_ref().clone()),
+        None => d.untrusted.first().or(d.interfaces.first()).map(|i| i.get_ref().clone()),
+    }
+}
+
+/// The addresses in this namespace that foobar added (by its mark), on any interface.
+pub fn marked() -> Vec<netlink::Address> {
+    match netlink::addresses() {
+        Ok(all) => all.into_iter().filter(|a| a.proto == netlink::FOOBAR_PROTO).collect(),
+        Err(e) => {
+            warn!(error = %e, "cannot list interface addresses");
+            Vec::new()
+        }
+    }
+}
+
 impl Added {
+    /// Adds the addresses `config` wants that are missing, and removes those foobar added that
+    /// it no longer wants (a reload that adds or drops a VIP, a restart with another config).
+    pub fn follow(&mut self, config: &Config) {
+        let wanted = wanted(config);
+        let (keep, stale): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.entries).into_iter().partition(|a| wanted.contains(&a.ip));
+        self.entries = keep;
+        Added { entries: stale }.remove();
+        let Some(iface) = vip_interface(config) else { return };
+        let present = local_addresses();
+        for ip in wanted.into_iter().filter(|ip| !present.contains(ip)) {
+            let prefix = if ip.is_ipv4() { 32 } else { 128 };
+            match netlink::add(&iface, ip, prefix).and_then(|()| netlink::index_of(&iface)) {
+                Ok(index) => {
+                    info!(%ip, interface = iface, "added service address");
+                    self.entries.push(netlink::Address { ip, prefix, index, proto: netlink::FOOBAR_PROTO });
+                }
+                Err(e) => warn!(%ip, interface = iface, error = %e, "cannot add service address"),
+            }
+        }
+    }
+
     /// Removes the addresses foobar added (and nothing else).
     pub fn remove(self) {
-        for (ip, iface) in self.entries {
-            let prefix = if ip.is_ipv4() { "32" } else { "128" };
-            let ok = Command::new("ip")
-                .args(["addr", "del", &format!("{ip}/{prefix}"), "dev", &iface])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if ok {
-                info!(%ip, interface = iface, "removed service address");
+        for a in self.entries {
+            match netlink::remove(&a) {
+                Ok(()) => info!(ip = %a.ip, "removed service address"),
+                Err(e) => warn!(error = %e, "cannot remove a service address"),
             }
         }
     }

@@ -16,6 +16,7 @@
 //! - [`metrics`]: the Prometheus endpoint and its text format.
 //! - [`notify`]: telling systemd when the daemon is ready, reloading and stopping.
 //! - [`net`]: CIDR prefixes and the address form the maps use.
+//! - [`netlink`]: interface addresses over rtnetlink, foobar's marked as such.
 //! - [`slots`]: connection caps shared by every listener.
 //! - [`privileges`]: dropping the capabilities serving does not use.
 //! - [`status_page`]: the HTML status page on the metrics listener.
@@ -34,6 +35,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod netlink;
 pub mod notify;
 pub mod plan;
 pub mod privileges;

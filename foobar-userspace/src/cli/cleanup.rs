@@ -1,5 +1,5 @@
 //! `foobar cleanup`: removes pinned links (which detaches XDP) and maps left by a run that
-//! crashed or was told to keep forwarding.
+//! crashed or was told to keep forwarding, and the addresses foobar added (by their mark).
 
 use std::{
     path::{Path, PathBuf},
@@ -26,5 +26,11 @@ pub fn run(config_file: Option<&Path>, pin_dir: &Path) -> anyhow::Result<ExitCod
     }
     let removed = Pins::remove_all(&dir)?;
     println!("removed {removed} pins from {}", dir.display());
+    for a in crate::addresses::marked() {
+        match crate::netlink::remove(&a) {
+            Ok(()) => println!("removed the address {} foobar added", a.ip),
+            Err(e) => eprintln!("foobar: {e}"),
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -64,6 +64,7 @@ impl Daemon {
             warn!(error = %e, "cannot delete the flows of what the reload withdrew; they expire by themselves");
         }
         self.plan = new;
+        self.added.follow(&self.plan.config);
         self.restart_checks();
         self.databases.run(monitor);
         self.follow_liveness();

@@ -151,9 +151,12 @@ impl Pins {
         let root = Path::new(BPFFS_ROOT);
         if dir.starts_with(root) && !is_bpffs(root) {
             std::fs::create_dir_all(root)?;
-            let ok = std::process::Command::new("mount").args(["-t", "bpf", "bpf", BPFFS_ROOT]).status()?.success();
-            if !ok {
-                return Err(io::Error::other("mounting bpffs at /sys/fs/bpf failed"));
+            // SAFETY: mount(2) with NUL-terminated literals and no data.
+            let rc =
+                unsafe { libc::mount(c"bpf".as_ptr(), c"/sys/fs/bpf".as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
+            if rc != 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(e.kind(), format!("mounting bpffs at /sys/fs/bpf: {e}")));
             }
             info!("mounted bpffs at /sys/fs/bpf");
         }

@@ -4,6 +4,7 @@
 //! through [`gated`]: they are reported as ignored, with the reason, when run where they
 //! cannot work, and fail instead under CI or `cargo xtask test`.
 
+mod addresses_lab;
 mod cluster_lab;
 mod daemon_lab;
 mod db_lab;
@@ -79,5 +80,6 @@ fn main() {
     trials.extend(pins::trials());
     trials.extend(stack::trials());
     trials.extend(state_lab::trials());
+    trials.extend(addresses_lab::trials());
     libtest_mimic::run(&args, trials).exit();
 }
