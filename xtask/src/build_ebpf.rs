@@ -12,6 +12,29 @@ use crate::step::{self, timed, workspace_root};
 
 const TARGET: &str = "bpfel-unknown-none";
 
+/// The nightly the eBPF object is built and verified with (its `commit-date`). rustup cannot
+/// fetch a dated toolchain on these machines, so this is a check rather than a
+/// `rust-toolchain.toml`: another nightly builds with a warning (its code generation, and so
+/// the verifier's instruction counts, may differ), or fails with `FOOBAR_STRICT_NIGHTLY=1`.
+const TESTED_NIGHTLY: &str = "2026-05-19";
+
+/// Compares the installed nightly with [`TESTED_NIGHTLY`].
+fn check_nightly() -> anyhow::Result<()> {
+    let out = Command::new("rustc").args(["+nightly", "-vV"]).output().context("run `rustc +nightly -vV`")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let date = text.lines().find_map(|l| l.strip_prefix("commit-date: ")).unwrap_or("unknown");
+    if date == TESTED_NIGHTLY {
+        return Ok(());
+    }
+    let message =
+        format!("the nightly here is from {date}; foobar's eBPF is tested with the nightly of {TESTED_NIGHTLY}");
+    if std::env::var_os("FOOBAR_STRICT_NIGHTLY").is_some_and(|v| v == "1") {
+        anyhow::bail!("{message} (FOOBAR_STRICT_NIGHTLY=1)");
+    }
+    eprintln!("    warning: {message}; building anyway");
+    Ok(())
+}
+
 /// Where the object goes, as `foobar-userspace/build.rs` expects it.
 pub fn object_path() -> PathBuf {
     std::env::var_os("FOOBAR_BPF_OBJECT")
@@ -21,6 +44,7 @@ pub fn object_path() -> PathBuf {
 
 pub fn run() -> anyhow::Result<PathBuf> {
     timed("build eBPF object (nightly, bpfel-unknown-none, BTF)", || {
+        check_nightly()?;
         let root = workspace_root();
         let target_dir = root.join("target/bpf");
         let arch = std::env::consts::ARCH;
