@@ -274,3 +274,31 @@ fn the_packaged_config_is_valid_on_a_two_nic_node() {
     assert_eq!(cfg.daemon.interfaces.len(), 2);
     assert!(parse(Path::new("foobar.toml"), text, &lab_interfaces).is_err(), "it names eth0 and eth1");
 }
+
+/// README says lab.toml shows every key: each field of the schema (by its TOML name) appears
+/// in it, set or in a comment, or in the cluster example.
+#[test]
+fn the_lab_config_shows_every_key() {
+    let examples = [LAB, CLUSTER].concat();
+    let mut rename = None;
+    let mut missing = Vec::new();
+    for line in include_str!("schema.rs").lines().map(str::trim) {
+        if line.starts_with("#[serde(") {
+            rename = line.split_once("rename = \"").and_then(|(_, r)| r.split_once('"')).map(|(r, _)| r.to_owned());
+            continue;
+        }
+        let Some(field) = line.strip_prefix("pub ").and_then(|l| l.split_once(':')).map(|(f, _)| f) else {
+            continue;
+        };
+        let key = rename.take().unwrap_or_else(|| field.to_owned());
+        if field.contains(' ') || field == "origin" || key.chars().any(|c| c.is_ascii_uppercase()) {
+            continue;
+        }
+        let shown =
+            [format!("{key} ="), format!(".{key}]"), format!("[{key}]")].iter().any(|s| examples.contains(s.as_str()));
+        if !shown {
+            missing.push(key);
+        }
+    }
+    assert!(missing.is_empty(), "keys examples/lab.toml does not show: {missing:?}");
+}
