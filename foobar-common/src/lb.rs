@@ -68,6 +68,9 @@ pub const FLOW_PROXIED: u16 = 4;
 /// Flow flag: the SYN proxy has sent the backend its SYN and waits for its SYN-ACK (also
 /// timed by `opening_ns`).
 pub const FLOW_HANDSHAKE: u16 = 8;
+/// Flow flag (NAT bindings): the backend has sent the client data (a segment with PSH, or a
+/// UDP reply). A backend's RST before that is a passive health failure.
+pub const FLOW_ANSWERED: u16 = 16;
 
 /// How stale a flow's timestamp may get before a packet renews it (a store per packet would
 /// bounce the entry between CPUs for a clock nobody reads that finely); also how long the fast
@@ -353,6 +356,24 @@ pub struct TrafficStats {
     pub packets: u64,
     pub bytes: u64,
     pub new_flows: u64,
+    /// Passive health (backends only): RSTs answering a connection's SYN,
+    pub refused: u64,
+    /// and RSTs on a connection before the backend sent anything.
+    pub reset_unanswered: u64,
+}
+
+impl TrafficStats {
+    /// Passive health failures of every kind.
+    pub fn passive_failures(&self) -> u64 {
+        self.refused + self.reset_unanswered
+    }
+}
+
+/// The kinds of passive health failure, as [`TrafficStats`] counts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Passive {
+    Refused,
+    ResetUnanswered,
 }
 
 /// A hash of the flow's five-tuple that every node computes alike (Maglev needs agreement).

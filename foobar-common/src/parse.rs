@@ -31,6 +31,7 @@ pub const IPPROTO_DSTOPTS: u8 = 60;
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
 pub const TCP_ACK: u8 = 0x10;
 
 /// Most stacked VLAN tags accepted (802.1ad outer + 802.1Q inner).

@@ -7,10 +7,10 @@ use foobar_common::{
     bytes::PacketBytes,
     counters::Counter,
     lb::{
-        BACKEND_ABSENT, BACKEND_DEAD, Backend, FLOW_OPENING, FLOW_PROXIED, Flow, FlowKey, MODE_DSR, NatKey, NatTarget,
-        NextHop, near,
+        BACKEND_ABSENT, BACKEND_DEAD, Backend, FLOW_ANSWERED, FLOW_OPENING, FLOW_PROXIED, Flow, FlowKey, MODE_DSR,
+        NatKey, NatTarget, NextHop, Passive, near,
     },
-    parse::{IPPROTO_TCP, Parsed, TCP_ACK, TCP_FIN, TCP_RST},
+    parse::{IPPROTO_TCP, Parsed, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST},
 };
 
 use crate::{
@@ -19,7 +19,7 @@ use crate::{
     packet::Frame,
     rewrite::{Rewrite, rewrite},
     seqadj, services,
-    stats::{account, count},
+    stats::{account, count, count_passive},
 };
 
 /// Whether `p` ends its flow (a FIN or RST).
@@ -155,7 +155,8 @@ pub fn to_client<const INLINE_REWRITE: bool>(frame: &Frame, p: &Parsed, t: &NatT
     if flags & FLOW_PROXIED != 0 && !seqadj::to_client(frame, p, &t.proxied) {
         return xdp_action::XDP_DROP;
     }
-    if flags & FLOW_OPENING != 0 {
+    // Nothing more to learn of an answered flow that is open.
+    if flags & (FLOW_OPENING | FLOW_ANSWERED) != FLOW_ANSWERED {
         answered(p, t, family);
     }
     if t.hop.ifindex != 0 {
@@ -164,11 +165,30 @@ pub fn to_client<const INLINE_REWRITE: bool>(frame: &Frame, p: &Parsed, t: &NatT
     redirect_to(frame, p, &r.src, &r.dst)
 }
 
-/// A reply to a flow still opening (a UDP flow's first answer): the flow is real. Out of line
-/// so that its keys take no room on the fast path's stack.
+/// A reply to a flow still opening (a UDP flow's first answer: the flow is real) or not yet
+/// answered: data from the backend marks it answered, and a RST before any is a passive
+/// health failure of the backend (refused, when it answers the SYN). Out of line so that its
+/// keys take no room on the fast path's stack.
 #[inline(never)]
 fn answered(p: &Parsed, t: &NatTarget, family: u8) {
-    conntrack::opened(&t.client_flow(p.protocol, family), None);
-    let binding = NatKey::new(p.src, p.src_port, p.dst_port, p.protocol, family);
-    nat::restamp(&binding, t.flags & !u32::from(FLOW_OPENING), &t.proxied);
+    let (flags, tcp) = (t.flags as u16, p.protocol == IPPROTO_TCP);
+    if tcp && p.tcp_flags & TCP_RST != 0 {
+        if flags & FLOW_ANSWERED == 0 {
+            let kind = if flags & FLOW_OPENING != 0 { Passive::Refused } else { Passive::ResetUnanswered };
+            count_passive(t.backend, kind);
+        }
+        return;
+    }
+    let mut new = flags;
+    if flags & FLOW_OPENING != 0 {
+        conntrack::opened(&t.client_flow(p.protocol, family), None);
+        new &= !FLOW_OPENING;
+    }
+    if !tcp || p.tcp_flags & TCP_PSH != 0 {
+        new |= FLOW_ANSWERED;
+    }
+    if new != flags {
+        let binding = NatKey::new(p.src, p.src_port, p.dst_port, p.protocol, family);
+        nat::restamp(&binding, (t.flags & !0xffff) | u32::from(new), &t.proxied);
+    }
 }

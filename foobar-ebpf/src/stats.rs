@@ -8,7 +8,7 @@ use aya_ebpf::{
 use foobar_common::{
     bytes::PacketBytes,
     counters::{COUNTER_SLOTS, Counter, FAST_KINDS, FastKind},
-    lb::{DEFAULT_BACKENDS, DEFAULT_SERVICES, TrafficStats},
+    lb::{DEFAULT_BACKENDS, DEFAULT_SERVICES, Passive, TrafficStats},
     parse::{Parsed, classify},
 };
 
@@ -66,6 +66,20 @@ pub fn count_new_flow(service: u32, backend: u32) {
     if let Some(st) = BACKEND_STATS.get_ptr_mut(backend) {
         // SAFETY: as above.
         unsafe { (*st).new_flows += 1 };
+    }
+}
+
+/// Counts one passive health failure of `backend`.
+#[inline(never)]
+pub fn count_passive(backend: u32, kind: Passive) {
+    if let Some(st) = BACKEND_STATS.get_ptr_mut(backend) {
+        // SAFETY: this CPU's slot; no other writer.
+        unsafe {
+            match kind {
+                Passive::Refused => (*st).refused += 1,
+                Passive::ResetUnanswered => (*st).reset_unanswered += 1,
+            }
+        }
     }
 }
 

@@ -336,6 +336,7 @@ pub fn backend_answer(frame: &Frame, p: &Parsed, target: &NatTarget, family: u8)
             return xdp_action::XDP_DROP;
         }
         count(Counter::LbRefused);
+        crate::stats::count_passive(target.backend, foobar_common::lb::Passive::Refused);
         return out_of(target.hop.ifindex);
     }
     if t.flags & (TCP_SYN | TCP_ACK) == TCP_ACK {

@@ -261,6 +261,11 @@ pub struct Health {
     pub rise: u32,
     #[serde(default = "defaults::fall")]
     pub fall: u32,
+    /// Passive health (NAT services): a backend whose connections see this many failures in
+    /// one second (RSTs to SYNs, RSTs before it answered anything) is taken out at once, until
+    /// `rise` checks pass again; 0, the default, leaves it to the checks.
+    #[serde(default)]
+    pub error_limit: u32,
 }
 
 #[derive(Debug, Deserialize)]

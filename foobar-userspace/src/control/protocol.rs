@@ -285,6 +285,15 @@ pub struct BackendStatus {
     pub new_flows: u64,
     /// Tracked flows still live.
     pub active_flows: u64,
+    /// Passive health: RSTs answering a connection's SYN, and RSTs before the backend sent
+    /// anything (NAT services).
+    #[serde(default)]
+    pub passive_refused: u64,
+    #[serde(default)]
+    pub passive_resets: u64,
+    /// The last time passive health took it out, and why.
+    #[serde(default)]
+    pub passive_note: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -50,6 +50,11 @@ pub struct Record {
     pub latency: Histogram,
     /// Whether its checks have once said what it is (see [`Record::settled`]).
     settled_once: bool,
+    /// Its passive failures as last counted (`None` before the first count: the pinned
+    /// counters carry a previous run's).
+    passive_seen: Option<u64>,
+    /// The last time passive health took it out, and why.
+    pub passive_note: Option<String>,
 }
 
 impl Record {
@@ -94,6 +99,17 @@ impl Record {
         let changed = checks.record(probe.result.is_ok());
         self.settled_once |= checks.settled();
         changed
+    }
+
+    /// Takes its passive failure count so far; `Some(false)` when `limit` or more came since
+    /// the last count and that takes it out of rotation.
+    pub fn observe_passive(&mut self, total: u64, limit: u32) -> Option<(bool, u64)> {
+        let since = total.saturating_sub(self.passive_seen.replace(total)?);
+        if limit == 0 || since < u64::from(limit) {
+            return None;
+        }
+        let changed = self.checks.as_mut()?.fail_now();
+        Some((changed.is_some(), since))
     }
 
     /// Its health as `status` shows it, once a probe has reported.
@@ -159,7 +175,20 @@ mod tests {
             timeout: Duration::from_millis(300),
             rise,
             fall,
+            error_limit: 0,
         }
+    }
+
+    #[test]
+    fn passive_failures_over_the_limit_in_a_second_take_it_out() {
+        let mut r = Record { checks: Some(Hysteresis::new(2, 3)), ..Record::default() };
+        assert_eq!(r.observe_passive(500, 5), None, "the first count is the baseline (a previous run's)");
+        assert_eq!(r.observe_passive(504, 5), None, "four in a second: under the limit");
+        assert!(r.healthy());
+        assert_eq!(r.observe_passive(509, 5), Some((true, 5)));
+        assert!(!r.healthy());
+        assert_eq!(r.observe_passive(520, 5), Some((false, 11)), "already out");
+        assert_eq!(r.observe_passive(600, 0), None, "limit 0: passive health is off");
     }
 
     #[test]

@@ -147,6 +147,19 @@ impl Daemon {
                 }
             }
         }
+        m.family(
+            "foobar_backend_passive_failures_total",
+            "counter",
+            "Passive health failures: RSTs to a SYN (refused) or before the backend answered (reset).",
+        );
+        for s in &report.services {
+            for b in &s.backends {
+                for (kind, n) in [("refused", b.passive_refused), ("reset", b.passive_resets)] {
+                    let labels = [("service", s.name.as_str()), ("backend", b.name.as_str()), ("kind", kind)];
+                    m.sample("foobar_backend_passive_failures_total", &labels, n as f64);
+                }
+            }
+        }
         // A state is a gauge of its own, one series per possible state (1 for the current),
         // so counters never move to a new series when a backend changes state.
         m.family("foobar_backend_state", "gauge", "1 for the backend's state: up, draining, disabled or down.");

@@ -44,6 +44,33 @@ impl Daemon {
             };
             self.samples.insert(svc.id, Sample { at: now, stats, new_flows_per_sec: flows, bytes_per_sec: bytes });
         }
+        self.observe_passive();
+    }
+
+    /// Passive health: each checked backend's failures since the last sample against its
+    /// check's `error_limit`; one over it is taken out of rotation at once.
+    fn observe_passive(&mut self) {
+        let mut out = Vec::new();
+        for t in self.plan.checks.iter().filter(|t| t.error_limit > 0) {
+            let Some(svc) = self.services.all().iter().find(|s| s.spec.name == t.service) else { continue };
+            let Some(i) = svc.spec.backends.iter().position(|b| b.name == t.backend) else { continue };
+            let Ok(stats) = self.dataplane.backend_stats(svc.backend_ids[i]) else { continue };
+            let record = self.backends.entry(&t.service, &t.backend);
+            if let Some((true, n)) = record.observe_passive(stats.passive_failures(), t.error_limit) {
+                let why = format!(
+                    "{n} passive failures in a second (limit {}); {} refused and {} reset before answering so far",
+                    t.error_limit, stats.refused, stats.reset_unanswered
+                );
+                record.passive_note = Some(why.clone());
+                out.push((t.service.clone(), t.backend.clone(), why));
+            }
+        }
+        for (service, backend, why) in out {
+            tracing::warn!(service, backend, reason = why, "passive health took the backend out");
+            if let Err(e) = self.publish(&service, &backend, "passive health") {
+                tracing::warn!(service, backend, error = %e, "cannot apply health change");
+            }
+        }
     }
 
     pub fn status(&self) -> StatusReport {
@@ -92,6 +119,9 @@ impl Daemon {
                         packets: traffic.packets,
                         bytes: traffic.bytes,
                         new_flows: traffic.new_flows,
+                        passive_refused: traffic.refused,
+                        passive_resets: traffic.reset_unanswered,
+                        passive_note: record.passive_note.clone(),
                         active_flows: active.by_backend.get(&svc.backend_ids[i]).copied().unwrap_or(0),
                     }
                 })

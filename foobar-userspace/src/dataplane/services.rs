@@ -554,6 +554,8 @@ fn sum_stats(map: &aya::maps::Map, id: u32) -> Result<TrafficStats, DataplaneErr
         packets: a.packets + s.packets,
         bytes: a.bytes + s.bytes,
         new_flows: a.new_flows + s.new_flows,
+        refused: a.refused + s.refused,
+        reset_unanswered: a.reset_unanswered + s.reset_unanswered,
     }))
 }
 

@@ -31,6 +31,15 @@ impl Hysteresis {
         self.streak == 0
     }
 
+    /// Unhealthy at once, whatever the streak (passive health's verdict); `rise` successes
+    /// bring it back. Returns the new state when it changes.
+    pub fn fail_now(&mut self) -> Option<bool> {
+        let was = self.healthy;
+        self.healthy = false;
+        self.streak = 0;
+        was.then_some(false)
+    }
+
     /// Records one probe result; returns the new state when it changes.
     pub fn record(&mut self, ok: bool) -> Option<bool> {
         if ok == self.healthy {
@@ -68,5 +77,10 @@ mod tests {
         assert_eq!(h.record(true), None);
         assert_eq!(h.record(true), Some(true));
         assert_eq!(h.record(true), None, "no repeated change");
+        assert_eq!(h.record(false), None);
+        assert_eq!(h.fail_now(), Some(false), "passive health: down at once");
+        assert_eq!(h.fail_now(), None);
+        assert_eq!(h.record(true), None);
+        assert_eq!(h.record(true), Some(true), "back after rise checks");
     }
 }

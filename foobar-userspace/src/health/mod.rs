@@ -30,6 +30,8 @@ pub struct Target {
     pub timeout: Duration,
     pub rise: u32,
     pub fall: u32,
+    /// Passive failures in one second that take the backend out; 0: none do.
+    pub error_limit: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -38,6 +38,7 @@ pub(super) fn compile(config: &Config) -> Vec<Target> {
                 timeout: h.timeout.get_ref().0,
                 rise: h.rise,
                 fall: h.fall,
+                error_limit: h.error_limit,
             });
         }
     }

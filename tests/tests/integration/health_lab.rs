@@ -14,7 +14,7 @@ use std::{
 };
 
 use foobar::control::protocol::StatusReport;
-use foobar_tests::{daemon::RunningDaemon, gate::Need, netns::Netns, nginx, tls::LabCa, topology::*};
+use foobar_tests::{daemon::RunningDaemon, gate::Need, netns::Netns, nginx, tls::LabCa, topology::*, wrk};
 use libtest_mimic::Trial;
 
 use crate::{firewall_lab::LAB_CONFIG, gated};
@@ -23,6 +23,11 @@ pub fn trials() -> Vec<Trial> {
     vec![
         gated("health_lab::status_lines_are_read_strictly_and_the_host_is_sent", &[Need::Root, Need::Bpf], http),
         gated("health_lab::https_checks_on_a_port_of_their_own", &[Need::Root, Need::Bpf], https),
+        gated(
+            "health_lab::a_backend_resetting_every_other_request_leaves_by_passive_health",
+            &[Need::Root, Need::Bpf],
+            passive,
+        ),
     ]
 }
 
@@ -32,7 +37,8 @@ fn backend(r: &StatusReport, name: &str) -> (String, String) {
     (b.state.clone(), b.health.as_ref().map(|h| h.last.clone()).unwrap_or_default())
 }
 
-/// Something on port 80 of `ns` that answers every request `FOO 200 OK`; stops on drop.
+/// Something on port 80 of `ns` that answers every request `FOO 200 OK` (or, `flaky`, serves
+/// `/health` and resets every other request); stops on drop.
 struct NotHttp {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -40,6 +46,10 @@ struct NotHttp {
 
 impl NotHttp {
     fn start(ns: &Netns) -> NotHttp {
+        NotHttp::serve(ns, false)
+    }
+
+    fn serve(ns: &Netns, flaky: bool) -> NotHttp {
         let listener = {
             let _inside = ns.enter();
             TcpListener::bind("0.0.0.0:80").expect("bind port 80")
@@ -48,8 +58,23 @@ impl NotHttp {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
+            let mut served = 0u64;
             while !stopping.load(Ordering::Relaxed) {
                 match listener.accept() {
+                    Ok((mut c, _)) if flaky => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+                        let mut request = [0u8; 1024];
+                        let n = c.read(&mut request).unwrap_or(0);
+                        let check = request[..n].windows(19).any(|w| w == b"foobar-health-check");
+                        served += u64::from(!check);
+                        if check || served % 2 == 0 {
+                            let _ =
+                                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nweb1\n");
+                        } else {
+                            reset(c);
+                        }
+                    }
                     Ok((mut c, _)) => {
                         let _ = c.set_nonblocking(false);
                         let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
@@ -61,6 +86,22 @@ impl NotHttp {
             }
         });
         NotHttp { stop, thread: Some(thread) }
+    }
+}
+
+/// Closes `c` with a RST (SO_LINGER with a zero timeout), as a server that fails mid-request.
+fn reset(c: std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt reads `linger` for its size on a socket `c` owns.
+    unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
     }
 }
 
@@ -118,4 +159,45 @@ fn https() {
     daemon.wait_for(Duration::from_secs(3), "both up over HTTPS", |r| {
         ["web1", "web2"].iter().all(|b| backend(r, b) == ("up".into(), "HTTPS 200".into()))
     });
+}
+
+/// web1 passes its checks but resets every other request it serves: under wrk it
+/// leaves rotation by passive health (`error_limit`) within a second or so, while its active
+/// checks still pass; web2 then takes everything.
+fn passive() {
+    let stack = Stack::build();
+    let _web1 = NotHttp::serve(&stack.web1, true);
+    let _web2 = nginx::start(&stack.web2, "web2");
+    let text = LAB_CONFIG.replacen("fall = 3\n", "fall = 3\nerror_limit = 5\n", 1);
+    let daemon = RunningDaemon::start(&stack.node, &text);
+    daemon.wait_for(Duration::from_secs(3), "both up by their checks", |r| {
+        ["web1", "web2"].iter().all(|b| backend(r, b) == ("up".into(), "HTTP 200".into()))
+    });
+    let url = format!("http://{VIP}/");
+    let load = wrk::Load::light(4, true);
+    let running = wrk::start(&stack.client, &url, load);
+    let took =
+        daemon.wait_for(Duration::from_secs(4), "web1 out by passive health", |r| backend(r, "web1").0 == "down");
+    let report = daemon.status();
+    let web1 = report.services[0].backends.iter().find(|b| b.name == "web1").cloned().expect("web1");
+    let summary = wrk::finish(running, load);
+    eprintln!(
+        "passive health: web1 out {took:?} into the load; {} resets before an answer, {} refused; wrk {} requests, {} failed; {:?}",
+        web1.passive_resets,
+        web1.passive_refused,
+        summary.requests,
+        summary.failed(),
+        web1.passive_note
+    );
+    assert!(took < Duration::from_millis(2500), "web1 left rotation only after {took:?}");
+    assert!(web1.passive_resets >= 5, "{web1:?}");
+    assert!(
+        web1.passive_note.as_deref().is_some_and(|n| n.contains("passive failures in a second (limit 5)")),
+        "{web1:?}"
+    );
+    assert_eq!(web1.health.as_ref().map(|h| h.last.as_str()), Some("HTTP 200"), "its active checks still pass");
+    foobar_tests::daemon::assert_metrics(
+        &stack.node,
+        &["foobar_backend_passive_failures_total{service=\"www\",backend=\"web1\",kind=\"reset\"}"],
+    );
 }
