@@ -68,7 +68,7 @@ impl NotHttp {
                         let n = c.read(&mut request).unwrap_or(0);
                         let check = request[..n].windows(19).any(|w| w == b"foobar-health-check");
                         served += u64::from(!check);
-                        if check || served % 2 == 0 {
+                        if check || served.is_multiple_of(2) {
                             let _ =
                                 c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nweb1\n");
                         } else {
