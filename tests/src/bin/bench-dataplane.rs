@@ -242,6 +242,16 @@ fn proxy_rows(dp: &mut Dataplane, r: &Router) -> Vec<(&'static str, f64)> {
         backend_mac,
         back,
     )];
+    // The backend's first data (PSH) marks the flow answered, as a real reply would.
+    let first = with_macs(
+        Frame::tcp4(backend, 443, [198, 51, 100, 1], nat_port)
+            .tcp_numbers(90_001, 8, 500)
+            .tcp_options(&opt::timestamp(5001, 1002))
+            .flags(TcpFlags::PSH | TcpFlags::ACK),
+        backend_mac,
+        back,
+    );
+    assert_eq!(once(dp, Trust::Trusted, &first, r.back).0, XDP_REDIRECT, "the backend's first data");
     rows.push((
         "SYN proxy: proxied flow, backend segment",
         bench(dp, Some(Trust::Trusted), &reply, r.back, XDP_REDIRECT),
@@ -320,6 +330,13 @@ fn main() -> ExitCode {
             // The flow of `ack` went to the first backend with the first NAT port.
             let reply =
                 vec![with_macs(Frame::tcp4([198, 51, 100, 11], 80, [198, 51, 100, 1], 10240), mac_of(0x11), back)];
+            // The backend's first data (PSH) marks the flow answered, as a real reply would.
+            let data = with_macs(
+                Frame::tcp4([198, 51, 100, 11], 80, [198, 51, 100, 1], 10240).flags(TcpFlags::PSH | TcpFlags::ACK),
+                mac_of(0x11),
+                back,
+            );
+            assert_eq!(once(&dp, Trust::Trusted, &data, r.back).0, XDP_REDIRECT, "the backend's first data");
             let v = bench(&mut dp, Some(Trust::Trusted), &reply, r.back, XDP_REDIRECT);
             push(&mut rows, &format!("NAT reply path, {backends} backends"), i, v);
             // Idle timeout 0: a source port met again counts as a new flow too.
