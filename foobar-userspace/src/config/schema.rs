@@ -29,6 +29,8 @@ pub struct Config {
     pub replication: Option<Replication>,
     #[serde(default)]
     pub capacity: Capacity,
+    #[serde(default)]
+    pub conntrack: Conntrack,
     /// The routing daemon that announces this node's VIPs.
     pub announce: Option<Announce>,
     /// The file and text this config was parsed from.
@@ -89,6 +91,65 @@ pub struct Capacity {
     /// one twice its backends.
     #[serde(default = "defaults::ring_slots")]
     pub ring_slots: Spanned<u32>,
+}
+
+/// How long the connection table keeps flows, and the NAT source ports (IPVS's `--set tcp
+/// tcpfin udp`, HAProxy's timeouts). Changed by a reload for every flow at once.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conntrack {
+    /// An established TCP flow idle this long is forgotten.
+    #[serde(default = "defaults::tcp_idle")]
+    pub tcp_idle: Spanned<Span>,
+    /// A UDP flow idle this long is forgotten.
+    #[serde(default = "defaults::udp_idle")]
+    pub udp_idle: Spanned<Span>,
+    /// How long a flow outlives its FIN or RST (late ACKs and retransmits still find it).
+    #[serde(default = "defaults::closing")]
+    pub closing: Spanned<Span>,
+    /// How long a flow not yet known to be real (a SYN, a first datagram) lives while quiet;
+    /// never longer than `tcp_idle`.
+    #[serde(default = "defaults::opening")]
+    pub opening: Spanned<Span>,
+    /// NAT's source ports towards the backends, first and last: keep them out of the node's
+    /// own ephemeral range (`net.ipv4.ip_local_port_range`).
+    #[serde(default = "defaults::nat_ports")]
+    pub nat_ports: Spanned<[u16; 2]>,
+    /// New flows per second of one service above which `under-flood` services answer SYNs
+    /// with cookies (and DSR Maglev services stop keeping state).
+    #[serde(default = "defaults::flood_new_flows")]
+    pub flood_new_flows: Spanned<u32>,
+}
+
+impl Default for Conntrack {
+    fn default() -> Conntrack {
+        Conntrack {
+            tcp_idle: defaults::tcp_idle(),
+            udp_idle: defaults::udp_idle(),
+            closing: defaults::closing(),
+            opening: defaults::opening(),
+            nat_ports: defaults::nat_ports(),
+            flood_new_flows: defaults::flood_new_flows(),
+        }
+    }
+}
+
+impl Conntrack {
+    /// The settings the data plane works with.
+    pub fn settings(&self) -> foobar_common::lb::LbSettings {
+        let ns = |s: &Spanned<Span>| u64::try_from(s.get_ref().0.as_nanos()).unwrap_or(u64::MAX);
+        let [first, last] = *self.nat_ports.get_ref();
+        foobar_common::lb::LbSettings {
+            tcp_idle_ns: ns(&self.tcp_idle),
+            udp_idle_ns: ns(&self.udp_idle),
+            closing_ns: ns(&self.closing),
+            opening_ns: ns(&self.opening).min(ns(&self.tcp_idle)),
+            nat_port_min: u32::from(first),
+            nat_port_count: u32::from(last.saturating_sub(first)) + 1,
+            flood_new_flows: *self.flood_new_flows.get_ref(),
+            ..foobar_common::lb::LbSettings::DEFAULT
+        }
+    }
 }
 
 impl Default for Capacity {
@@ -489,6 +550,29 @@ mod defaults {
     }
     pub fn heartbeat_table() -> toml::Spanned<String> {
         toml::Spanned::new(0..0, "foobar_monitor.heartbeat".to_owned())
+    }
+    fn span_of(ns: u64) -> toml::Spanned<Span> {
+        toml::Spanned::new(0..0, Span(Duration::from_nanos(ns)))
+    }
+    pub fn tcp_idle() -> toml::Spanned<Span> {
+        span_of(foobar_common::lb::LbSettings::DEFAULT.tcp_idle_ns)
+    }
+    pub fn udp_idle() -> toml::Spanned<Span> {
+        span_of(foobar_common::lb::LbSettings::DEFAULT.udp_idle_ns)
+    }
+    pub fn closing() -> toml::Spanned<Span> {
+        span_of(foobar_common::lb::LbSettings::DEFAULT.closing_ns)
+    }
+    pub fn opening() -> toml::Spanned<Span> {
+        span_of(foobar_common::lb::LbSettings::DEFAULT.opening_ns)
+    }
+    pub fn nat_ports() -> toml::Spanned<[u16; 2]> {
+        let d = foobar_common::lb::LbSettings::DEFAULT;
+        let (first, last) = (d.nat_port_min, d.nat_port_min + d.nat_port_count - 1);
+        toml::Spanned::new(0..0, [u16::try_from(first).unwrap_or(10_240), u16::try_from(last).unwrap_or(32_767)])
+    }
+    pub fn flood_new_flows() -> toml::Spanned<u32> {
+        unset(foobar_common::lb::LbSettings::DEFAULT.flood_new_flows)
     }
     pub fn failover_after() -> toml::Spanned<u32> {
         toml::Spanned::new(0..0, 3)

@@ -9,7 +9,9 @@ use toml::{
     de::{DeTable, DeValue, Error, ValueDeserializer},
 };
 
-use super::schema::{Announce, Backend, Capacity, Daemon, Dns, Firewall, Health, Record, Replication, Service};
+use super::schema::{
+    Announce, Backend, Capacity, Conntrack, Daemon, Dns, Firewall, Health, Record, Replication, Service,
+};
 
 /// The errors of each part of `text` that does not deserialize, in file order, one per part
 /// (a part inside another that fails is reported once). Empty when the text does not parse
@@ -22,6 +24,7 @@ pub fn type_errors(text: &str) -> Vec<Error> {
             "daemon" => check::<Daemon>(value, &mut out),
             "firewall" => check::<Firewall>(value, &mut out),
             "capacity" => check::<Capacity>(value, &mut out),
+            "conntrack" => check::<Conntrack>(value, &mut out),
             "replication" => check::<Replication>(value, &mut out),
             "announce" => check::<Announce>(value, &mut out),
             "service" => each(value, &mut out, &|service, out| {

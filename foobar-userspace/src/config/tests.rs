@@ -215,6 +215,25 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
+fn conntrack_settings_are_checked_and_reach_the_data_plane() {
+    let with = |table: &str| format!("{LAB}\n[conntrack]\n{table}\n");
+    let cfg = parse(Path::new("lab.toml"), &with("tcp_idle = \"2m\"\nnat_ports = [40000, 40999]"), &lab_interfaces)
+        .expect("valid conntrack");
+    let s = cfg.conntrack.settings();
+    assert_eq!((s.tcp_idle_ns, s.nat_port_min, s.nat_port_count), (120_000_000_000, 40_000, 1_000));
+    assert_eq!(s.udp_idle_ns, foobar_common::lb::LbSettings::DEFAULT.udp_idle_ns, "unset: the default");
+    for (table, expected) in [
+        ("closing = \"1s\"", "conntrack.closing: must be at least 2s"),
+        ("nat_ports = [80, 90]", "conntrack.nat_ports: [80, 90] must be [first, last] with 1024 <= first <= last"),
+        ("opening = \"20m\"", "conntrack.opening: must be at most `tcp_idle`"),
+        ("flood_new_flows = 0", "conntrack.flood_new_flows: must be at least 1"),
+    ] {
+        let err = parse(Path::new("lab.toml"), &with(table), &lab_interfaces).expect_err(table).to_string();
+        assert!(err.contains(expected), "{table}: {err}");
+    }
+}
+
+#[test]
 fn type_errors_in_different_tables_are_reported_at_once() {
     let text = LAB
         .replacen(r#"xdp_mode = "auto""#, r#"xdp_mode = "turbo""#, 1)

@@ -17,6 +17,7 @@ pub fn check(cfg: &Config, interface_exists: &dyn Fn(&str) -> bool) -> Vec<Probl
     services(cfg, src, &mut out);
     dns(cfg, src, &mut out);
     replication(cfg, src, &mut out);
+    conntrack(cfg, src, &mut out);
     out
 }
 
@@ -251,6 +252,41 @@ fn dns(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
                 out.push(src.problem(at.clone(), key("value"), format!("`{v}` is not valid {:?} data", r.kind)));
             }
         }
+    }
+}
+
+fn conntrack(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
+    let c = &cfg.conntrack;
+    let reuse = std::time::Duration::from_nanos(foobar_common::lb::LbSettings::DEFAULT.nat_reuse_ns);
+    for (key, value) in [("tcp_idle", &c.tcp_idle), ("udp_idle", &c.udp_idle), ("opening", &c.opening)] {
+        if value.get_ref().0.is_zero() {
+            out.push(src.problem(value.span(), format!("conntrack.{key}"), "must be above zero"));
+        }
+    }
+    if c.closing.get_ref().0 < reuse {
+        out.push(src.problem(
+            c.closing.span(),
+            "conntrack.closing",
+            format!(
+                "must be at least {}s: a closed flow's NAT port is reused only once it has been quiet that long",
+                reuse.as_secs()
+            ),
+        ));
+    }
+    // Left unset, `opening` is cut to a shorter `tcp_idle` (see `Conntrack::settings`).
+    if !c.opening.span().is_empty() && c.opening.get_ref().0 > c.tcp_idle.get_ref().0 {
+        out.push(src.problem(c.opening.span(), "conntrack.opening", "must be at most `tcp_idle`"));
+    }
+    let [first, last] = *c.nat_ports.get_ref();
+    if first < 1024 || first > last {
+        out.push(src.problem(
+            c.nat_ports.span(),
+            "conntrack.nat_ports",
+            format!("[{first}, {last}] must be [first, last] with 1024 <= first <= last"),
+        ));
+    }
+    if *c.flood_new_flows.get_ref() == 0 {
+        out.push(src.problem(c.flood_new_flows.span(), "conntrack.flood_new_flows", "must be at least 1"));
     }
 }
 

@@ -107,6 +107,7 @@ impl Daemon {
         // Before anything is loaded or touched: a second `foobar run` leaves the first alone.
         let lock = pins.lock()?;
         let mut dataplane = Dataplane::load_pinned(pins, &plan.capacity)?;
+        dataplane.set_lb_settings(plan.lb)?;
         let fw = &plan.firewall;
         dataplane.set_firewall_settings(fw.settings)?;
         let blocked = state.blocks();

@@ -50,15 +50,25 @@ impl Daemon {
         // Read before anything changes, so an unreadable password file refuses the reload.
         let monitor = super::databases::settings(&new.config)?;
         self.prepare(&new)?;
+        let retimed = new.lb != self.plan.lb;
+        if retimed {
+            self.dataplane.set_lb_settings(new.lb)?;
+        }
         let before = self.services.begin();
         let mut undo = Vec::new();
-        let changes = match self.apply(&new, &mut undo) {
+        let mut changes = match self.apply(&new, &mut undo) {
             Ok(changes) => changes,
             Err(e) => {
                 self.roll_back(before, undo);
+                if retimed && let Err(undo) = self.dataplane.set_lb_settings(self.plan.lb) {
+                    warn!(error = %undo, "cannot restore the connection table's settings");
+                }
                 return Err(e.into());
             }
         };
+        if retimed {
+            changes.push("conntrack settings".to_owned());
+        }
         // Applied: what is left, deleting the withdrawn keys' flows, no longer changes what runs.
         if let Err(e) = self.services.commit(&mut self.dataplane) {
             warn!(error = %e, "cannot delete the flows of what the reload withdrew; they expire by themselves");

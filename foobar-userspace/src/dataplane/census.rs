@@ -12,7 +12,7 @@ use std::{
 };
 
 use aya::maps::{Map, MapData};
-use foobar_common::lb::CONNTRACK_MAP;
+use foobar_common::lb::{CONNTRACK_MAP, SETTINGS_MAP};
 use tracing::warn;
 
 use super::{Dataplane, DataplaneError, flows::ActiveFlows};
@@ -54,11 +54,18 @@ impl Dataplane {
         };
         let fd = data.fd().as_fd().try_clone_to_owned().map_err(DataplaneError::Census)?;
         let table = Map::LruHashMap(MapData::from_fd(fd)?);
+        // The timeouts the flows are judged by, as the data plane has them (a reload changes them).
+        let settings = self.map(SETTINGS_MAP)?;
+        let (Map::Array(data) | Map::PerCpuArray(data)) = settings else {
+            return Err(DataplaneError::MissingMap(SETTINGS_MAP));
+        };
+        let fd = data.fd().as_fd().try_clone_to_owned().map_err(DataplaneError::Census)?;
+        let settings = Map::Array(MapData::from_fd(fd)?);
         let shared = Arc::new(Shared::default());
         let worker = shared.clone();
         let thread = std::thread::Builder::new()
             .name("flow-census".into())
-            .spawn(move || count_forever(&table, &worker))
+            .spawn(move || count_forever(&table, &settings, &worker))
             .map_err(DataplaneError::Census)?;
         Ok(Census { shared, thread: Some(thread) })
     }
@@ -84,7 +91,7 @@ impl Drop for Census {
     }
 }
 
-fn count_forever(table: &Map, shared: &Shared) {
+fn count_forever(table: &Map, settings: &Map, shared: &Shared) {
     let lock = || shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
         {
@@ -98,7 +105,7 @@ fn count_forever(table: &Map, shared: &Shared) {
             state.wanted = false;
         }
         let started = Instant::now();
-        match super::flows::count_active(table) {
+        match super::flows::count_active(table, settings) {
             Ok(flows) => lock().latest = Some(Count { flows, at: Instant::now(), took: started.elapsed() }),
             Err(e) => warn!(error = %e, "cannot count the connection table's flows"),
         }

@@ -23,12 +23,15 @@ pub struct ActiveFlows {
 }
 
 /// Counts the flows of `table` (the connection table) that are still live (no FIN or RST
-/// seen, not idle past their timeout), per service and per backend.
-pub(super) fn count_active(table: &aya::maps::Map) -> Result<ActiveFlows, DataplaneError> {
+/// seen, not idle past their timeout as `settings`, the data plane's map, says), per service
+/// and per backend.
+pub(super) fn count_active(table: &aya::maps::Map, settings: &aya::maps::Map) -> Result<ActiveFlows, DataplaneError> {
+    let settings: aya::maps::Array<&aya::maps::MapData, LbSettings> = aya::maps::Array::try_from(settings)?;
+    let s = settings.get(&0, 0)?;
     let now = monotonic_ns();
     let mut out = ActiveFlows::default();
     batch::for_each_entry(table, SCAN_LIMIT, |key: &FlowKey, flow: &Flow| {
-        if flow.flags & FLOW_CLOSING == 0 && !flow_expired(flow, now, key.protocol, &LbSettings::DEFAULT) {
+        if flow.flags & FLOW_CLOSING == 0 && !flow_expired(flow, now, key.protocol, &s) {
             *out.by_service.entry(flow.service).or_default() += 1;
             *out.by_backend.entry(flow.backend).or_default() += 1;
         }
@@ -43,7 +46,7 @@ impl Dataplane {
     /// Counts the tracked flows that are still live, per service and per backend (a whole
     /// scan: the daemon's event loop reads [`super::census::Census`] instead).
     pub fn active_flows(&self) -> Result<ActiveFlows, DataplaneError> {
-        count_active(self.map(CONNTRACK_MAP)?)
+        count_active(self.map(CONNTRACK_MAP)?, self.map(foobar_common::lb::SETTINGS_MAP)?)
     }
 
     /// Whether service `id` is under a flood of new flows now, as any CPU's window saw it (the

@@ -42,6 +42,8 @@ pub struct Plan {
     pub checks: Vec<Target>,
     /// How big the data plane's tables are.
     pub capacity: Capacity,
+    /// The connection table's timeouts, NAT ports and flood threshold (`[conntrack]`).
+    pub lb: foobar_common::lb::LbSettings,
     /// SHA-256 of the config's text, hex: nodes of a cluster that show the same run the same.
     pub digest: String,
 }
@@ -75,6 +77,7 @@ impl Plan {
             zone,
             checks: checks::compile(&config),
             capacity,
+            lb: config.conntrack.settings(),
             config,
         })
     }

@@ -35,6 +35,7 @@ pub fn trials() -> Vec<Trial> {
         gated("daemon_lab::restart_under_load_fails_no_request", &[Need::Root, Need::Bpf], restart),
         gated("daemon_lab::a_hung_backend_costs_only_its_own_timeout", &[Need::Root, Need::Bpf], hung_backend),
         gated("daemon_lab::a_dead_backends_flows_are_reset_from_xdp", &[Need::Root, Need::Bpf], dead_backend),
+        gated("daemon_lab::conntrack_timeouts_come_from_the_config_and_reloads", &[Need::Root, Need::Bpf], timeouts),
         gated(
             "daemon_lab::scrapes_with_a_million_flows_tracked_stall_nothing",
             &[Need::Root, Need::Bpf],
@@ -430,4 +431,34 @@ fn dead_backend() {
         let _ = host.output(&["ip", "route", "add", "default", "via", NODE_BACK]);
         daemon.wait_for(Duration::from_secs(5), "the holder up again", |r| backend_state(r, &holder) == "up");
     }
+}
+
+/// `[conntrack] tcp_idle`: an idle connection leaves the table (and the active-flow count)
+/// after the configured time, not the default 15 minutes; a reload changes it for the flows
+/// already in the table, both ways.
+fn timeouts() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    let text = format!("{LAB_CONFIG}\n[conntrack]\ntcp_idle = \"2s\"\n");
+    let daemon = RunningDaemon::start(&stack.node, &text);
+    let active = |r: &StatusReport| r.services[0].active_flows;
+    // One connection, opened and then left idle.
+    let idle = format!("exec 3<>/dev/tcp/{VIP}/80; sleep 14");
+    let _held = stack.client.spawn(&["timeout", "16", "bash", "-c", &idle], &stack.client.scratch("idle.log"));
+    daemon.wait_for(Duration::from_secs(3), "the idle connection tracked", |r| active(r) == 1);
+    let gone = daemon.wait_for(Duration::from_secs(5), "the idle connection expired", |r| active(r) == 0);
+    eprintln!("an idle connection left the active count {gone:?} after it was seen (tcp_idle 2s)");
+    let retime = |from: &str, to: &str| {
+        let running = std::fs::read_to_string(&daemon.config_file).expect("config");
+        match reload_with(&daemon, &running.replacen(from, to, 1)) {
+            Response::Done { message } => assert!(message.contains("conntrack settings"), "{message}"),
+            other => panic!("reload: {other:?}"),
+        }
+    };
+    // The table's own lines (lab.toml's comments show the keys too).
+    retime("[conntrack]\ntcp_idle = \"2s\"", "[conntrack]\ntcp_idle = \"15m\"");
+    daemon.wait_for(Duration::from_secs(3), "the connection live again under 15m", |r| active(r) == 1);
+    retime("[conntrack]\ntcp_idle = \"15m\"", "[conntrack]\ntcp_idle = \"2s\"");
+    daemon.wait_for(Duration::from_secs(3), "expired again under 2s", |r| active(r) == 0);
 }
