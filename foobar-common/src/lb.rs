@@ -49,6 +49,9 @@ pub const PICK_HASH: u32 = 1;
 /// New flows take the ring slot of their client address's hash (Maglev, `affinity = "source"`):
 /// a client's connections share a backend, and keep it when other backends come and go.
 pub const PICK_SOURCE: u32 = 2;
+/// Hashing services: by the client's network (IPv4 /24, IPv6 /64), for clients whose NAT pool
+/// gives each connection another address of its network (`affinity = "network"`).
+pub const PICK_NETWORK: u32 = 3;
 
 pub const BACKEND_ABSENT: u32 = 0;
 pub const BACKEND_UP: u32 = 1;
@@ -399,10 +402,23 @@ pub fn source_hash(k: &FlowKey) -> u32 {
     mix([k.src[0], k.src[1], k.src[2], k.src[3]])
 }
 
-/// The hash a hashing service (`pick`) places a flow by: its five-tuple, or its source.
+/// A hash of the client's network alone: its IPv4 /24 or IPv6 /64.
+#[inline(always)]
+pub fn network_hash(k: &FlowKey) -> u32 {
+    // The words hold the address bytes in network order: the /24 is the first three bytes.
+    let v4 = u32::from_ne_bytes([0xff, 0xff, 0xff, 0]);
+    if k.family == crate::addr::FAMILY_V4 { mix([k.src[0] & v4, 0, 0, 0]) } else { mix([k.src[0], k.src[1], 0, 0]) }
+}
+
+/// The hash a hashing service (`pick`) places a flow by: its five-tuple, its source, or its
+/// source's network.
 #[inline(always)]
 pub fn pick_hash(pick: u32, k: &FlowKey) -> u32 {
-    if pick == PICK_SOURCE { source_hash(k) } else { flow_hash(k) }
+    match pick {
+        PICK_SOURCE => source_hash(k),
+        PICK_NETWORK => network_hash(k),
+        _ => flow_hash(k),
+    }
 }
 
 #[inline(always)]
@@ -464,6 +480,14 @@ mod tests {
         assert_ne!(flow_hash(&k), flow_hash(&other_port));
         assert_ne!(source_hash(&k), source_hash(&FlowKey { src: [8, 0, 0, 0], ..k }));
         assert_eq!(pick_hash(PICK_SOURCE, &k), source_hash(&k));
+        let a = |b: [u8; 4]| FlowKey { src: [u32::from_ne_bytes(b), 0, 0, 0], ..k };
+        let (one, two, elsewhere) = (a([192, 0, 2, 100]), a([192, 0, 2, 101]), a([192, 0, 3, 100]));
+        assert_eq!(network_hash(&one), network_hash(&two), "one /24");
+        assert_ne!(network_hash(&one), network_hash(&elsewhere));
+        assert_eq!(pick_hash(PICK_NETWORK, &one), network_hash(&two));
+        let v6 = |last: u32, third: u32| FlowKey { src: [0x2001_0db8, 7, third, last], family: 6, ..k };
+        assert_eq!(network_hash(&v6(1, 5)), network_hash(&v6(2, 9)), "one /64");
+        assert_ne!(network_hash(&v6(1, 5)), network_hash(&FlowKey { src: [0x2001_0db8, 8, 5, 1], ..v6(1, 5) }));
         assert_eq!(pick_hash(PICK_HASH, &k), flow_hash(&k));
     }
 

@@ -249,7 +249,8 @@ pub struct Service {
     #[serde(default)]
     pub on_down: OnDown,
     /// `"source"`: a client's connections all go to one backend, picked from the Maglev ring
-    /// by its address (needs `scheduler = "maglev"`); `"none"`, the default: by connection.
+    /// by its address (needs `scheduler = "maglev"`); `"network"`: by its IPv4 /24 or IPv6
+    /// /64; `"none"`, the default: by connection.
     pub affinity: Option<Spanned<Affinity>>,
     pub health: Option<Health>,
     /// The BIRD protocol (exporting the VIP's route) enabled while this node can serve the
@@ -272,6 +273,8 @@ pub struct Announce {
 pub enum Affinity {
     None,
     Source,
+    /// The client's IPv4 /24 or IPv6 /64.
+    Network,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -92,7 +92,7 @@ fn firewall(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
 fn services(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
     for (i, s) in cfg.services.iter().enumerate() {
         if let Some(a) = &s.affinity
-            && *a.get_ref() == Affinity::Source
+            && *a.get_ref() != Affinity::None
             && s.scheduler != Scheduler::Maglev
         {
             out.push(src.problem(

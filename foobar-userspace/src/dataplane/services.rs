@@ -12,8 +12,8 @@ use foobar_common::{
     addr::{FAMILY_V4, FAMILY_V6},
     lb::{
         BACKEND_DEAD, BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_UP, BACKENDS_MAP, Backend, MODE_DSR,
-        MODE_NAT, PICK_CURSOR, PICK_HASH, PICK_SOURCE, PROXY_ALWAYS, PROXY_OFF, PROXY_UNDER_FLOOD, RING_SIZE,
-        RINGS_MAP, SERVICE_STATS_MAP, SERVICES_MAP, ServiceInfo, ServiceKey, TrafficStats,
+        MODE_NAT, PICK_CURSOR, PICK_HASH, PICK_NETWORK, PICK_SOURCE, PROXY_ALWAYS, PROXY_OFF, PROXY_UNDER_FLOOD,
+        RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP, SERVICES_MAP, ServiceInfo, ServiceKey, TrafficStats,
     },
 };
 
@@ -80,6 +80,17 @@ pub struct BackendSpec {
     pub backup: bool,
 }
 
+/// Which connections of a Maglev service share a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Affinity {
+    /// None: each connection by its own five-tuple.
+    Connection,
+    /// A client's connections.
+    Source,
+    /// The connections of a client's IPv4 /24 or IPv6 /64.
+    Network,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {
     pub name: String,
@@ -91,8 +102,8 @@ pub struct ServiceSpec {
     pub syn_proxy: SynProxy,
     /// Whether the flows of a backend that is down get a RST from XDP (else they are kept).
     pub reset_on_down: bool,
-    /// Maglev by the client's address alone: its connections share a backend.
-    pub source_affinity: bool,
+    /// What Maglev hashes besides the connection: the client's address or its network.
+    pub affinity: Affinity,
     pub backends: Vec<BackendSpec>,
 }
 
@@ -127,7 +138,7 @@ impl ServiceSpec {
             scheduler: Scheduler::RoundRobin,
             syn_proxy: SynProxy::Off,
             reset_on_down: false,
-            source_affinity: false,
+            affinity: Affinity::Connection,
             backends,
         }
     }
@@ -506,8 +517,14 @@ fn publish(dp: &mut Dataplane, svc: &mut Service) -> Result<(), DataplaneError> 
     let (slots, pick) = match svc.spec.scheduler {
         Scheduler::RoundRobin => (ring::round_robin(&members), PICK_CURSOR),
         Scheduler::WeightedRoundRobin => (ring::weighted(&members, half_len as usize), PICK_CURSOR),
-        Scheduler::Maglev if svc.spec.source_affinity => (ring::maglev(&members, RING_SIZE as usize), PICK_SOURCE),
-        Scheduler::Maglev => (ring::maglev(&members, RING_SIZE as usize), PICK_HASH),
+        Scheduler::Maglev => {
+            let pick = match svc.spec.affinity {
+                Affinity::Connection => PICK_HASH,
+                Affinity::Source => PICK_SOURCE,
+                Affinity::Network => PICK_NETWORK,
+            };
+            (ring::maglev(&members, RING_SIZE as usize), pick)
+        }
     };
     let half = 1 - svc.half;
     let offset = start + half * half_len;

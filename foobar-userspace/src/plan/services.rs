@@ -5,7 +5,7 @@ use crate::{
         Config,
         schema::{self, Proto},
     },
-    dataplane::services::{BackendSpec, Mode, Scheduler, ServiceSpec, SynProxy},
+    dataplane::services::{Affinity, BackendSpec, Mode, Scheduler, ServiceSpec, SynProxy},
 };
 
 pub(super) fn compile(config: &Config) -> Vec<ServiceSpec> {
@@ -15,7 +15,11 @@ pub(super) fn compile(config: &Config) -> Vec<ServiceSpec> {
 fn spec(s: &schema::Service) -> ServiceSpec {
     ServiceSpec {
         reset_on_down: s.on_down == schema::OnDown::Reset,
-        source_affinity: s.affinity.as_ref().is_some_and(|a| *a.get_ref() == schema::Affinity::Source),
+        affinity: match s.affinity.as_ref().map(|a| *a.get_ref()) {
+            None | Some(schema::Affinity::None) => Affinity::Connection,
+            Some(schema::Affinity::Source) => Affinity::Source,
+            Some(schema::Affinity::Network) => Affinity::Network,
+        },
         name: s.name.get_ref().clone(),
         vip: *s.vip.get_ref(),
         ports: s.ports.clone(),

@@ -208,7 +208,8 @@ fn rrl_flood() {
     flooding.store(false, Ordering::Relaxed);
     flood.join().expect("flood thread");
     eprintln!("during the flood: dig said {www:?}; {after:?}");
-    assert!(www.contains("Truncated, retrying in TCP mode"), "no truncated answer reached the resolver: {www}");
+    // Its tries share the prefix's budget with the flood: one may get a truncated answer (and
+    // retry over TCP), or an answer the limit let through; either way it resolves.
     assert!(www.contains(&format!("IN\tA\t{VIP}")), "the resolver was silenced: {www}");
     assert!(after.rate_limited > before.rate_limited && after.slipped > before.slipped, "{before:?} {after:?}");
 }

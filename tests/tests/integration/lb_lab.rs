@@ -29,7 +29,7 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_lab::one_arm_nat_on_a_single_interface", &[Need::Root, Need::Bpf], one_arm),
         gated("lb_lab::daemon_adds_missing_vips_and_removes_only_its_own", &[Need::Root, Need::Bpf], vip_addresses),
         gated("lb_lab::https_passes_through_the_vip_untouched", &[Need::Root, Need::Bpf], https),
-        gated("lb_lab::source_affinity_keeps_each_client_on_one_backend", &[Need::Root, Need::Bpf], affinity),
+        gated("lb_lab::source_and_network_affinity_keep_clients_on_one_backend", &[Need::Root, Need::Bpf], affinity),
     ]
 }
 
@@ -241,7 +241,8 @@ fn https() {
 }
 
 /// Maglev by connection spreads one client's connections over both web servers; with
-/// `affinity = "source"` every connection of a client goes to the same one.
+/// `affinity = "source"` every connection of a client goes to the same one, and with
+/// `"network"` every connection from the client's /24.
 fn affinity() {
     let stack = Stack::build();
     let _web1 = nginx::start(&stack.web1, "web1");
@@ -267,6 +268,33 @@ fn affinity() {
             assert!(seen.iter().all(|s| s.starts_with("web")), "{seen:?}");
             assert_eq!(seen.len() == 1, affine, "from {from}: {seen:?}");
         }
+        drop(daemon);
+    }
+    // Eight addresses of one /24 (a NAT pool's, say): `"source"` spreads them over both web
+    // servers, `"network"` gives them all one.
+    let pool: Vec<String> = (100..108).map(|h| format!("192.0.2.{h}")).collect();
+    for a in &pool[2..] {
+        stack.client.addr("eth0", &format!("{a}/24"));
+    }
+    let maglev = LAB_CONFIG.replacen(r#"scheduler = "round-robin""#, r#"scheduler = "maglev""#, 1);
+    for (affinity, shared) in [("source", false), ("network", true)] {
+        let text = maglev.replacen(
+            r#"scheduler = "maglev""#,
+            &format!("scheduler = \"maglev\"\naffinity = \"{affinity}\""),
+            1,
+        );
+        let daemon = RunningDaemon::start(&stack.node, &text);
+        daemon.wait_for(Duration::from_secs(3), "both up", |r| r.services[0].backends.iter().all(|b| b.state == "up"));
+        let url = format!("http://{VIP}/");
+        let seen: std::collections::BTreeSet<String> = pool
+            .iter()
+            .flat_map(|from| [from, from])
+            .map(|from| {
+                server(&stack.client.exec(&["curl", "-sS", "--max-time", "3", "--interface", from, &url])).to_owned()
+            })
+            .collect();
+        eprintln!("affinity {affinity}: 16 connections from 8 addresses of one /24 went to {seen:?}");
+        assert_eq!(seen.len() == 1, shared, "affinity {affinity}: {seen:?}");
         drop(daemon);
     }
 }
