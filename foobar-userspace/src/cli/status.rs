@@ -134,6 +134,9 @@ pub fn render(r: &StatusReport) -> String {
                 b.new_flows,
                 bytes(b.bytes as f64)
             );
+            if let Some(note) = &b.passive_note {
+                let _ = writeln!(out, "  ! {}: taken out by passive health: {}", b.name, outside(note));
+            }
         }
         out.push('\n');
     }

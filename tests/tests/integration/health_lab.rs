@@ -196,6 +196,8 @@ fn passive() {
         "{web1:?}"
     );
     assert_eq!(web1.health.as_ref().map(|h| h.last.as_str()), Some("HTTP 200"), "its active checks still pass");
+    let shown = foobar::cli::status::render(&report);
+    assert!(shown.contains("! web1: taken out by passive health: "), "{shown}");
     foobar_tests::daemon::assert_metrics(
         &stack.node,
         &["foobar_backend_passive_failures_total{service=\"www\",backend=\"web1\",kind=\"reset\"}"],
