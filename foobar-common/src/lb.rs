@@ -361,14 +361,16 @@ pub struct TrafficStats {
     pub new_flows: u64,
     /// Passive health (backends only): RSTs answering a connection's SYN,
     pub refused: u64,
-    /// and RSTs on a connection before the backend sent anything.
+    /// RSTs on a connection before the backend sent anything,
     pub reset_unanswered: u64,
+    /// and ICMP unreachables (but fragmentation needed) about its NAT flows.
+    pub unreachable: u64,
 }
 
 impl TrafficStats {
     /// Passive health failures of every kind.
     pub fn passive_failures(&self) -> u64 {
-        self.refused + self.reset_unanswered
+        self.refused + self.reset_unanswered + self.unreachable
     }
 }
 
@@ -377,6 +379,7 @@ impl TrafficStats {
 pub enum Passive {
     Refused,
     ResetUnanswered,
+    Unreachable,
 }
 
 /// A hash of the flow's five-tuple that every node computes alike (Maglev needs agreement).

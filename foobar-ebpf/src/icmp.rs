@@ -10,16 +10,16 @@ use foobar_common::{
     bytes::PacketBytes,
     counters::Counter,
     csum::CsumDelta,
-    lb::{Backend, FLOW_PROXIED, FlowKey, MODE_DSR, ServiceKey, near},
-    parse::{ETH_HLEN, IPPROTO_TCP, L3, Parsed, Quoted, parse_quoted},
+    lb::{Backend, FLOW_PROXIED, FlowKey, MODE_DSR, NatKey, Passive, ServiceKey, near},
+    parse::{ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, L3, Parsed, Quoted, parse_quoted},
 };
 
 use crate::{
-    conntrack,
+    conntrack, nat,
     nexthop::{redirect_to, send},
     packet::Frame,
     services,
-    stats::count,
+    stats::{count, count_passive},
 };
 
 /// Sends an ICMP error about a tracked flow to the flow's backend; `None` (to the stack) for
@@ -27,6 +27,18 @@ use crate::{
 #[inline(never)]
 pub fn to_backend(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     let q = parse_quoted(frame, p)?;
+    // About a packet to a backend from the node's NAT address: its port or host cannot be
+    // reached, passive health evidence against it. The stack gets the error as before.
+    if let Some(t) = nat::binding(&NatKey::new(q.dst, q.dport, q.sport, q.protocol, family)) {
+        let unreachable = match p.protocol {
+            IPPROTO_ICMP => p.src_port == 3 && p.dst_port != 4,
+            _ => p.src_port == 1,
+        };
+        if unreachable {
+            count_passive(t.backend, Passive::Unreachable);
+        }
+        return None;
+    }
     // The quoted packet went from the VIP to the client: its flow is the reverse.
     let key = FlowKey::new(q.dst, q.dport, q.src, q.sport, q.protocol, family);
     let flow = conntrack::get(&key)?;

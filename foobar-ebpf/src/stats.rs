@@ -78,6 +78,7 @@ pub fn count_passive(backend: u32, kind: Passive) {
             match kind {
                 Passive::Refused => (*st).refused += 1,
                 Passive::ResetUnanswered => (*st).reset_unanswered += 1,
+                Passive::Unreachable => (*st).unreachable += 1,
             }
         }
     }

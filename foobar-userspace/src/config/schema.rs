@@ -326,7 +326,8 @@ pub struct Health {
     #[serde(default = "defaults::fall")]
     pub fall: u32,
     /// Passive health (NAT services): a backend whose connections see this many failures in
-    /// one second (RSTs to SYNs, RSTs before it answered anything) is taken out at once, until
+    /// one second (RSTs to SYNs, RSTs before it answered anything, ICMP unreachables) is
+    /// taken out at once, until
     /// `rise` checks pass again; 0, the default, leaves it to the checks.
     #[serde(default)]
     pub error_limit: u32,

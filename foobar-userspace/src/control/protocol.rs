@@ -291,6 +291,8 @@ pub struct BackendStatus {
     pub passive_refused: u64,
     #[serde(default)]
     pub passive_resets: u64,
+    #[serde(default)]
+    pub passive_unreachable: u64,
     /// The last time passive health took it out, and why.
     #[serde(default)]
     pub passive_note: Option<String>,

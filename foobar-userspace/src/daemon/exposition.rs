@@ -150,11 +150,15 @@ impl Daemon {
         m.family(
             "foobar_backend_passive_failures_total",
             "counter",
-            "Passive health failures: RSTs to a SYN (refused) or before the backend answered (reset).",
+            "Passive health failures: RSTs to a SYN (refused) or before the backend answered (reset), ICMP unreachables (unreachable).",
         );
         for s in &report.services {
             for b in &s.backends {
-                for (kind, n) in [("refused", b.passive_refused), ("reset", b.passive_resets)] {
+                for (kind, n) in [
+                    ("refused", b.passive_refused),
+                    ("reset", b.passive_resets),
+                    ("unreachable", b.passive_unreachable),
+                ] {
                     let labels = [("service", s.name.as_str()), ("backend", b.name.as_str()), ("kind", kind)];
                     m.sample("foobar_backend_passive_failures_total", &labels, n as f64);
                 }

@@ -58,8 +58,8 @@ impl Daemon {
             let record = self.backends.entry(&t.service, &t.backend);
             if let Some((true, n)) = record.observe_passive(stats.passive_failures(), t.error_limit) {
                 let why = format!(
-                    "{n} passive failures in a second (limit {}); {} refused and {} reset before answering so far",
-                    t.error_limit, stats.refused, stats.reset_unanswered
+                    "{n} passive failures in a second (limit {}); so far {} refused, {} reset before answering, {} unreachable",
+                    t.error_limit, stats.refused, stats.reset_unanswered, stats.unreachable
                 );
                 record.passive_note = Some(why.clone());
                 out.push((t.service.clone(), t.backend.clone(), why));
@@ -121,6 +121,7 @@ impl Daemon {
                         new_flows: traffic.new_flows,
                         passive_refused: traffic.refused,
                         passive_resets: traffic.reset_unanswered,
+                        passive_unreachable: traffic.unreachable,
                         passive_note: record.passive_note.clone(),
                         active_flows: active.by_backend.get(&svc.backend_ids[i]).copied().unwrap_or(0),
                     }

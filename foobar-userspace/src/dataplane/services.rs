@@ -573,6 +573,7 @@ fn sum_stats(map: &aya::maps::Map, id: u32) -> Result<TrafficStats, DataplaneErr
         new_flows: a.new_flows + s.new_flows,
         refused: a.refused + s.refused,
         reset_unanswered: a.reset_unanswered + s.reset_unanswered,
+        unreachable: a.unreachable + s.unreachable,
     }))
 }
 

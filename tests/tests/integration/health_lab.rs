@@ -24,6 +24,11 @@ pub fn trials() -> Vec<Trial> {
         gated("health_lab::status_lines_are_read_strictly_and_the_host_is_sent", &[Need::Root, Need::Bpf], http),
         gated("health_lab::https_checks_on_a_port_of_their_own", &[Need::Root, Need::Bpf], https),
         gated(
+            "health_lab::icmp_unreachables_from_a_udp_backend_count_against_it",
+            &[Need::Root, Need::Bpf],
+            unreachable,
+        ),
+        gated(
             "health_lab::a_backend_resetting_every_other_request_leaves_by_passive_health",
             &[Need::Root, Need::Bpf],
             passive,
@@ -201,5 +206,32 @@ fn passive() {
     foobar_tests::daemon::assert_metrics(
         &stack.node,
         &["foobar_backend_passive_failures_total{service=\"www\",backend=\"web1\",kind=\"reset\"}"],
+    );
+}
+
+/// A UDP service whose backend has nothing on the port: web1 answers each datagram with an
+/// ICMP port unreachable to the node's NAT address, and XDP counts it against web1.
+fn unreachable() {
+    let stack = Stack::build();
+    let text = format!(
+        "{LAB_CONFIG}\n[[firewall.allow]]\nproto = \"udp\"\nto = \"{VIP}\"\nports = [9999]\n\n\
+         [[service]]\nname = \"udp-test\"\nvip = \"{VIP}\"\nports = [9999]\nproto = \"udp\"\n\n\
+         [[service.backend]]\nname = \"web1\"\naddress = \"{WEB1}\"\n"
+    );
+    let daemon = RunningDaemon::start(&stack.node, &text);
+    let web1 = |r: &StatusReport| {
+        let svc = r.services.iter().find(|s| s.name == "udp-test").expect("udp-test");
+        svc.backends[0].clone()
+    };
+    for _ in 0..3 {
+        stack.client.exec(&["bash", "-c", &format!("echo ping > /dev/udp/{VIP}/9999")]);
+    }
+    daemon.wait_for(Duration::from_secs(3), "an unreachable counted", |r| web1(r).passive_unreachable >= 1);
+    let b = web1(&daemon.status());
+    eprintln!("3 datagrams to a closed UDP port: {} ICMP unreachables counted against web1", b.passive_unreachable);
+    assert_eq!((b.passive_refused, b.passive_resets), (0, 0), "{b:?}");
+    foobar_tests::daemon::assert_metrics(
+        &stack.node,
+        &["foobar_backend_passive_failures_total{service=\"udp-test\",backend=\"web1\",kind=\"unreachable\"}"],
     );
 }
