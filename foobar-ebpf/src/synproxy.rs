@@ -21,7 +21,7 @@ use foobar_common::{
     addr::FAMILY_V4,
     cookie::{self, Handshake, MSS_V4, MSS_V6, PROXY_MSS_V4, PROXY_MSS_V6, PROXY_WSCALE},
     counters::Counter,
-    lb::{FLOW_HANDSHAKE, FLOW_PROXIED, Flow, FlowKey, NatKey, NatTarget, NextHop, Proxied, ServiceInfo},
+    lb::{FLOW_HANDSHAKE, FLOW_PROXIED, Flow, FlowKey, NatKey, NatTarget, NextHop, Proxied, ServiceInfo, near},
     parse::{L3, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     tcpopt,
 };
@@ -224,7 +224,13 @@ pub fn hold(frame: &Frame, p: &Parsed, family: u8) -> u32 {
     let key = FlowKey::of(p, family);
     let Some(t) = tcp::read(frame, p) else { return xdp_action::XDP_DROP };
     if t.flags & TCP_RST != 0 {
-        conntrack::close(&key);
+        // Only the client's own RST (near its sequence) ends the handshake; a blind guess at
+        // the tuple is dropped, and the flow goes on.
+        match conntrack::get(&key) {
+            Some(flow) if near(t.seq, flow.client_seq) => conntrack::close(&key),
+            Some(_) => count(Counter::LbEndOutOfWindow),
+            None => {}
+        }
         return xdp_action::XDP_DROP;
     }
     if t.payload > 0 {

@@ -200,6 +200,12 @@ pub fn run_v4() {
     assert_eq!(verdict, XDP_DROP);
     assert!(moved.contains(&Counter::LbEarlyData), "{moved:?}");
 
+    // 4b. A RST far from the client's sequence (a blind guess at the tuple) ends nothing.
+    let blind = Frame::tcp4(CLIENT, 40000, VIP, 443).flags(TcpFlags::RST).tcp_numbers(CLIENT_ISN + 1 + (1 << 25), 0, 0);
+    let (verdict, _, moved) = run_one(dp, n.front, &to_vip(blind));
+    assert_eq!(verdict, XDP_DROP);
+    assert!(moved.contains(&Counter::LbEndOutOfWindow) && !moved.contains(&Counter::LbFlowClosing), "{moved:?}");
+
     // 5. web1's SYN-ACK (window scale 9) is answered with the ACK that ends its handshake,
     //    carrying the held data, in web1's sequence space.
     let mut o = opt::mss(1460);
