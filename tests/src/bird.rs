@@ -35,7 +35,8 @@ impl Bird {
 }
 
 /// The router's config: BGP with BFD to each node (`nodes`: address and AS), routes merged
-/// into kernel ECMP routes.
+/// into kernel ECMP routes. A session that failed (BFD under a loaded machine) starts again
+/// within seconds, not BIRD's default minute (`error wait time`), on both sides.
 pub fn router_conf(router_id: &str, local_as: u32, nodes: &[(String, u32)]) -> String {
     let mut conf = format!(
         "router id {router_id};\n\
@@ -46,7 +47,7 @@ pub fn router_conf(router_id: &str, local_as: u32, nodes: &[(String, u32)]) -> S
     for (i, (addr, asn)) in nodes.iter().enumerate() {
         conf.push_str(&format!(
             "protocol bgp node{} {{ local {router_id} as {local_as}; neighbor {addr} as {asn}; bfd on; \
-             hold time 3; connect retry time 1; ipv4 {{ import all; export none; }}; }}\n",
+             hold time 3; connect retry time 1; error wait time 1, 3; ipv4 {{ import all; export none; }}; }}\n",
             i + 1
         ));
     }
@@ -62,6 +63,6 @@ pub fn node_conf(node: &str, local_as: u32, router: &str, router_as: u32, protoc
          protocol static {protocol} {{ ipv4; route {vip}/32 unreachable; disabled yes; }}\n\
          protocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\n\
          protocol bgp uplink {{ local {node} as {local_as}; neighbor {router} as {router_as}; bfd on; \
-         hold time 3; connect retry time 1; ipv4 {{ import none; export where proto = \"{protocol}\"; next hop self; }}; }}\n"
+         hold time 3; connect retry time 1; error wait time 1, 3; ipv4 {{ import none; export where proto = \"{protocol}\"; next hop self; }}; }}\n"
     )
 }

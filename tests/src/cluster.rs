@@ -173,7 +173,15 @@ impl Cluster {
             if hops == want {
                 return started.elapsed();
             }
-            assert!(started.elapsed() < within, "router's next hops {hops:?}, expected {want:?} within {within:?}");
+            if started.elapsed() >= within {
+                // What BIRD on the router says of each session, for the reader of the failure.
+                let ctl = self.router.scratch("bird-router").join("bird.ctl");
+                let said = self.router.output(&["birdc", "-s", ctl.to_str().unwrap_or(""), "show", "protocols", "all"]);
+                panic!(
+                    "router's next hops {hops:?}, expected {want:?} within {within:?}; the router's BIRD:\n{}",
+                    String::from_utf8_lossy(&said.stdout)
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
