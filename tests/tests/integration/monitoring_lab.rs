@@ -120,7 +120,18 @@ fn chromium(ns: &foobar_tests::netns::Netns, args: &[&str], url: &str) -> String
     ];
     cmd.extend_from_slice(args);
     cmd.push(url);
-    String::from_utf8_lossy(&ns.output(&cmd).stdout).into_owned()
+    // A headless Chromium starting on a machine busy with other labs sometimes exits with
+    // nothing (seen once in CI): it gets three tries, and says what it printed last.
+    let mut said = String::new();
+    for _ in 0..3 {
+        let out = ns.output(&cmd);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && (!stdout.is_empty() || !args.contains(&"--dump-dom")) {
+            return stdout;
+        }
+        said = format!("{}: {stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    panic!("chromium failed three times; the last: {said}");
 }
 
 /// The page at / as a browser renders it: web1 up, then, once nginx on web1 is gone, down;
