@@ -155,8 +155,10 @@ impl Cluster {
                 Node { ns: ns.clone(), bird, foobar, socket: socket_path(ns), config: file }
             })
             .collect();
+        // Three daemons load and verify their XDP programs at once, on two cores that may be
+        // running another lab too: seconds each, and a CI run once took more than 15 s.
         for n in &nodes {
-            n.foobar.wait_for_log("serving", Duration::from_secs(15));
+            n.foobar.wait_for_log("serving", Duration::from_secs(45));
         }
         (router, nodes)
     }
