@@ -369,6 +369,9 @@ pub struct Dns {
     /// Whether zone transfers (AXFR, over TCP) are answered; refused by default.
     #[serde(default)]
     pub allow_axfr: bool,
+    /// The SOA serial, as in a zone file: raise it with each edit when secondaries transfer
+    /// the zone. Unset, a digest of the zone as configured.
+    pub serial: Option<u32>,
     #[serde(default, rename = "record")]
     pub records: Vec<Record>,
 }

@@ -113,6 +113,12 @@ impl Daemon {
             m.sample("foobar_service_under_flood", &[("service", &s.name)], f64::from(u8::from(s.under_flood)));
         }
         if let Some(d) = &report.dns {
+            m.single(
+                "foobar_dns_soa_serial",
+                "gauge",
+                "The zone's SOA serial (the config's: nodes running one config agree).",
+                f64::from(d.serial),
+            );
             m.family(
                 "foobar_dns_service_answered",
                 "gauge",

@@ -1,8 +1,9 @@
 //! The authoritative DNS server for the configured zone (hickory-server), on UDP and TCP at
 //! every `dns.listen` address. Its answers follow the data plane: the daemon sends what is
 //! live over a watch channel, and one updater task rebuilds the zone and swaps the whole
-//! record map under a single write lock, so a query sees the old zone or the new one (with a
-//! new SOA serial), never a mix.
+//! record map under a single write lock, so a query sees the old zone or the new one, never a
+//! mix. The SOA serial is the config's ([`ZoneSpec::serial`]): answers that follow health are
+//! dynamic, as in gdnsd or Route 53, so every node with one config gives one serial.
 //!
 //! - `zone`: the records, built from the config and what is live.
 //! - `guard`: counters and response rate limiting in front of the zone.
@@ -87,9 +88,7 @@ impl Dns {
         let axfr = if config.allow_axfr { AxfrPolicy::AllowAll } else { AxfrPolicy::Deny };
         let handler =
             Arc::new(InMemoryZoneHandler::<TokioRuntimeProvider>::empty(spec.origin.clone(), ZoneType::Primary, axfr));
-        let serial0 =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
-        *handler.records_mut().await = spec.build(&live, serial0);
+        *handler.records_mut().await = spec.build(&live);
         let mut catalog = Catalog::new();
         catalog.upsert(LowerName::from(&spec.origin), vec![handler.clone() as Arc<dyn ZoneHandler>]);
         let stats = Arc::new(guard::DnsStats::default());
@@ -111,17 +110,15 @@ impl Dns {
             tcp_servers.push(tokio::spawn(tcp::serve(listener, guard.clone(), tcp.clone(), idle)));
         }
         let zone = spec.origin.to_string();
-        info!(zone, listen = ?listen, serial = serial0, "DNS answering");
+        info!(zone, listen = ?listen, serial = spec.serial, "DNS answering");
         let (live_tx, mut live_rx) = watch::channel((Arc::new(spec.clone()), live));
-        let (serial_tx, serial_rx) = watch::channel(serial0);
+        let (serial_tx, serial_rx) = watch::channel(spec.serial);
         let updater = tokio::spawn(async move {
-            let mut serial = serial0;
             while live_rx.changed().await.is_ok() {
                 let (spec, live) = live_rx.borrow_and_update().clone();
-                serial = serial.wrapping_add(1);
-                *handler.records_mut().await = spec.build(&live, serial);
-                let _ = serial_tx.send(serial);
-                info!(serial, live = ?live.services, "DNS zone updated");
+                *handler.records_mut().await = spec.build(&live);
+                let _ = serial_tx.send(spec.serial);
+                info!(serial = spec.serial, live = ?live.services, "DNS zone updated");
             }
         });
         let server = tokio::spawn(async move {

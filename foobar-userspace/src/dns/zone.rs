@@ -30,6 +30,9 @@ pub struct ZoneSpec {
     pub hostmaster: Name,
     pub nameservers: Vec<IpAddr>,
     pub records: Vec<RecordSpec>,
+    /// The SOA serial: `dns.serial`, or a digest of everything above. It follows the config,
+    /// never health, so nodes with one config agree while their health views differ.
+    pub serial: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -70,9 +73,9 @@ pub fn relative(name: &str, origin: &Name) -> Result<Name, ProtoError> {
 }
 
 impl ZoneSpec {
-    /// The full record map for `live`, with SOA serial `serial`.
-    pub fn build(&self, live: &Live, serial: u32) -> BTreeMap<RrKey, Arc<RecordSet>> {
-        let origin = &self.origin;
+    /// The full record map for `live`.
+    pub fn build(&self, live: &Live) -> BTreeMap<RrKey, Arc<RecordSet>> {
+        let (origin, serial) = (&self.origin, self.serial);
         let soa = SOA::new(self.ns1.clone(), self.hostmaster.clone(), serial, 3600, 600, 86400, self.ttl);
         let mut out: Vec<Record> = vec![
             Record::from_rdata(origin.clone(), self.ttl, RData::SOA(soa)),
@@ -148,15 +151,27 @@ mod tests {
     fn the_lab_zone_follows_service_health() {
         let zone = lab();
         let up = Live { services: ["www".to_owned()].into(), databases: None };
-        let map = zone.build(&up, 7);
+        let map = zone.build(&up);
         assert_eq!(answers(&map, "www.foobar.com.", RecordType::A), ["192.0.2.10"]);
         assert_eq!(answers(&map, "db-write.foobar.com.", RecordType::A), ["198.51.100.31"]);
         assert_eq!(answers(&map, "db-read.foobar.com.", RecordType::A), ["198.51.100.32"]);
         assert_eq!(answers(&map, "ns1.foobar.com.", RecordType::A), ["192.0.2.53"]);
         assert_eq!(answers(&map, "foobar.com.", RecordType::NS), ["ns1.foobar.com."]);
-        assert!(answers(&map, "foobar.com.", RecordType::SOA)[0].contains(" 7 "));
-        let down = zone.build(&Live::default(), 8);
+        let down = zone.build(&Live::default());
         assert!(answers(&down, "www.foobar.com.", RecordType::A).is_empty(), "www answered with no backend");
+        let serial = |map: &BTreeMap<RrKey, Arc<RecordSet>>| answers(map, "foobar.com.", RecordType::SOA);
+        assert_eq!(serial(&map), serial(&down), "health moved the serial");
+        assert!(serial(&map)[0].contains(&format!(" {} ", zone.serial)), "{:?}", serial(&map));
+    }
+
+    #[test]
+    fn the_serial_follows_the_config_alone() {
+        let text = include_str!("../../../examples/lab.toml");
+        assert_eq!(zone_of(text).serial, zone_of(text).serial, "two compilations of one config differ");
+        let edited = text.replacen("ttl = 30", "ttl = 31", 1);
+        assert_ne!(zone_of(text).serial, zone_of(&edited).serial, "an edited zone kept its serial");
+        let set = text.replacen("ttl = 30", "ttl = 30\nserial = 2026120201", 1);
+        assert_eq!(zone_of(&set).serial, 2_026_120_201);
     }
 
     #[test]
@@ -164,10 +179,10 @@ mod tests {
         let zone = lab();
         let db1: IpAddr = "198.51.100.31".parse().expect("ip");
         let moved = Live { databases: Some((vec![db1], vec![db1])), ..Live::default() };
-        let map = zone.build(&moved, 2);
+        let map = zone.build(&moved);
         assert_eq!(answers(&map, "db-read.foobar.com.", RecordType::A), ["198.51.100.31"], "reads on the primary");
         let gone = Live { databases: Some((vec![], vec![])), ..Live::default() };
-        let map = zone.build(&gone, 3);
+        let map = zone.build(&gone);
         assert!(answers(&map, "db-write.foobar.com.", RecordType::A).is_empty());
         assert!(answers(&map, "db-read.foobar.com.", RecordType::A).is_empty());
     }
@@ -180,7 +195,7 @@ mod tests {
                      [[dns.record]]\nname = \"@\"\ntype = \"TXT\"\nvalue = \"v=spf1 -all\"\n\n[replication]";
         let text = include_str!("../../../examples/lab.toml").replacen("[replication]", extra, 1);
         let zone = zone_of(&text);
-        let map = zone.build(&Live::default(), 1);
+        let map = zone.build(&Live::default());
         assert_eq!(answers(&map, "web.foobar.com.", RecordType::CNAME), ["www.foobar.com."]);
         assert_eq!(answers(&map, "foobar.com.", RecordType::MX), ["10 mail.foobar.com."]);
         assert_eq!(answers(&map, "mail.foobar.com.", RecordType::AAAA), ["2001:db8:1::25"]);
@@ -208,7 +223,7 @@ mod handler_tests {
             ZoneType::Primary,
             AxfrPolicy::Deny,
         );
-        *handler.records_mut().await = zone.build(&Live { services: ["www".to_owned()].into(), databases: None }, 5);
+        *handler.records_mut().await = zone.build(&Live { services: ["www".to_owned()].into(), databases: None });
         for (name, t) in
             [("foobar.com.", RecordType::SOA), ("ns1.foobar.com.", RecordType::A), ("www.foobar.com.", RecordType::A)]
         {

@@ -69,14 +69,26 @@ pub(super) fn compile(config: &Config, problems: &mut Vec<Problem>) -> Option<Zo
     }
     let ns1 = relative("ns1", &origin).ok()?;
     let hostmaster = relative("hostmaster", &origin).ok()?;
-    Some(ZoneSpec {
+    let mut spec = ZoneSpec {
         ns1,
         hostmaster,
         ttl: dns.ttl,
         nameservers: dns.listen.iter().map(|a| a.ip()).filter(|ip| !ip.is_unspecified()).collect(),
         records,
         origin,
-    })
+        serial: 0,
+    };
+    spec.serial = dns.serial.unwrap_or_else(|| content_serial(&spec));
+    Some(spec)
+}
+
+/// A serial that every node compiling the same zone computes alike, and a restart keeps: the
+/// first four bytes of a SHA-256 over the compiled zone (serial 0 while it is hashed).
+fn content_serial(spec: &ZoneSpec) -> u32 {
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{spec:?}").as_bytes());
+    let mut first = [0; 4];
+    first.copy_from_slice(&digest.as_ref()[..4]);
+    u32::from_be_bytes(first)
 }
 
 /// What is wrong with a static record's `value`.

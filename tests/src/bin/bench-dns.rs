@@ -91,7 +91,7 @@ fn main() -> ExitCode {
 
     // NSD: the same records as a zone file, two server processes, no rate limit.
     eprintln!("==> NSD, {SECONDS} s of dnsperf");
-    let records = spec.build(&live, 1);
+    let records = spec.build(&live);
     let zone: String = records
         .values()
         .flat_map(|rs| rs.records_without_rrsigs().map(|r| format!("{r}\n")).collect::<Vec<_>>())

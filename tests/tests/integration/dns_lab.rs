@@ -69,6 +69,14 @@ fn dns() {
     assert!(refused.contains("status: REFUSED"), "{refused}");
     assert!(!refused.contains(" ra"), "recursion offered: {refused}");
 
+    // The SOA serial is the config's: status shows it, and health does not move it (so nodes
+    // with one config agree while their health checks see things a moment apart).
+    let serial = || dig(&stack.client, &["+short", "foobar.com", "SOA"]).split_whitespace().nth(2).map(str::to_owned);
+    let before = serial().expect("an SOA");
+    let reported = daemon.status().dns.expect("dns status").serial;
+    assert_eq!(before, reported.to_string(), "the SOA and status disagree");
+    assert_metrics(&stack.node, &[&format!("foobar_dns_soa_serial {before}\n")]);
+
     // No web backend available: www has no address, so the name is gone (NXDOMAIN, cached
     // for the zone's TTL) until a backend comes back.
     for b in ["web1", "web2"] {
@@ -80,6 +88,7 @@ fn dns() {
     });
     let gone = dig(&stack.client, &["www.foobar.com", "A"]);
     assert!(gone.contains("status: NXDOMAIN") && gone.contains("flags: qr aa"), "{gone}");
+    assert_eq!(serial().as_deref(), Some(before.as_str()), "health moved the SOA serial");
     let r = Request::Backend { service: "www".into(), backend: "web2".into(), action: BackendAction::Enable };
     assert!(matches!(daemon.request(r), Response::Done { .. }));
     daemon.wait_for(Duration::from_secs(2), "DNS answering for www", |r| {
