@@ -94,14 +94,14 @@ pub fn render(r: &StatusReport) -> String {
             let _ = writeln!(out, "  ! {note}");
         }
         if let Some(a) = &s.announce {
-            let bird = match (a.announced, &a.error) {
-                (_, Some(e)) => format!("BIRD: {}", outside(e)),
-                (Some(true), None) => "BIRD: enabled".to_owned(),
-                (Some(false), None) => "BIRD: disabled".to_owned(),
-                (None, None) => "BIRD: not told yet".to_owned(),
+            let told = match (a.announced, &a.error) {
+                (_, Some(e)) => format!("not told: {}", outside(e)),
+                (Some(true), None) => "routing daemon: announced".to_owned(),
+                (Some(false), None) => "routing daemon: withdrawn".to_owned(),
+                (None, None) => "routing daemon: not told yet".to_owned(),
             };
             let verb = if a.wanted { "announced" } else { "withdrawn" };
-            let _ = writeln!(out, "  route {verb} ({}) by BIRD protocol {}  {bird}", a.why, a.protocol);
+            let _ = writeln!(out, "  route {} {verb} ({})  {told}", a.protocol, a.why);
         }
         if s.protocol == "tcp" {
             let flood = if s.under_flood { "UNDER FLOOD" } else { "no flood" };

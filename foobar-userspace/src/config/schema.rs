@@ -260,12 +260,16 @@ pub struct Service {
     pub backends: Vec<Backend>,
 }
 
-/// BIRD 2, whose protocols carry the VIP routes foobar gates.
+/// The routing daemon that carries the VIP routes foobar gates: BIRD 2 over its control
+/// socket, or any other through a command.
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Announce {
     /// BIRD's control socket (`bird -s`).
-    pub bird_socket: PathBuf,
+    pub bird_socket: Option<Spanned<PathBuf>>,
+    /// Instead of BIRD (ExaBGP, GoBGP, FRR): a program and its arguments, run without a shell
+    /// with `announce NAME` or `withdraw NAME` added.
+    pub command: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -286,6 +286,31 @@ fn announcements_need_bird_and_a_plain_protocol_name() {
 }
 
 #[test]
+fn a_command_announces_instead_of_bird() {
+    let bird = "bird_socket = \"/run/bird/bird.ctl\"";
+    let with = |table: &str, name: &str| {
+        let text =
+            CLUSTER.replacen(bird, table, 1).replacen("announce = \"www_vip\"", &format!("announce = {name:?}"), 1);
+        parse(Path::new("cluster.toml"), &text, &lab_interfaces).map_err(|e| e.to_string())
+    };
+    let hook = "command = [\"/usr/local/bin/vip-route\", \"--peer\", \"192.0.2.129\"]";
+    let cfg = with(hook, "192.0.2.10/32").expect("a route name for a command");
+    assert_eq!(cfg.announce.and_then(|a| a.command).map(|c| c.into_inner().len()), Some(3));
+    let both = with(&format!("{bird}\n{hook}"), "www_vip").expect_err("both");
+    assert!(both.contains("announce.command: set bird_socket or command, not both"), "{both}");
+    let relative = with("command = [\"vip-route\"]", "www_vip").expect_err("no path");
+    assert!(relative.contains("announce.command: must start with the program's absolute path"), "{relative}");
+    let option = with(hook, "--all").expect_err("an option as a name");
+    assert!(option.contains("service[0].announce: `--all` is not a route name"), "{option}");
+    let neither = with("", "www_vip").expect_err("an empty [announce]");
+    assert!(
+        neither.contains("needs an [announce] table naming BIRD's control socket (bird_socket) or a command"),
+        "{neither}"
+    );
+    assert!(with(bird, "192.0.2.10/32").expect_err("BIRD").contains("is not a BIRD protocol name"));
+}
+
+#[test]
 fn the_packaged_config_is_valid_on_a_two_nic_node() {
     let text = include_str!("../../../examples/foobar.toml");
     let eth = |name: &str| matches!(name, "eth0" | "eth1");

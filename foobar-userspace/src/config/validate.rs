@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use super::{
     error::{Origin, Problem},
-    schema::{Affinity, Config, ForwardMode, HealthKind, Proto, RecordType, Scheduler, SynProxy},
+    schema::{Affinity, Announce, Config, ForwardMode, HealthKind, Proto, RecordType, Scheduler, SynProxy},
 };
 
 pub fn check(cfg: &Config, interface_exists: &dyn Fn(&str) -> bool) -> Vec<Problem> {
@@ -71,6 +71,12 @@ fn bird_symbol(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// A name handed to `announce.command` as one argument (no shell sees it): what routes and
+/// their labels are made of, and nothing that starts like an option.
+fn route_name(name: &str) -> bool {
+    !name.starts_with('-') && !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.:/-".contains(c))
+}
+
 fn firewall(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
     for (i, rule) in cfg.firewall.allow.iter().enumerate() {
         if *rule.proto.get_ref() == Proto::Icmp && !rule.ports.is_empty() {
@@ -102,17 +108,35 @@ fn services(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
             ));
         }
         let Some(a) = &s.announce else { continue };
-        if !bird_symbol(a.get_ref()) {
+        let by_command = cfg.announce.as_ref().is_some_and(|an| an.command.is_some());
+        let unspeakable = if by_command {
+            (!route_name(a.get_ref())).then_some("a route name (letters, digits and _ . : / -)")
+        } else {
+            (!bird_symbol(a.get_ref())).then_some("a BIRD protocol name (letters, digits and _)")
+        };
+        if let Some(wanted) = unspeakable {
             out.push(src.problem(
                 a.span(),
                 format!("service[{i}].announce"),
-                format!("`{}` is not a BIRD protocol name (letters, digits and _)", a.get_ref()),
+                format!("`{}` is not {wanted}", a.get_ref()),
             ));
-        } else if cfg.announce.is_none() {
+        } else if cfg.announce.as_ref().is_none_or(|an| an.bird_socket.is_none() && an.command.is_none()) {
             out.push(src.problem(
                 a.span(),
                 format!("service[{i}].announce"),
-                "needs an [announce] table naming BIRD's control socket (bird_socket)",
+                "needs an [announce] table naming BIRD's control socket (bird_socket) or a command",
+            ));
+        }
+    }
+    if let Some(Announce { bird_socket: Some(_), command: Some(c) }) = &cfg.announce {
+        out.push(src.problem(c.span(), "announce.command", "set bird_socket or command, not both"));
+    }
+    if let Some(c) = cfg.announce.as_ref().and_then(|an| an.command.as_ref()) {
+        if c.get_ref().first().is_none_or(|p| !p.starts_with('/')) {
+            out.push(src.problem(
+                c.span(),
+                "announce.command",
+                "must start with the program's absolute path (it runs without a shell or PATH search)",
             ));
         }
     }

@@ -40,7 +40,7 @@ pub enum Request {
         cidr: String,
     },
     FirewallList,
-    /// Drain or enable this node in its cluster (its BIRD announcements).
+    /// Drain or enable this node in its cluster (its route announcements).
     Node {
         action: NodeAction,
     },
@@ -96,14 +96,14 @@ pub struct NodeStatus {
     pub config_sha256: String,
 }
 
-/// A service's route announcement: what this node wants of its BIRD protocol and why, and
-/// what BIRD last confirmed.
+/// A service's route announcement: what this node wants of its route (a BIRD protocol, or a
+/// name for `announce.command`) and why, and what the routing daemon last confirmed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnnounceStatus {
     pub protocol: String,
     pub wanted: bool,
     pub why: String,
-    /// What BIRD confirmed last (`None`: nothing confirmed yet).
+    /// What the routing daemon confirmed last (`None`: nothing confirmed yet).
     pub announced: Option<bool>,
     pub error: Option<String>,
 }

@@ -74,7 +74,7 @@ impl Daemon {
         m.family(
             "foobar_service_announced",
             "gauge",
-            "1 while BIRD has confirmed the service's route protocol enabled (services with announce).",
+            "1 while the routing daemon (BIRD or announce.command) has confirmed the service's route announced.",
         );
         for s in &report.services {
             if let Some(a) = &s.announce {

@@ -253,7 +253,7 @@ impl Daemon {
         }
     }
 
-    /// What each announced service wants of its BIRD protocol now, and why.
+    /// What each announced service wants of its route (BIRD protocol or command name) now, and why.
     fn wanted_announcements(&self) -> Vec<crate::announce::Wanted> {
         let mut out = Vec::new();
         for svc in self.services.all() {
@@ -325,8 +325,8 @@ impl Daemon {
         let exporter = tokio::spawn(exporter::serve(metrics_listener, scrape_tx));
         self.probes = Some(probe_tx);
         self.census = Some(self.dataplane.census()?);
-        if let Some(a) = &self.plan.config.announce {
-            self.announcer = Some(crate::announce::Announcer::start(a.bird_socket.clone()));
+        if let Some(speaker) = self.plan.config.announce.as_ref().and_then(crate::announce::Speaker::of) {
+            self.announcer = Some(crate::announce::Announcer::start(speaker));
             self.refresh_announcements();
         }
         self.restart_checks();

@@ -202,7 +202,7 @@ fn daemon_change(old: &Plan, new: &Plan) -> Option<&'static str> {
     } else if a.vip_interface.as_ref().map(|v| v.get_ref()) != b.vip_interface.as_ref().map(|v| v.get_ref()) {
         Some("daemon.vip_interface")
     } else if old.config.announce != new.config.announce {
-        Some("announce.bird_socket")
+        Some("announce.bird_socket or announce.command")
     } else if old.capacity != new.capacity {
         Some("capacity")
     } else if old_dns.as_ref().map(crate::dns::Settings::from) != new_dns.as_ref().map(crate::dns::Settings::from) {

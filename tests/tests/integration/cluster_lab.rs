@@ -22,7 +22,63 @@ use crate::gated;
 const CONFIG: &str = include_str!("../../../examples/cluster.toml");
 
 pub fn trials() -> Vec<Trial> {
-    vec![gated("cluster_lab::three_nodes_behind_ecmp_drain_die_and_withdraw", &[Need::Root, Need::Bpf], drills)]
+    vec![
+        gated("cluster_lab::three_nodes_behind_ecmp_drain_die_and_withdraw", &[Need::Root, Need::Bpf], drills),
+        gated("cluster_lab::announce_command_drives_another_routing_daemon", &[Need::Root, Need::Bpf], hook),
+    ]
+}
+
+/// `announce.command` instead of `bird_socket`: a hook script (as an ExaBGP or GoBGP user
+/// would write one) that logs what it is told and passes it on to the node's BIRD with
+/// birdc. The route follows the hook; a failing hook shows in `status`.
+fn hook() {
+    let c = Cluster::build(1);
+    let _web1 = nginx::start(&c.web1, "web1");
+    let _web2 = nginx::start(&c.web2, "web2");
+    let ns = &c.nodes[0];
+    let (script, told, fail) = (ns.scratch("vip-route"), ns.scratch("vip-route.log"), ns.scratch("vip-route.fail"));
+    let bird_socket = ns.scratch("bird-node").join("bird.ctl");
+    let body = format!(
+        "#!/bin/sh\necho \"$1 $2\" >> {told:?}\n[ -e {fail:?} ] && {{ echo 'peer 192.0.2.129 is down' >&2; exit 1; }}\n\
+         case $1 in announce) v=enable;; withdraw) v=disable;; *) exit 2;; esac\nexec birdc -s {bird_socket:?} $v \"$2\"\n"
+    );
+    std::fs::write(&script, body).expect("hook script");
+    let config = CONFIG.replacen(
+        "bird_socket = \"/run/bird/bird.ctl\"",
+        &format!("command = [\"/bin/sh\", {:?}]", script.display().to_string()),
+        1,
+    );
+    let (_router, nodes) = c.start_nodes(&foobar_tests::daemon::foobar_binary(), &config);
+    let took = c.wait_next_hops(&[node_uplink(0)], Duration::from_secs(20));
+    eprintln!("announced through the hook after {took:?}");
+    let log = || std::fs::read_to_string(&told).unwrap_or_default();
+    assert!(log().lines().all(|l| l == "announce www_vip"), "{}", log());
+    let a = nodes[0].status().services[0].announce.clone().expect("announce");
+    assert!(a.wanted && a.announced == Some(true) && a.error.is_none(), "{a:?}");
+
+    nodes[0].node(NodeAction::Drain);
+    let took = c.wait_next_hops(&[], Duration::from_secs(5));
+    eprintln!("drained: the hook withdrew the route after {took:?}");
+    assert!(log().lines().any(|l| l == "withdraw www_vip"), "{}", log());
+
+    // The routing daemon's side fails: status says so (and why); the last confirmed state stays.
+    std::fs::write(&fail, "").expect("fail flag");
+    nodes[0].node(NodeAction::Enable);
+    let started = Instant::now();
+    let a = loop {
+        let a = nodes[0].status().services[0].announce.clone().expect("announce");
+        if a.error.is_some() || started.elapsed() > Duration::from_secs(5) {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let e = a.error.clone().unwrap_or_default();
+    assert!(a.wanted && a.announced == Some(false) && e.contains("peer 192.0.2.129 is down"), "{a:?}");
+    assert!(c.vip_next_hops().is_empty(), "routed while the hook failed");
+    // Fixed: the next reassertion announces (the hook is run again until it succeeds).
+    std::fs::remove_file(&fail).expect("fail flag");
+    let took = c.wait_next_hops(&[node_uplink(0)], Duration::from_secs(8));
+    eprintln!("hook fixed: announced again after {took:?}");
 }
 
 fn drills() {
