@@ -47,7 +47,7 @@ pub fn render(r: &StatusReport) -> String {
     let mut out = String::new();
     let short = r.node.config_sha256.get(..12).unwrap_or_default();
     let drained = if r.node.drained { "DRAINED (foobar node enable)" } else { "in service" };
-    let _ = writeln!(out, "node {drained}  config sha256 {short}");
+    let _ = writeln!(out, "node {} {drained}  config sha256 {short}", r.node.name);
     for i in &r.interfaces {
         let adopted = if i.adopted { ", taken over" } else { "" };
         let _ = writeln!(out, "xdp {} ({})  {} mode{adopted}: {}", i.name, i.trust, i.mode, i.why);

@@ -66,6 +66,25 @@ pub struct Daemon {
     /// `"lo"` for cluster and DSR nodes (no ARP for the VIP on the wire); `"none"` when
     /// keepalived or the operator owns the addresses.
     pub vip_interface: Option<Spanned<String>>,
+    /// This node's name among several (its heartbeat row, `status`): the host name unless set.
+    pub node_name: Option<Spanned<String>>,
+}
+
+impl Daemon {
+    /// `node_name`, or the host's name.
+    pub fn node(&self) -> String {
+        match &self.node_name {
+            Some(n) => n.get_ref().clone(),
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map_or_else(|_| String::new(), |h| h.trim().to_owned()),
+        }
+    }
+}
+
+/// Whether `name` can name a node: up to 64 letters, digits and `_ . -` (it is written into SQL
+/// and metrics labels as it is).
+pub fn node_name_ok(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 /// How big the data plane's tables are (their memory is taken at start).

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 
 use super::{
     error::{Origin, Problem},
-    schema::{Affinity, Announce, Config, ForwardMode, HealthKind, Proto, RecordType, Scheduler, SynProxy},
+    schema::{
+        Affinity, Announce, Config, ForwardMode, HealthKind, Proto, RecordType, Scheduler, SynProxy, node_name_ok,
+    },
 };
 
 pub fn check(cfg: &Config, interface_exists: &dyn Fn(&str) -> bool) -> Vec<Problem> {
@@ -23,6 +25,17 @@ pub fn check(cfg: &Config, interface_exists: &dyn Fn(&str) -> bool) -> Vec<Probl
 
 fn daemon(cfg: &Config, src: &Origin, interface_exists: &dyn Fn(&str) -> bool, out: &mut Vec<Problem>) {
     let d = &cfg.daemon;
+    if !node_name_ok(&d.node()) {
+        let (at, what) = match &d.node_name {
+            Some(n) => (n.span(), format!("`{}`", n.get_ref())),
+            None => (0..0, format!("the host name `{}`", d.node())),
+        };
+        out.push(src.problem(
+            at,
+            "daemon.node_name",
+            format!("{what} cannot name this node (up to 64 letters, digits and _ . -): set daemon.node_name"),
+        ));
+    }
     if d.interfaces.is_empty() {
         out.push(src.problem(
             0..0,

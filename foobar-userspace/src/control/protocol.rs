@@ -91,6 +91,9 @@ pub struct StatusReport {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
+    /// `daemon.node_name` (the host name unless set).
+    #[serde(default)]
+    pub name: String,
     pub drained: bool,
     /// SHA-256 of the config file's text, in hex.
     pub config_sha256: String,

@@ -43,7 +43,7 @@ impl Drop for Databases {
 /// The monitor settings `config` asks for (reading the password file), or `None` without a
 /// `[replication]` section.
 pub(super) fn settings(config: &Config) -> Result<Option<Settings>, SettingsError> {
-    config.replication.as_ref().map(Settings::from_config).transpose()
+    config.replication.as_ref().map(|r| Settings::from_config(r, &config.daemon.node())).transpose()
 }
 
 impl Databases {

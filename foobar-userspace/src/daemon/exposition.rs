@@ -70,7 +70,7 @@ impl Daemon {
             f64::from(u8::from(report.node.drained)),
         );
         m.family("foobar_config_info", "gauge", "The running config's SHA-256 (nodes running the same file agree).");
-        m.sample("foobar_config_info", &[("sha256", &report.node.config_sha256)], 1.0);
+        m.sample("foobar_config_info", &[("sha256", &report.node.config_sha256), ("node", &report.node.name)], 1.0);
         m.family(
             "foobar_service_announced",
             "gauge",

@@ -189,7 +189,11 @@ impl Daemon {
             });
         }
         report.replication = self.databases.status();
-        report.node = NodeStatus { drained: self.node_drained, config_sha256: self.plan.digest.clone() };
+        report.node = NodeStatus {
+            name: self.plan.config.daemon.node(),
+            drained: self.node_drained,
+            config_sha256: self.plan.digest.clone(),
+        };
         if let Ok(c) = self.dataplane.counters() {
             report.counters = c.nonzero().map(|(c, v)| (c.name().to_owned(), v)).collect();
         }

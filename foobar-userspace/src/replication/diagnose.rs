@@ -50,6 +50,15 @@ fn explanation(error: &Error, server: &Server, login: &Login<'_>) -> String {
                  (or set replication.heartbeat_table)",
                 e.message
             ),
+            // ER_BAD_FIELD_ERROR: the table of a foobar that kept one row for all nodes.
+            1054 if table.is_some() => {
+                let t = table.unwrap_or_default();
+                format!(
+                    "{at}: {}; {t} has the one-row layout of an older foobar: on the primary run DROP TABLE {t} \
+                     and the monitor creates it again with a row per node",
+                    e.message
+                )
+            }
             code => format!("{at}: server error {code}: {}", e.message),
         },
         Error::Io(IoError::Io(e)) => match e.kind() {

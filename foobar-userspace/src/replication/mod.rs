@@ -66,6 +66,8 @@ pub struct Settings {
     timeout: Duration,
     max_lag: Duration,
     heartbeat_table: Option<String>,
+    /// This node's heartbeat row (`daemon.node_name`): monitors on several nodes keep a row each.
+    node: String,
     tls: Option<Tls>,
     auto_failover: bool,
     /// Failed checks of the primary in a row before a failover.
@@ -120,7 +122,8 @@ pub struct Tls {
 
 impl Settings {
     /// Fails, naming the file, when the password cannot be read or others may read it.
-    pub fn from_config(r: &Replication) -> Result<Settings, SettingsError> {
+    /// `node` names this node's heartbeat row.
+    pub fn from_config(r: &Replication, node: &str) -> Result<Settings, SettingsError> {
         let password = read_password(&r.password_file)?;
         let p = r.primary.get_ref();
         let mut servers = vec![Server {
@@ -166,6 +169,7 @@ impl Settings {
             timeout: r.timeout.get_ref().0,
             max_lag: r.max_lag.0,
             heartbeat_table: r.heartbeat.then(|| r.heartbeat_table.get_ref().clone()),
+            node: node.to_owned(),
         })
     }
 
@@ -174,6 +178,7 @@ impl Settings {
             user: &self.user,
             password: &self.password,
             heartbeat_table: self.heartbeat_table.as_deref(),
+            node: &self.node,
             tls: self.tls.as_ref(),
         }
     }

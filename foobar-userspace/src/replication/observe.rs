@@ -31,6 +31,8 @@ pub struct Login<'a> {
     pub user: &'a str,
     pub password: &'a str,
     pub heartbeat_table: Option<&'a str>,
+    /// The heartbeat row this monitor writes and reads (validated: letters, digits, `_ . -`).
+    pub node: &'a str,
     pub tls: Option<&'a super::Tls>,
 }
 
@@ -72,7 +74,7 @@ impl Session {
         };
         let seen = observe(&mut conn, role).await?;
         let heartbeat = match login.heartbeat_table {
-            Some(table) => self.beat(&mut conn, table, beat, &seen).await,
+            Some(table) => self.beat(&mut conn, table, login.node, beat, &seen).await,
             None => Ok(None),
         };
         match heartbeat {
@@ -89,6 +91,7 @@ impl Session {
         &mut self,
         conn: &mut Conn,
         table: &str,
+        node: &str,
         beat: Beat,
         seen: &Seen,
     ) -> Result<Option<Heartbeat>, Error> {
@@ -103,21 +106,23 @@ impl Session {
                         conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS {database}")).await?;
                     }
                     conn.query_drop(format!(
-                        "CREATE TABLE IF NOT EXISTS {table} (id INT UNSIGNED NOT NULL PRIMARY KEY, \
-                         ts BIGINT NOT NULL COMMENT 'microseconds since the epoch, foobar monitor clock')"
+                        "CREATE TABLE IF NOT EXISTS {table} (node VARCHAR(64) NOT NULL PRIMARY KEY \
+                         COMMENT 'the writing node (daemon.node_name)', \
+                         ts BIGINT NOT NULL COMMENT 'microseconds since the epoch, on the clock of the writing node')"
                     ))
                     .await?;
                     self.table_ready = true;
                 }
                 let ts = now_micros();
-                // A literal id, never @@server_id: the row must be the same one on every server.
+                // Keyed by node, never @@server_id: the row must be the same one on every server,
+                // and each node's monitor keeps its own, measuring against its own clock.
                 conn.query_drop(format!(
-                    "INSERT INTO {table} (id, ts) VALUES (1, {ts}) ON DUPLICATE KEY UPDATE ts = VALUES(ts)"
+                    "INSERT INTO {table} (node, ts) VALUES ('{node}', {ts}) ON DUPLICATE KEY UPDATE ts = VALUES(ts)"
                 ))
                 .await?;
                 Ok(Some(Heartbeat { ts, at: ts }))
             }
-            Beat::Read => match first::<i64>(conn, &format!("SELECT ts FROM {table} WHERE id = 1")).await {
+            Beat::Read => match first::<i64>(conn, &format!("SELECT ts FROM {table} WHERE node = '{node}'")).await {
                 Ok(Some(ts)) => Ok(Some(Heartbeat { ts, at: now_micros() })),
                 // No table or no row yet (a fresh replica): the lag is unknown, not an error.
                 Ok(None) => Ok(None),

@@ -26,6 +26,7 @@ pub fn trials() -> Vec<Trial> {
         gated("replication_lab::a_null_where_a_number_belongs_does_not_stop_the_monitor", NEEDS, null_heartbeat),
         gated("replication_lab::a_hung_server_costs_its_timeout_and_wrong_roles_are_reported", NEEDS, hung_and_roles),
         gated("replication_lab::tls_to_servers_that_refuse_plain_tcp", NEEDS, tls),
+        gated("replication_lab::monitors_on_two_nodes_keep_a_heartbeat_row_each", NEEDS, two_monitors),
     ]
 }
 
@@ -72,8 +73,8 @@ fn broken() {
     // nothing was written on the replica itself (its binlog has no GTID of its own server id).
     let binlog = db.replica.sql("SELECT @@gtid_binlog_state");
     assert!(binlog.contains("0-1-") && !binlog.contains("0-2-"), "the replica wrote itself: {binlog}");
-    let rows = db.replica.sql("SELECT id FROM foobar_monitor.heartbeat");
-    assert_eq!(rows.trim(), "1", "one row with a literal id");
+    let rows = db.replica.sql("SELECT node FROM foobar_monitor.heartbeat");
+    assert_eq!(rows.trim(), report.node.name, "one row, this node's");
 
     db.replica.sql("STOP SLAVE SQL_THREAD");
     let took = daemon.wait_for(Duration::from_secs(5), "db2 broken", |r| state_of(r, "db2") == "broken");
@@ -357,4 +358,55 @@ fn tls() {
         accepted.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > 0),
         "{accepted}"
     );
+}
+
+/// A second node's monitor (in the app namespace, as another foobar node on the back network
+/// would be) watches the same servers: each keeps its own heartbeat row and measures its own
+/// lag, so neither reads the other's timestamps. A table of the older one-row layout is
+/// explained, not misread.
+fn two_monitors() {
+    let (stack, db, a) = lab(&LAB_CONFIG.replacen("[daemon]\n", "[daemon]\nnode_name = \"lb-a\"\n", 1));
+    a.wait_for(Duration::from_secs(5), "db2 healthy by heartbeat", |r| server(r, "db2").heartbeat_lag.is_some());
+    let replication = &LAB_CONFIG[LAB_CONFIG.find("[replication]").expect("[replication]")..][..LAB_CONFIG
+        [LAB_CONFIG.find("[replication]").expect("[replication]")..]
+        .find("[capacity]")
+        .expect("[capacity]")];
+    let second = |table: &str| {
+        let text = format!(
+            "[daemon]\ninterfaces = [\"eth0\"]\nnode_name = \"lb-b\"\npin_dir = \"/sys/fs/bpf/foobar\"\n\
+             control_socket = \"/run/foobar/control.sock\"\nstate_file = \"/var/lib/foobar/state.json\"\n\
+             metrics_listen = \"127.0.0.1:9469\"\n\n{}",
+            replication.replacen("foobar_monitor.heartbeat", table, 1)
+        );
+        RunningDaemon::start(&stack.app, &text)
+    };
+    let b = second("foobar_monitor.heartbeat");
+    b.wait_for(Duration::from_secs(5), "lb-b: db2 healthy by heartbeat", |r| server(r, "db2").heartbeat_lag.is_some());
+    // Both write every second, a moment apart: each one's lag stays its own, fresh lab's.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut worst: f64 = 0.0;
+    while Instant::now() < deadline {
+        for (node, d) in [("lb-a", &a), ("lb-b", &b)] {
+            let db2 = server(&d.status(), "db2");
+            assert_eq!(db2.state, "healthy", "{node}: {db2:?}");
+            worst = worst.max(db2.heartbeat_lag.unwrap_or(f64::MAX));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(worst < 1.0, "a monitor's heartbeat lag reached {worst}s with two monitors");
+    let rows = db.replica.sql("SELECT node FROM foobar_monitor.heartbeat ORDER BY node");
+    assert_eq!(rows.split_whitespace().collect::<Vec<_>>(), ["lb-a", "lb-b"], "a row per node on the replica");
+    eprintln!("two monitors: worst heartbeat lag {worst:.3} s");
+    drop(b);
+
+    // An older foobar's table (one row, keyed by a literal id): said what to do, no lag misread.
+    db.primary.sql("CREATE TABLE foobar_monitor.legacy (id INT UNSIGNED NOT NULL PRIMARY KEY, ts BIGINT NOT NULL)");
+    let b = second("foobar_monitor.legacy");
+    b.wait_for(Duration::from_secs(5), "lb-b: db1's heartbeat failing", |r| server(r, "db1").heartbeat_error.is_some());
+    let why = server(&b.status(), "db1").heartbeat_error.unwrap_or_default();
+    assert!(
+        why.contains("one-row layout of an older foobar") && why.contains("DROP TABLE foobar_monitor.legacy"),
+        "{why}"
+    );
+    assert_eq!(server(&b.status(), "db1").state, "up");
 }
