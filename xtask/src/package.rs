@@ -58,6 +58,8 @@ fn stage_tree(root: &Path, stage: &Path) -> anyhow::Result<()> {
     for (to, from) in [
         ("lab.toml", "lab.toml"),
         ("cluster.toml", "cluster.toml"),
+        ("pair/foobar.toml", "pair/foobar.toml"),
+        ("pair/keepalived.conf", "pair/keepalived.conf"),
         ("monitoring/foobar.rules.yml", "monitoring/foobar.rules.yml"),
         ("monitoring/foobar.rules.test.yml", "monitoring/foobar.rules.test.yml"),
         ("monitoring/foobar.dashboard.json", "monitoring/foobar.dashboard.json"),
@@ -112,7 +114,7 @@ fn control() -> String {
          Architecture: amd64\n\
          Maintainer: foobar developers <foobar@example.org>\n\
          Depends: iproute2\n\
-         Recommends: bird2, prometheus\n\
+         Recommends: bird2, keepalived, prometheus\n\
          Section: net\n\
          Priority: optional\n\
          Description: XDP firewall and load balancer with DNS, health checks and a replication monitor\n \

@@ -37,6 +37,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "python3",
     // The cluster lab's router and nodes (BGP with BFD).
     "bird2",
+    // The active-passive pair's VRRP (sites without a BGP router).
+    "keepalived",
     // promtool for the exposition and alert rules; the alerting lab.
     "prometheus",
     "prometheus-alertmanager",

@@ -286,6 +286,15 @@ fn announcements_need_bird_and_a_plain_protocol_name() {
 }
 
 #[test]
+fn the_pair_config_is_valid_and_leaves_the_vip_to_keepalived() {
+    let text = include_str!("../../../examples/pair/foobar.toml");
+    let cfg =
+        parse(Path::new("pair/foobar.toml"), text, &lab_interfaces).expect("examples/pair/foobar.toml must stay valid");
+    assert_eq!(cfg.daemon.vip_interface.as_ref().map(|v| v.get_ref().as_str()), Some("none"));
+    assert!(cfg.announce.is_none());
+}
+
+#[test]
 fn a_command_announces_instead_of_bird() {
     let bird = "bird_socket = \"/run/bird/bird.ctl\"";
     let with = |table: &str, name: &str| {

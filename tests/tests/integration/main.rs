@@ -23,6 +23,7 @@ mod lb_lab;
 mod monitoring_lab;
 mod netns_xdp;
 mod package_lab;
+mod pair_lab;
 mod parser_props;
 mod pins;
 mod reload_lab;
@@ -66,6 +67,7 @@ fn main() {
     trials.extend(daemon_lab::trials());
     trials.extend(monitoring_lab::trials());
     trials.extend(cluster_lab::trials());
+    trials.extend(pair_lab::trials());
     trials.extend(dns_lab::trials());
     trials.extend(health_lab::trials());
     trials.extend(instance_lab::trials());
