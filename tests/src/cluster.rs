@@ -148,7 +148,9 @@ impl Cluster {
                 let conf = bird::node_conf(&node_uplink(i), node_as(i), ROUTER_UPLINK, ROUTER_AS, "www_vip", VIP);
                 let bird = Bird::start(ns, "node", &conf);
                 let socket = format!("bird_socket = {:?}", bird.socket.display().to_string());
-                let text = lab_config(ns, config, true).replacen("bird_socket = \"/run/bird/bird.ctl\"", &socket, 1);
+                let text = lab_config(ns, config, true)
+                    .replacen("bird_socket = \"/run/bird/bird.ctl\"", &socket, 1)
+                    .replacen("[daemon]\n", &format!("[daemon]\nnode_name = \"node{}\"\n", i + 1), 1);
                 let file = ns.scratch("cluster.toml");
                 std::fs::write(&file, text).expect("node config");
                 let foobar = DaemonProcess::spawn(ns, Entry::Nsenter, &[], bin, &file, "foobar");

@@ -350,10 +350,14 @@ pub struct Health {
     pub fall: u32,
     /// Passive health (NAT services): a backend whose connections see this many failures in
     /// one second (RSTs to SYNs, RSTs before it answered anything, ICMP unreachables) is
-    /// taken out at once, until
-    /// `rise` checks pass again; 0, the default, leaves it to the checks.
+    /// taken out at once, for `ejection_time` and until `rise` checks pass again; 0, the
+    /// default, leaves it to the checks.
     #[serde(default)]
     pub error_limit: u32,
+    /// How long passive health's first ejection lasts; each one that follows soon after lasts
+    /// twice the last (up to 16 times), and each `ejection_time` back in rotation undoes one.
+    #[serde(default = "defaults::ejection_time")]
+    pub ejection_time: Span,
 }
 
 #[derive(Debug, Deserialize)]
@@ -553,6 +557,9 @@ mod defaults {
     }
     pub fn fall() -> u32 {
         3
+    }
+    pub fn ejection_time() -> Span {
+        Span(Duration::from_secs(10))
     }
     pub fn weight() -> u32 {
         1

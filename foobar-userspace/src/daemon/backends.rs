@@ -4,12 +4,15 @@
 //! Disabled or unhealthy means no new flows; draining means no new flows but existing ones
 //! stay (they always do: conntrack).
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use crate::{
     control::protocol::{BackendAction, HealthStatus},
     dataplane::services::BackendState,
-    health::{Hysteresis, Probe, ProbeError, Target},
+    health::{Hysteresis, Probe, ProbeError, Target, ejection::Ejection},
     metrics::Histogram,
 };
 
@@ -55,12 +58,14 @@ pub struct Record {
     passive_seen: Option<u64>,
     /// The last time passive health took it out, and why.
     pub passive_note: Option<String>,
+    /// Passive health's ejections: while one lasts it is out, whatever its checks say.
+    pub ejection: Ejection,
 }
 
 impl Record {
-    /// Whether its checks pass (or none run).
+    /// Whether its checks pass (or none run) and passive health has not ejected it.
     pub fn healthy(&self) -> bool {
-        self.checks.as_ref().is_none_or(Hysteresis::healthy)
+        self.checks.as_ref().is_none_or(Hysteresis::healthy) && !self.ejection.active()
     }
 
     /// Whether its checks have said what it is since the daemon started: a probe came back
@@ -101,15 +106,24 @@ impl Record {
         changed
     }
 
-    /// Takes its passive failure count so far; `Some(false)` when `limit` or more came since
-    /// the last count and that takes it out of rotation.
-    pub fn observe_passive(&mut self, total: u64, limit: u32) -> Option<(bool, u64)> {
+    /// Takes its passive failure count so far, at `now`. When `limit` or more came since the
+    /// last count, it is ejected (for `base` or longer, see [`Ejection`]) and must pass
+    /// `rise` checks after: the failures counted, how long it is out and the how-manieth
+    /// ejection that is. `None` when nothing changes (it may be out already).
+    pub fn observe_passive(
+        &mut self,
+        total: u64,
+        limit: u32,
+        base: Duration,
+        now: Instant,
+    ) -> Option<(u64, Duration, u32)> {
         let since = total.saturating_sub(self.passive_seen.replace(total)?);
         if limit == 0 || since < u64::from(limit) {
             return None;
         }
-        let changed = self.checks.as_mut()?.fail_now();
-        Some((changed.is_some(), since))
+        self.checks.as_mut()?.fail_now();
+        let (hold, count) = self.ejection.eject(now, base)?;
+        Some((since, hold, count))
     }
 
     /// Its health as `status` shows it, once a probe has reported.
@@ -176,19 +190,27 @@ mod tests {
             rise,
             fall,
             error_limit: 0,
+            ejection_time: Duration::from_secs(10),
         }
     }
 
     #[test]
-    fn passive_failures_over_the_limit_in_a_second_take_it_out() {
+    fn passive_failures_over_the_limit_in_a_second_take_it_out_for_the_ejection_time() {
+        let (base, t0) = (Duration::from_secs(10), Instant::now());
         let mut r = Record { checks: Some(Hysteresis::new(2, 3)), ..Record::default() };
-        assert_eq!(r.observe_passive(500, 5), None, "the first count is the baseline (a previous run's)");
-        assert_eq!(r.observe_passive(504, 5), None, "four in a second: under the limit");
+        assert_eq!(r.observe_passive(500, 5, base, t0), None, "the first count is the baseline (a previous run's)");
+        assert_eq!(r.observe_passive(504, 5, base, t0), None, "four in a second: under the limit");
         assert!(r.healthy());
-        assert_eq!(r.observe_passive(509, 5), Some((true, 5)));
+        assert_eq!(r.observe_passive(509, 5, base, t0), Some((5, base, 1)));
         assert!(!r.healthy());
-        assert_eq!(r.observe_passive(520, 5), Some((false, 11)), "already out");
-        assert_eq!(r.observe_passive(600, 0), None, "limit 0: passive health is off");
+        assert_eq!(r.observe_passive(520, 5, base, t0), None, "already out");
+        assert_eq!(r.observe_passive(600, 0, base, t0), None, "limit 0: passive health is off");
+        // Its checks pass `rise` times: still out until the ejection ends.
+        r.observe(&probe(true));
+        r.observe(&probe(true));
+        assert!(!r.healthy(), "back before the ejection time");
+        assert!(r.ejection.release(t0 + base));
+        assert!(r.healthy());
     }
 
     #[test]

@@ -48,26 +48,40 @@ impl Daemon {
     }
 
     /// Passive health: each checked backend's failures since the last sample against its
-    /// check's `error_limit`; one over it is taken out of rotation at once.
+    /// check's `error_limit`; one over it is ejected at once, and one whose ejection is due
+    /// comes back (if its checks pass).
     fn observe_passive(&mut self) {
-        let mut out = Vec::new();
+        let now = std::time::Instant::now();
+        let mut changed = Vec::new();
         for t in self.plan.checks.iter().filter(|t| t.error_limit > 0) {
             let Some(svc) = self.services.all().iter().find(|s| s.spec.name == t.service) else { continue };
             let Some(i) = svc.spec.backends.iter().position(|b| b.name == t.backend) else { continue };
             let Ok(stats) = self.dataplane.backend_stats(svc.backend_ids[i]) else { continue };
             let record = self.backends.entry(&t.service, &t.backend);
-            if let Some((true, n)) = record.observe_passive(stats.passive_failures(), t.error_limit) {
-                let why = format!(
-                    "{n} passive failures in a second (limit {}); so far {} refused, {} reset before answering, {} unreachable",
-                    t.error_limit, stats.refused, stats.reset_unanswered, stats.unreachable
-                );
-                record.passive_note = Some(why.clone());
-                out.push((t.service.clone(), t.backend.clone(), why));
+            if record.ejection.release(now) {
+                changed.push((t.service.clone(), t.backend.clone(), "passive health's ejection ended".to_owned()));
             }
+            let Some((n, hold, count)) =
+                record.observe_passive(stats.passive_failures(), t.error_limit, t.ejection_time, now)
+            else {
+                continue;
+            };
+            let why = format!(
+                "{n} passive failures in a second (limit {}); so far {} refused, {} reset before answering, {} \
+                 unreachable; out for {hold:?} (ejection {count})",
+                t.error_limit, stats.refused, stats.reset_unanswered, stats.unreachable
+            );
+            tracing::warn!(
+                service = t.service,
+                backend = t.backend,
+                reason = why,
+                "passive health took the backend out"
+            );
+            record.passive_note = Some(why);
+            changed.push((t.service.clone(), t.backend.clone(), "passive health".to_owned()));
         }
-        for (service, backend, why) in out {
-            tracing::warn!(service, backend, reason = why, "passive health took the backend out");
-            if let Err(e) = self.publish(&service, &backend, "passive health") {
+        for (service, backend, why) in changed {
+            if let Err(e) = self.publish(&service, &backend, &why) {
                 tracing::warn!(service, backend, error = %e, "cannot apply health change");
             }
         }

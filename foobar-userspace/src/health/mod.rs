@@ -4,10 +4,12 @@
 //! per-backend record keeps the hysteresis (`rise`, `fall`), the last result and the latency.
 //!
 //! - `hysteresis`: the rise/fall state machine.
+//! - `ejection`: how long passive health keeps a backend out.
 //! - `probe`: the TCP, HTTP and HTTPS probes.
 //! - `statuses`: which HTTP statuses pass.
 //! - `tls`: TLS for HTTPS probes.
 
+pub mod ejection;
 mod hysteresis;
 pub mod probe;
 pub mod statuses;
@@ -32,6 +34,8 @@ pub struct Target {
     pub fall: u32,
     /// Passive failures in one second that take the backend out; 0: none do.
     pub error_limit: u32,
+    /// How long passive health's first ejection lasts (see [`ejection`]).
+    pub ejection_time: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

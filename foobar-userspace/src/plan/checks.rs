@@ -39,6 +39,7 @@ pub(super) fn compile(config: &Config) -> Vec<Target> {
                 rise: h.rise,
                 fall: h.fall,
                 error_limit: h.error_limit,
+                ejection_time: h.ejection_time.0,
             });
         }
     }

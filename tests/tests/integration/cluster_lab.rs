@@ -90,6 +90,7 @@ fn drills() {
     let took = c.wait_next_hops(&all, Duration::from_secs(20));
     eprintln!("all three nodes announced after {took:?}");
     let s = nodes[0].status();
+    assert_eq!(s.node.name, "node1");
     let a = s.services[0].announce.as_ref().expect("announce status");
     assert!(a.wanted && a.announced == Some(true) && a.protocol == "www_vip", "{a:?}");
 

@@ -10,7 +10,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use foobar::control::protocol::StatusReport;
@@ -168,12 +168,13 @@ fn https() {
 
 /// web1 passes its checks but resets every other request it serves: under wrk it
 /// leaves rotation by passive health (`error_limit`) within a second or so, while its active
-/// checks still pass; web2 then takes everything.
+/// checks still pass; web2 then takes everything. It stays out for `ejection_time` though its
+/// checks pass, comes back after, and the next ejection lasts twice as long.
 fn passive() {
     let stack = Stack::build();
     let _web1 = NotHttp::serve(&stack.web1, true);
     let _web2 = nginx::start(&stack.web2, "web2");
-    let text = LAB_CONFIG.replacen("fall = 3\n", "fall = 3\nerror_limit = 5\n", 1);
+    let text = LAB_CONFIG.replacen("fall = 3\n", "fall = 3\nerror_limit = 5\nejection_time = \"3s\"\n", 1);
     let daemon = RunningDaemon::start(&stack.node, &text);
     daemon.wait_for(Duration::from_secs(3), "both up by their checks", |r| {
         ["web1", "web2"].iter().all(|b| backend(r, b) == ("up".into(), "HTTP 200".into()))
@@ -183,21 +184,14 @@ fn passive() {
     let running = wrk::start(&stack.client, &url, load);
     let took =
         daemon.wait_for(Duration::from_secs(4), "web1 out by passive health", |r| backend(r, "web1").0 == "down");
+    let out_at = Instant::now();
     let report = daemon.status();
     let web1 = report.services[0].backends.iter().find(|b| b.name == "web1").cloned().expect("web1");
-    let summary = wrk::finish(running, load);
-    eprintln!(
-        "passive health: web1 out {took:?} into the load; {} resets before an answer, {} refused; wrk {} requests, {} failed; {:?}",
-        web1.passive_resets,
-        web1.passive_refused,
-        summary.requests,
-        summary.failed(),
-        web1.passive_note
-    );
     assert!(took < Duration::from_millis(2500), "web1 left rotation only after {took:?}");
     assert!(web1.passive_resets >= 5, "{web1:?}");
+    let note = web1.passive_note.clone().unwrap_or_default();
     assert!(
-        web1.passive_note.as_deref().is_some_and(|n| n.contains("passive failures in a second (limit 5)")),
+        note.contains("passive failures in a second (limit 5)") && note.ends_with("out for 3s (ejection 1)"),
         "{web1:?}"
     );
     assert_eq!(web1.health.as_ref().map(|h| h.last.as_str()), Some("HTTP 200"), "its active checks still pass");
@@ -207,6 +201,38 @@ fn passive() {
         &stack.node,
         &["foobar_backend_passive_failures_total{service=\"www\",backend=\"web1\",kind=\"reset\"}"],
     );
+
+    // Its checks pass every 500 ms (rise 2), yet it stays out for the ejection's 3 s: it does
+    // not flap back in after a second, as it did when the checks alone decided.
+    while out_at.elapsed() < Duration::from_millis(2700) {
+        let (state, last) = backend(&daemon.status(), "web1");
+        assert_eq!(
+            (state.as_str(), last.as_str()),
+            ("down", "HTTP 200"),
+            "back {:?} after going out",
+            out_at.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let summary = wrk::finish(running, load);
+    eprintln!(
+        "passive health: web1 out {took:?} into the load; {} resets before an answer, {} refused; wrk {} requests, {} failed; {note}",
+        web1.passive_resets,
+        web1.passive_refused,
+        summary.requests,
+        summary.failed(),
+    );
+    daemon.wait_for(Duration::from_secs(3), "web1 back after its ejection", |r| backend(r, "web1").0 == "up");
+    eprintln!("passive health: web1 back {:?} after going out", out_at.elapsed());
+
+    // Failing again soon after: out for twice as long.
+    let running = wrk::start(&stack.client, &url, load);
+    daemon.wait_for(Duration::from_secs(4), "web1 out again", |r| backend(r, "web1").0 == "down");
+    let summary = wrk::finish(running, load);
+    let web1 = daemon.status().services[0].backends.iter().find(|b| b.name == "web1").cloned().expect("web1");
+    let note = web1.passive_note.clone().unwrap_or_default();
+    eprintln!("second ejection: {note}; wrk {} requests, {} failed", summary.requests, summary.failed());
+    assert!(note.ends_with("out for 6s (ejection 2)"), "{web1:?}");
 }
 
 /// A UDP service whose backend has nothing on the port: web1 answers each datagram with an
