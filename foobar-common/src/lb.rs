@@ -19,6 +19,9 @@ pub const NAT_MAP: &str = "LB_NAT";
 pub const SETTINGS_MAP: &str = "LB_SETTINGS";
 pub const SERVICE_STATS_MAP: &str = "LB_SERVICE_STATS";
 pub const BACKEND_STATS_MAP: &str = "LB_BACKEND_STATS";
+/// Per backend (per CPU, `u64`): handshakes it left unanswered until the client retried (a
+/// map of its own, so pins of builds before it stay adoptable).
+pub const BACKEND_TIMEOUTS_MAP: &str = "LB_BACKEND_TIMEOUTS";
 pub const VIP_FILTER_MAP: &str = "LB_VIP_FILTER";
 pub const FLOW_EPOCH_MAP: &str = "LB_FLOW_EPOCH";
 
@@ -380,6 +383,8 @@ pub enum Passive {
     Refused,
     ResetUnanswered,
     Unreachable,
+    /// The proxy's SYN unanswered when the client retried (see `LB_BACKEND_TIMEOUTS`).
+    Timeout,
 }
 
 /// A hash of the flow's five-tuple that every node computes alike (Maglev needs agreement).

@@ -102,7 +102,7 @@ pub fn to_backend<const INLINE_REWRITE: bool>(
 /// is forgotten and the client gets a RST at once (it reconnects, to a live backend), instead
 /// of retransmitting into a dead host until its timeout.
 #[inline(never)]
-fn reset_dead(frame: &Frame, p: &Parsed, key: &FlowKey) -> u32 {
+pub fn reset_dead(frame: &Frame, p: &Parsed, key: &FlowKey) -> u32 {
     count(Counter::LbDeadBackendReset);
     conntrack::close(key);
     if p.protocol == IPPROTO_TCP { crate::refuse::refuse(frame, p) } else { xdp_action::XDP_DROP }

@@ -25,6 +25,8 @@ static LAYOUT: Array<u64> = Array::with_max_entries(1, 0);
 static SERVICE_STATS: PerCpuArray<TrafficStats> = PerCpuArray::with_max_entries(DEFAULT_SERVICES, 0);
 #[map(name = "LB_BACKEND_STATS")]
 static BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::with_max_entries(DEFAULT_BACKENDS, 0);
+#[map(name = "LB_BACKEND_TIMEOUTS")]
+static BACKEND_TIMEOUTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DEFAULT_BACKENDS, 0);
 
 /// Adds one to `c` on this CPU. Per-CPU slots need no atomics: no other CPU writes them.
 #[inline(always)]
@@ -72,6 +74,13 @@ pub fn count_new_flow(service: u32, backend: u32) {
 /// Counts one passive health failure of `backend`.
 #[inline(never)]
 pub fn count_passive(backend: u32, kind: Passive) {
+    if kind == Passive::Timeout {
+        if let Some(t) = BACKEND_TIMEOUTS.get_ptr_mut(backend) {
+            // SAFETY: this CPU's slot; no other writer.
+            unsafe { *t += 1 };
+        }
+        return;
+    }
     if let Some(st) = BACKEND_STATS.get_ptr_mut(backend) {
         // SAFETY: this CPU's slot; no other writer.
         unsafe {
@@ -79,6 +88,7 @@ pub fn count_passive(backend: u32, kind: Passive) {
                 Passive::Refused => (*st).refused += 1,
                 Passive::ResetUnanswered => (*st).reset_unanswered += 1,
                 Passive::Unreachable => (*st).unreachable += 1,
+                Passive::Timeout => {}
             }
         }
     }

@@ -21,7 +21,10 @@ use foobar_common::{
     addr::FAMILY_V4,
     cookie::{self, Handshake, MSS_V4, MSS_V6, PROXY_MSS_V4, PROXY_MSS_V6, PROXY_WSCALE},
     counters::Counter,
-    lb::{FLOW_HANDSHAKE, FLOW_PROXIED, Flow, FlowKey, NatKey, NatTarget, NextHop, Proxied, ServiceInfo, near},
+    lb::{
+        BACKEND_DEAD, FLOW_HANDSHAKE, FLOW_PROXIED, Flow, FlowKey, NatKey, NatTarget, NextHop, Passive, Proxied,
+        ServiceInfo, near,
+    },
     parse::{L3, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     tcpopt,
 };
@@ -34,7 +37,7 @@ use crate::{
     schedule::schedule,
     scratch,
     segment::{self, Segment},
-    stats::{account, count},
+    stats::{account, count, count_passive},
     tcp,
 };
 
@@ -250,12 +253,19 @@ pub fn hold(frame: &Frame, p: &Parsed, family: u8) -> u32 {
     if now.saturating_sub(flow.last_seen_ns) < RESEND_NS {
         return xdp_action::XDP_DROP;
     }
+    // A backend taken out meanwhile (`on_down = "reset"`): the client starts again elsewhere
+    // rather than waiting on a backend that is not answering.
+    if crate::services::backend(flow.backend).is_some_and(|b| b.state == BACKEND_DEAD) {
+        return forward::reset_dead(frame, p, &key);
+    }
     let Some(o) = tcp::options(frame, p.l4_offset, t.header_len) else { return xdp_action::XDP_DROP };
     if syn_options(o, family, flow.proxied.seq_delta & 3).is_none() {
         return xdp_action::XDP_DROP;
     }
     conntrack::stamp(&key, now);
     count(Counter::LbSynResent);
+    // The backend left the proxy's SYN unanswered while the client waited: passive evidence.
+    count_passive(flow.backend, Passive::Timeout);
     syn_to_backend(frame, p, &key, flow)
 }
 

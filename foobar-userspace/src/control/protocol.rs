@@ -296,6 +296,9 @@ pub struct BackendStatus {
     pub passive_resets: u64,
     #[serde(default)]
     pub passive_unreachable: u64,
+    /// SYN-proxied handshakes it left unanswered until the client retried.
+    #[serde(default)]
+    pub passive_timeouts: u64,
     /// The last time passive health took it out, and why.
     #[serde(default)]
     pub passive_note: Option<String>,

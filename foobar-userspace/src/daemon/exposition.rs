@@ -156,7 +156,7 @@ impl Daemon {
         m.family(
             "foobar_backend_passive_failures_total",
             "counter",
-            "Passive health failures: RSTs to a SYN (refused) or before the backend answered (reset), ICMP unreachables (unreachable).",
+            "Passive health failures: RSTs to a SYN (refused) or before the backend answered (reset), ICMP unreachables (unreachable), SYN-proxied handshakes unanswered until the client retried (timeout).",
         );
         for s in &report.services {
             for b in &s.backends {
@@ -164,6 +164,7 @@ impl Daemon {
                     ("refused", b.passive_refused),
                     ("reset", b.passive_resets),
                     ("unreachable", b.passive_unreachable),
+                    ("timeout", b.passive_timeouts),
                 ] {
                     let labels = [("service", s.name.as_str()), ("backend", b.name.as_str()), ("kind", kind)];
                     m.sample("foobar_backend_passive_failures_total", &labels, n as f64);

@@ -57,18 +57,19 @@ impl Daemon {
             let Some(svc) = self.services.all().iter().find(|s| s.spec.name == t.service) else { continue };
             let Some(i) = svc.spec.backends.iter().position(|b| b.name == t.backend) else { continue };
             let Ok(stats) = self.dataplane.backend_stats(svc.backend_ids[i]) else { continue };
+            let timeouts = self.dataplane.backend_timeouts(svc.backend_ids[i]).unwrap_or_default();
             let record = self.backends.entry(&t.service, &t.backend);
             if record.ejection.release(now) {
                 changed.push((t.service.clone(), t.backend.clone(), "passive health's ejection ended".to_owned()));
             }
             let Some((n, hold, count)) =
-                record.observe_passive(stats.passive_failures(), t.error_limit, t.ejection_time, now)
+                record.observe_passive(stats.passive_failures() + timeouts, t.error_limit, t.ejection_time, now)
             else {
                 continue;
             };
             let why = format!(
                 "{n} passive failures in a second (limit {}); so far {} refused, {} reset before answering, {} \
-                 unreachable; out for {hold:?} (ejection {count})",
+                 unreachable, {timeouts} timed out; out for {hold:?} (ejection {count})",
                 t.error_limit, stats.refused, stats.reset_unanswered, stats.unreachable
             );
             tracing::warn!(
@@ -136,6 +137,7 @@ impl Daemon {
                         passive_refused: traffic.refused,
                         passive_resets: traffic.reset_unanswered,
                         passive_unreachable: traffic.unreachable,
+                        passive_timeouts: self.dataplane.backend_timeouts(svc.backend_ids[i]).unwrap_or_default(),
                         passive_note: record.passive_note.clone(),
                         active_flows: active.by_backend.get(&svc.backend_ids[i]).copied().unwrap_or(0),
                     }

@@ -18,8 +18,8 @@ use foobar_common::{
     counters::{COUNTER_SLOTS, FAST_KINDS, FAST_STATS_MAP},
     firewall::{MAX_RULES, RULE_HITS_MAP, SYN_TAT_MAP, SYN_TRACKED_SOURCES, SourceKey},
     lb::{
-        BACKEND_STATS_MAP, CONNTRACK_MAP, CURSORS_MAP, Flow, FlowKey, HANDOFF_MAP, Handoff, NAT_CURSOR_MAP, NAT_MAP,
-        NatKey, NatTarget, SERVICE_STATS_MAP, SYN_KEY_MAP, TrafficStats,
+        BACKEND_STATS_MAP, BACKEND_TIMEOUTS_MAP, CONNTRACK_MAP, CURSORS_MAP, Flow, FlowKey, HANDOFF_MAP, Handoff,
+        NAT_CURSOR_MAP, NAT_MAP, NatKey, NatTarget, SERVICE_STATS_MAP, SYN_KEY_MAP, TrafficStats,
     },
 };
 use tracing::{info, warn};
@@ -96,6 +96,7 @@ const PINNED: &[Pinned] = &[
         value: size_of::<TrafficStats>(),
         entries: Entries::Capacity,
     },
+    Pinned { name: BACKEND_TIMEOUTS_MAP, kind: MapType::PerCpuArray, key: 4, value: 8, entries: Entries::Capacity },
     Pinned { name: LAYOUT_MAP, kind: MapType::Array, key: 4, value: 8, entries: Entries::Fixed(1) },
     // The SYN proxy's steps and what they are handed: a kept data plane's programs call them.
     Pinned {

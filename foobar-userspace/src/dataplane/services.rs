@@ -11,9 +11,10 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use foobar_common::{
     addr::{FAMILY_V4, FAMILY_V6},
     lb::{
-        BACKEND_DEAD, BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_UP, BACKENDS_MAP, Backend, MODE_DSR,
-        MODE_NAT, PICK_CURSOR, PICK_HASH, PICK_NETWORK, PICK_SOURCE, PROXY_ALWAYS, PROXY_OFF, PROXY_UNDER_FLOOD,
-        RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP, SERVICES_MAP, ServiceInfo, ServiceKey, TrafficStats,
+        BACKEND_DEAD, BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_TIMEOUTS_MAP, BACKEND_UP,
+        BACKENDS_MAP, Backend, MODE_DSR, MODE_NAT, PICK_CURSOR, PICK_HASH, PICK_NETWORK, PICK_SOURCE, PROXY_ALWAYS,
+        PROXY_OFF, PROXY_UNDER_FLOOD, RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP, SERVICES_MAP, ServiceInfo, ServiceKey,
+        TrafficStats,
     },
 };
 
@@ -388,6 +389,10 @@ impl Services {
         write_backend(dp, bid, b.addr, snat, BACKEND_UP)?;
         if fresh {
             zero_stats(dp, BACKEND_STATS_MAP, bid)?;
+            let mut timeouts: PerCpuArray<&mut MapData, u64> =
+                PerCpuArray::try_from(dp.map_mut(BACKEND_TIMEOUTS_MAP)?)?;
+            let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Cpus(e))?;
+            timeouts.set(bid, aya::maps::PerCpuValues::try_from(vec![0u64; cpus]).map_err(DataplaneError::Cpus)?, 0)?;
         }
         Ok(bid)
     }
@@ -562,6 +567,12 @@ impl Dataplane {
     /// Traffic of a backend (by data-plane id), summed over CPUs.
     pub fn backend_stats(&self, id: u32) -> Result<TrafficStats, DataplaneError> {
         sum_stats(self.map(BACKEND_STATS_MAP)?, id)
+    }
+
+    /// Handshakes backend `id` left unanswered until the client retried (SYN-proxied flows).
+    pub fn backend_timeouts(&self, id: u32) -> Result<u64, DataplaneError> {
+        let timeouts: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map(BACKEND_TIMEOUTS_MAP)?)?;
+        Ok(timeouts.get(&id, 0)?.iter().sum())
     }
 }
 

@@ -33,6 +33,11 @@ pub fn trials() -> Vec<Trial> {
             &[Need::Root, Need::Bpf],
             passive,
         ),
+        gated(
+            "health_lab::a_backend_dropping_proxied_syns_leaves_by_passive_health",
+            &[Need::Root, Need::Bpf],
+            syn_timeouts,
+        ),
     ]
 }
 
@@ -260,4 +265,54 @@ fn unreachable() {
         &stack.node,
         &["foobar_backend_passive_failures_total{service=\"udp-test\",backend=\"web1\",kind=\"unreachable\"}"],
     );
+}
+
+/// web1 drops every SYN from the NAT ports (a full accept queue or a firewall would), while its
+/// checks, from the node's ephemeral ports, pass: the SYN proxy says its SYN again for each
+/// client that retries, each such retry counts against web1, and passive health takes it out.
+fn syn_timeouts() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    let rules = stack.web1.scratch("drop-nat-syns.nft");
+    std::fs::write(
+        &rules,
+        "table inet drop_nat {\n chain input {\n  type filter hook input priority 0;\n  \
+         tcp dport 80 tcp sport 10240-32767 tcp flags & (syn | ack) == syn drop\n }\n}\n",
+    )
+    .expect("nft rules");
+    stack.web1.exec(&["nft", "-f", rules.to_str().unwrap_or_default()]);
+    let text = LAB_CONFIG.replacen("fall = 3\n", "fall = 3\nerror_limit = 5\n", 1);
+    let daemon = RunningDaemon::start(&stack.node, &text);
+    daemon.wait_for(Duration::from_secs(3), "both up by their checks", |r| {
+        ["web1", "web2"].iter().all(|b| backend(r, b) == ("up".into(), "HTTP 200".into()))
+    });
+    let load = wrk::Load::light(4, true);
+    let running = wrk::start(&stack.client, &format!("http://{VIP}/"), load);
+    let took =
+        daemon.wait_for(Duration::from_secs(4), "web1 out by passive health", |r| backend(r, "web1").0 == "down");
+    let web1 = daemon.status().services[0].backends.iter().find(|b| b.name == "web1").cloned().expect("web1");
+    let summary = wrk::finish(running, load);
+    eprintln!(
+        "SYNs dropped by web1: out {took:?} into the load after {} timed-out handshakes; wrk {} requests, {} failed; {:?}",
+        web1.passive_timeouts,
+        summary.requests,
+        summary.failed(),
+        web1.passive_note
+    );
+    assert!(web1.passive_timeouts >= 5, "{web1:?}");
+    // The clients left waiting on web1 were reset once it was out (on_down = "reset") and
+    // came back through web2: the load went on (it stalled for good while they waited).
+    assert!(summary.requests >= 100 && summary.failed() <= 16, "{}", summary.text);
+    assert!(web1.passive_note.as_deref().is_some_and(|n| n.contains("timed out")), "{web1:?}");
+    assert_eq!(web1.health.as_ref().map(|h| h.last.as_str()), Some("HTTP 200"), "its checks still pass");
+    foobar_tests::daemon::assert_metrics(
+        &stack.node,
+        &["foobar_backend_passive_failures_total{service=\"www\",backend=\"web1\",kind=\"timeout\"}"],
+    );
+    // With web1 out, every new connection reaches web2.
+    for _ in 0..6 {
+        let out = stack.client.output(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP}/")]);
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("web2"), "{out:?}");
+    }
 }
