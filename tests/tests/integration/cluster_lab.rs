@@ -17,14 +17,14 @@ use foobar_tests::{
 };
 use libtest_mimic::Trial;
 
-use crate::gated;
+use crate::gated_alone;
 
 const CONFIG: &str = include_str!("../../../examples/cluster.toml");
 
 pub fn trials() -> Vec<Trial> {
     vec![
-        gated("cluster_lab::three_nodes_behind_ecmp_drain_die_and_withdraw", &[Need::Root, Need::Bpf], drills),
-        gated("cluster_lab::announce_command_drives_another_routing_daemon", &[Need::Root, Need::Bpf], hook),
+        gated_alone("cluster_lab::three_nodes_behind_ecmp_drain_die_and_withdraw", &[Need::Root, Need::Bpf], drills),
+        gated_alone("cluster_lab::announce_command_drives_another_routing_daemon", &[Need::Root, Need::Bpf], hook),
     ]
 }
 

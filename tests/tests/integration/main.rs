@@ -36,14 +36,30 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 /// A test that runs only when `needs` are met; the body panics on failure.
 pub fn gated(name: &str, needs: &'static [Need], body: fn()) -> Trial {
-    Trial::ignorable_test(name, move || match gate::check(needs) {
+    Trial::ignorable_test(name, move || run_gated(needs, body))
+}
+
+/// Labs whose checks hang on sub-second timers (BFD, VRRP): one at a time, so that one's
+/// daemons loading their programs never starve the other's timers of the two cores.
+static TIMERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// [`gated`], never while another such test runs.
+pub fn gated_alone(name: &str, needs: &'static [Need], body: fn()) -> Trial {
+    Trial::ignorable_test(name, move || {
+        let _alone = TIMERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        run_gated(needs, body)
+    })
+}
+
+fn run_gated(needs: &'static [Need], body: fn()) -> Result<Completion, Failed> {
+    match gate::check(needs) {
         Gate::Run => {
             body();
             Ok(Completion::Completed)
         }
         Gate::Skip(why) => Ok(Completion::ignored_with(why)),
         Gate::Fail(why) => Err(Failed::from(why)),
-    })
+    }
 }
 
 /// A test with no prerequisites.

@@ -25,13 +25,13 @@ use foobar_tests::{
 };
 use libtest_mimic::Trial;
 
-use crate::gated;
+use crate::gated_alone;
 
 const CONFIG: &str = include_str!("../../../examples/pair/foobar.toml");
 const KEEPALIVED: &str = include_str!("../../../examples/pair/keepalived.conf");
 
 pub fn trials() -> Vec<Trial> {
-    vec![gated("pair_lab::keepalived_moves_the_vip_when_the_master_fails", &[Need::Root, Need::Bpf], failovers)]
+    vec![gated_alone("pair_lab::keepalived_moves_the_vip_when_the_master_fails", &[Need::Root, Need::Bpf], failovers)]
 }
 
 /// Node `i`'s keepalived config: the example's, made node `i`'s (node 2: the other router id,
