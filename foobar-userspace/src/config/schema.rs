@@ -246,6 +246,9 @@ pub enum Scheduler {
     RoundRobin,
     WeightedRoundRobin,
     Maglev,
+    /// New flows to the backends with the fewest live flows for their weight (LVS's `wlc`),
+    /// from the flow census: the ring is rebuilt at each count (about every second).
+    LeastConnections,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,6 +15,7 @@
 //! - `error`: what can go wrong, by kind.
 
 mod backends;
+mod balance;
 mod control;
 mod databases;
 mod error;
@@ -75,6 +76,8 @@ pub struct Daemon {
     databases: databases::Databases,
     /// Live flows, counted off the event loop (while serving).
     census: Option<crate::dataplane::census::Census>,
+    /// When the flow count least-connections last rebalanced from was taken.
+    balanced_at: Option<Instant>,
     /// `foobar node drain`: no service is announced (kept in the state file).
     node_drained: bool,
     /// Keeps BIRD's protocols as the services' state wants them (while serving, with `[announce]`).
@@ -145,6 +148,7 @@ impl Daemon {
         let daemon = Daemon {
             _lock: lock,
             census: None,
+            balanced_at: None,
             node_drained: state.node_drained,
             announcer: None,
             last_config: ConfigLoad { successful: true, succeeded_at: std::time::SystemTime::now() },

@@ -23,7 +23,7 @@ use crate::{
 pub struct Sample {
     at: Instant,
     stats: TrafficStats,
-    new_flows_per_sec: f64,
+    pub(super) new_flows_per_sec: f64,
     bytes_per_sec: f64,
 }
 
@@ -45,6 +45,7 @@ impl Daemon {
             self.samples.insert(svc.id, Sample { at: now, stats, new_flows_per_sec: flows, bytes_per_sec: bytes });
         }
         self.observe_passive();
+        self.rebalance();
     }
 
     /// Passive health: each checked backend's failures since the last sample against its
@@ -161,6 +162,7 @@ impl Daemon {
                     Scheduler::RoundRobin => "round-robin",
                     Scheduler::WeightedRoundRobin => "weighted-round-robin",
                     Scheduler::Maglev => "maglev",
+                    Scheduler::LeastConnections => "least-connections",
                 }
                 .to_owned(),
                 packets: stats.packets,

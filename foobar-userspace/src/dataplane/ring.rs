@@ -74,6 +74,44 @@ pub fn weighted(members: &[Member], max: usize) -> Vec<u32> {
     ring
 }
 
+/// A ring of `len` slots for least-connections: `arrivals` new flows (those expected before
+/// the next census) are shared out so that afterwards each member's live flows per unit of
+/// weight (`loads`, by member) are as even as they can be ("water-filling"): a member already
+/// above the level gets none. Each share then takes its part of the ring, interleaved.
+pub fn least_connections(members: &[Member], loads: &[u64], arrivals: u64, len: usize) -> Vec<u32> {
+    let weight = |m: &Member| f64::from(m.weight.max(1));
+    let load = |i: usize| loads.get(i).copied().unwrap_or(0) as f64;
+    let arrivals = arrivals.max(1) as f64;
+    // The level L at which sum(max(0, L * w - load)) = arrivals, found over the members
+    // sorted by their load per weight.
+    let mut order: Vec<usize> = (0..members.len()).collect();
+    order.sort_by(|&a, &b| (load(a) / weight(&members[a])).total_cmp(&(load(b) / weight(&members[b]))));
+    let (mut level, mut weights, mut loaded) = (0.0, 0.0, 0.0);
+    for (n, &i) in order.iter().enumerate() {
+        weights += weight(&members[i]);
+        loaded += load(i);
+        level = (arrivals + loaded) / weights;
+        let next = order.get(n + 1).map(|&j| load(j) / weight(&members[j]));
+        if next.is_none_or(|x| x >= level) {
+            break;
+        }
+    }
+    let shares: Vec<Member> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let share = (level * weight(m) - load(i)).max(0.0) / arrivals * len as f64;
+            Member { weight: share.round() as u32, ..m.clone() }
+        })
+        .filter(|m| m.weight > 0)
+        .collect();
+    if shares.is_empty() {
+        // Every share rounded away: the least loaded member takes them all.
+        return order.first().map(|&i| vec![members[i].id]).unwrap_or_default();
+    }
+    weighted(&shares, len)
+}
+
 /// A Maglev lookup table of `size` slots (size must be prime).
 pub fn maglev(members: &[Member], size: usize) -> Vec<u32> {
     if members.is_empty() || size == 0 {
@@ -123,6 +161,25 @@ mod tests {
 
     fn members(spec: &[(&str, u32)]) -> Vec<Member> {
         spec.iter().enumerate().map(|(i, (n, w))| Member { id: i as u32, name: (*n).to_owned(), weight: *w }).collect()
+    }
+
+    #[test]
+    fn least_connections_fills_the_least_loaded_up_to_a_level() {
+        let share = |ring: &[u32], id: u32| ring.iter().filter(|&&x| x == id).count();
+        let two = members(&[("web1", 1), ("web2", 1)]);
+        // 12 flows on web1, none on web2, 10 expected: all go to web2.
+        let ring = least_connections(&two, &[12, 0], 10, 64);
+        assert_eq!((share(&ring, 0), share(&ring, 1)), (0, 64));
+        // 3 and 0, 5 expected: level 4, so web1 takes 1 in 5 and web2 4 in 5.
+        let ring = least_connections(&two, &[3, 0], 5, 64);
+        assert!((12..=14).contains(&share(&ring, 0)) && share(&ring, 0) + share(&ring, 1) == ring.len(), "{ring:?}");
+        // Even loads: by weight, interleaved.
+        let weighted = members(&[("a", 2), ("b", 1)]);
+        let ring = least_connections(&weighted, &[0, 0], 3, 6);
+        assert_eq!(ring, [0, 1, 0, 0, 1, 0]);
+        // Idle: nothing expected still leaves a ring, on the least loaded.
+        assert_eq!(least_connections(&two, &[5, 2], 0, 8), [1; 8]);
+        assert!(least_connections(&[], &[], 3, 8).is_empty());
     }
 
     #[test]

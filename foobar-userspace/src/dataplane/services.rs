@@ -5,7 +5,10 @@
 //! service entry at it: the kernel sees the old set or the new one, never a mix. Flows already
 //! tracked keep their backend whatever happens to the set; that is conntrack's job.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr, UdpSocket},
+};
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use foobar_common::{
@@ -39,7 +42,12 @@ pub enum Scheduler {
     RoundRobin,
     WeightedRoundRobin,
     Maglev,
+    /// The ring rebuilt from each flow census ([`Services::rebalance`]).
+    LeastConnections,
 }
+
+/// Slots of a least-connections ring half: shares to within 1/128.
+const LEAST_RING: u32 = 128;
 
 /// When the SYN proxy answers a TCP service's new flows (see the data plane's `synproxy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +131,7 @@ impl ServiceSpec {
             Scheduler::RoundRobin => self.backends.len() as u32,
             Scheduler::WeightedRoundRobin => self.backends.iter().map(|b| b.weight).sum::<u32>().min(RING_SIZE),
             Scheduler::Maglev => RING_SIZE,
+            Scheduler::LeastConnections => LEAST_RING,
         };
         n.max(1)
     }
@@ -158,6 +167,10 @@ pub struct Service {
     half: u32,
     /// Where its two ring halves start in the ring array, and the slots each has.
     ring: (u32, u32),
+    /// Least-connections: live flows by backend id as the last census counted them, and the
+    /// new flows expected before the next.
+    loads: BTreeMap<u32, u64>,
+    arrivals: u64,
 }
 
 /// Every registered service.
@@ -287,7 +300,17 @@ impl Services {
         let backend_ids =
             spec.backends.iter().map(|b| self.new_backend(dp, &spec.name, b)).collect::<Result<Vec<_>, _>>()?;
         let states = vec![BackendState::Up; spec.backends.len()];
-        self.services.push(Service { spec, id, backend_ids, states, active: Vec::new(), half: 1, ring });
+        self.services.push(Service {
+            spec,
+            id,
+            backend_ids,
+            states,
+            active: Vec::new(),
+            half: 1,
+            ring,
+            loads: BTreeMap::new(),
+            arrivals: 0,
+        });
         // The filter first: the kernel looks a destination up only where the filter says it
         // may be a VIP, so a VIP published before its filter slot would be missed meanwhile.
         self.sync_vips(dp)?;
@@ -395,6 +418,27 @@ impl Services {
             timeouts.set(bid, aya::maps::PerCpuValues::try_from(vec![0u64; cpus]).map_err(DataplaneError::Cpus)?, 0)?;
         }
         Ok(bid)
+    }
+
+    /// Rebuilds every least-connections service's ring from `active` (a flow census: live
+    /// flows by backend id), expecting `arrivals(service id)` new flows before the next.
+    pub fn rebalance(
+        &mut self,
+        dp: &mut Dataplane,
+        active: &std::collections::HashMap<u32, u64>,
+        arrivals: impl Fn(u32) -> u64,
+    ) -> Result<(), DataplaneError> {
+        for svc in self.services.iter_mut().filter(|s| s.spec.scheduler == Scheduler::LeastConnections) {
+            svc.loads = svc.backend_ids.iter().map(|id| (*id, active.get(id).copied().unwrap_or(0))).collect();
+            svc.arrivals = arrivals(svc.id);
+            publish(dp, svc)?;
+        }
+        Ok(())
+    }
+
+    /// Whether any service is balanced by least connections (and so wants a census a second).
+    pub fn balances_by_load(&self) -> bool {
+        self.services.iter().any(|s| s.spec.scheduler == Scheduler::LeastConnections)
     }
 
     /// Changes one backend's state and republishes its service's ring if that changes.
@@ -522,6 +566,10 @@ fn publish(dp: &mut Dataplane, svc: &mut Service) -> Result<(), DataplaneError> 
     let (slots, pick) = match svc.spec.scheduler {
         Scheduler::RoundRobin => (ring::round_robin(&members), PICK_CURSOR),
         Scheduler::WeightedRoundRobin => (ring::weighted(&members, half_len as usize), PICK_CURSOR),
+        Scheduler::LeastConnections => {
+            let loads: Vec<u64> = members.iter().map(|m| svc.loads.get(&m.id).copied().unwrap_or(0)).collect();
+            (ring::least_connections(&members, &loads, svc.arrivals, half_len as usize), PICK_CURSOR)
+        }
         Scheduler::Maglev => {
             let pick = match svc.spec.affinity {
                 Affinity::Connection => PICK_HASH,

@@ -36,6 +36,7 @@ fn spec(s: &schema::Service) -> ServiceSpec {
             schema::Scheduler::RoundRobin => Scheduler::RoundRobin,
             schema::Scheduler::WeightedRoundRobin => Scheduler::WeightedRoundRobin,
             schema::Scheduler::Maglev => Scheduler::Maglev,
+            schema::Scheduler::LeastConnections => Scheduler::LeastConnections,
         },
         syn_proxy: match (s.syn_proxy.as_ref().map(|p| *p.get_ref()), s.proto, s.mode) {
             (_, Proto::Udp | Proto::Icmp, _) => SynProxy::Off,

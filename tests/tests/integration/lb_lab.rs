@@ -30,6 +30,7 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_lab::daemon_adds_missing_vips_and_removes_only_its_own", &[Need::Root, Need::Bpf], vip_addresses),
         gated("lb_lab::https_passes_through_the_vip_untouched", &[Need::Root, Need::Bpf], https),
         gated("lb_lab::source_and_network_affinity_keep_clients_on_one_backend", &[Need::Root, Need::Bpf], affinity),
+        gated("lb_lab::least_connections_sends_new_flows_to_the_less_loaded_backend", &[Need::Root, Need::Bpf], least),
     ]
 }
 
@@ -297,4 +298,54 @@ fn affinity() {
         assert_eq!(seen.len() == 1, shared, "affinity {affinity}: {seen:?}");
         drop(daemon);
     }
+}
+
+/// `scheduler = "least-connections"`: web1 holds twelve kept-alive connections (opened while
+/// web2 was disabled), web2 none; once web2 is back and a census has counted them, new
+/// connections go to web2 (round-robin would send every other one to web1), until the two
+/// even out.
+fn least() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let _web2 = nginx::start(&stack.web2, "web2");
+    let text = LAB_CONFIG.replacen(r#"scheduler = "round-robin""#, r#"scheduler = "least-connections""#, 1);
+    let daemon = RunningDaemon::start(&stack.node, &text);
+    daemon.wait_for(Duration::from_secs(3), "both up", |r| r.services[0].backends.iter().all(|b| b.state == "up"));
+    let switch = |action| {
+        let r = Request::Backend { service: "www".into(), backend: "web2".into(), action };
+        assert!(matches!(daemon.request(r), Response::Done { .. }));
+    };
+    switch(BackendAction::Disable);
+    let addr: SocketAddr = format!("{VIP}:80").parse().expect("addr");
+    let mut held: Vec<KeepAlive> = (0..12).map(|_| KeepAlive::open(&stack.client, addr)).collect();
+    for k in &mut held {
+        assert!(k.get("/").starts_with("web1"), "web2 is disabled");
+    }
+    switch(BackendAction::Enable);
+    let web1_flows =
+        |r: &StatusReport| r.services[0].backends.iter().find(|b| b.name == "web1").map_or(0, |b| b.active_flows);
+    daemon.wait_for(Duration::from_secs(4), "the census counting web1's 12", |r| {
+        web1_flows(r) == 12 && r.services[0].backends.iter().all(|b| b.state == "up")
+    });
+    // The count is in; the next census round (a second) rebuilds the ring from it.
+    std::thread::sleep(Duration::from_millis(2500));
+    let served: Vec<String> = (0..8).map(|_| server(&fetch(&stack.client)).to_owned()).collect();
+    eprintln!("least-connections, web1 holding 12: 8 new connections went to {served:?}");
+    assert!(served.iter().all(|s| s == "web2"), "{served:?}");
+    assert_eq!(daemon.status().services[0].scheduler, "least-connections");
+    // Twelve more held connections even the two out; from then on new ones go to both.
+    for _ in 0..12 {
+        let mut k = KeepAlive::open(&stack.client, addr);
+        k.get("/");
+        held.push(k);
+    }
+    let flows = |r: &StatusReport, name: &str| {
+        r.services[0].backends.iter().find(|b| b.name == name).map_or(0, |b| b.active_flows)
+    };
+    daemon.wait_for(Duration::from_secs(4), "12 flows on each", |r| flows(r, "web1") == 12 && flows(r, "web2") == 12);
+    std::thread::sleep(Duration::from_millis(2500));
+    let served: std::collections::BTreeSet<String> = (0..8).map(|_| server(&fetch(&stack.client)).to_owned()).collect();
+    eprintln!("least-connections, 12 on each: 8 new connections went to {served:?}");
+    assert_eq!(served.len(), 2, "{served:?}");
+    drop(held);
 }
