@@ -77,7 +77,7 @@ pub fn render(r: &StatusReport) -> String {
         }
         let _ = write!(
             out,
-            "</table><p>deny list: {} from the config, {} blocked by the operator</p>",
+            "</table><p>deny list: {} from the config, {} blocked by the operator on this node</p>",
             r.denied_by_config,
             r.blocked_by_operator.len()
         );

@@ -55,7 +55,11 @@ pub fn render(r: &StatusReport) -> String {
     if !r.blocked_by_operator.is_empty() || r.denied_by_config > 0 {
         let blocked =
             if r.blocked_by_operator.is_empty() { "none".to_owned() } else { r.blocked_by_operator.join(", ") };
-        let _ = writeln!(out, "deny list  {} from the config, blocked by the operator: {blocked}", r.denied_by_config);
+        let _ = writeln!(
+            out,
+            "deny list  {} from the config, blocked by the operator on this node: {blocked}",
+            r.denied_by_config
+        );
     }
     if let Some(p) = &r.pins {
         let kept = if p.kept_across_restarts {

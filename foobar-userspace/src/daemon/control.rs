@@ -50,6 +50,12 @@ impl Daemon {
         })
     }
 
+    /// What a run-time change's message ends with: it holds on this node alone (the other
+    /// nodes of a cluster keep their own), so an operator of several runs it on each.
+    fn on_this_node(&self) -> String {
+        format!("on this node ({}) only", self.plan.config.daemon.node())
+    }
+
     /// Drains, enables or disables one backend; nothing is kept for names that do not exist.
     fn steer(&mut self, service: &str, backend: &str, action: BackendAction) -> Result<String, ControlError> {
         let Some(spec) = self.plan.service(service) else {
@@ -62,7 +68,7 @@ impl Daemon {
         self.backends.entry(service, backend).admin = Admin::from(action);
         self.publish(service, backend, "operator")?;
         self.keep_state()?;
-        Ok(format!("{service}/{backend}: {action:?}"))
+        Ok(format!("{service}/{backend}: {action:?} {}", self.on_this_node()))
     }
 
     fn block(&mut self, text: &str) -> Result<String, ControlError> {
@@ -71,7 +77,7 @@ impl Daemon {
         self.blocked.insert(cidr);
         info!(%cidr, "source blocked");
         self.keep_state()?;
-        Ok(format!("{cidr} blocked"))
+        Ok(format!("{cidr} blocked {}", self.on_this_node()))
     }
 
     fn unblock(&mut self, text: &str) -> Result<String, ControlError> {
@@ -86,7 +92,7 @@ impl Daemon {
         self.blocked.remove(&cidr);
         info!(%cidr, "source unblocked");
         self.keep_state()?;
-        Ok(format!("{cidr} unblocked"))
+        Ok(format!("{cidr} unblocked {}", self.on_this_node()))
     }
 
     /// A deny-list prefix with where it came from.
