@@ -383,7 +383,7 @@ pub enum Passive {
     Refused,
     ResetUnanswered,
     Unreachable,
-    /// The proxy's SYN unanswered when the client retried (see `LB_BACKEND_TIMEOUTS`).
+    /// A handshake unanswered until a SYN was said again (see `LB_BACKEND_TIMEOUTS`).
     Timeout,
 }
 

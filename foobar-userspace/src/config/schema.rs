@@ -353,7 +353,7 @@ pub struct Health {
     pub fall: u32,
     /// Passive health (NAT services): a backend whose connections see this many failures in
     /// one second (RSTs to SYNs, RSTs before it answered anything, ICMP unreachables,
-    /// SYN-proxied handshakes unanswered until the client retried) is
+    /// handshakes unanswered until a SYN was said again) is
     /// taken out at once, for `ejection_time` and until `rise` checks pass again; 0, the
     /// default, leaves it to the checks.
     #[serde(default)]

@@ -296,7 +296,7 @@ pub struct BackendStatus {
     pub passive_resets: u64,
     #[serde(default)]
     pub passive_unreachable: u64,
-    /// SYN-proxied handshakes it left unanswered until the client retried.
+    /// Handshakes it left unanswered until a SYN was said again (the client's or the proxy's).
     #[serde(default)]
     pub passive_timeouts: u64,
     /// The last time passive health took it out, and why.

@@ -156,7 +156,7 @@ impl Daemon {
         m.family(
             "foobar_backend_passive_failures_total",
             "counter",
-            "Passive health failures: RSTs to a SYN (refused) or before the backend answered (reset), ICMP unreachables (unreachable), SYN-proxied handshakes unanswered until the client retried (timeout).",
+            "Passive health failures: RSTs to a SYN (refused) or before the backend answered (reset), ICMP unreachables (unreachable), handshakes unanswered until a SYN was said again (timeout).",
         );
         for s in &report.services {
             for b in &s.backends {

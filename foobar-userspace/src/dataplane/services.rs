@@ -617,7 +617,7 @@ impl Dataplane {
         sum_stats(self.map(BACKEND_STATS_MAP)?, id)
     }
 
-    /// Handshakes backend `id` left unanswered until the client retried (SYN-proxied flows).
+    /// Handshakes backend `id` left unanswered until a SYN was said again.
     pub fn backend_timeouts(&self, id: u32) -> Result<u64, DataplaneError> {
         let timeouts: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map(BACKEND_TIMEOUTS_MAP)?)?;
         Ok(timeouts.get(&id, 0)?.iter().sum())
