@@ -351,7 +351,7 @@ pub struct Health {
     pub rise: u32,
     #[serde(default = "defaults::fall")]
     pub fall: u32,
-    /// Passive health (NAT services): a backend whose connections see this many failures in
+    /// Passive health (in `dsr` only unanswered handshakes are seen): a backend whose connections see this many failures in
     /// one second (RSTs to SYNs, RSTs before it answered anything, ICMP unreachables,
     /// handshakes unanswered until a SYN was said again) is
     /// taken out at once, for `ejection_time` and until `rise` checks pass again; 0, the

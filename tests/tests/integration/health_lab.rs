@@ -265,23 +265,35 @@ fn unreachable() {
 
 /// web1 drops every SYN from the NAT ports (a full accept queue or a firewall would), while its
 /// checks, from the node's ephemeral ports, pass. With the SYN proxy, the proxy says its SYN
-/// again for each client that retries; without it, the client says its own again; each such
-/// retry counts against web1, and passive health takes it out.
+/// again for each client that retries; without it (and in `dsr`, where the node never sees
+/// the backend's answers), the client says its own again; each such retry counts against
+/// web1, and passive health takes it out.
 fn syn_timeouts() {
     let stack = Stack::build();
     let _web1 = nginx::start(&stack.web1, "web1");
     let _web2 = nginx::start(&stack.web2, "web2");
-    let rules = stack.web1.scratch("drop-nat-syns.nft");
-    std::fs::write(
-        &rules,
-        "table inet drop_nat {\n chain input {\n  type filter hook input priority 0;\n  \
-         tcp dport 80 tcp sport 10240-32767 tcp flags & (syn | ack) == syn drop\n }\n}\n",
-    )
-    .expect("nft rules");
-    stack.web1.exec(&["nft", "-f", rules.to_str().unwrap_or_default()]);
+    let rules = stack.web1.scratch("drop-syns.nft");
+    // NAT: the SYNs from the NAT ports; DSR: the client's own (the checks come from the
+    // node's ephemeral ports either way).
+    let drop_syns = |from: &str| {
+        let text = format!(
+            "flush ruleset\ntable inet drop_syns {{\n chain input {{\n  type filter hook input priority 0;\n  \
+             tcp dport 80 {from} tcp flags & (syn | ack) == syn drop\n }}\n}}\n"
+        );
+        std::fs::write(&rules, text).expect("nft rules");
+        stack.web1.exec(&["nft", "-f", rules.to_str().unwrap_or_default()]);
+    };
     let limited = LAB_CONFIG.replacen("fall = 3\n", "fall = 3\nerror_limit = 5\n", 1);
     let unproxied = limited.replacen("# syn_proxy = \"always\"", "syn_proxy = \"off\"", 1);
-    for (proxy, text) in [("always", limited.clone()), ("off", unproxied)] {
+    let dsr = limited.replacen(r#"mode = "nat""#, r#"mode = "dsr""#, 1);
+    let nat_ports = "tcp sport 10240-32767";
+    let client = format!("ip saddr {CLIENT}");
+    for (proxy, text, from) in [
+        ("nat, syn_proxy always", limited.clone(), nat_ports),
+        ("nat, syn_proxy off", unproxied, nat_ports),
+        ("dsr", dsr, client.as_str()),
+    ] {
+        drop_syns(from);
         let daemon = RunningDaemon::start(&stack.node, &text);
         daemon.wait_for(Duration::from_secs(3), "both up by their checks", |r| {
             ["web1", "web2"].iter().all(|b| backend(r, b) == ("up".into(), "HTTP 200".into()))
@@ -294,7 +306,7 @@ fn syn_timeouts() {
         let web1 = daemon.status().services[0].backends.iter().find(|b| b.name == "web1").cloned().expect("web1");
         let (answered, failed) = running.finish();
         eprintln!(
-            "syn_proxy {proxy}, SYNs dropped by web1: out {took:?} into the load after {} timed-out handshakes; \
+            "{proxy}: SYNs dropped by web1: out {took:?} into the load after {} timed-out handshakes; \
              {answered} requests answered, {failed} failed; {:?}",
             web1.passive_timeouts, web1.passive_note
         );
