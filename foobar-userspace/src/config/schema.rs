@@ -351,11 +351,11 @@ pub struct Health {
     pub rise: u32,
     #[serde(default = "defaults::fall")]
     pub fall: u32,
-    /// Passive health (in `dsr` only unanswered handshakes are seen): a backend whose connections see this many failures in
-    /// one second (RSTs to SYNs, RSTs before it answered anything, ICMP unreachables,
-    /// handshakes unanswered until a SYN was said again) is
-    /// taken out at once, for `ejection_time` and until `rise` checks pass again; 0, the
-    /// default, leaves it to the checks.
+    /// Passive health: a backend whose connections see this many failures in one second
+    /// (RSTs to SYNs, RSTs before it answered anything, ICMP unreachables, handshakes
+    /// unanswered until a SYN was said again; in `dsr` only the last) is taken out at once,
+    /// for `ejection_time` and until `rise` checks pass again; 0, the default, leaves it to
+    /// the checks.
     #[serde(default)]
     pub error_limit: u32,
     /// How long passive health's first ejection lasts; each one that follows soon after lasts
