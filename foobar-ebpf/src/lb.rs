@@ -6,8 +6,8 @@ use aya_ebpf::bindings::xdp_action;
 use foobar_common::{
     counters::Counter,
     lb::{
-        FLOW_CLOSING, FLOW_HANDSHAKE, FLOW_OPENING, FlowKey, MODE_DSR, NatKey, NatTarget, PICK_CURSOR, PROXY_ALWAYS,
-        PROXY_OFF, PROXY_UNDER_FLOOD, Passive, ServiceInfo, ServiceKey, flow_expired, pick_hash,
+        BACKEND_DEAD, FLOW_CLOSING, FLOW_HANDSHAKE, FLOW_OPENING, FlowKey, MODE_DSR, NatKey, NatTarget, PICK_CURSOR,
+        PROXY_ALWAYS, PROXY_OFF, PROXY_UNDER_FLOOD, Passive, ServiceInfo, ServiceKey, flow_expired, pick_hash,
     },
     parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Parsed, TCP_ACK, TCP_SYN},
 };
@@ -121,8 +121,16 @@ fn to_service(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
     let syn = tcp && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let existing = conntrack::get(&key);
     let live = match existing {
-        // A new SYN on a closing entry is the client reusing its port: a new flow.
-        Some(f) => !flow_expired(f, now, p.protocol, s) && !(syn && f.flags & FLOW_CLOSING != 0),
+        // A new SYN on a closing entry is the client reusing its port: a new flow. So is a
+        // SYN said again to a backend taken out meanwhile (`on_down = "reset"`): the client
+        // is still connecting, so another backend can take it without the client knowing.
+        Some(f) => {
+            !flow_expired(f, now, p.protocol, s)
+                && !(syn && f.flags & FLOW_CLOSING != 0)
+                && !(syn
+                    && f.flags & FLOW_OPENING != 0
+                    && services::backend(f.backend).is_some_and(|b| b.state == BACKEND_DEAD))
+        }
         None => false,
     };
     if live {
