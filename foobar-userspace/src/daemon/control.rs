@@ -53,7 +53,7 @@ impl Daemon {
     /// What a run-time change's message ends with: it holds on this node alone (the other
     /// nodes of a cluster keep their own), so an operator of several runs it on each.
     fn on_this_node(&self) -> String {
-        format!("on this node ({}) only", self.plan.config.daemon.node())
+        format!("on this node ({}) only", self.plan.node)
     }
 
     /// Drains, enables or disables one backend; nothing is kept for names that do not exist.

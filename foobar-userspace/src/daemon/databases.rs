@@ -9,9 +9,9 @@ use tracing::warn;
 
 use super::Daemon;
 use crate::{
-    config::Config,
     control::protocol::{ReplicationStatus, Response},
     metrics::Exposition,
+    plan::Plan,
     replication::{
         self, Command, Report, Settings, SettingsError, Topology,
         classify::{Role, State},
@@ -40,10 +40,10 @@ impl Drop for Databases {
     }
 }
 
-/// The monitor settings `config` asks for (reading the password file), or `None` without a
+/// The monitor settings `plan` asks for (reading the password file), or `None` without a
 /// `[replication]` section.
-pub(super) fn settings(config: &Config) -> Result<Option<Settings>, SettingsError> {
-    config.replication.as_ref().map(|r| Settings::from_config(r, &config.daemon.node())).transpose()
+pub(super) fn settings(plan: &Plan) -> Result<Option<Settings>, SettingsError> {
+    plan.config.replication.as_ref().map(|r| Settings::from_config(r, &plan.node)).transpose()
 }
 
 impl Databases {

@@ -101,7 +101,7 @@ impl Daemon {
         let config = &plan.config;
         // Read before anything is loaded or attached: a missing password file or a state
         // file that is not foobar's stops nothing.
-        let monitor = databases::settings(config)?;
+        let monitor = databases::settings(&plan)?;
         let dns_tcp = config.dns.as_ref().map_or(0, |d| u64::from(d.tcp_connections));
         fd_limit::raise(dns_tcp + (crate::metrics::SLOTS + crate::control::server::SLOTS) as u64)?;
         let state = State::load(&config.daemon.state_file)?;

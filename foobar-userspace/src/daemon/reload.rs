@@ -48,7 +48,7 @@ impl Daemon {
             return Err(ReloadError::NeedsRestart { file: path, what });
         }
         // Read before anything changes, so an unreadable password file refuses the reload.
-        let monitor = super::databases::settings(&new.config)?;
+        let monitor = super::databases::settings(&new)?;
         self.prepare(&new)?;
         let retimed = new.lb != self.plan.lb;
         if retimed {

@@ -208,7 +208,7 @@ impl Daemon {
         }
         report.replication = self.databases.status();
         report.node = NodeStatus {
-            name: self.plan.config.daemon.node(),
+            name: self.plan.node.clone(),
             drained: self.node_drained,
             config_sha256: self.plan.digest.clone(),
         };

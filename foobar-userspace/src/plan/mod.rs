@@ -44,6 +44,8 @@ pub struct Plan {
     pub capacity: Capacity,
     /// The connection table's timeouts, NAT ports and flood threshold (`[conntrack]`).
     pub lb: foobar_common::lb::LbSettings,
+    /// This node's name (`daemon.node_name`, or the host name as it was at compile time).
+    pub node: String,
     /// SHA-256 of the config's text, hex: nodes of a cluster that show the same run the same.
     pub digest: String,
 }
@@ -78,6 +80,7 @@ impl Plan {
             checks: checks::compile(&config),
             capacity,
             lb: config.conntrack.settings(),
+            node: config.daemon.node(),
             config,
         })
     }
