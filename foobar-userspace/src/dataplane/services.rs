@@ -411,11 +411,8 @@ impl Services {
             self.ids.backend(service, &b.name, b.addr, most).ok_or(ServiceError::TooManyBackends(most))?;
         write_backend(dp, bid, b.addr, snat, BACKEND_UP)?;
         if fresh {
-            zero_stats(dp, BACKEND_STATS_MAP, bid)?;
-            let mut timeouts: PerCpuArray<&mut MapData, u64> =
-                PerCpuArray::try_from(dp.map_mut(BACKEND_TIMEOUTS_MAP)?)?;
-            let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Cpus(e))?;
-            timeouts.set(bid, aya::maps::PerCpuValues::try_from(vec![0u64; cpus]).map_err(DataplaneError::Cpus)?, 0)?;
+            zero_slot::<TrafficStats>(dp, BACKEND_STATS_MAP, bid)?;
+            zero_slot::<u64>(dp, BACKEND_TIMEOUTS_MAP, bid)?;
         }
         Ok(bid)
     }
@@ -479,12 +476,16 @@ fn write_backend(dp: &mut Dataplane, id: u32, addr: IpAddr, snat: IpAddr, state:
     Ok(())
 }
 
-/// Sets slot `id` of the per-CPU traffic counters `map` to zero on every CPU.
-fn zero_stats(dp: &mut Dataplane, map: &'static str, id: u32) -> Result<(), DataplaneError> {
-    let mut stats: PerCpuArray<&mut MapData, TrafficStats> = PerCpuArray::try_from(dp.map_mut(map)?)?;
+/// Sets slot `id` of the per-CPU counters `map` (of `T`) to zero on every CPU.
+fn zero_slot<T: aya::Pod + Default + Clone>(
+    dp: &mut Dataplane,
+    map: &'static str,
+    id: u32,
+) -> Result<(), DataplaneError> {
+    let mut counters: PerCpuArray<&mut MapData, T> = PerCpuArray::try_from(dp.map_mut(map)?)?;
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Cpus(e))?;
-    let zeros = aya::maps::PerCpuValues::try_from(vec![TrafficStats::default(); cpus]).map_err(DataplaneError::Cpus)?;
-    stats.set(id, zeros, 0)?;
+    let zeros = aya::maps::PerCpuValues::try_from(vec![T::default(); cpus]).map_err(DataplaneError::Cpus)?;
+    counters.set(id, zeros, 0)?;
     Ok(())
 }
 
