@@ -383,8 +383,6 @@ pub enum Passive {
     Refused,
     ResetUnanswered,
     Unreachable,
-    /// A handshake unanswered until a SYN was said again (see `LB_BACKEND_TIMEOUTS`).
-    Timeout,
 }
 
 /// A hash of the flow's five-tuple that every node computes alike (Maglev needs agreement).

@@ -7,7 +7,7 @@ use foobar_common::{
     counters::Counter,
     lb::{
         BACKEND_DEAD, FLOW_CLOSING, FLOW_HANDSHAKE, FLOW_OPENING, FlowKey, MODE_DSR, NatKey, NatTarget, PICK_CURSOR,
-        PROXY_ALWAYS, PROXY_OFF, PROXY_UNDER_FLOOD, Passive, ServiceInfo, ServiceKey, flow_expired, pick_hash,
+        PROXY_ALWAYS, PROXY_OFF, PROXY_UNDER_FLOOD, ServiceInfo, ServiceKey, flow_expired, pick_hash,
     },
     parse::{Fragment, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Parsed, TCP_ACK, TCP_SYN},
 };
@@ -22,7 +22,7 @@ use crate::{
     refuse::refuse,
     schedule::schedule,
     scratch, services,
-    stats::{count, count_passive},
+    stats::{count, count_timeout},
 };
 
 /// Balances `p` if it belongs to a service or is a NAT reply; `None` leaves it to the kernel.
@@ -141,7 +141,7 @@ fn to_service(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
         // The client says its SYN again: no SYN-ACK reached it, passive evidence against the
         // backend (the SYN proxy counts its own retries).
         if syn && f.flags & FLOW_OPENING != 0 {
-            count_passive(f.backend, Passive::Timeout);
+            count_timeout(f.backend);
         }
         count(Counter::LbEstablished);
         conntrack::touch(&key, f, now, || forward::seq_ack(frame, p));

@@ -74,13 +74,6 @@ pub fn count_new_flow(service: u32, backend: u32) {
 /// Counts one passive health failure of `backend`.
 #[inline(never)]
 pub fn count_passive(backend: u32, kind: Passive) {
-    if kind == Passive::Timeout {
-        if let Some(t) = BACKEND_TIMEOUTS.get_ptr_mut(backend) {
-            // SAFETY: this CPU's slot; no other writer.
-            unsafe { *t += 1 };
-        }
-        return;
-    }
     if let Some(st) = BACKEND_STATS.get_ptr_mut(backend) {
         // SAFETY: this CPU's slot; no other writer.
         unsafe {
@@ -88,9 +81,18 @@ pub fn count_passive(backend: u32, kind: Passive) {
                 Passive::Refused => (*st).refused += 1,
                 Passive::ResetUnanswered => (*st).reset_unanswered += 1,
                 Passive::Unreachable => (*st).unreachable += 1,
-                Passive::Timeout => {}
             }
         }
+    }
+}
+
+/// Counts one handshake `backend` left unanswered until a SYN was said again (passive health
+/// evidence kept in `LB_BACKEND_TIMEOUTS`, beside the traffic counters).
+#[inline(never)]
+pub fn count_timeout(backend: u32) {
+    if let Some(t) = BACKEND_TIMEOUTS.get_ptr_mut(backend) {
+        // SAFETY: this CPU's slot; no other writer.
+        unsafe { *t += 1 };
     }
 }
 

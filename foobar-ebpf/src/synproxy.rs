@@ -22,8 +22,8 @@ use foobar_common::{
     cookie::{self, Handshake, MSS_V4, MSS_V6, PROXY_MSS_V4, PROXY_MSS_V6, PROXY_WSCALE},
     counters::Counter,
     lb::{
-        BACKEND_DEAD, FLOW_HANDSHAKE, FLOW_PROXIED, Flow, FlowKey, NatKey, NatTarget, NextHop, Passive, Proxied,
-        ServiceInfo, near,
+        BACKEND_DEAD, FLOW_HANDSHAKE, FLOW_PROXIED, Flow, FlowKey, NatKey, NatTarget, NextHop, Proxied, ServiceInfo,
+        near,
     },
     parse::{L3, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     tcpopt,
@@ -37,7 +37,7 @@ use crate::{
     schedule::schedule,
     scratch,
     segment::{self, Segment},
-    stats::{account, count, count_passive},
+    stats::{account, count, count_timeout},
     tcp,
 };
 
@@ -265,7 +265,7 @@ pub fn hold(frame: &Frame, p: &Parsed, family: u8) -> u32 {
     conntrack::stamp(&key, now);
     count(Counter::LbSynResent);
     // The backend left the proxy's SYN unanswered while the client waited: passive evidence.
-    count_passive(flow.backend, Passive::Timeout);
+    count_timeout(flow.backend);
     syn_to_backend(frame, p, &key, flow)
 }
 
