@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client over one kept-alive TCP connection: what a test needs to hold a
-//! connection open across a change (a drain, a restart) and see who answers on it.
+//! connection open across a change (a drain, a restart) and see who answers on it; and one
+//! request on a connection of its own ([`answered`]), as a client that reconnects each time.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -53,4 +54,16 @@ impl KeepAlive {
         self.reader.read_exact(&mut body)?;
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
+}
+
+/// One `GET /` on a new connection to `addr` (from the calling thread's namespace), given
+/// `connect` to connect and `read` for the answer: whether it came back 200.
+pub fn answered(addr: SocketAddr, connect: Duration, read: Duration) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, connect) else { return false };
+    let _ = s.set_read_timeout(Some(read));
+    if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).is_ok() && reply.starts_with(b"HTTP/1.1 200")
 }

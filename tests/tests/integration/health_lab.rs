@@ -14,7 +14,10 @@ use std::{
 };
 
 use foobar::control::protocol::StatusReport;
-use foobar_tests::{daemon::RunningDaemon, gate::Need, netns::Netns, nginx, tls::LabCa, topology::*, wrk};
+use foobar_tests::{
+    daemon::RunningDaemon, gate::Need, http::answered as answered_once, netns::Netns, nginx, tls::LabCa, topology::*,
+    wrk,
+};
 use libtest_mimic::Trial;
 
 use crate::{firewall_lab::LAB_CONFIG, gated};
@@ -352,15 +355,11 @@ impl Clients {
                     let addr: std::net::SocketAddr = format!("{VIP}:80").parse().expect("addr");
                     let (mut answered, mut failed) = (0, 0);
                     while std::time::Instant::now() < until {
-                        let ok =
-                            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok_and(|mut s| {
-                                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                                let mut reply = Vec::new();
-                                s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok()
-                                    && s.read_to_end(&mut reply).is_ok()
-                                    && reply.starts_with(b"HTTP/1.1 200")
-                            });
-                        if ok { answered += 1 } else { failed += 1 }
+                        if answered_once(addr, Duration::from_secs(3), Duration::from_secs(2)) {
+                            answered += 1
+                        } else {
+                            failed += 1
+                        }
                     }
                     (answered, failed)
                 })

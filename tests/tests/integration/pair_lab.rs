@@ -4,8 +4,7 @@
 //! timed with wrk running and a new connection every 20 ms.
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -18,6 +17,7 @@ use foobar_tests::{
     cluster::{Cluster, node_back},
     daemon::{DaemonProcess, foobar_binary, lab_config, socket_path},
     gate::Need,
+    http::answered,
     netns::{Entry, Netns, Spawned},
     nginx,
     topology::VIP,
@@ -100,7 +100,7 @@ impl Probe {
             let (mut tries, mut failed) = (0, Vec::new());
             while !flag.load(Ordering::Relaxed) {
                 tries += 1;
-                if !get(addr) {
+                if !answered(addr, Duration::from_millis(200), Duration::from_millis(200)) {
                     failed.push(Instant::now());
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -120,18 +120,6 @@ impl Probe {
         };
         (tries, failed.len(), gap)
     }
-}
-
-fn get(addr: SocketAddr) -> bool {
-    let limit = Duration::from_millis(200);
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, limit) else { return false };
-    let _ = s.set_read_timeout(Some(limit));
-    if s.write_all(b"GET / HTTP/1.0\r\nHost: www\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut reply = Vec::new();
-    let _ = s.read_to_end(&mut reply);
-    reply.starts_with(b"HTTP/1.1 200")
 }
 
 fn failovers() {
