@@ -355,7 +355,9 @@ impl Clients {
                     let addr: std::net::SocketAddr = format!("{VIP}:80").parse().expect("addr");
                     let (mut answered, mut failed) = (0, 0);
                     while std::time::Instant::now() < until {
-                        if answered_once(addr, Duration::from_secs(3), Duration::from_secs(2)) {
+                        // Past the client's SYN retries at 1, 3 and 7 s: a client left waiting
+                        // on web1 fails only if its retry is never sent elsewhere.
+                        if answered_once(addr, Duration::from_secs(8), Duration::from_secs(2)) {
                             answered += 1
                         } else {
                             failed += 1
