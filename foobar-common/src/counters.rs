@@ -180,6 +180,15 @@ counters! {
     /// Firewall, dropped: a SYN over the rate of its IPv4 /24 (`syn_rate_per_net`): a flood
     /// spread over a network, each source under its own limit.
     FwSynNetLimited = "firewall_syn_net_limited",
+    /// DNS: queries answered in XDP from the rendered zone.
+    DnsXdpAnswered = "dns_xdp_answered",
+    /// DNS: queries to a listen address passed to the userspace server (unusual, not
+    /// rendered, or too big for the client).
+    DnsXdpPassed = "dns_xdp_passed",
+    /// DNS, dropped: an answer over RRL's limit, in XDP.
+    DnsXdpRateLimited = "dns_xdp_rate_limited",
+    /// DNS: an answer over RRL's limit sent empty with TC, in XDP (counted in rate_limited too).
+    DnsXdpSlipped = "dns_xdp_slipped",
 }
 
 /// Number of counter slots (the per-CPU array's size).

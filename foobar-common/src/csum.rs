@@ -56,6 +56,15 @@ impl CsumDelta {
         self.0 += u32::from(folded.swap_bytes());
     }
 
+    /// Adds `sum`, a one's-complement sum of big-endian words from the start of some bytes,
+    /// for those bytes placed at an odd offset (`odd`) or an even one.
+    #[inline(always)]
+    pub fn shifted(&mut self, sum: u32, odd: bool) {
+        let folded = (sum & 0xffff) + (sum >> 16);
+        let folded = ((folded & 0xffff) + (folded >> 16)) as u16;
+        self.0 += u32::from(if odd { folded.swap_bytes() } else { folded });
+    }
+
     /// The checksum field's new value given its old one (big-endian numbers).
     #[inline(always)]
     pub fn apply(self, csum: u16) -> u16 {

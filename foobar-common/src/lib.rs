@@ -12,6 +12,7 @@
 //! - [`lb`]: the load balancer's maps, flow keys, the flow hash and expiry.
 //! - [`csum`]: incremental checksum updates for NAT.
 //! - [`counters`]: the catalogue of per-CPU counters the data plane keeps and their names.
+//! - [`dns`]: DNS answered from XDP: its maps and the reading of a query.
 //! - [`cookie`] (over [`siphash`]): SYN cookies; [`tcpopt`]: TCP options read and written.
 #![cfg_attr(not(test), no_std)]
 
@@ -20,6 +21,7 @@ pub mod bytes;
 pub mod cookie;
 pub mod counters;
 pub mod csum;
+pub mod dns;
 pub mod firewall;
 pub mod lb;
 pub mod parse;

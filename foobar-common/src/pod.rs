@@ -2,6 +2,7 @@
 //! Each type is `#[repr(C)]`, has no padding and accepts every bit pattern (bytemuck checks it).
 
 use crate::{
+    dns::{Answer, AnswerKey, ListenKey, RrlBucket, RrlKey, Settings as DnsSettings},
     firewall::{FirewallSettings, RuleSet, SourceKey},
     lb::{
         Backend, FloodWindow, Flow, FlowKey, LbSettings, NatKey, NatTarget, Proxied, ServiceInfo, ServiceKey,
@@ -32,5 +33,11 @@ aya_pod!(
     Proxied,
     FloodWindow,
     LbSettings,
-    TrafficStats
+    TrafficStats,
+    ListenKey,
+    AnswerKey,
+    Answer,
+    DnsSettings,
+    RrlKey,
+    RrlBucket
 );

@@ -21,6 +21,8 @@ pub enum Step {
     CookieAck = 1,
     Hold = 2,
     BackendAnswer = 3,
+    /// A DNS query, to `dns::STEP` (not one of the proxy's steps).
+    DnsAnswer = 4,
 }
 
 /// Not an XDP action: "make the tail call the handoff slot names".
@@ -59,6 +61,11 @@ pub fn follow(ctx: &XdpContext, verdict: u32) -> u32 {
         return verdict;
     }
     if let Some(h) = slot() {
+        if h.step == Step::DnsAnswer as u32 {
+            // SAFETY: as below. Without the step (no daemon), the query is the kernel's to refuse.
+            let _ = unsafe { crate::dns::STEP.tail_call(ctx, 0) };
+            return xdp_action::XDP_PASS;
+        }
         // SAFETY: a tail call replaces this program's run with the step's, on the same context.
         let _ = unsafe { STEPS.tail_call(ctx, h.step) };
     }

@@ -18,6 +18,8 @@
 //!   - `synproxy`: SYN cookies and the proxied handshake, over `segment` (a TCP segment built
 //!     from nothing), its steps run as programs of their own (`handoff`); `seqadj`: a proxied
 //!     flow's segments translated; `flood`: new-flow rates;
+//! - `dns`: queries to a DNS listen address answered from the daemon's rendered zone (a step
+//!   of its own too);
 //! - `fastpath`: plain IPv4 packets of established flows, before all of the above;
 //!   `flow_cache`: its per-CPU copies of recently forwarded flows.
 //!
@@ -31,6 +33,7 @@
 mod atomic;
 mod clock;
 mod conntrack;
+mod dns;
 mod fastpath;
 mod firewall;
 mod flood;
@@ -109,7 +112,7 @@ pub fn xdp_untrusted(ctx: XdpContext) -> u32 {
 #[inline(never)]
 fn trusted_full_path(ctx: &XdpContext) -> u32 {
     match parsed(ctx) {
-        Some(p) => lb::balance(&Frame(ctx), p).unwrap_or(xdp_action::XDP_PASS),
+        Some(p) => lb::balance(&Frame(ctx), p).unwrap_or_else(|| not_balanced(p)),
         None => xdp_action::XDP_DROP,
     }
 }
@@ -123,9 +126,25 @@ fn untrusted_full_path(ctx: &XdpContext) -> u32 {
             count(Counter::FwEstablished);
             verdict
         }
-        None if firewall::admits(ctx, p) => lb::balance(&Frame(ctx), p).unwrap_or(xdp_action::XDP_PASS),
+        None if firewall::admits(ctx, p) => lb::balance(&Frame(ctx), p).unwrap_or_else(|| not_balanced(p)),
         None => xdp_action::XDP_DROP,
     }
+}
+
+/// What no service takes: a DNS query, for the answer step; the rest, for the kernel. Out of
+/// line, so that its frame is not under the balancer's deep call chain.
+#[inline(never)]
+fn not_balanced(p: &Parsed) -> u32 {
+    match p.family() {
+        Some(family) if dns::is_query(p, family) => handoff::defer(handoff::Step::DnsAnswer, p, family, |_| ()),
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+/// DNS step: a query to a listen address, answered or passed.
+#[xdp]
+pub fn xdp_dns_answer(ctx: XdpContext) -> u32 {
+    dns::run(&ctx)
 }
 
 /// SYN proxy step: a SYN of no flow, answered with a cookie.

@@ -40,7 +40,7 @@ pub fn payload_offset(seg: &Segment) -> usize {
 
 /// Makes the frame `len` bytes long.
 #[inline(always)]
-fn resize(frame: &Frame, len: usize) -> bool {
+pub fn resize(frame: &Frame, len: usize) -> bool {
     let now = frame.frame_len() as i32;
     let delta = len as i32 - now;
     let ctx = frame.0.ctx.cast();

@@ -39,6 +39,7 @@ use aya::{
 use foobar_common::{
     PROXY_STEPS_MAP, STATS_MAP, XDP_PROXY_PROGRAMS, XDP_TRUSTED_PROGRAM, XDP_UNTRUSTED_PROGRAM,
     counters::{Counter, FAST_STATS_MAP, FastKind},
+    dns,
     lb::LbSettings,
 };
 use tracing::{debug, info, warn};
@@ -170,7 +171,7 @@ impl Dataplane {
                 debug!(program = trust.program(), walked, limit = VERIFIER_LIMIT, "verifier accepted the program");
             }
         }
-        load_proxy_steps(&mut ebpf)?;
+        load_steps(&mut ebpf)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -322,12 +323,15 @@ impl Dataplane {
     }
 
     /// Instructions the kernel's verifier walked to accept each program the data plane loads,
-    /// by name: the two [`Trust`] programs and the SYN proxy's steps, each verified on its own
+    /// by name: the two [`Trust`] programs, the SYN proxy's steps and the DNS step, each verified on its own
     /// (`None` before Linux 5.16, which does not say). Near [`VERIFIER_LIMIT`], any change to a
     /// program may get it refused: the verifier walks every path, so the cost grows with
     /// branches, not size.
     pub fn verifier_costs(&self) -> Result<Vec<(&'static str, Option<u32>)>, DataplaneError> {
-        let names = [XDP_TRUSTED_PROGRAM, XDP_UNTRUSTED_PROGRAM].into_iter().chain(XDP_PROXY_PROGRAMS);
+        let names = [XDP_TRUSTED_PROGRAM, XDP_UNTRUSTED_PROGRAM]
+            .into_iter()
+            .chain(XDP_PROXY_PROGRAMS)
+            .chain([dns::XDP_DNS_PROGRAM]);
         names
             .map(|name| {
                 let program: &Xdp = self.ebpf.program(name).ok_or(DataplaneError::MissingProgram(name))?.try_into()?;
@@ -444,19 +448,23 @@ fn size_tables(loader: &mut EbpfLoader<'_>, capacity: &Capacity) {
     }
 }
 
-/// Loads the SYN proxy's step programs and puts each in its slot of the table the two main
-/// programs tail-call them through.
-fn load_proxy_steps(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
-    let mut fds = Vec::with_capacity(XDP_PROXY_PROGRAMS.len());
-    for name in XDP_PROXY_PROGRAMS {
-        let program: &mut Xdp = ebpf.program_mut(name).ok_or(DataplaneError::MissingProgram(name))?.try_into()?;
-        load_program(program)?;
-        fds.push(program.fd()?.try_clone().map_err(aya::programs::ProgramError::from)?);
-    }
-    let map = ebpf.map_mut(PROXY_STEPS_MAP).ok_or(DataplaneError::MissingMap(PROXY_STEPS_MAP))?;
-    let mut steps = aya::maps::ProgramArray::try_from(map)?;
-    for (slot, fd) in fds.iter().enumerate() {
-        steps.set(slot as u32, fd, 0)?;
+/// Loads the programs reached by tail call, each into its slot of the table the two main
+/// programs call it through: the SYN proxy's steps and the DNS answer step.
+fn load_steps(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
+    let tables: [(&'static str, &[&'static str]); 2] =
+        [(PROXY_STEPS_MAP, &XDP_PROXY_PROGRAMS), (dns::STEP_MAP, &[dns::XDP_DNS_PROGRAM])];
+    for (table, names) in tables {
+        let mut fds = Vec::with_capacity(names.len());
+        for &name in names {
+            let program: &mut Xdp = ebpf.program_mut(name).ok_or(DataplaneError::MissingProgram(name))?.try_into()?;
+            load_program(program)?;
+            fds.push(program.fd()?.try_clone().map_err(aya::programs::ProgramError::from)?);
+        }
+        let map = ebpf.map_mut(table).ok_or(DataplaneError::MissingMap(table))?;
+        let mut steps = aya::maps::ProgramArray::try_from(map)?;
+        for (slot, fd) in fds.iter().enumerate() {
+            steps.set(slot as u32, fd, 0)?;
+        }
     }
     Ok(())
 }

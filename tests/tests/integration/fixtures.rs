@@ -305,7 +305,7 @@ fn check(
 fn verifier_headroom() {
     let dp = Dataplane::load().expect("load data plane");
     let costs = dp.verifier_costs().expect("program info");
-    assert_eq!(costs.len(), 2 + foobar_common::XDP_PROXY_PROGRAMS.len(), "every program is loaded and checked");
+    assert_eq!(costs.len(), 3 + foobar_common::XDP_PROXY_PROGRAMS.len(), "every program is loaded and checked");
     for (program, walked) in costs {
         let Some(walked) = walked else {
             panic!("this kernel does not report verified_insns (Linux 5.16+): cannot check");

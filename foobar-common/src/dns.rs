@@ -1,0 +1,389 @@
+//! DNS answered from XDP: the maps the daemon fills with answers its own server rendered, and
+//! the reading of a query, which decides whether XDP answers it or passes it on unchanged.
+//!
+//! Only plain queries are answered in the kernel: one question of class IN, standard opcode,
+//! no flags but RD, at most a plain EDNS OPT (version 0, no DO bit, no options: no cookies),
+//! nothing after it. Anything else is the userspace server's, which answers it as before.
+
+/// The listen addresses (`dns.listen`) XDP answers at: [`ListenKey`] → 1.
+pub const LISTEN_MAP: &str = "DNS_LISTEN";
+/// The rendered answers: [`AnswerKey`] → [`Answer`].
+pub const ANSWERS_MAP: &str = "DNS_ANSWERS";
+/// One [`Settings`]: which generation of answers is current, and RRL's limits.
+pub const SETTINGS_MAP: &str = "DNS_SETTINGS";
+/// Response rate limiting's buckets: [`RrlKey`] → [`RrlBucket`].
+pub const RRL_MAP: &str = "DNS_RRL";
+/// The program array holding the answer step, [`XDP_DNS_PROGRAM`], in slot 0. Not pinned: a
+/// data plane kept without its daemon stops answering, instead of answering a frozen zone.
+pub const STEP_MAP: &str = "DNS_STEP";
+/// The XDP program that answers a query, reached by tail call.
+pub const XDP_DNS_PROGRAM: &str = "xdp_dns_answer";
+
+/// Longest name in wire format (RFC 1035: 255 bytes with its length bytes and the root).
+pub const NAME_MAX: usize = 255;
+/// Most bytes of a message XDP reads: a query is its header, one question and an OPT.
+pub const QUERY_MAX: usize = 512;
+/// Most bytes of an answer's sections XDP writes (what a plain UDP answer may hold).
+pub const BODY_MAX: usize = 512;
+/// Answers tracked at once (names × types, two generations).
+pub const MAX_ANSWERS: u32 = 4096;
+/// RRL buckets tracked at once (an LRU map: the oldest go first).
+pub const RRL_BUCKETS: u32 = 65_536;
+/// The RRL bucket every NXDOMAIN shares, as random names must.
+pub const KIND_NXDOMAIN: u32 = u32::MAX;
+
+/// Header flag bits (the header's second 16-bit word).
+pub const FLAG_QR: u16 = 0x8000;
+pub const FLAG_TC: u16 = 0x0200;
+pub const FLAG_RD: u16 = 0x0100;
+/// A query's flags, other than RD, that XDP answers with (none: AD, CD and the rest go to userspace).
+const QUERY_FLAGS_ANSWERED: u16 = FLAG_RD;
+
+const TYPE_OPT: u16 = 41;
+const CLASS_IN: u16 = 1;
+/// Bytes of an OPT record with no options.
+pub const OPT_LEN: usize = 11;
+
+/// A DNS listen address: its address words as packets carry them, port in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct ListenKey {
+    pub addr: [u32; 4],
+    pub port: u16,
+    pub family: u8,
+    pub _pad: u8,
+}
+
+/// A question, as answers are keyed: the name in wire format, lowercased, zero after its end.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct AnswerKey {
+    /// Answers are written under a new generation, made current, then the old ones removed:
+    /// a query meets the old zone or the new one, never a mix.
+    pub generation: u32,
+    pub qtype: u16,
+    pub name_len: u16,
+    pub name: [u8; 256],
+}
+
+impl Default for AnswerKey {
+    fn default() -> Self {
+        AnswerKey { generation: 0, qtype: 0, name_len: 0, name: [0; 256] }
+    }
+}
+
+/// The answer to one question: the header words after the ID (RD is copied from the query
+/// on top of `flags`) and the sections after the question, as the userspace server renders them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Answer {
+    /// The RRL bucket of this answer: one per (name, type), or [`KIND_NXDOMAIN`].
+    pub kind: u32,
+    pub flags: u16,
+    pub answers: u16,
+    pub authorities: u16,
+    pub additionals: u16,
+    pub len: u16,
+    pub _pad: u16,
+    /// The one's-complement sum of `body[..len]` as 16-bit big-endian words from its start.
+    pub sum: u32,
+    pub body: [u8; BODY_MAX],
+}
+
+impl Default for Answer {
+    fn default() -> Self {
+        Answer {
+            kind: 0,
+            flags: 0,
+            answers: 0,
+            authorities: 0,
+            additionals: 0,
+            len: 0,
+            _pad: 0,
+            sum: 0,
+            body: [0; 512],
+        }
+    }
+}
+
+/// What XDP's answering follows, in slot 0 of [`SETTINGS_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Settings {
+    /// The generation of [`AnswerKey`]s to answer from; 0: answer nothing (all to userspace).
+    pub generation: u32,
+    /// RRL: every `slip`-th limited answer goes out empty with TC (0: all limited ones dropped).
+    pub slip: u32,
+    /// RRL's GCRA per (client prefix, kind), as the userspace limiter's; interval 0: no limit.
+    pub interval_ns: u64,
+    pub tolerance_ns: u64,
+}
+
+/// An RRL bucket's key: the client's /24 (IPv4) or /56 (IPv6) and the answer's kind.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct RrlKey {
+    pub prefix: [u32; 4],
+    pub kind: u32,
+}
+
+/// An RRL bucket: its GCRA theoretical arrival time and the answers over the limit so far.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct RrlBucket {
+    pub tat_ns: u64,
+    pub over: u32,
+    pub _pad: u32,
+}
+
+/// A query XDP may answer, as [`read_query`] found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Query {
+    pub flags: u16,
+    /// Bytes of the question (name, type and class), which start at byte 12.
+    pub question_len: usize,
+    /// Whether the client sent an OPT, and the UDP payload size it offered (0 without).
+    /// Not an `Option`: LLVM leaves a `None`'s payload unwritten, a register the verifier
+    /// then refuses to see stored.
+    pub edns: bool,
+    pub edns_size: u16,
+}
+
+/// `b` lowercased if it is an ASCII capital (a name's length bytes, below 64, never are).
+/// Without a branch: the kernel's verifier would walk both ways for every byte of a name.
+#[inline(always)]
+pub fn lower(b: u8) -> u8 {
+    let capital = (u32::from(b.wrapping_sub(b'A')).wrapping_sub(26) >> 31) as u8;
+    b | (capital << 5)
+}
+
+/// All ones if `i < n`, else zero, without a branch (as [`lower`]).
+#[inline(always)]
+fn below(i: usize, n: usize) -> u8 {
+    0u8.wrapping_sub(((i as u32).wrapping_sub(n as u32) >> 31) as u8)
+}
+
+#[inline(always)]
+fn at(msg: &[u8; QUERY_MAX], i: usize) -> u8 {
+    msg[i & (QUERY_MAX - 1)]
+}
+
+#[inline(always)]
+fn word(msg: &[u8; QUERY_MAX], i: usize) -> u16 {
+    u16::from_be_bytes([at(msg, i), at(msg, i + 1)])
+}
+
+/// Reads the DNS message `msg[..len]`: a query XDP answers, with its question's name
+/// lowercased into `key` (zero past its end); `None` for anything userspace must answer.
+/// Out of line: inlined, LLVM's reuse of its pointer arithmetic confuses the verifier.
+#[inline(never)]
+pub fn read_query(msg: &[u8; QUERY_MAX], len: usize, key: &mut AnswerKey) -> Option<Query> {
+    if !(17..=QUERY_MAX).contains(&len) {
+        return None;
+    }
+    let flags = word(msg, 2);
+    let counts = (word(msg, 4), word(msg, 6), word(msg, 8), word(msg, 10));
+    if flags & !QUERY_FLAGS_ANSWERED != 0 || counts.0 != 1 || counts.1 != 0 || counts.2 != 0 || counts.3 > 1 {
+        return None;
+    }
+    // The name's labels, to its root: at most 128 steps of at least two bytes each.
+    let mut end = 12;
+    for _ in 0..128 {
+        let l = at(msg, end) as usize;
+        if l == 0 {
+            break;
+        }
+        if l > 63 {
+            return None;
+        }
+        end += l + 1;
+        if end >= 12 + NAME_MAX {
+            return None;
+        }
+    }
+    if at(msg, end) != 0 {
+        return None;
+    }
+    let name_len = end + 1 - 12;
+    for i in 0..256 {
+        key.name[i] = lower(at(msg, 12 + i)) & below(i, name_len);
+    }
+    key.name_len = name_len as u16;
+    key.qtype = word(msg, end + 1);
+    if word(msg, end + 3) != CLASS_IN {
+        return None;
+    }
+    let question_len = name_len + 4;
+    let after = 12 + question_len;
+    let (edns, edns_size) = if counts.3 == 1 {
+        // A plain OPT: the root name, type 41, no extended rcode, version 0, no DO bit,
+        // no options; and nothing after it.
+        let plain = at(msg, after) == 0
+            && word(msg, after + 1) == TYPE_OPT
+            && word(msg, after + 5) == 0
+            && word(msg, after + 7) == 0
+            && word(msg, after + 9) == 0;
+        if !plain || len != after + OPT_LEN {
+            return None;
+        }
+        (true, word(msg, after + 3))
+    } else {
+        if len != after {
+            return None;
+        }
+        (false, 0)
+    };
+    Some(Query { flags, question_len, edns, edns_size })
+}
+
+/// The OPT record an answer to an EDNS query ends with, as the userspace server writes it:
+/// the client's payload size, at least 512.
+#[inline(always)]
+pub fn opt_record(offered: u16) -> [u8; OPT_LEN] {
+    let size = if offered < 512 { 512 } else { offered };
+    let s = size.to_be_bytes();
+    [0, 0, TYPE_OPT as u8, s[0], s[1], 0, 0, 0, 0, 0, 0]
+}
+
+/// The one's-complement sum of [`opt_record`]`(offered)` as [`sum`] gives it.
+#[inline(always)]
+pub fn opt_sum(offered: u16) -> u32 {
+    let s = opt_record(offered);
+    let total = (u32::from(TYPE_OPT) << 8) + u32::from(s[3]) + (u32::from(s[4]) << 8);
+    (total & 0xffff) + (total >> 16)
+}
+
+/// The one's-complement sum of `bytes` as 16-bit big-endian words (the last one padded).
+pub fn sum(bytes: &[u8]) -> u32 {
+    let mut s: u32 = 0;
+    for c in bytes.chunks(2) {
+        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(bytes: &[u8]) -> ([u8; QUERY_MAX], usize) {
+        let mut m = [0u8; QUERY_MAX];
+        m[..bytes.len()].copy_from_slice(bytes);
+        (m, bytes.len())
+    }
+
+    fn query(flags: u16, name: &[u8], qtype: u16, opt: Option<[u8; OPT_LEN]>) -> Vec<u8> {
+        let mut q = vec![0x12, 0x34];
+        q.extend(flags.to_be_bytes());
+        q.extend([0, 1, 0, 0, 0, 0, 0, u8::from(opt.is_some())]);
+        q.extend(name);
+        q.extend(qtype.to_be_bytes());
+        q.extend([0, 1]);
+        if let Some(o) = opt {
+            q.extend(o);
+        }
+        q
+    }
+
+    const WWW: &[u8] = b"\x03WwW\x06FooBar\x03com\x00";
+
+    #[test]
+    fn a_plain_query_is_read_and_its_name_lowercased() {
+        let (m, len) = message(&query(FLAG_RD, WWW, 1, None));
+        let mut key = AnswerKey { name: [0xaa; 256], ..AnswerKey::default() };
+        let q = read_query(&m, len, &mut key).expect("answered");
+        assert_eq!(q, Query { flags: FLAG_RD, question_len: WWW.len() + 4, edns: false, edns_size: 0 });
+        assert_eq!(&key.name[..WWW.len()], b"\x03www\x06foobar\x03com\x00");
+        assert!(key.name[WWW.len()..].iter().all(|&b| b == 0), "stale bytes after the name");
+        assert_eq!((key.qtype, key.name_len as usize), (1, WWW.len()));
+    }
+
+    #[test]
+    fn a_plain_opt_gives_its_size() {
+        let (m, len) = message(&query(0, WWW, 28, Some(opt_record(1232))));
+        let q = read_query(&m, len, &mut AnswerKey::default()).expect("answered");
+        assert_eq!((q.edns, q.edns_size), (true, 1232));
+        assert_eq!(opt_record(100), opt_record(512), "a size below 512 is answered as 512");
+    }
+
+    #[test]
+    fn anything_unusual_is_left_to_userspace() {
+        let mut do_bit = opt_record(1232);
+        do_bit[7] = 0x80;
+        let mut version = opt_record(1232);
+        version[6] = 1;
+        let mut options = query(0, WWW, 1, Some(opt_record(1232)));
+        options[WWW.len() + 16 + 10] = 4;
+        options.extend([0, 10, 0, 0]);
+        let pointer = query(0, b"\x03www\xc0\x0c", 1, None);
+        let long_label = query(0, &[&[64u8][..], &[b'a'; 64], &[0]].concat(), 1, None);
+        let mut trailing = query(0, WWW, 1, None);
+        trailing.push(0);
+        let mut chaos = query(0, WWW, 1, None);
+        let class = chaos.len() - 1;
+        chaos[class] = 3;
+        for (what, bytes) in [
+            ("a response", query(FLAG_QR, WWW, 1, None)),
+            ("opcode NOTIFY", query(4 << 11, WWW, 1, None)),
+            ("AD", query(0x0020, WWW, 1, None)),
+            ("CD", query(0x0010, WWW, 1, None)),
+            ("DO", query(0, WWW, 1, Some(do_bit))),
+            ("EDNS version 1", query(0, WWW, 1, Some(version))),
+            ("an EDNS option", options),
+            ("a compressed name", pointer),
+            ("a 64-byte label", long_label),
+            ("a trailing byte", trailing),
+            ("class CH", chaos),
+            ("a header alone", query(0, b"", 1, None)[..12].to_vec()),
+        ] {
+            let (m, len) = message(&bytes);
+            assert_eq!(read_query(&m, len, &mut AnswerKey::default()), None, "{what}");
+        }
+        let mut two = query(0, WWW, 1, None);
+        two[5] = 2;
+        let (m, len) = message(&two);
+        assert_eq!(read_query(&m, len, &mut AnswerKey::default()), None, "two questions");
+    }
+
+    #[test]
+    fn lower_changes_capitals_alone() {
+        for b in 0..=255u8 {
+            assert_eq!(lower(b), b.to_ascii_lowercase(), "{b}");
+        }
+    }
+
+    #[test]
+    fn the_opt_sum_is_its_bytes_sum() {
+        for size in [0, 512, 1232, 4096, 65535] {
+            assert_eq!(opt_sum(size), sum(&opt_record(size)), "{size}");
+        }
+    }
+
+    #[test]
+    fn the_longest_name_is_read_and_one_longer_is_not() {
+        let name = |total: usize| {
+            // Labels of 63 then the rest, to make a wire name of `total` bytes.
+            let mut n = Vec::new();
+            let mut left = total - 1;
+            while left > 0 {
+                let l = (left - 1).min(63);
+                n.push(l as u8);
+                n.extend(std::iter::repeat_n(b'x', l));
+                left -= l + 1;
+            }
+            n.push(0);
+            n
+        };
+        let (m, len) = message(&query(0, &name(255), 1, None));
+        assert_eq!(read_query(&m, len, &mut AnswerKey::default()).map(|q| q.question_len), Some(259));
+        let (m, len) = message(&query(0, &name(256), 1, None));
+        assert_eq!(read_query(&m, len, &mut AnswerKey::default()), None);
+    }
+}

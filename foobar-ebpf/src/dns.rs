@@ -1,0 +1,244 @@
+//! DNS queries to a `dns.listen` address answered in XDP, from the answers the daemon's own
+//! server rendered (`foobar_common::dns`); what XDP does not answer passes to that server
+//! unchanged. Limited per client prefix and answer kind as the server's RRL limits it.
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::generated::{bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
+    programs::XdpContext,
+};
+use foobar_common::{
+    addr::FAMILY_V4,
+    bytes::PacketBytes,
+    counters::Counter,
+    csum::CsumDelta,
+    dns::{
+        Answer, AnswerKey, FLAG_QR, FLAG_RD, FLAG_TC, ListenKey, MAX_ANSWERS, NAME_MAX, OPT_LEN, QUERY_MAX,
+        RRL_BUCKETS, RrlBucket, RrlKey, Settings, opt_record, opt_sum, read_query,
+    },
+    firewall::gcra,
+    parse::{ETH_HLEN, Fragment, IPPROTO_UDP, Parsed},
+};
+
+use crate::{
+    packet::{Frame, copy_length},
+    segment::{self, Ip},
+    stats::count,
+};
+
+#[map(name = "DNS_LISTEN")]
+static LISTEN: HashMap<ListenKey, u8> = HashMap::with_max_entries(64, 0);
+#[map(name = "DNS_ANSWERS")]
+static ANSWERS: HashMap<AnswerKey, Answer> = HashMap::with_max_entries(MAX_ANSWERS, 0);
+#[map(name = "DNS_SETTINGS")]
+static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+#[map(name = "DNS_RRL")]
+static RRL: LruHashMap<RrlKey, RrlBucket> = LruHashMap::with_max_entries(RRL_BUCKETS, 0);
+/// The answer step, in slot 0 (see `foobar_common::dns::STEP_MAP` for why it is not pinned).
+#[map(name = "DNS_STEP")]
+pub static STEP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// The query being answered: its bytes (with room for `bpf_csum_diff`'s whole words) and key.
+pub struct Work {
+    msg: [u8; QUERY_MAX + 4],
+    key: AnswerKey,
+}
+
+#[map(name = "DNS_WORK")]
+static WORK: PerCpuArray<Work> = PerCpuArray::with_max_entries(1, 0);
+
+/// Whether `p` is a UDP datagram to a DNS listen address, for the answer step.
+#[inline(always)]
+pub fn is_query(p: &Parsed, family: u8) -> bool {
+    if p.protocol != IPPROTO_UDP || !matches!(p.fragment, Fragment::None) {
+        return false;
+    }
+    let key = ListenKey { addr: p.dst, port: p.dst_port, family, _pad: 0 };
+    // SAFETY: a map lookup; the value is not kept.
+    unsafe { LISTEN.get(&key) }.is_some()
+}
+
+/// What RRL says of one answer.
+#[derive(PartialEq, Eq)]
+enum Verdict {
+    Answer,
+    Slip,
+    Drop,
+}
+
+/// RRL's verdict on an answer of `kind` to `p`'s source, as the userspace limiter decides it.
+#[inline(always)]
+fn limit(s: &Settings, p: &Parsed, family: u8, kind: u32) -> Verdict {
+    if s.interval_ns == 0 {
+        return Verdict::Answer;
+    }
+    let prefix = if family == FAMILY_V4 {
+        [p.src[0] & u32::from_ne_bytes([0xff, 0xff, 0xff, 0]), 0, 0, 0]
+    } else {
+        [p.src[0], p.src[1] & u32::from_ne_bytes([0xff, 0xff, 0xff, 0]), 0, 0]
+    };
+    let key = RrlKey { prefix, kind };
+    // SAFETY: reads the clock.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(bucket) = RRL.get_ptr_mut(&key) else {
+        let fresh = RrlBucket { tat_ns: now + s.interval_ns, over: 0, _pad: 0 };
+        let _ = RRL.insert(&key, &fresh, 0);
+        return Verdict::Answer;
+    };
+    // SAFETY: a map value, valid for the program run; racing CPUs may lose an update, as a
+    // limiter may (the SYN limiter's compare-and-swap is not worth an answer's cost).
+    let bucket = unsafe { &mut *bucket };
+    match gcra(bucket.tat_ns, now, s.interval_ns, s.tolerance_ns) {
+        Some(next) => {
+            bucket.tat_ns = next;
+            Verdict::Answer
+        }
+        None => {
+            bucket.over = bucket.over.wrapping_add(1);
+            if s.slip > 0 && bucket.over % s.slip == 0 { Verdict::Slip } else { Verdict::Drop }
+        }
+    }
+}
+
+/// Answers the query in the frame from the rendered answers, or passes it (counted) to the
+/// userspace server: anything unusual, a question with no rendered answer, an answer bigger
+/// than the client takes.
+#[inline(never)]
+pub fn answer(frame: &Frame, p: &Parsed, family: u8) -> u32 {
+    match answer_or_pass(frame, p, family) {
+        Some(verdict) => verdict,
+        None => {
+            count(Counter::DnsXdpPassed);
+            xdp_action::XDP_PASS
+        }
+    }
+}
+
+#[inline(always)]
+fn answer_or_pass(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
+    let v4 = family == FAMILY_V4;
+    let ip_len = if v4 { 20 } else { 40 };
+    // Plain headers only (no VLAN tag, IPv4 option or IPv6 extension): the answer is written
+    // afresh with them.
+    if p.vlans != 0 || p.l3_offset != ETH_HLEN || p.l4_offset != ETH_HLEN + ip_len {
+        return None;
+    }
+    let settings = SETTINGS.get(0)?;
+    if settings.generation == 0 {
+        return None;
+    }
+    let udp_len = u16::from_be_bytes(frame.load::<[u8; 2]>(p.l4_offset + 4)?) as usize;
+    let msg_len = udp_len.checked_sub(8)?;
+    let len = copy_length(msg_len, QUERY_MAX)?;
+    let w = WORK.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot for the program run.
+    let w = unsafe { &mut *w };
+    // SAFETY: copies `len` (at most QUERY_MAX) bytes of the frame into the slot's buffer.
+    if unsafe { bpf_xdp_load_bytes(frame.0.ctx.cast(), (p.l4_offset + 8) as u32, w.msg.as_mut_ptr().cast(), len) } != 0
+    {
+        return None;
+    }
+    let msg: &[u8; QUERY_MAX] = w.msg.first_chunk()?;
+    let q = read_query(msg, len as usize, &mut w.key)?;
+    w.key.generation = settings.generation;
+    // SAFETY: a map lookup returns a pointer valid for this program run.
+    let a = unsafe { ANSWERS.get(&w.key) }?;
+    let verdict = limit(settings, p, family, a.kind);
+    if verdict != Verdict::Answer {
+        count(Counter::DnsXdpRateLimited);
+    }
+    if verdict == Verdict::Drop {
+        return Some(xdp_action::XDP_DROP);
+    }
+    let slip = verdict == Verdict::Slip;
+    let body_len = if slip { 0 } else { a.len as usize };
+    let opt = q.edns && !slip;
+    let dns_len = 12 + q.question_len + body_len + if opt { OPT_LEN } else { 0 };
+    let room = if opt && q.edns_size > 512 { q.edns_size as usize } else { 512 };
+    if dns_len > room {
+        return None;
+    }
+    let id = [msg[0], msg[1]];
+    let flags = a.flags | FLAG_QR | (q.flags & FLAG_RD) | if slip { FLAG_TC } else { 0 };
+    let counts = if slip { [0; 3] } else { [a.answers, a.authorities, a.additionals + u16::from(opt)] };
+    let smac = frame.load::<[u8; 6]>(0)?;
+    let dmac = frame.load::<[u8; 6]>(6)?;
+    let udp = p.l4_offset;
+    if !segment::resize(frame, udp + 8 + dns_len) {
+        return None;
+    }
+    let ip = Ip { v4, protocol: IPPROTO_UDP, dont_fragment: false, src: &p.dst, dst: &p.src };
+    if !segment::headers(frame, &smac, &dmac, &ip, 8 + dns_len) {
+        return Some(xdp_action::XDP_DROP);
+    }
+    let Some(header) = frame.window_mut::<20>(udp) else { return Some(xdp_action::XDP_DROP) };
+    header[0..2].copy_from_slice(&p.dst_port.to_be_bytes());
+    header[2..4].copy_from_slice(&p.src_port.to_be_bytes());
+    header[4..6].copy_from_slice(&((8 + dns_len) as u16).to_be_bytes());
+    header[6..8].copy_from_slice(&[0, 0]);
+    header[8..10].copy_from_slice(&id);
+    header[10..12].copy_from_slice(&flags.to_be_bytes());
+    header[12..14].copy_from_slice(&1u16.to_be_bytes());
+    for (i, c) in counts.iter().enumerate() {
+        header[14 + 2 * i..16 + 2 * i].copy_from_slice(&c.to_be_bytes());
+    }
+    let mut sum = CsumDelta::new();
+    let words = if v4 { 1 } else { 4 };
+    sum.addr(&[0; 4], &p.src, words);
+    sum.addr(&[0; 4], &p.dst, words);
+    sum.word(0, u16::from(IPPROTO_UDP));
+    sum.word(0, (8 + dns_len) as u16);
+    sum.bytes(header);
+    // The question, copied back as the client wrote it (its name's case kept).
+    let question = copy_length(q.question_len, NAME_MAX + 4)?;
+    let question_at = (udp + 20) as u32;
+    for i in 0..3 {
+        w.msg[(12 + question as usize + i) & (QUERY_MAX - 1)] = 0;
+    }
+    // SAFETY: the slot's buffer holds the question from byte 12, zero-padded to whole words.
+    let question_sum = unsafe {
+        let from = w.msg.as_mut_ptr().add(12);
+        if bpf_xdp_store_bytes(frame.0.ctx.cast(), question_at, from.cast(), question) != 0 {
+            return Some(xdp_action::XDP_DROP);
+        }
+        bpf_csum_diff(core::ptr::null_mut(), 0, from.cast(), (question + 3) & !3, 0)
+    };
+    if question_sum < 0 {
+        return Some(xdp_action::XDP_DROP);
+    }
+    sum.partial(question_sum as u32);
+    let body_at = question_at + question;
+    if body_len > 0 {
+        let n = copy_length(body_len, a.body.len())?;
+        // SAFETY: writes `n` bytes of the answer (a map value with room for them) into the frame,
+        // which was sized for them.
+        if unsafe { bpf_xdp_store_bytes(frame.0.ctx.cast(), body_at, a.body.as_ptr() as *mut _, n) } != 0 {
+            return Some(xdp_action::XDP_DROP);
+        }
+        sum.shifted(a.sum, question & 1 == 1);
+    }
+    if opt {
+        let opt_at = body_at as usize + body_len;
+        if !frame.store(opt_at, opt_record(q.edns_size)) {
+            return Some(xdp_action::XDP_DROP);
+        }
+        sum.shifted(opt_sum(q.edns_size), opt_at & 1 == 1);
+    }
+    let check = match sum.apply(0xffff) {
+        0 => 0xffff,
+        c => c,
+    };
+    if !frame.store(udp + 6, check.to_be_bytes()) {
+        return Some(xdp_action::XDP_DROP);
+    }
+    count(if slip { Counter::DnsXdpSlipped } else { Counter::DnsXdpAnswered });
+    Some(xdp_action::XDP_TX)
+}
+
+/// The answer step's program body, from the handoff slot.
+#[inline(always)]
+pub fn run(ctx: &XdpContext) -> u32 {
+    crate::handoff::run(ctx, |frame, h| answer(frame, &h.parsed, h.family))
+}
