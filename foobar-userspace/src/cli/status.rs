@@ -154,13 +154,14 @@ pub fn render(r: &StatusReport) -> String {
     if let Some(d) = &r.dns {
         let _ = writeln!(
             out,
-            "dns {}  serial {}  on {}  answering for: {}  queries {} (rate-limited {}, slipped {})  \
+            "dns {}  serial {}  on {}  answering for: {}  queries {} (in XDP {}, rate-limited {}, slipped {})  \
              tcp {}/{} open, {} refused\n",
             d.zone,
             d.serial,
             d.listen.join(", "),
             if d.answering.is_empty() { "(no service is up)".to_owned() } else { d.answering.join(", ") },
             d.queries,
+            d.answered_in_xdp,
             d.rate_limited,
             d.slipped,
             d.tcp_open,

@@ -224,11 +224,15 @@ pub struct DnsStatus {
     pub listen: Vec<String>,
     /// Services whose records are answered right now.
     pub answering: Vec<String>,
+    /// Queries received, by XDP and the userspace server together.
     pub queries: u64,
     pub rate_limited: u64,
     /// Of `rate_limited`, those answered empty with TC so resolvers retry over TCP.
     #[serde(default)]
     pub slipped: u64,
+    /// Of `queries`, those answered in XDP from the rendered zone.
+    #[serde(default)]
+    pub answered_in_xdp: u64,
     /// DNS-over-TCP connections open now, the most allowed, and those closed on accept.
     #[serde(default)]
     pub tcp_open: u64,
@@ -236,7 +240,7 @@ pub struct DnsStatus {
     pub tcp_limit: u64,
     #[serde(default)]
     pub tcp_refused: u64,
-    /// Responses by response code.
+    /// Responses of the userspace server by response code.
     pub responses: Vec<(String, u64)>,
 }
 

@@ -29,11 +29,12 @@ use std::{
     collections::{BTreeSet, HashMap},
     future::Future,
     path::PathBuf,
+    sync::Arc,
     time::Instant,
 };
 
 use tokio::{io::unix::AsyncFd, sync::mpsc};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use self::error::{ControlError, DaemonError, ReloadError};
 use self::{
@@ -69,6 +70,8 @@ pub struct Daemon {
     added: crate::addresses::Added,
     /// The DNS server, while serving with a `[dns]` section.
     dns: Option<crate::dns::Dns>,
+    /// Its answers as XDP gives them.
+    dns_answers: crate::dataplane::dns::DnsAnswers,
     /// Running health checkers, and where they report (set while serving).
     checkers: Vec<tokio::task::JoinHandle<()>>,
     probes: Option<mpsc::Sender<Probe>>,
@@ -162,6 +165,7 @@ impl Daemon {
             source: None,
             detach_on_exit: false,
             dns: None,
+            dns_answers: Default::default(),
             checkers: Vec::new(),
             probes: None,
             databases: databases::Databases::waiting(monitor, state.replication.clone()),
@@ -299,6 +303,17 @@ impl Daemon {
         self.refresh_announcements();
     }
 
+    /// Hands XDP the DNS answers just rendered, to answer at the listen addresses.
+    fn publish_answers(&mut self, rx: &mut tokio::sync::watch::Receiver<Arc<Vec<crate::dns::render::Rendered>>>) {
+        let rendered = rx.borrow_and_update().clone();
+        let Some(dns) = &self.plan.config.dns else { return };
+        let limits = crate::dataplane::dns::Limits { per_second: dns.responses_per_second, slip: dns.slip };
+        match self.dns_answers.publish(&mut self.dataplane, &dns.listen, &rendered, limits) {
+            Ok(()) => debug!(answers = rendered.len(), "DNS answers handed to XDP"),
+            Err(e) => warn!(error = %e, "cannot hand DNS answers to XDP: userspace answers them all"),
+        }
+    }
+
     /// (Re)starts one health checker per checked backend; the records keep each backend's state.
     fn restart_checks(&mut self) {
         for c in self.checkers.drain(..) {
@@ -338,6 +353,10 @@ impl Daemon {
         if let (Some(zone), Some(dns)) = (&self.plan.zone, &self.plan.config.dns) {
             let live = self.live();
             self.dns = Some(crate::dns::Dns::start(zone, &dns.into(), live).await?);
+        }
+        let mut answers = self.dns.as_ref().map(crate::dns::Dns::answers);
+        if let Some(rx) = answers.as_mut() {
+            self.publish_answers(rx);
         }
         info!(socket = %path.display(), metrics = %addr, checks = self.checkers.len(), "serving");
         crate::notify::notify("READY=1\nSTATUS=serving: XDP attached, DNS answering");
@@ -385,6 +404,15 @@ impl Daemon {
                     });
                 }
                 _ = tick.tick() => self.sample(Instant::now()),
+                changed = async {
+                    match answers.as_mut() {
+                        Some(rx) => rx.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => match (changed, answers.as_mut()) {
+                    (Ok(()), Some(rx)) => self.publish_answers(rx),
+                    _ => answers = None,
+                },
                 Ok(mut ready) = async {
                     match kernel_log.as_mut() {
                         Some(fd) => fd.readable_mut().await,

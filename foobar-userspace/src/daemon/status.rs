@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use foobar_common::lb::TrafficStats;
+use foobar_common::{counters::Counter, lb::TrafficStats};
 
 use super::Daemon;
 use crate::{
@@ -191,15 +191,22 @@ impl Daemon {
         for (i, r) in rules.iter().enumerate() {
             report.firewall_rules.push(RuleStatus { rule: r.to_string(), hits: hits.get(i).copied().unwrap_or(0) });
         }
+        let counters = self.dataplane.counters().ok();
+        let xdp = |c: Counter| counters.as_ref().map_or(0, |s| s.get(c));
         if let Some(dns) = &self.dns {
+            let user = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            // XDP's own: what it answered, limited and slipped (a query it passed on is
+            // counted by the server).
+            let in_xdp = xdp(Counter::DnsXdpAnswered) + xdp(Counter::DnsXdpRateLimited);
             report.dns = Some(DnsStatus {
                 zone: dns.zone.clone(),
                 serial: dns.serial(),
                 listen: dns.listen.iter().map(ToString::to_string).collect(),
                 answering: self.live().services.into_iter().collect(),
-                queries: dns.stats.queries.load(std::sync::atomic::Ordering::Relaxed),
-                rate_limited: dns.stats.rate_limited.load(std::sync::atomic::Ordering::Relaxed),
-                slipped: dns.stats.slipped.load(std::sync::atomic::Ordering::Relaxed),
+                queries: user(&dns.stats.queries) + in_xdp,
+                rate_limited: user(&dns.stats.rate_limited) + xdp(Counter::DnsXdpRateLimited),
+                slipped: user(&dns.stats.slipped) + xdp(Counter::DnsXdpSlipped),
+                answered_in_xdp: xdp(Counter::DnsXdpAnswered),
                 tcp_open: dns.tcp.in_use() as u64,
                 tcp_limit: dns.tcp.limit() as u64,
                 tcp_refused: dns.tcp.refused(),
@@ -212,7 +219,7 @@ impl Daemon {
             drained: self.node_drained,
             config_sha256: self.plan.digest.clone(),
         };
-        if let Ok(c) = self.dataplane.counters() {
+        if let Some(c) = counters {
             report.counters = c.nonzero().map(|(c, v)| (c.name().to_owned(), v)).collect();
         }
         report

@@ -15,6 +15,7 @@ mod batch;
 pub mod capacity;
 pub mod census;
 mod deny_filter;
+pub mod dns;
 mod error;
 pub mod firewall;
 pub mod flows;
@@ -39,7 +40,7 @@ use aya::{
 use foobar_common::{
     PROXY_STEPS_MAP, STATS_MAP, XDP_PROXY_PROGRAMS, XDP_TRUSTED_PROGRAM, XDP_UNTRUSTED_PROGRAM,
     counters::{Counter, FAST_STATS_MAP, FastKind},
-    dns,
+    dns::{STEP_MAP as DNS_STEP_MAP, XDP_DNS_PROGRAM},
     lb::LbSettings,
 };
 use tracing::{debug, info, warn};
@@ -328,10 +329,8 @@ impl Dataplane {
     /// program may get it refused: the verifier walks every path, so the cost grows with
     /// branches, not size.
     pub fn verifier_costs(&self) -> Result<Vec<(&'static str, Option<u32>)>, DataplaneError> {
-        let names = [XDP_TRUSTED_PROGRAM, XDP_UNTRUSTED_PROGRAM]
-            .into_iter()
-            .chain(XDP_PROXY_PROGRAMS)
-            .chain([dns::XDP_DNS_PROGRAM]);
+        let names =
+            [XDP_TRUSTED_PROGRAM, XDP_UNTRUSTED_PROGRAM].into_iter().chain(XDP_PROXY_PROGRAMS).chain([XDP_DNS_PROGRAM]);
         names
             .map(|name| {
                 let program: &Xdp = self.ebpf.program(name).ok_or(DataplaneError::MissingProgram(name))?.try_into()?;
@@ -452,7 +451,7 @@ fn size_tables(loader: &mut EbpfLoader<'_>, capacity: &Capacity) {
 /// programs call it through: the SYN proxy's steps and the DNS answer step.
 fn load_steps(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
     let tables: [(&'static str, &[&'static str]); 2] =
-        [(PROXY_STEPS_MAP, &XDP_PROXY_PROGRAMS), (dns::STEP_MAP, &[dns::XDP_DNS_PROGRAM])];
+        [(PROXY_STEPS_MAP, &XDP_PROXY_PROGRAMS), (DNS_STEP_MAP, &[XDP_DNS_PROGRAM])];
     for (table, names) in tables {
         let mut fds = Vec::with_capacity(names.len());
         for &name in names {

@@ -62,9 +62,9 @@ pub struct Guard {
 impl Guard {
     /// `responses_per_second` per bucket (bursts of the same size; 0 turns RRL off), every
     /// `slip`-th limited answer truncated.
-    pub fn new(catalog: Catalog, responses_per_second: u32, slip: u32, stats: Arc<DnsStats>) -> Guard {
+    pub fn new(catalog: Arc<Catalog>, responses_per_second: u32, slip: u32, stats: Arc<DnsStats>) -> Guard {
         let rrl = (responses_per_second > 0).then(|| Arc::new(Mutex::new(Rrl::new(responses_per_second, slip))));
-        Guard { catalog: Arc::new(catalog), rrl, stats }
+        Guard { catalog, rrl, stats }
     }
 }
 

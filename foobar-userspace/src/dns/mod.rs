@@ -9,8 +9,10 @@
 //! - `guard`: counters and response rate limiting in front of the zone.
 //! - `rrl`: the rate limiter's buckets and slip.
 //! - `tcp`: DNS over TCP, with a connection cap and timeouts.
+//! - `render`: the zone's answers rendered for XDP to answer from, after each rebuild.
 
 pub mod guard;
+pub mod render;
 pub mod rrl;
 pub mod tcp;
 pub mod zone;
@@ -70,6 +72,7 @@ impl From<&crate::config::schema::Dns> for Settings {
 /// A running DNS server and the channel its answers follow.
 pub struct Dns {
     live: watch::Sender<(Arc<ZoneSpec>, Live)>,
+    answers: watch::Receiver<Arc<Vec<render::Rendered>>>,
     serial: watch::Receiver<u32>,
     server: JoinHandle<()>,
     updater: JoinHandle<()>,
@@ -91,8 +94,9 @@ impl Dns {
         *handler.records_mut().await = spec.build(&live);
         let mut catalog = Catalog::new();
         catalog.upsert(LowerName::from(&spec.origin), vec![handler.clone() as Arc<dyn ZoneHandler>]);
+        let catalog = Arc::new(catalog);
         let stats = Arc::new(guard::DnsStats::default());
-        let guard = guard::Guard::new(catalog, config.responses_per_second, config.slip, stats.clone());
+        let guard = guard::Guard::new(catalog.clone(), config.responses_per_second, config.slip, stats.clone());
         let mut server = Server::new(guard.clone());
         let tcp = crate::slots::Slots::new("dns-tcp", config.tcp_connections as usize);
         let mut tcp_servers = Vec::new();
@@ -113,10 +117,13 @@ impl Dns {
         info!(zone, listen = ?listen, serial = spec.serial, "DNS answering");
         let (live_tx, mut live_rx) = watch::channel((Arc::new(spec.clone()), live));
         let (serial_tx, serial_rx) = watch::channel(spec.serial);
+        let rendered = render::render(&catalog, &render::names(spec)).await;
+        let (answers_tx, answers_rx) = watch::channel(Arc::new(rendered));
         let updater = tokio::spawn(async move {
             while live_rx.changed().await.is_ok() {
                 let (spec, live) = live_rx.borrow_and_update().clone();
                 *handler.records_mut().await = spec.build(&live);
+                let _ = answers_tx.send(Arc::new(render::render(&catalog, &render::names(&spec)).await));
                 let _ = serial_tx.send(spec.serial);
                 info!(serial = spec.serial, live = ?live.services, "DNS zone updated");
             }
@@ -128,6 +135,7 @@ impl Dns {
         });
         Ok(Dns {
             live: live_tx,
+            answers: answers_rx,
             serial: serial_rx,
             server,
             updater,
@@ -148,6 +156,11 @@ impl Dns {
             *current = (Arc::new(spec.clone()), live);
             true
         });
+    }
+
+    /// The zone's answers as rendered after its last rebuild, for XDP; changes on each rebuild.
+    pub fn answers(&self) -> watch::Receiver<Arc<Vec<render::Rendered>>> {
+        self.answers.clone()
     }
 
     /// The zone's current SOA serial.

@@ -1,0 +1,108 @@
+//! The DNS answers XDP gives (`foobar_common::dns`): the listen addresses it answers at and
+//! the rendered zone, swapped in by generation so a query meets one zone whole.
+
+use std::net::SocketAddr;
+
+use aya::maps::{Array, HashMap, MapData};
+use foobar_common::{
+    addr::{FAMILY_V4, FAMILY_V6},
+    dns::{ANSWERS_MAP, AnswerKey, LISTEN_MAP, ListenKey, MAX_ANSWERS, SETTINGS_MAP, Settings},
+};
+use tracing::warn;
+
+use super::{Dataplane, DataplaneError};
+use crate::dns::render::Rendered;
+
+/// Response rate limiting as the userspace server applies it: answers per second per bucket
+/// (0: none) and the slip.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub per_second: u32,
+    pub slip: u32,
+}
+
+/// What this daemon last published: the generation answered and the keys written under it.
+#[derive(Debug, Default)]
+pub struct DnsAnswers {
+    generation: u32,
+    written: Vec<AnswerKey>,
+    listen: Vec<ListenKey>,
+}
+
+fn listen_key(addr: &SocketAddr) -> ListenKey {
+    let (words, family) = match addr {
+        SocketAddr::V4(a) => ([u32::from_ne_bytes(a.ip().octets()), 0, 0, 0], FAMILY_V4),
+        SocketAddr::V6(a) => {
+            let o = a.ip().octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            ([w(0), w(4), w(8), w(12)], FAMILY_V6)
+        }
+    };
+    ListenKey { addr: words, port: addr.port(), family, _pad: 0 }
+}
+
+impl DnsAnswers {
+    /// Answers `rendered` at `listen` from now on, limited by `limits`; with no listen address,
+    /// XDP answers nothing.
+    pub fn publish(
+        &mut self,
+        dp: &mut Dataplane,
+        listen: &[SocketAddr],
+        rendered: &[Rendered],
+        limits: Limits,
+    ) -> Result<(), DataplaneError> {
+        let keys: Vec<ListenKey> = listen.iter().map(listen_key).collect();
+        {
+            let mut map: HashMap<&mut MapData, ListenKey, u8> = HashMap::try_from(dp.map_mut(LISTEN_MAP)?)?;
+            for k in &keys {
+                map.insert(k, 1, 0)?;
+            }
+            for old in self.listen.iter().filter(|k| !keys.contains(k)) {
+                let _ = map.remove(old);
+            }
+        }
+        self.listen = keys;
+        // Two generations fit at once: the one answered and the one being written.
+        let room = (MAX_ANSWERS / 2) as usize;
+        if rendered.len() > room {
+            warn!(
+                answers = rendered.len(),
+                room, "more DNS answers than XDP holds: the rest are answered in userspace"
+            );
+        }
+        let next = if self.generation == u32::MAX { 1 } else { self.generation + 1 };
+        let mut written = Vec::with_capacity(rendered.len().min(room));
+        {
+            let mut map: HashMap<&mut MapData, AnswerKey, foobar_common::dns::Answer> =
+                HashMap::try_from(dp.map_mut(ANSWERS_MAP)?)?;
+            for r in rendered.iter().take(room) {
+                let mut key = AnswerKey {
+                    generation: next,
+                    qtype: r.qtype,
+                    name_len: r.name.len() as u16,
+                    ..AnswerKey::default()
+                };
+                key.name[..r.name.len()].copy_from_slice(&r.name);
+                map.insert(key, r.answer, 0)?;
+                written.push(key);
+            }
+        }
+        let interval_ns = if limits.per_second == 0 { 0 } else { 1_000_000_000 / u64::from(limits.per_second) };
+        let settings = Settings {
+            generation: if self.listen.is_empty() { 0 } else { next },
+            slip: limits.slip,
+            interval_ns,
+            tolerance_ns: interval_ns * u64::from(limits.per_second.saturating_sub(1)),
+        };
+        let mut array: Array<&mut MapData, Settings> = Array::try_from(dp.map_mut(SETTINGS_MAP)?)?;
+        array.set(0, settings, 0)?;
+        let mut map: HashMap<&mut MapData, AnswerKey, foobar_common::dns::Answer> =
+            HashMap::try_from(dp.map_mut(ANSWERS_MAP)?)?;
+        for old in &self.written {
+            let _ = map.remove(old);
+        }
+        self.generation = next;
+        self.written = written;
+        Ok(())
+    }
+}
