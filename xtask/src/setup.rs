@@ -32,6 +32,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "gnuplot-nox",
     "nsd",
     "dnsperf",
+    // The DNS benchmark's second baseline.
+    "knot",
     "openssl",
     // The hung-backend test's never-answering server.
     "python3",
