@@ -9,6 +9,9 @@
 pub const LISTEN_MAP: &str = "DNS_LISTEN";
 /// The rendered answers: [`AnswerKey`] → [`Answer`].
 pub const ANSWERS_MAP: &str = "DNS_ANSWERS";
+/// The NXDOMAIN answer for names under the apex that the zone does not own: [`NxTemplate`]
+/// in slot `generation % 2`.
+pub const NXDOMAIN_MAP: &str = "DNS_NXDOMAIN";
 /// One [`Settings`]: which generation of answers is current, and RRL's limits.
 pub const SETTINGS_MAP: &str = "DNS_SETTINGS";
 /// Response rate limiting's buckets: [`RrlKey`] → [`RrlBucket`].
@@ -107,6 +110,72 @@ impl Default for Answer {
             body: [0; 512],
         }
     }
+}
+
+/// Most compression pointers an NXDOMAIN answer may hold (its SOA's owner, names and slack).
+pub const MAX_POINTERS: usize = 8;
+
+/// The NXDOMAIN answer rendered for a probe name (one label before the apex): for another
+/// name under the apex, XDP moves each compression pointer by the names' length difference.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct NxTemplate {
+    /// The generation this slot holds (a slot of another is not answered from).
+    pub generation: u32,
+    /// Bytes of the probe's first label (with its length byte), before the apex.
+    pub probe_prefix: u16,
+    pub apex_len: u16,
+    /// The apex in wire format, lowercase.
+    pub apex: [u8; 256],
+    /// Where in `answer.body` each compression pointer is, and how many there are.
+    pub pointers: [u16; MAX_POINTERS],
+    pub pointer_count: u32,
+    pub answer: Answer,
+}
+
+impl Default for NxTemplate {
+    fn default() -> Self {
+        NxTemplate {
+            generation: 0,
+            probe_prefix: 0,
+            apex_len: 0,
+            apex: [0; 256],
+            pointers: [0; MAX_POINTERS],
+            pointer_count: 0,
+            answer: Answer::default(),
+        }
+    }
+}
+
+/// Bytes of `key`'s name before `t`'s apex, if the name lies strictly under the apex (its
+/// labels end on the apex); `None` otherwise.
+#[inline(never)]
+pub fn under_apex(key: &AnswerKey, t: &NxTemplate) -> Option<usize> {
+    let (len, apex) = (key.name_len as usize, t.apex_len as usize);
+    if apex == 0 || len <= apex || len > NAME_MAX {
+        return None;
+    }
+    let prefix = len - apex;
+    // Each byte leaves at once or goes on: the verifier walks one path through the loop.
+    for i in 0..256 {
+        if i >= apex {
+            break;
+        }
+        if key.name[(prefix + i) & 255] != t.apex[i] {
+            return None;
+        }
+    }
+    // The apex must start on a label of the name. The position is a byte, which the
+    // verifier sees bounded (a read name's labels end within its 255 bytes: it never wraps).
+    let mut at: u8 = 0;
+    for _ in 0..128 {
+        if usize::from(at) >= prefix {
+            break;
+        }
+        at = at.wrapping_add(key.name[usize::from(at)]).wrapping_add(1);
+    }
+    (usize::from(at) == prefix).then_some(prefix)
 }
 
 /// What XDP's answering follows, in slot 0 of [`SETTINGS_MAP`].
@@ -350,6 +419,25 @@ mod tests {
         two[5] = 2;
         let (m, len) = message(&two);
         assert_eq!(read_query(&m, len, &mut AnswerKey::default()), None, "two questions");
+    }
+
+    #[test]
+    fn names_under_the_apex_are_found_on_label_boundaries() {
+        let mut t = NxTemplate::default();
+        let apex = b"\x06foobar\x03com\x00";
+        t.apex[..apex.len()].copy_from_slice(apex);
+        t.apex_len = apex.len() as u16;
+        let key = |name: &[u8]| {
+            let mut k = AnswerKey { name_len: name.len() as u16, ..AnswerKey::default() };
+            k.name[..name.len()].copy_from_slice(name);
+            k
+        };
+        assert_eq!(under_apex(&key(b"\x07nothere\x06foobar\x03com\x00"), &t), Some(8));
+        assert_eq!(under_apex(&key(b"\x01a\x01b\x06foobar\x03com\x00"), &t), Some(4));
+        assert_eq!(under_apex(&key(apex), &t), None, "the apex itself");
+        assert_eq!(under_apex(&key(b"\x07example\x03com\x00"), &t), None, "another zone");
+        assert_eq!(under_apex(&key(b"\x09notfoobar\x03com\x00"), &t), None, "a suffix inside a label");
+        assert_eq!(under_apex(&key(b"\x02xy\x06foobar\x03org\x00"), &t), None);
     }
 
     #[test]

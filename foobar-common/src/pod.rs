@@ -2,7 +2,7 @@
 //! Each type is `#[repr(C)]`, has no padding and accepts every bit pattern (bytemuck checks it).
 
 use crate::{
-    dns::{Answer, AnswerKey, ListenKey, RrlBucket, RrlKey, Settings as DnsSettings},
+    dns::{Answer, AnswerKey, ListenKey, NxTemplate, RrlBucket, RrlKey, Settings as DnsSettings},
     firewall::{FirewallSettings, RuleSet, SourceKey},
     lb::{
         Backend, FloodWindow, Flow, FlowKey, LbSettings, NatKey, NatTarget, Proxied, ServiceInfo, ServiceKey,
@@ -39,5 +39,6 @@ aya_pod!(
     Answer,
     DnsSettings,
     RrlKey,
-    RrlBucket
+    RrlBucket,
+    NxTemplate
 );

@@ -15,8 +15,8 @@ use foobar_common::{
     counters::Counter,
     csum::CsumDelta,
     dns::{
-        Answer, AnswerKey, FLAG_QR, FLAG_RD, FLAG_TC, ListenKey, MAX_ANSWERS, NAME_MAX, OPT_LEN, QUERY_MAX,
-        RRL_BUCKETS, RrlBucket, RrlKey, Settings, opt_record, opt_sum, read_query,
+        Answer, AnswerKey, FLAG_QR, FLAG_RD, FLAG_TC, ListenKey, MAX_ANSWERS, MAX_POINTERS, NAME_MAX, NxTemplate,
+        OPT_LEN, QUERY_MAX, RRL_BUCKETS, RrlBucket, RrlKey, Settings, opt_record, opt_sum, read_query, under_apex,
     },
     firewall::gcra,
     parse::{ETH_HLEN, Fragment, IPPROTO_UDP, Parsed},
@@ -32,6 +32,8 @@ use crate::{
 static LISTEN: HashMap<ListenKey, u8> = HashMap::with_max_entries(64, 0);
 #[map(name = "DNS_ANSWERS")]
 static ANSWERS: HashMap<AnswerKey, Answer> = HashMap::with_max_entries(MAX_ANSWERS, 0);
+#[map(name = "DNS_NXDOMAIN")]
+static NXDOMAIN: Array<NxTemplate> = Array::with_max_entries(2, 0);
 #[map(name = "DNS_SETTINGS")]
 static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map(name = "DNS_RRL")]
@@ -142,9 +144,21 @@ fn answer_or_pass(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     }
     let msg: &[u8; QUERY_MAX] = w.msg.first_chunk()?;
     let q = read_query(msg, len as usize, &mut w.key)?;
+    // Its length, carried through map memory: the verifier then knows only its bound, so the
+    // states every way through the name's labels leave merge here (instead of each walking
+    // the rest of the program).
+    let question_len = crate::packet::carried(q.question_len);
     w.key.generation = settings.generation;
+    // A name the zone owns has its own answer; another under the apex, the NXDOMAIN template's
+    // with its pointers moved.
     // SAFETY: a map lookup returns a pointer valid for this program run.
-    let a = unsafe { ANSWERS.get(&w.key) }?;
+    let owned = unsafe { ANSWERS.get(&w.key) };
+    let moved = if owned.is_none() { Some(nxdomain(&w.key, settings.generation)?) } else { None };
+    let a = match (owned, moved) {
+        (Some(a), _) => a,
+        (None, Some((t, _))) => &t.answer,
+        (None, None) => return None,
+    };
     let verdict = limit(settings, p, family, a.kind);
     if verdict != Verdict::Answer {
         count(Counter::DnsXdpRateLimited);
@@ -155,7 +169,7 @@ fn answer_or_pass(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     let slip = verdict == Verdict::Slip;
     let body_len = if slip { 0 } else { a.len as usize };
     let opt = q.edns && !slip;
-    let dns_len = 12 + q.question_len + body_len + if opt { OPT_LEN } else { 0 };
+    let dns_len = 12 + question_len + body_len + if opt { OPT_LEN } else { 0 };
     let room = if opt && q.edns_size > 512 { q.edns_size as usize } else { 512 };
     if dns_len > room {
         return None;
@@ -192,7 +206,7 @@ fn answer_or_pass(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     sum.word(0, (8 + dns_len) as u16);
     sum.bytes(header);
     // The question, copied back as the client wrote it (its name's case kept).
-    let question = copy_length(q.question_len, NAME_MAX + 4)?;
+    let question = copy_length(question_len, NAME_MAX + 4)?;
     let question_at = (udp + 20) as u32;
     for i in 0..3 {
         w.msg[(12 + question as usize + i) & (QUERY_MAX - 1)] = 0;
@@ -218,6 +232,9 @@ fn answer_or_pass(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
             return Some(xdp_action::XDP_DROP);
         }
         sum.shifted(a.sum, question & 1 == 1);
+        if let Some((t, by)) = moved {
+            move_pointers(frame, t, by, body_at as usize, &mut sum)?;
+        }
     }
     if opt {
         let opt_at = body_at as usize + body_len;
@@ -235,6 +252,45 @@ fn answer_or_pass(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     }
     count(if slip { Counter::DnsXdpSlipped } else { Counter::DnsXdpAnswered });
     Some(xdp_action::XDP_TX)
+}
+
+/// For a name under the apex that the zone does not own: the NXDOMAIN template of generation
+/// `generation`, and how much longer the name is than the template's probe.
+#[inline(never)]
+fn nxdomain(key: &AnswerKey, generation: u32) -> Option<(&'static NxTemplate, i32)> {
+    let t = NXDOMAIN.get(generation & 1)?;
+    if t.generation != generation {
+        return None;
+    }
+    let prefix = under_apex(key, t)?;
+    Some((t, prefix as i32 - i32::from(t.probe_prefix)))
+}
+
+/// Moves each compression pointer of `t`'s answer, written at `body_at`, by `by` bytes (the
+/// query's name is that much longer than the probe's), the checksum following.
+#[inline(never)]
+fn move_pointers(frame: &Frame, t: &NxTemplate, by: i32, body_at: usize, sum: &mut CsumDelta) -> Option<()> {
+    for i in 0..MAX_POINTERS {
+        if i as u32 >= t.pointer_count {
+            break;
+        }
+        let pos = t.pointers[i] as usize;
+        if pos > t.answer.body.len() - 2 {
+            return None;
+        }
+        let old = u16::from_be_bytes([t.answer.body[pos], t.answer.body[pos + 1]]);
+        let new = 0xc000 | ((i32::from(old & 0x3fff) + by) as u16 & 0x3fff);
+        let at = body_at + pos;
+        if !frame.store(at, new.to_be_bytes()) {
+            return None;
+        }
+        if at & 1 == 1 {
+            sum.word(old.swap_bytes(), new.swap_bytes());
+        } else {
+            sum.word(old, new);
+        }
+    }
+    Some(())
 }
 
 /// The answer step's program body, from the handoff slot.

@@ -304,12 +304,12 @@ impl Daemon {
     }
 
     /// Hands XDP the DNS answers just rendered, to answer at the listen addresses.
-    fn publish_answers(&mut self, rx: &mut tokio::sync::watch::Receiver<Arc<Vec<crate::dns::render::Rendered>>>) {
+    fn publish_answers(&mut self, rx: &mut tokio::sync::watch::Receiver<Arc<crate::dns::render::Rendering>>) {
         let rendered = rx.borrow_and_update().clone();
         let Some(dns) = &self.plan.config.dns else { return };
         let limits = crate::dataplane::dns::Limits { per_second: dns.responses_per_second, slip: dns.slip };
         match self.dns_answers.publish(&mut self.dataplane, &dns.listen, &rendered, limits) {
-            Ok(()) => debug!(answers = rendered.len(), "DNS answers handed to XDP"),
+            Ok(()) => debug!(answers = rendered.answers.len(), "DNS answers handed to XDP"),
             Err(e) => warn!(error = %e, "cannot hand DNS answers to XDP: userspace answers them all"),
         }
     }

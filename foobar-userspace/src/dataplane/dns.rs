@@ -6,12 +6,14 @@ use std::net::SocketAddr;
 use aya::maps::{Array, HashMap, MapData};
 use foobar_common::{
     addr::{FAMILY_V4, FAMILY_V6},
-    dns::{ANSWERS_MAP, AnswerKey, LISTEN_MAP, ListenKey, MAX_ANSWERS, SETTINGS_MAP, Settings},
+    dns::{
+        ANSWERS_MAP, AnswerKey, LISTEN_MAP, ListenKey, MAX_ANSWERS, NXDOMAIN_MAP, NxTemplate, SETTINGS_MAP, Settings,
+    },
 };
 use tracing::warn;
 
 use super::{Dataplane, DataplaneError};
-use crate::dns::render::Rendered;
+use crate::dns::render::Rendering;
 
 /// Response rate limiting as the userspace server applies it: answers per second per bucket
 /// (0: none) and the slip.
@@ -48,9 +50,10 @@ impl DnsAnswers {
         &mut self,
         dp: &mut Dataplane,
         listen: &[SocketAddr],
-        rendered: &[Rendered],
+        rendering: &Rendering,
         limits: Limits,
     ) -> Result<(), DataplaneError> {
+        let rendered = &rendering.answers;
         let keys: Vec<ListenKey> = listen.iter().map(listen_key).collect();
         {
             let mut map: HashMap<&mut MapData, ListenKey, u8> = HashMap::try_from(dp.map_mut(LISTEN_MAP)?)?;
@@ -86,6 +89,11 @@ impl DnsAnswers {
                 map.insert(key, r.answer, 0)?;
                 written.push(key);
             }
+        }
+        {
+            let template = NxTemplate { generation: next, ..rendering.nxdomain.unwrap_or_default() };
+            let mut array: Array<&mut MapData, NxTemplate> = Array::try_from(dp.map_mut(NXDOMAIN_MAP)?)?;
+            array.set(next % 2, template, 0)?;
         }
         let interval_ns = if limits.per_second == 0 { 0 } else { 1_000_000_000 / u64::from(limits.per_second) };
         let settings = Settings {

@@ -72,7 +72,7 @@ impl From<&crate::config::schema::Dns> for Settings {
 /// A running DNS server and the channel its answers follow.
 pub struct Dns {
     live: watch::Sender<(Arc<ZoneSpec>, Live)>,
-    answers: watch::Receiver<Arc<Vec<render::Rendered>>>,
+    answers: watch::Receiver<Arc<render::Rendering>>,
     serial: watch::Receiver<u32>,
     server: JoinHandle<()>,
     updater: JoinHandle<()>,
@@ -117,13 +117,13 @@ impl Dns {
         info!(zone, listen = ?listen, serial = spec.serial, "DNS answering");
         let (live_tx, mut live_rx) = watch::channel((Arc::new(spec.clone()), live));
         let (serial_tx, serial_rx) = watch::channel(spec.serial);
-        let rendered = render::render(&catalog, &render::names(spec)).await;
+        let rendered = render::render(&catalog, spec).await;
         let (answers_tx, answers_rx) = watch::channel(Arc::new(rendered));
         let updater = tokio::spawn(async move {
             while live_rx.changed().await.is_ok() {
                 let (spec, live) = live_rx.borrow_and_update().clone();
                 *handler.records_mut().await = spec.build(&live);
-                let _ = answers_tx.send(Arc::new(render::render(&catalog, &render::names(&spec)).await));
+                let _ = answers_tx.send(Arc::new(render::render(&catalog, &spec).await));
                 let _ = serial_tx.send(spec.serial);
                 info!(serial = spec.serial, live = ?live.services, "DNS zone updated");
             }
@@ -159,7 +159,7 @@ impl Dns {
     }
 
     /// The zone's answers as rendered after its last rebuild, for XDP; changes on each rebuild.
-    pub fn answers(&self) -> watch::Receiver<Arc<Vec<render::Rendered>>> {
+    pub fn answers(&self) -> watch::Receiver<Arc<render::Rendering>> {
         self.answers.clone()
     }
 

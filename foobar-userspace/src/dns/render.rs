@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use foobar_common::dns::{Answer, BODY_MAX, KIND_NXDOMAIN, NAME_MAX, sum};
+use foobar_common::dns::{Answer, BODY_MAX, KIND_NXDOMAIN, MAX_POINTERS, NAME_MAX, NxTemplate, sum};
 use hickory_server::{
     net::{NetError, runtime::TokioTime, xfer::Protocol},
     proto::{
@@ -43,22 +43,127 @@ pub struct Rendered {
     pub answer: Answer,
 }
 
+/// The zone as XDP answers it: each owned name's answers, and the NXDOMAIN answer for the
+/// names under the apex it does not own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rendering {
+    pub answers: Vec<Rendered>,
+    pub nxdomain: Option<NxTemplate>,
+}
+
 /// Every name the zone owns: its apex, its name server and every configured record's name
-/// (one whose records are withheld, as a service with no backend, is answered NXDOMAIN).
+/// (one whose records are withheld, as a service with no backend, is answered NXDOMAIN), and
+/// the names between those and the apex (which exist, empty, for the names below them).
 pub fn names(spec: &ZoneSpec) -> Vec<Name> {
-    let mut names: Vec<Name> = [spec.origin.clone(), spec.ns1.clone()]
-        .into_iter()
-        .chain(spec.records.iter().map(|r| r.name.clone()))
-        .map(|n| n.to_lowercase())
+    let owned = [spec.origin.clone(), spec.ns1.clone()].into_iter().chain(spec.records.iter().map(|r| r.name.clone()));
+    let mut names: Vec<Name> = owned
+        .flat_map(|n| {
+            let n = n.to_lowercase();
+            let below = n.num_labels().saturating_sub(spec.origin.num_labels());
+            (0..=below).map(move |i| n.trim_to(n.num_labels() as usize - i as usize))
+        })
+        .filter(|n| spec.origin.zone_of(n))
         .collect();
     names.sort();
     names.dedup();
     names
 }
 
+/// The first label of the name NXDOMAIN is rendered for (no zone name can hold `*`'s twin `=`).
+const PROBE: &[u8] = b"\x0anxdomain=0";
+
+/// Renders `spec`'s zone as `catalog` answers it: [`answers`] for its names and the NXDOMAIN
+/// template for the rest under its apex.
+pub async fn render(catalog: &Catalog, spec: &ZoneSpec) -> Rendering {
+    let names = names(spec);
+    let answers = answers(catalog, &names).await;
+    let nxdomain = match spec.origin.to_lowercase().to_bytes() {
+        Ok(apex) => nxdomain(catalog, &apex).await,
+        Err(_) => None,
+    };
+    Rendering { answers, nxdomain }
+}
+
+/// The NXDOMAIN answer for the probe under `apex`, with its compression pointers found.
+async fn nxdomain(catalog: &Catalog, apex: &[u8]) -> Option<NxTemplate> {
+    let name = [PROBE, apex].concat();
+    if name.len() > NAME_MAX {
+        return None;
+    }
+    let response = ask(catalog, query(&name, 1)).await?;
+    let answer = answer(&response, name.len() + 4, 0)?;
+    if answer.kind != KIND_NXDOMAIN {
+        return None;
+    }
+    let found = pointers(&response, 12 + name.len() + 4)?;
+    let mut t = NxTemplate {
+        probe_prefix: PROBE.len() as u16,
+        apex_len: apex.len() as u16,
+        pointer_count: found.len() as u32,
+        answer,
+        ..NxTemplate::default()
+    };
+    t.apex[..apex.len()].copy_from_slice(apex);
+    for (i, at) in found.iter().enumerate() {
+        // Each must point past the probe's label, which another name does not have.
+        let target = u16::from_be_bytes([response[*at], response[at + 1]]) & 0x3fff;
+        if usize::from(target) < 12 + PROBE.len() {
+            return None;
+        }
+        t.pointers[i] = (at - (12 + name.len() + 4)) as u16;
+    }
+    Some(t)
+}
+
+/// Where `message`'s compression pointers are, from its record at `start` on: in owner names
+/// and in the names the records a negative answer holds carry (SOA, NS, CNAME, PTR, MX).
+/// `None` for anything else, or more than [`MAX_POINTERS`].
+fn pointers(message: &[u8], start: usize) -> Option<Vec<usize>> {
+    let count = |i: usize| usize::from(u16::from_be_bytes([message[i], message[i + 1]]));
+    let records = count(6) + count(8) + count(10);
+    let mut found = Vec::new();
+    let name = |mut at: usize, found: &mut Vec<usize>| -> Option<usize> {
+        loop {
+            let l = *message.get(at)?;
+            match l {
+                0 => return Some(at + 1),
+                l if l & 0xc0 == 0xc0 => {
+                    found.push(at);
+                    return Some(at + 2);
+                }
+                l if l < 64 => at += usize::from(l) + 1,
+                _ => return None,
+            }
+        }
+    };
+    let mut at = start;
+    for _ in 0..records {
+        at = name(at, &mut found)?;
+        let rtype = u16::from_be_bytes([*message.get(at)?, *message.get(at + 1)?]);
+        let rdlen = usize::from(u16::from_be_bytes([*message.get(at + 8)?, *message.get(at + 9)?]));
+        let rdata = at + 10;
+        match RecordType::from(rtype) {
+            RecordType::SOA => {
+                let next = name(rdata, &mut found)?;
+                name(next, &mut found)?;
+            }
+            RecordType::NS | RecordType::CNAME | RecordType::PTR => {
+                name(rdata, &mut found)?;
+            }
+            RecordType::MX => {
+                name(rdata + 2, &mut found)?;
+            }
+            RecordType::A | RecordType::AAAA | RecordType::TXT => {}
+            _ => return None,
+        }
+        at = rdata + rdlen;
+    }
+    (at == message.len() && found.len() <= MAX_POINTERS).then_some(found)
+}
+
 /// Renders the answer to each of `names` × [`TYPES`] that a plain UDP answer holds; the rest
 /// (errors, truncated or too long answers) are left to the server.
-pub async fn render(catalog: &Catalog, names: &[Name]) -> Vec<Rendered> {
+pub async fn answers(catalog: &Catalog, names: &[Name]) -> Vec<Rendered> {
     let mut out = Vec::new();
     for name in names {
         let Ok(wire) = name.to_bytes() else { continue };
@@ -176,7 +281,7 @@ mod tests {
         *handler.records_mut().await = spec.build(live);
         let mut catalog = Catalog::new();
         catalog.upsert(LowerName::from(&spec.origin), vec![handler as Arc<dyn ZoneHandler>]);
-        render(&catalog, &names(&spec)).await
+        render(&catalog, &spec).await.answers
     }
 
     fn find<'a>(all: &'a [Rendered], name: &[u8], qtype: u16) -> &'a Answer {
@@ -198,5 +303,25 @@ mod tests {
         let gone = find(&down, WWW, 1);
         assert_eq!((gone.flags & 0xf, gone.kind), (3, KIND_NXDOMAIN), "NXDOMAIN with no backend");
         assert!(up.iter().any(|r| r.name == b"\x06foobar\x03com\x00" && r.qtype == 6), "the SOA");
+    }
+
+    #[tokio::test]
+    async fn the_nxdomain_template_knows_its_pointers() {
+        let text = include_str!("../../../examples/lab.toml");
+        let cfg = crate::config::parse(std::path::Path::new("lab.toml"), text, &|_| true).expect("lab config");
+        let spec = crate::plan::Plan::compile(cfg).expect("plan").zone.expect("dns section");
+        let handler = Arc::new(InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
+            spec.origin.clone(),
+            ZoneType::Primary,
+            AxfrPolicy::Deny,
+        ));
+        *handler.records_mut().await = spec.build(&Live::default());
+        let mut catalog = Catalog::new();
+        catalog.upsert(LowerName::from(&spec.origin), vec![handler as Arc<dyn ZoneHandler>]);
+        let t = render(&catalog, &spec).await.nxdomain.expect("a template");
+        assert_eq!((t.answer.flags & 0xf, t.answer.authorities, t.answer.kind), (3, 1, KIND_NXDOMAIN));
+        // The SOA's owner is written out; its name server's and its mailbox's names point at it.
+        assert_eq!(t.pointer_count, 2, "{:?}", &t.pointers);
+        assert_eq!(&t.apex[..t.apex_len as usize], b"\x06foobar\x03com\x00");
     }
 }

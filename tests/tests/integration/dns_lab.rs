@@ -148,6 +148,8 @@ fn xdp_alike() {
         .replacen("[replication]", extra, 1);
     let daemon = RunningDaemon::start(&stack.node, &text);
     let xdp_answered = || daemon.status().dns.map_or(0, |d| d.answered_in_xdp);
+    // The zone's names, then names it does not own: NXDOMAIN from one template, its pointers
+    // moved by names of odd and even lengths.
     let names = [
         "foobar.com",
         "www.foobar.com",
@@ -156,6 +158,10 @@ fn xdp_alike() {
         "mail.foobar.com",
         "db-write.foobar.com",
         "db-read.foobar.com",
+        "nothere.foobar.com",
+        "a.b.foobar.com",
+        "x.www.foobar.com",
+        "even.foobar.com",
     ];
     // A, NS, CNAME, SOA, MX, TXT, AAAA, HTTPS.
     let types = [1u16, 2, 5, 6, 15, 16, 28, 65];
