@@ -84,16 +84,27 @@ pub struct Dns {
     tcp_servers: Vec<JoinHandle<()>>,
 }
 
+/// The zone's records for `live`, and a catalog answering from them (zone transfers with
+/// `allow_axfr`).
+pub async fn catalog(
+    spec: &ZoneSpec,
+    live: &Live,
+    allow_axfr: bool,
+) -> (Arc<InMemoryZoneHandler<TokioRuntimeProvider>>, Catalog) {
+    let axfr = if allow_axfr { AxfrPolicy::AllowAll } else { AxfrPolicy::Deny };
+    let handler =
+        Arc::new(InMemoryZoneHandler::<TokioRuntimeProvider>::empty(spec.origin.clone(), ZoneType::Primary, axfr));
+    *handler.records_mut().await = spec.build(live);
+    let mut catalog = Catalog::new();
+    catalog.upsert(LowerName::from(&spec.origin), vec![handler.clone() as Arc<dyn ZoneHandler>]);
+    (handler, catalog)
+}
+
 impl Dns {
     /// Binds every `config.listen` address and starts answering for `spec` with `live`.
     pub async fn start(spec: &ZoneSpec, config: &Settings, live: Live) -> Result<Dns, DnsError> {
         let listen = &config.listen;
-        let axfr = if config.allow_axfr { AxfrPolicy::AllowAll } else { AxfrPolicy::Deny };
-        let handler =
-            Arc::new(InMemoryZoneHandler::<TokioRuntimeProvider>::empty(spec.origin.clone(), ZoneType::Primary, axfr));
-        *handler.records_mut().await = spec.build(&live);
-        let mut catalog = Catalog::new();
-        catalog.upsert(LowerName::from(&spec.origin), vec![handler.clone() as Arc<dyn ZoneHandler>]);
+        let (handler, catalog) = catalog(spec, &live, config.allow_axfr).await;
         let catalog = Arc::new(catalog);
         let stats = Arc::new(guard::DnsStats::default());
         let guard = guard::Guard::new(catalog.clone(), config.responses_per_second, config.slip, stats.clone());

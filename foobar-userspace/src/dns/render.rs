@@ -259,29 +259,19 @@ impl ResponseHandler for Capture {
 
 #[cfg(test)]
 mod tests {
-    use hickory_server::{
-        net::runtime::TokioRuntimeProvider,
-        proto::rr::LowerName,
-        store::in_memory::InMemoryZoneHandler,
-        zone_handler::{AxfrPolicy, ZoneHandler, ZoneType},
-    };
-
     use super::*;
     use crate::dns::zone::Live;
 
-    async fn rendered(live: &Live) -> Vec<Rendered> {
+    async fn rendering(live: &Live) -> Rendering {
         let text = include_str!("../../../examples/lab.toml");
         let cfg = crate::config::parse(std::path::Path::new("lab.toml"), text, &|_| true).expect("lab config");
         let spec = crate::plan::Plan::compile(cfg).expect("plan").zone.expect("dns section");
-        let handler = Arc::new(InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
-            spec.origin.clone(),
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-        ));
-        *handler.records_mut().await = spec.build(live);
-        let mut catalog = Catalog::new();
-        catalog.upsert(LowerName::from(&spec.origin), vec![handler as Arc<dyn ZoneHandler>]);
-        render(&catalog, &spec).await.answers
+        let (_, catalog) = crate::dns::catalog(&spec, live, false).await;
+        render(&catalog, &spec).await
+    }
+
+    async fn rendered(live: &Live) -> Vec<Rendered> {
+        rendering(live).await.answers
     }
 
     fn find<'a>(all: &'a [Rendered], name: &[u8], qtype: u16) -> &'a Answer {
@@ -307,18 +297,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_nxdomain_template_knows_its_pointers() {
-        let text = include_str!("../../../examples/lab.toml");
-        let cfg = crate::config::parse(std::path::Path::new("lab.toml"), text, &|_| true).expect("lab config");
-        let spec = crate::plan::Plan::compile(cfg).expect("plan").zone.expect("dns section");
-        let handler = Arc::new(InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
-            spec.origin.clone(),
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-        ));
-        *handler.records_mut().await = spec.build(&Live::default());
-        let mut catalog = Catalog::new();
-        catalog.upsert(LowerName::from(&spec.origin), vec![handler as Arc<dyn ZoneHandler>]);
-        let t = render(&catalog, &spec).await.nxdomain.expect("a template");
+        let t = rendering(&Live::default()).await.nxdomain.expect("a template");
         assert_eq!((t.answer.flags & 0xf, t.answer.authorities, t.answer.kind), (3, 1, KIND_NXDOMAIN));
         // The SOA's owner is written out; its name server's and its mailbox's names point at it.
         assert_eq!(t.pointer_count, 2, "{:?}", &t.pointers);

@@ -22,10 +22,12 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use foobar::{
     dataplane::{
         Dataplane, Trust,
+        dns::{DnsAnswers, Limits},
         firewall::Settings,
         rules::{AllowRule, compile},
         services::{BackendSpec, ServiceSpec, Services, SynProxy},
     },
+    dns::{render::Rendering, zone::Live},
     net::Cidr,
 };
 use foobar_common::{
@@ -45,6 +47,7 @@ const CALLS: usize = 100_000;
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
 const XDP_REDIRECT: u32 = 4;
 
 /// Kernel-timed ns of one run of `program` (the interquartile mean of `CALLS` runs), cycling
@@ -259,6 +262,19 @@ fn proxy_rows(dp: &mut Dataplane, r: &Router) -> Vec<(&'static str, f64)> {
     rows
 }
 
+/// The lab config's zone with www up, as the daemon renders it for XDP.
+fn lab_zone() -> Rendering {
+    let text = include_str!("../../../examples/lab.toml");
+    let cfg = foobar::config::parse(std::path::Path::new("examples/lab.toml"), text, &|_| true).expect("lab config");
+    let spec = foobar::plan::Plan::compile(cfg).expect("lab plan").zone.expect("dns section");
+    let live = Live { services: ["www".to_owned()].into(), databases: None };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let (_, catalog) = foobar::dns::catalog(&spec, &live, false).await;
+        foobar::dns::render::render(&catalog, &spec).await
+    })
+}
+
 fn main() -> ExitCode {
     if !gate::is_root() {
         eprintln!("bench-dataplane needs root (BPF, network namespaces): run `sudo -E cargo xtask bench dataplane`");
@@ -285,6 +301,15 @@ fn main() -> ExitCode {
     let denied_net = syn_to_www_from([198, 19, 255, 7]);
     let dns =
         vec![with_macs(Frame::udp4([192, 0, 2, 100], 5353, [192, 0, 2, 53], 53).payload(b"query"), client, front)];
+    let question = |name: &[u8]| {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(name);
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        vec![with_macs(Frame::udp4([192, 0, 2, 100], 5353, [192, 0, 2, 53], 53).payload(&q), client, front)]
+    };
+    let www_a = question(b"\x03www\x06foobar\x03com\x00");
+    let unknown = question(b"\x07nothere\x06foobar\x03com\x00");
+    let zone = lab_zone();
 
     let deny_counts = [1u32, 10_000, 100_000];
     let mut rows: Vec<Row> = Vec::new();
@@ -317,6 +342,14 @@ fn main() -> ExitCode {
                 dp.deny_source(host).expect("deny");
                 let v = bench(&mut dp, Some(Trust::Untrusted), &dns, r.front, XDP_PASS);
                 push(&mut rows, "firewall pass (allowed, no service)", i, v);
+                // The lab's zone answered in XDP: a name it owns, and one it does not (the
+                // NXDOMAIN template, its pointers moved).
+                let listen = ["192.0.2.53:53".parse().expect("addr")];
+                DnsAnswers::default().publish(&mut dp, &listen, &zone, Limits::default()).expect("DNS answers");
+                let v = bench(&mut dp, Some(Trust::Untrusted), &www_a, r.front, XDP_TX);
+                push(&mut rows, "DNS answer in XDP (www A)", i, v);
+                let v = bench(&mut dp, Some(Trust::Untrusted), &unknown, r.front, XDP_TX);
+                push(&mut rows, "DNS answer in XDP (NXDOMAIN)", i, v);
             }
             // The SYN records the flow (and its NAT port); the ACKs find it established.
             assert_eq!(once(&dp, Trust::Untrusted, &syn[0], r.front).0, XDP_REDIRECT, "the flow's SYN");
