@@ -211,6 +211,35 @@ pub struct RrlBucket {
     pub _pad: u32,
 }
 
+/// What response rate limiting does with one answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Answer,
+    /// Over the limit: sent empty with TC set.
+    Slip,
+    /// Over the limit: not sent.
+    Drop,
+}
+
+impl RrlBucket {
+    /// Counts one answer at `now` against this bucket (GCRA of `interval_ns`, bursts up to
+    /// `tolerance_ns` ahead), every `slip`-th one over the limit slipped (0: none). The
+    /// userspace limiter and XDP's both judge by this.
+    #[inline(always)]
+    pub fn judge(&mut self, now: u64, interval_ns: u64, tolerance_ns: u64, slip: u32) -> Verdict {
+        match crate::firewall::gcra(self.tat_ns, now, interval_ns, tolerance_ns) {
+            Some(next) => {
+                self.tat_ns = next;
+                Verdict::Answer
+            }
+            None => {
+                self.over = self.over.wrapping_add(1);
+                if slip > 0 && self.over % slip == 0 { Verdict::Slip } else { Verdict::Drop }
+            }
+        }
+    }
+}
+
 /// A query XDP may answer, as [`read_query`] found it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Query {

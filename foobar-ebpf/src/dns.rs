@@ -16,9 +16,9 @@ use foobar_common::{
     csum::CsumDelta,
     dns::{
         Answer, AnswerKey, FLAG_QR, FLAG_RD, FLAG_TC, ListenKey, MAX_ANSWERS, MAX_POINTERS, NAME_MAX, NxTemplate,
-        OPT_LEN, QUERY_MAX, RRL_BUCKETS, RrlBucket, RrlKey, Settings, opt_record, opt_sum, read_query, under_apex,
+        OPT_LEN, QUERY_MAX, RRL_BUCKETS, RrlBucket, RrlKey, Settings, Verdict, opt_record, opt_sum, read_query,
+        under_apex,
     },
-    firewall::gcra,
     parse::{ETH_HLEN, Fragment, IPPROTO_UDP, Parsed},
 };
 
@@ -62,14 +62,6 @@ pub fn is_query(p: &Parsed, family: u8) -> bool {
     unsafe { LISTEN.get(&key) }.is_some()
 }
 
-/// What RRL says of one answer.
-#[derive(PartialEq, Eq)]
-enum Verdict {
-    Answer,
-    Slip,
-    Drop,
-}
-
 /// RRL's verdict on an answer of `kind` to `p`'s source, as the userspace limiter decides it.
 #[inline(always)]
 fn limit(s: &Settings, p: &Parsed, family: u8, kind: u32) -> Verdict {
@@ -92,16 +84,7 @@ fn limit(s: &Settings, p: &Parsed, family: u8, kind: u32) -> Verdict {
     // SAFETY: a map value, valid for the program run; racing CPUs may lose an update, as a
     // limiter may (the SYN limiter's compare-and-swap is not worth an answer's cost).
     let bucket = unsafe { &mut *bucket };
-    match gcra(bucket.tat_ns, now, s.interval_ns, s.tolerance_ns) {
-        Some(next) => {
-            bucket.tat_ns = next;
-            Verdict::Answer
-        }
-        None => {
-            bucket.over = bucket.over.wrapping_add(1);
-            if s.slip > 0 && bucket.over % s.slip == 0 { Verdict::Slip } else { Verdict::Drop }
-        }
-    }
+    bucket.judge(now, s.interval_ns, s.tolerance_ns, s.slip)
 }
 
 /// Answers the query in the frame from the rendered answers, or passes it (counted) to the

@@ -15,20 +15,11 @@ use std::{
     time::Instant,
 };
 
-use foobar_common::firewall::gcra;
+use foobar_common::dns::RrlBucket;
+pub use foobar_common::dns::Verdict;
 
 /// Most buckets tracked at once.
 const MAX_TRACKED: usize = 65_536;
-
-/// What happens to one answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Answer,
-    /// Over the limit: sent empty with TC set.
-    Slip,
-    /// Over the limit: not sent.
-    Drop,
-}
 
 /// The kind of an answer, as RRL buckets them: positive answers (and NODATA) by name and
 /// type, NXDOMAIN all together (random names must share one bucket), errors all together.
@@ -39,20 +30,13 @@ pub enum Kind {
     Error,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    tat_ns: u64,
-    /// Answers over the limit so far, for picking every `slip`-th.
-    over: u32,
-}
-
 pub struct Rrl {
     interval_ns: u64,
     tolerance_ns: u64,
     slip: u32,
     epoch: Instant,
     names: RandomState,
-    buckets: HashMap<(IpAddr, Kind), Bucket>,
+    buckets: HashMap<(IpAddr, Kind), RrlBucket>,
 }
 
 impl Rrl {
@@ -93,17 +77,8 @@ impl Rrl {
                 return Verdict::Answer;
             }
         }
-        let bucket = self.buckets.entry(key).or_insert(Bucket { tat_ns: 0, over: 0 });
-        match gcra(bucket.tat_ns, now, self.interval_ns, self.tolerance_ns) {
-            Some(next) => {
-                bucket.tat_ns = next;
-                Verdict::Answer
-            }
-            None => {
-                bucket.over = bucket.over.wrapping_add(1);
-                if self.slip > 0 && bucket.over.is_multiple_of(self.slip) { Verdict::Slip } else { Verdict::Drop }
-            }
-        }
+        let bucket = self.buckets.entry(key).or_default();
+        bucket.judge(now, self.interval_ns, self.tolerance_ns, self.slip)
     }
 }
 
