@@ -77,9 +77,10 @@ fn limit(s: &Settings, p: &Parsed, family: u8, kind: u32) -> Verdict {
     // SAFETY: reads the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     let Some(bucket) = RRL.get_ptr_mut(&key) else {
-        let fresh = RrlBucket { tat_ns: now + s.interval_ns, over: 0, _pad: 0 };
+        let mut fresh = RrlBucket::default();
+        let verdict = fresh.judge(now, s.interval_ns, s.tolerance_ns, s.slip);
         let _ = RRL.insert(&key, &fresh, 0);
-        return Verdict::Answer;
+        return verdict;
     };
     // SAFETY: a map value, valid for the program run; racing CPUs may lose an update, as a
     // limiter may (the SYN limiter's compare-and-swap is not worth an answer's cost).
@@ -160,6 +161,10 @@ fn answer_or_pass(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     let id = [msg[0], msg[1]];
     let flags = a.flags | FLAG_QR | (q.flags & FLAG_RD) | if slip { FLAG_TC } else { 0 };
     let counts = if slip { [0; 3] } else { [a.answers, a.authorities, a.additionals + u16::from(opt)] };
+    // Every length the copies take, checked while the query can still be passed on: once the
+    // frame is rewritten, a failure can only drop it.
+    let question = copy_length(question_len, NAME_MAX + 4)?;
+    let body = if body_len > 0 { copy_length(body_len, a.body.len())? } else { 0 };
     let smac = frame.load::<[u8; 6]>(0)?;
     let dmac = frame.load::<[u8; 6]>(6)?;
     let udp = p.l4_offset;
@@ -189,7 +194,6 @@ fn answer_or_pass(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     sum.word(0, (8 + dns_len) as u16);
     sum.bytes(header);
     // The question, copied back as the client wrote it (its name's case kept).
-    let question = copy_length(question_len, NAME_MAX + 4)?;
     let question_at = (udp + 20) as u32;
     for i in 0..3 {
         w.msg[(12 + question as usize + i) & (QUERY_MAX - 1)] = 0;
@@ -207,16 +211,17 @@ fn answer_or_pass(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     }
     sum.partial(question_sum as u32);
     let body_at = question_at + question;
-    if body_len > 0 {
-        let n = copy_length(body_len, a.body.len())?;
-        // SAFETY: writes `n` bytes of the answer (a map value with room for them) into the frame,
-        // which was sized for them.
-        if unsafe { bpf_xdp_store_bytes(frame.0.ctx.cast(), body_at, a.body.as_ptr() as *mut _, n) } != 0 {
+    if body > 0 {
+        // SAFETY: writes `body` bytes of the answer (a map value with room for them) into the
+        // frame, which was sized for them.
+        if unsafe { bpf_xdp_store_bytes(frame.0.ctx.cast(), body_at, a.body.as_ptr() as *mut _, body) } != 0 {
             return Some(xdp_action::XDP_DROP);
         }
         sum.shifted(a.sum, question & 1 == 1);
-        if let Some((t, by)) = moved {
-            move_pointers(frame, t, by, body_at as usize, &mut sum)?;
+        if let Some((t, by)) = moved
+            && move_pointers(frame, t, by, body_at as usize, &mut sum).is_none()
+        {
+            return Some(xdp_action::XDP_DROP);
         }
     }
     if opt {

@@ -32,15 +32,8 @@ pub struct DnsAnswers {
 }
 
 fn listen_key(addr: &SocketAddr) -> ListenKey {
-    let (words, family) = match addr {
-        SocketAddr::V4(a) => ([u32::from_ne_bytes(a.ip().octets()), 0, 0, 0], FAMILY_V4),
-        SocketAddr::V6(a) => {
-            let o = a.ip().octets();
-            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-            ([w(0), w(4), w(8), w(12)], FAMILY_V6)
-        }
-    };
-    ListenKey { addr: words, port: addr.port(), family, _pad: 0 }
+    let family = if addr.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
+    ListenKey { addr: crate::net::words(addr.ip()), port: addr.port(), family, _pad: 0 }
 }
 
 impl DnsAnswers {
