@@ -34,6 +34,11 @@ pub fn trials() -> Vec<Trial> {
         gated("dns_lab::a_resolver_in_a_flooded_prefix_still_resolves", &[Need::Root, Need::Bpf], rrl_flood),
         gated("dns_lab::held_tcp_connections_starve_nothing", &[Need::Root, Need::Bpf], tcp_flood),
         gated("dns_lab::xdp_answers_as_the_server_does", &[Need::Root, Need::Bpf], xdp_alike),
+        gated(
+            "dns_lab::xdp_answers_stop_with_the_daemon_and_resume_after_a_restart",
+            &[Need::Root, Need::Bpf],
+            xdp_restart,
+        ),
     ]
 }
 
@@ -218,6 +223,40 @@ fn xdp_alike() {
     assert_eq!(gone.get(3).map(|f| f & 0xf), Some(3), "www still answered after web1 left: {gone:?}");
     eprintln!("www NXDOMAIN in XDP {:?} after status said so", started.elapsed());
     assert_metrics(&stack.node, &["foobar_dns_answered_in_xdp_total"]);
+}
+
+/// foobar started as a daemon is (`nsenter --net`, the host's bpffs), stopped with its data
+/// plane kept, and started again: XDP answers while a daemon runs, answers nothing from a frozen
+/// zone while none does, and answers again from the new daemon's zone.
+fn xdp_restart() {
+    let stack = Stack::build();
+    let _web1 = nginx::start(&stack.web1, "web1");
+    let config = stack.node.scratch("foobar-restart.toml");
+    let query = raw_query(0x5151, "www.foobar.com", 1, None);
+    let answered_in_xdp = |daemon: &DaemonProcess| {
+        let socket = socket_path(&stack.node);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() || foobar::control::client::request(&socket, &Request::Status).is_err() {
+            assert!(Instant::now() < deadline, "no control socket:\n{}", daemon.logged());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let answer = ask(&stack.client, "192.0.2.53:53", &query);
+        assert!(answer.len() > 12 && answer[3] & 0xf == 0, "www A unanswered: {answer:?}\n{}", daemon.logged());
+        daemon.status(&socket).dns.map_or(0, |d| d.answered_in_xdp)
+    };
+    std::fs::write(&config, lab_config(&stack.node, LAB_CONFIG, false)).expect("write config");
+    let first = DaemonProcess::start(&stack.node, Entry::Nsenter, &config, "first");
+    assert!(answered_in_xdp(&first) >= 1, "the first daemon's answer did not come from XDP");
+    drop(first);
+    // No daemon: the kept data plane forwards, but no DNS answer comes (the step's program
+    // array died with the daemon's hold on it).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ask(&stack.client, "192.0.2.53:53", &query), Vec::<u8>::new(), "answered with no daemon running");
+    std::fs::write(&config, lab_config(&stack.node, LAB_CONFIG, true)).expect("write config");
+    let second = DaemonProcess::start(&stack.node, Entry::Nsenter, &config, "second");
+    let after = answered_in_xdp(&second);
+    assert!(after >= 1, "the restarted daemon's answer did not come from XDP: {}", second.logged());
+    eprintln!("answered in XDP before the stop and after the restart ({after} counted since the pins were made)");
 }
 
 /// A DNS query for `name` type A, as a client library would send it.
