@@ -189,6 +189,9 @@ counters! {
     DnsXdpRateLimited = "dns_xdp_rate_limited",
     /// DNS: an answer over RRL's limit sent empty with TC, in XDP (counted in rate_limited too).
     DnsXdpSlipped = "dns_xdp_slipped",
+    /// Load balancer, dropped: a DNAT flow's tuple towards its backend is held by the client's
+    /// live flow to another VIP on the same backend port.
+    LbDnatTupleTaken = "lb_dnat_tuple_taken",
 }
 
 /// Number of counter slots (the per-CPU array's size).

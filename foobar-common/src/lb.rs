@@ -16,6 +16,9 @@ pub const CURSORS_MAP: &str = "LB_CURSORS";
 pub const BACKENDS_MAP: &str = "LB_BACKENDS";
 pub const CONNTRACK_MAP: &str = "LB_CONNTRACK";
 pub const NAT_MAP: &str = "LB_NAT";
+/// DNAT bindings: a DNAT flow's replies as the backend sends them (backend → client) → the
+/// flow they translate back to (a map of its own, so pins of builds before it stay adoptable).
+pub const DNAT_MAP: &str = "LB_DNAT";
 pub const SETTINGS_MAP: &str = "LB_SETTINGS";
 pub const SERVICE_STATS_MAP: &str = "LB_SERVICE_STATS";
 pub const BACKEND_STATS_MAP: &str = "LB_BACKEND_STATS";
@@ -45,6 +48,9 @@ pub const FLOW_EPOCH_DAEMON: u32 = 1;
 
 pub const MODE_NAT: u32 = 0;
 pub const MODE_DSR: u32 = 1;
+/// Only the destination is rewritten: the backend sees the client's own address and sends its
+/// replies back through the node (its gateway), where they are translated back (IPVS's VS/NAT).
+pub const MODE_DNAT: u32 = 2;
 /// New flows take the next ring slot (round-robin; weighted when the ring repeats backends).
 pub const PICK_CURSOR: u32 = 0;
 /// New flows take the ring slot of their flow hash (Maglev).
@@ -182,10 +188,12 @@ pub struct NextHop {
 pub struct Flow {
     pub backend: u32,
     pub service: u32,
-    /// The source port NAT gave the flow towards its backend (host order); 0 in DSR mode.
+    /// The source port the flow reaches its backend from (host order): the one NAT gave it, the
+    /// client's own in DNAT mode; 0 in DSR mode.
     pub nat_port: u16,
     pub flags: u16,
-    /// The service's forwarding mode when the flow began ([`MODE_NAT`] or [`MODE_DSR`]): its
+    /// The service's forwarding mode when the flow began ([`MODE_NAT`], [`MODE_DSR`] or
+    /// [`MODE_DNAT`]): its
     /// later packets are forwarded from the flow alone, without looking the service up.
     pub mode: u32,
     pub last_seen_ns: u64,
@@ -266,13 +274,17 @@ pub struct NatTarget {
     pub vip_port: u16,
     pub service: u32,
     pub backend: u32,
-    /// The flow's [`FLOW_OPENING`], [`FLOW_PROXIED`] and [`FLOW_HANDSHAKE`] as replies need them.
+    /// The flow's [`FLOW_OPENING`], [`FLOW_PROXIED`] and [`FLOW_HANDSHAKE`] as replies need them
+    /// (the low half), and [`BINDING_DNAT`] for a DNAT flow's binding.
     pub flags: u32,
     /// Next hop back to the client: where its first frame came from.
     pub hop: NextHop,
     /// The SYN proxy's translation, for replies (as in the flow).
     pub proxied: Proxied,
 }
+
+/// [`NatTarget::flags`]: the binding is in the DNAT table, keyed by the reply's own tuple.
+pub const BINDING_DNAT: u32 = 1 << 16;
 
 impl NatTarget {
     /// The client's flow this binding belongs to.

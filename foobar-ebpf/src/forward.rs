@@ -8,7 +8,7 @@ use foobar_common::{
     counters::Counter,
     lb::{
         BACKEND_ABSENT, BACKEND_DEAD, Backend, FLOW_ANSWERED, FLOW_OPENING, FLOW_PROXIED, Flow, FlowKey, MODE_DSR,
-        NatKey, NatTarget, NextHop, Passive, near,
+        MODE_NAT, NatTarget, NextHop, Passive, near,
     },
     parse::{IPPROTO_TCP, Parsed, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST},
 };
@@ -83,7 +83,8 @@ pub fn to_backend<const INLINE_REWRITE: bool>(
     }
     account(flow.service, flow.backend, frame);
     if flow.mode != MODE_DSR {
-        let r = Rewrite { src: backend.snat, dst: backend.addr, sport: flow.nat_port, dport: p.dst_port };
+        let r =
+            Rewrite { src: *source(flow, backend, &p.src), dst: backend.addr, sport: flow.nat_port, dport: p.dst_port };
         if !rewrite::<INLINE_REWRITE>(frame, p, family, &r) {
             return xdp_action::XDP_DROP;
         }
@@ -121,12 +122,18 @@ pub fn path(frame: &Frame, p: &Parsed, key: &FlowKey, flow: &Flow) -> Option<(&'
     let hop = if flow.hop.ifindex != 0 {
         flow.hop
     } else {
-        let src = if flow.mode == MODE_DSR { &p.src } else { &backend.snat };
-        let hop = lookup_hop(frame, p, src, &backend.addr)?;
+        let hop = lookup_hop(frame, p, source(flow, backend, &p.src), &backend.addr)?;
         conntrack::set_hop(key, hop);
         hop
     };
     Some((backend, hop))
+}
+
+/// The address `flow`'s packets reach its backend from: the node's NAT address, or the
+/// `client`'s own (DSR, DNAT).
+#[inline(always)]
+pub fn source<'a>(flow: &Flow, backend: &'a Backend, client: &'a [u32; 4]) -> &'a [u32; 4] {
+    if flow.mode == MODE_NAT { &backend.snat } else { client }
 }
 
 /// A backend's reply in NAT mode, counted: translated back to come from the VIP, to the client.
@@ -188,7 +195,6 @@ fn answered(p: &Parsed, t: &NatTarget, family: u8) {
         new |= FLOW_ANSWERED;
     }
     if new != flags {
-        let binding = NatKey::new(p.src, p.src_port, p.dst_port, p.protocol, family);
-        nat::restamp(&binding, (t.flags & !0xffff) | u32::from(new), &t.proxied);
+        nat::restamp(p, family, t, new, &t.proxied);
     }
 }

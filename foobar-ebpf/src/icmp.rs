@@ -3,19 +3,20 @@
 //!
 //! In DSR mode the backend sent the quoted packet itself, from the VIP, so the error goes
 //! unchanged. In NAT mode the backend sent it to the node's NAT address, so the quoted packet
-//! is turned back into what the backend sent, and the error is addressed to the backend.
+//! is turned back into what the backend sent, and the error is addressed to the backend. In
+//! DNAT mode it sent it to the client itself, so only the quoted source changes.
 
 use aya_ebpf::bindings::xdp_action;
 use foobar_common::{
     bytes::PacketBytes,
     counters::Counter,
     csum::CsumDelta,
-    lb::{Backend, FLOW_PROXIED, FlowKey, MODE_DSR, NatKey, Passive, ServiceKey, near},
+    lb::{Backend, FLOW_PROXIED, Flow, FlowKey, MODE_DSR, NatKey, Passive, ServiceKey, near},
     parse::{ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, L3, Parsed, Quoted, parse_quoted},
 };
 
 use crate::{
-    conntrack, nat,
+    conntrack, forward, nat,
     nexthop::{redirect_to, send},
     packet::Frame,
     services,
@@ -29,7 +30,15 @@ pub fn to_backend(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     let q = parse_quoted(frame, p)?;
     // About a packet to a backend from the node's NAT address: its port or host cannot be
     // reached, passive health evidence against it. The stack gets the error as before.
-    if let Some(t) = nat::binding(&NatKey::new(q.dst, q.dport, q.sport, q.protocol, family)) {
+    // The reverse of the quoted packet: a DNAT binding (the backend's replies to a client it
+    // could not reach back), or a client's flow (the quoted packet went from the VIP to it).
+    let key = FlowKey::new(q.dst, q.dport, q.src, q.sport, q.protocol, family);
+    // About a packet to a backend from the node's NAT address (or in DNAT mode from the
+    // client): its port or host cannot be reached, passive health evidence against it. The
+    // stack gets the error as before (and forwards a DNAT flow's to the client).
+    let bound =
+        nat::binding(&NatKey::new(q.dst, q.dport, q.sport, q.protocol, family)).or_else(|| nat::dnat_binding(&key));
+    if let Some(t) = bound {
         let unreachable = match p.protocol {
             IPPROTO_ICMP => p.src_port == 3 && p.dst_port != 4,
             _ => p.src_port == 1,
@@ -39,10 +48,9 @@ pub fn to_backend(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
         }
         return None;
     }
-    // The quoted packet went from the VIP to the client: its flow is the reverse.
-    let key = FlowKey::new(q.dst, q.dport, q.src, q.sport, q.protocol, family);
     let flow = conntrack::get(&key)?;
-    let svc = services::find(&ServiceKey { addr: q.src, port: q.sport, protocol: q.protocol, family })?;
+    // From a VIP's service: the quoted packet was one of the flow's replies.
+    services::find(&ServiceKey { addr: q.src, port: q.sport, protocol: q.protocol, family })?;
     let backend = services::backend(flow.backend)?;
     // A TCP error must quote a segment the backend could have sent lately: its sequence number
     // near what the client last acknowledged. (The backend's stack checks it again, exactly.)
@@ -59,7 +67,7 @@ pub fn to_backend(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
         None
     };
     count(Counter::LbIcmpToBackend);
-    if svc.mode != MODE_DSR && !unnat(frame, p, &q, backend, flow.nat_port) {
+    if flow.mode != MODE_DSR && !unnat(frame, p, &q, backend, flow) {
         return Some(xdp_action::XDP_DROP);
     }
     // A proxied flow's quoted segment is in the client's sequence space: back to the backend's.
@@ -86,23 +94,25 @@ fn requote_seq(frame: &Frame, p: &Parsed, q: &Quoted, old: u32, new: u32) -> boo
 
 /// Rewrites an ICMP error about a NAT flow for its backend: the quoted packet (VIP:port →
 /// client:port, as the client saw it) becomes what the backend sent (backend:port →
-/// NAT address:NAT port), and the error is addressed to the backend.
+/// the address and port `flow` reaches it from: the NAT address, or in DNAT mode the client),
+/// and the error is addressed to the backend.
 ///
 /// Patched: the outer destination (and IPv4 header checksum), the quoted addresses, port and
 /// IPv4 header checksum, and the ICMP checksum over all of those (for ICMPv6 also over the
 /// pseudo-header's destination). The quoted transport checksum is left as it was: receivers
 /// do not check it, and it may not even be quoted.
 #[inline(never)]
-fn unnat(frame: &Frame, p: &Parsed, q: &Quoted, backend: &Backend, nat_port: u16) -> bool {
+fn unnat(frame: &Frame, p: &Parsed, q: &Quoted, backend: &Backend, flow: &Flow) -> bool {
     if p.l3_offset != ETH_HLEN {
         return false;
     }
+    let (nat, nat_port) = (forward::source(flow, backend, &q.dst), flow.nat_port);
     let v4 = p.l3 == L3::Ipv4;
     let words = if v4 { 1 } else { 4 };
     // Changes inside the ICMP message, for the ICMP checksum.
     let mut inner = CsumDelta::new();
     inner.addr(&q.src, &backend.addr, words);
-    inner.addr(&q.dst, &backend.snat, words);
+    inner.addr(&q.dst, &nat, words);
     inner.word(q.dport, nat_port);
     let ql3 = q.l3_offset;
     if v4 {
@@ -110,18 +120,18 @@ fn unnat(frame: &Frame, p: &Parsed, q: &Quoted, backend: &Backend, nat_port: u16
         let old = u16::from_be_bytes(old);
         let mut hdr = CsumDelta::new();
         hdr.addr(&q.src, &backend.addr, 1);
-        hdr.addr(&q.dst, &backend.snat, 1);
+        hdr.addr(&q.dst, &nat, 1);
         let new = hdr.apply(old);
         inner.word(old, new);
         if !frame.store(ql3 + 10, new.to_be_bytes())
             || !frame.store(ql3 + 12, backend.addr[0])
-            || !frame.store(ql3 + 16, backend.snat[0])
+            || !frame.store(ql3 + 16, nat[0])
         {
             return false;
         }
     } else {
         for i in 0..4 {
-            if !frame.store(ql3 + 8 + 4 * i, backend.addr[i]) || !frame.store(ql3 + 24 + 4 * i, backend.snat[i]) {
+            if !frame.store(ql3 + 8 + 4 * i, backend.addr[i]) || !frame.store(ql3 + 24 + 4 * i, nat[i]) {
                 return false;
             }
         }

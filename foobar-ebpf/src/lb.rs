@@ -16,7 +16,7 @@ use crate::{
     clock::now_ns,
     conntrack, flood, forward,
     handoff::{self, Step},
-    icmp,
+    icmp, nat,
     nexthop::redirect_to,
     packet::Frame,
     refuse::refuse,
@@ -210,13 +210,23 @@ fn stateless(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
 }
 
 /// The NAT binding `p` replies to, if it is a backend's reply: from a backend, to the node's
-/// NAT address and a port NAT handed out. Anything else that happens to match the key (the
-/// node's own connections use ports outside the NAT range) is not a reply.
+/// NAT address and a port NAT handed out, or to a DNAT flow's client. Anything else that
+/// happens to match a NAT key (the node's own connections use ports outside the NAT range) is
+/// not a reply.
 #[inline(always)]
 pub fn nat_reply(p: &Parsed, family: u8) -> Option<&'static NatTarget> {
-    let target = crate::nat::binding(&NatKey::new(p.src, p.src_port, p.dst_port, p.protocol, family))?;
-    let backend = services::backend(target.backend)?;
-    (backend.snat == p.dst).then_some(target)
+    if let Some(target) = nat::binding(&NatKey::new(p.src, p.src_port, p.dst_port, p.protocol, family)) {
+        if services::backend(target.backend).is_some_and(|b| b.snat == p.dst) {
+            return Some(target);
+        }
+    }
+    dnat_reply(p, family)
+}
+
+/// The DNAT binding `p` replies to. Out of line, so that its key is not on the fast path's stack.
+#[inline(never)]
+fn dnat_reply(p: &Parsed, family: u8) -> Option<&'static NatTarget> {
+    nat::dnat_binding(&FlowKey::of(p, family))
 }
 
 /// Whether `p` is a backend's reply to a NAT flow (the firewall lets these through).

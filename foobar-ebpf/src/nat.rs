@@ -1,13 +1,17 @@
-//! The NAT table: which source port a new flow uses towards its backend, and the binding its
-//! replies are translated back by (backend, backend port, NAT port → client, VIP).
+//! The NAT tables: which source port a new flow uses towards its backend, and the binding its
+//! replies are translated back by (backend, backend port, NAT port → client, VIP); in DNAT
+//! mode, the binding of the reply's own tuple (backend, backend port, client, client port).
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, LruHashMap},
 };
-use foobar_common::lb::{
-    DEFAULT_NAT_BINDINGS, FLOW_HANDSHAKE, FLOW_OPENING, Flow, FlowKey, LbSettings, NatKey, NatTarget, Proxied,
-    nat_port_free,
+use foobar_common::{
+    lb::{
+        BINDING_DNAT, DEFAULT_FLOWS, DEFAULT_NAT_BINDINGS, FLOW_HANDSHAKE, FLOW_OPENING, Flow, FlowKey, LbSettings,
+        MODE_DNAT, NatKey, NatTarget, Proxied, nat_port_free,
+    },
+    parse::Parsed,
 };
 
 use crate::{atomic, conntrack};
@@ -19,6 +23,11 @@ static NAT_CURSOR: Array<u64> = Array::with_max_entries(1, 0);
 /// being translated). Bindings whose flow is gone are taken back when their port is picked.
 #[map(name = "LB_NAT")]
 static NAT: HashMap<NatKey, NatTarget> = HashMap::with_max_entries(DEFAULT_NAT_BINDINGS, 0);
+/// An LRU as large as the connection table (an LRU itself): DNAT's keys are the clients'
+/// own tuples, so nothing like a port range bounds them, and a binding whose flow is gone is
+/// evicted before any live one is.
+#[map(name = "LB_DNAT")]
+static DNAT: LruHashMap<FlowKey, NatTarget> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
 const BPF_ANY: u64 = 0;
 const BPF_NOEXIST: u64 = 1;
 
@@ -27,6 +36,8 @@ const BPF_NOEXIST: u64 = 1;
 pub struct Keys {
     binding: NatKey,
     holder: FlowKey,
+    /// A DNAT flow's replies as the backend sends them.
+    reply: FlowKey,
     /// The oldest half-open holder seen so far (port, last seen; 0: none). Kept here, not in
     /// a local: a local splits the verifier's states at every probe, and 16 probes explode.
     oldest_port: u16,
@@ -38,6 +49,46 @@ pub struct Keys {
 pub fn binding(key: &NatKey) -> Option<&'static NatTarget> {
     // SAFETY: map lookups return pointers valid for this program run.
     unsafe { NAT.get(key) }
+}
+
+/// The DNAT binding of `reply`, a packet's tuple as a backend sent it to a DNAT flow's client.
+#[inline(always)]
+pub fn dnat_binding(reply: &FlowKey) -> Option<&'static NatTarget> {
+    // SAFETY: map lookups return pointers valid for this program run.
+    unsafe { DNAT.get(reply) }
+}
+
+/// Binds the replies of DNAT flow `key` towards `backend` (from it to the client's own address
+/// and port) to `target`. The client's tuple is the only key there is, so another flow of the
+/// client's from the same port to another VIP on the same backend port keeps it while that
+/// flow is live and past its handshake: a half-open holder gives it up, so a spoofed SYN
+/// cannot lock a real client out.
+#[inline(always)]
+pub fn bind_client(
+    key: &FlowKey,
+    backend: &[u32; 4],
+    target: &NatTarget,
+    keys: &mut Keys,
+    s: &LbSettings,
+    now: u64,
+) -> bool {
+    keys.reply = FlowKey::new(*backend, key.dport, key.src, key.sport, key.protocol, key.family);
+    if DNAT.insert(&keys.reply, target, BPF_NOEXIST).is_ok() {
+        return true;
+    }
+    let Some(bound) = dnat_binding(&keys.reply) else { return false };
+    let own = bound.client == key.src && bound.client_port == key.sport && bound.vip == key.dst;
+    if !own {
+        keys.holder = bound.client_flow(key.protocol, key.family);
+        let held = conntrack::get(&keys.holder).filter(|f| f.mode == MODE_DNAT && f.backend == bound.backend);
+        if let Some(f) = held {
+            if !nat_port_free(f, now, key.protocol, s) && f.flags & (FLOW_OPENING | FLOW_HANDSHAKE) == 0 {
+                return false;
+            }
+            conntrack::forget(&keys.holder, f, now);
+        }
+    }
+    DNAT.insert(&keys.reply, target, BPF_ANY).is_ok()
 }
 
 /// Ports tried for one new flow before the oldest half-open holder seen gives its port up.
@@ -111,15 +162,22 @@ fn take(keys: &Keys, target: &NatTarget, held: Option<&Flow>, now: u64) -> bool 
     true
 }
 
-/// Gives a binding its flow's new flags and translation (a reopened flow, a settled handshake,
-/// a first reply): replies follow what the flow is now.
+/// Gives the binding `t` that reply `p` was translated by its flow's new flags (the low half;
+/// the rest stay) and translation (a settled handshake, a first reply): replies follow what the
+/// flow is now.
 #[inline(always)]
-pub fn restamp(key: &NatKey, flags: u32, proxied: &Proxied) {
-    if let Some(t) = NAT.get_ptr_mut(key) {
+pub fn restamp(p: &Parsed, family: u8, t: &NatTarget, flags: u16, proxied: &Proxied) {
+    let flags = (t.flags & !0xffff) | u32::from(flags);
+    let value = if t.flags & BINDING_DNAT != 0 {
+        DNAT.get_ptr_mut(&FlowKey::of(p, family))
+    } else {
+        NAT.get_ptr_mut(&NatKey::new(p.src, p.src_port, p.dst_port, p.protocol, family))
+    };
+    if let Some(v) = value {
         // SAFETY: a pointer into the map value for this run; one writer per binding at a time.
         unsafe {
-            (*t).flags = flags;
-            (*t).proxied = *proxied;
+            (*v).flags = flags;
+            (*v).proxied = *proxied;
         }
     }
 }

@@ -3,7 +3,10 @@
 
 use foobar_common::{
     counters::Counter,
-    lb::{BACKEND_UP, Flow, FlowKey, MODE_DSR, NatTarget, NextHop, PICK_CURSOR, ServiceInfo, pick_hash},
+    lb::{
+        BACKEND_UP, BINDING_DNAT, Flow, FlowKey, MODE_DNAT, MODE_DSR, MODE_NAT, NatTarget, NextHop, PICK_CURSOR,
+        ServiceInfo, pick_hash,
+    },
     parse::Parsed,
 };
 
@@ -15,8 +18,8 @@ use crate::{
     stats::{count, count_new_flow},
 };
 
-/// Picks a backend for `p`'s new flow and records the flow (and its NAT port, in NAT mode)
-/// into `nf.flow`; false (counted) when it cannot. `previous` is the tuple's tracked flow
+/// Picks a backend for `p`'s new flow and records the flow (and its NAT port and binding, in
+/// NAT and DNAT mode) into `nf.flow`; false (counted) when it cannot. `previous` is the tuple's tracked flow
 /// (closing or expired) that the new one replaces.
 #[inline(never)]
 pub fn schedule(p: &Parsed, key: &FlowKey, svc: &ServiceInfo, previous: Option<&Flow>, nf: &mut NewFlow) -> bool {
@@ -37,7 +40,9 @@ fn schedule_inner(
         count(Counter::LbNoBackend);
         return None;
     }
-    if let Some(old) = previous.filter(|_| svc.mode != MODE_DSR) {
+    // (A DNAT flow needs no resuming: its backend sees the client's own tuple, which its
+    // stack lets a new SYN reuse however it was closed.)
+    if let Some(old) = previous.filter(|_| svc.mode == MODE_NAT) {
         if let Some(()) = resume(p, key, old, svc, now, nf) {
             return Some(());
         }
@@ -45,15 +50,24 @@ fn schedule_inner(
     let turn = if svc.pick == PICK_CURSOR { services::next_turn(svc)? } else { u64::from(pick_hash(svc.pick, key)) };
     let backend_id = services::ring_member(svc, (turn % u64::from(svc.ring_len)) as u32)?;
     let backend = services::backend(backend_id)?;
-    let nat_port = if svc.mode == MODE_DSR {
-        0
-    } else {
-        set_target(p, svc, backend_id, nf);
-        match nat::allocate_port(key, &backend.addr, &nf.target, &mut nf.nat, s, now) {
-            Some(port) => port,
-            None => {
-                count(Counter::LbNatPortsExhausted);
+    let nat_port = match svc.mode {
+        MODE_DSR => 0,
+        MODE_DNAT => {
+            set_target(p, svc, backend_id, nf);
+            if !nat::bind_client(key, &backend.addr, &nf.target, &mut nf.nat, s, now) {
+                count(Counter::LbDnatTupleTaken);
                 return None;
+            }
+            key.sport
+        }
+        _ => {
+            set_target(p, svc, backend_id, nf);
+            match nat::allocate_port(key, &backend.addr, &nf.target, &mut nf.nat, s, now) {
+                Some(port) => port,
+                None => {
+                    count(Counter::LbNatPortsExhausted);
+                    return None;
+                }
             }
         }
     };
@@ -80,7 +94,7 @@ fn set_target(p: &Parsed, svc: &ServiceInfo, backend: u32, nf: &mut NewFlow) {
         vip_port: p.dst_port,
         service: svc.id,
         backend,
-        flags: u32::from(nf.flags),
+        flags: u32::from(nf.flags) | if svc.mode == MODE_DNAT { BINDING_DNAT } else { 0 },
         hop: nf.target.hop,
         proxied: nf.proxied,
     };

@@ -21,10 +21,7 @@ use foobar_common::{
     addr::FAMILY_V4,
     cookie::{self, Handshake, MSS_V4, MSS_V6, PROXY_MSS_V4, PROXY_MSS_V6, PROXY_WSCALE},
     counters::Counter,
-    lb::{
-        BACKEND_DEAD, FLOW_HANDSHAKE, FLOW_PROXIED, Flow, FlowKey, NatKey, NatTarget, NextHop, Proxied, ServiceInfo,
-        near,
-    },
+    lb::{BACKEND_DEAD, FLOW_HANDSHAKE, FLOW_PROXIED, Flow, FlowKey, NatTarget, NextHop, Proxied, ServiceInfo, near},
     parse::{L3, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     tcpopt,
 };
@@ -200,7 +197,7 @@ fn syn_to_backend(frame: &Frame, p: &Parsed, key: &FlowKey, flow: &Flow) -> u32 
     seg.v4 = p.l3 == L3::Ipv4;
     seg.smac = hop.smac;
     seg.dmac = hop.dmac;
-    seg.src = backend.snat;
+    seg.src = *forward::source(flow, backend, &p.src);
     seg.dst = backend.addr;
     seg.sport = flow.nat_port;
     seg.dport = p.dst_port;
@@ -378,7 +375,7 @@ pub fn backend_answer(frame: &Frame, p: &Parsed, target: &NatTarget, family: u8)
         to_backend_shift,
     };
     conntrack::settle(&client, &settled);
-    nat::restamp(&NatKey::new(p.src, p.src_port, p.dst_port, p.protocol, family), u32::from(FLOW_PROXIED), &settled);
+    nat::restamp(p, family, target, FLOW_PROXIED, &settled);
     account(target.service, target.backend, frame);
     // SAFETY: map lookups return pointers valid for this program run.
     let held = unsafe { HELD.get(&client) }.filter(|h| h.seq == t.ack);

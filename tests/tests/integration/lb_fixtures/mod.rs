@@ -1,12 +1,13 @@
 //! The load balancer through `BPF_PROG_TEST_RUN`: input frame → verdict and the exact frame
 //! that leaves, one file per scenario (as Katran's fixture headers are): NAT both ways, DSR,
-//! IPv6, ICMP errors, refusals, NAT ports, draining, scheduling, tracked flows behind the
+//! DNAT, IPv6, ICMP errors, refusals, NAT ports, draining, scheduling, tracked flows behind the
 //! firewall, UDP checksums, the fast path's flow cache, the SYN proxy, and TTL and MTU errors.
 //!
 //! The runs happen in a [`Router`](foobar_tests::router::Router) namespace, so the kernel's FIB
 //! lookup, and with it every output byte, is fixed.
 
 mod cache;
+mod dnat;
 mod drain;
 mod dsr;
 mod firewall;
@@ -39,6 +40,7 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_fixtures::a_reused_tuple_leaves_a_draining_backend", needs, drain::run),
         gated("lb_fixtures::tracked_flows_skip_the_allow_rules", needs, firewall::run),
         gated("lb_fixtures::udp_nat_patches_or_keeps_the_checksum", needs, udp::run),
+        gated("lb_fixtures::dnat_keeps_the_client_and_translates_replies_back", needs, dnat::run),
         gated("lb_fixtures::cached_flows_follow_the_table_on_every_cpu", needs, cache::run),
         gated("lb_fixtures::syn_proxy_handshake_and_translation_ipv4", needs, synproxy::run_v4),
         gated("lb_fixtures::syn_proxy_handshake_ipv6", needs, synproxy::run_v6),
