@@ -15,18 +15,31 @@ pub struct Nginx {
 /// served them and whom it saw; `/static/` serves files from the `html` directory; `/app` goes
 /// to the lab's app server, which is told which web server proxied it.
 pub fn start(ns: &Netns, name: &str) -> Nginx {
-    start_with(ns, name, None)
+    start_with(ns, name, None, false)
 }
 
 /// As [`start`], also serving HTTPS on port 443 with the lab CA's certificate.
 pub fn start_tls(ns: &Netns, name: &str, ca: &crate::tls::LabCa) -> Nginx {
-    start_with(ns, name, Some(ca))
+    start_with(ns, name, Some(ca), false)
 }
 
-fn start_with(ns: &Netns, name: &str, tls: Option<&crate::tls::LabCa>) -> Nginx {
+/// As [`start`], with nginx's access log (the default format) in [`Nginx::access_log`].
+pub fn start_logging(ns: &Netns, name: &str) -> Nginx {
+    start_with(ns, name, None, true)
+}
+
+impl Nginx {
+    /// What nginx logged of the requests it served (empty without [`start_logging`]).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+}
+
+fn start_with(ns: &Netns, name: &str, tls: Option<&crate::tls::LabCa>, logging: bool) -> Nginx {
     let dir = ns.scratch("nginx");
+    let log = if logging { format!("    access_log {}/access.log;\n", dir.display()) } else { String::new() };
     let server = format!(
-        "server {{\n    listen 80 reuseport;\n    root {d}/html;\n\
+        "server {{\n    listen 80 reuseport;\n    root {d}/html;\n{log}\
            location = / {{ default_type text/plain; return 200 \"{name} $remote_addr\\n\"; }}\n\
            location /static/ {{ alias {d}/html/; }}\n\
            location /app {{ proxy_pass http://{app}:{port}; proxy_set_header X-Web {name}; \

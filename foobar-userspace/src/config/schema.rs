@@ -237,6 +237,9 @@ pub enum ForwardMode {
     #[default]
     Nat,
     Dsr,
+    /// Only the destination is rewritten, so backends see the client's address; they must
+    /// route replies through the node (their gateway).
+    Dnat,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

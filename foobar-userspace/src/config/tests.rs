@@ -37,10 +37,11 @@ fn good_values_are_accepted() {
         ("syn_rate_per_net = 5000", "syn_rate_per_net = 0"),
         ("syn_rate_per_source = 200", "syn_rate_per_source = 50\nsyn_burst = 100"),
         (
-            "mode = \"nat\"                          # nat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev | least-connections\n# syn_proxy = \"always\"",
+            "mode = \"nat\"                          # nat | dnat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev | least-connections\n# syn_proxy = \"always\"",
             "mode = \"dsr\"\nscheduler = \"maglev\"\nsyn_proxy = \"under-flood\"",
         ),
         (r#"mode = "nat""#, r#"mode = "dsr""#),
+        (r#"mode = "nat""#, r#"mode = "dnat""#),
         (r##"# syn_proxy = "always""##, r#"syn_proxy = "off""#),
         (r##"# syn_proxy = "always""##, r#"syn_proxy = "under-flood""#),
         (r#"scheduler = "round-robin""#, r#"scheduler = "maglev""#),
@@ -183,13 +184,13 @@ fn bad_values_name_file_line_and_key() {
             "lab.toml:41: service.syn_proxy: unknown variant `sometimes`, expected one of `always`, `under-flood`, `off`",
         ),
         (
-            "mode = \"nat\"                          # nat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev | least-connections\n# syn_proxy = \"always\"",
+            "mode = \"nat\"                          # nat | dnat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev | least-connections\n# syn_proxy = \"always\"",
             "mode = \"dsr\"\nscheduler = \"round-robin\"\nsyn_proxy = \"always\"",
             "lab.toml:41: service[0].syn_proxy: a DSR service's backends answer clients themselves, so the proxy cannot \
              translate their sequence numbers: use \"under-flood\" (Maglev services then keep no state under a flood) or \"off\"",
         ),
         (
-            "proto = \"tcp\"\nmode = \"nat\"                          # nat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev | least-connections\n# syn_proxy = \"always\"",
+            "proto = \"tcp\"\nmode = \"nat\"                          # nat | dnat | dsr\nscheduler = \"round-robin\"             # round-robin | weighted-round-robin | maglev | least-connections\n# syn_proxy = \"always\"",
             "proto = \"udp\"\nmode = \"nat\"\nscheduler = \"round-robin\"\nsyn_proxy = \"always\"",
             "lab.toml:41: service[0].syn_proxy: the SYN proxy is for TCP services: remove `syn_proxy`",
         ),

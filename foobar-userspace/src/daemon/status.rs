@@ -156,6 +156,7 @@ impl Daemon {
                 mode: match svc.spec.mode {
                     Mode::Nat => "nat",
                     Mode::Dsr => "dsr",
+                    Mode::Dnat => "dnat",
                 }
                 .to_owned(),
                 scheduler: match svc.spec.scheduler {
@@ -241,6 +242,10 @@ fn exposure(spec: &ServiceSpec) -> Option<String> {
         ),
         (Mode::Nat, SynProxy::Off) => Some(
             "exposed to spoofed SYN floods: syn_proxy = \"off\" gives every SYN a flow and a NAT port for opening_ns"
+                .to_owned(),
+        ),
+        (Mode::Dnat, SynProxy::Off) => Some(
+            "exposed to spoofed SYN floods: syn_proxy = \"off\" gives every SYN a flow and a binding for opening_ns"
                 .to_owned(),
         ),
         _ => None,

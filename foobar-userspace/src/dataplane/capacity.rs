@@ -6,8 +6,8 @@ use foobar_common::{
     firewall::{DEFAULT_DENY_ENTRIES, DENY_V4_MAP, DENY_V6_MAP},
     lb::{
         BACKEND_STATS_MAP, BACKEND_TIMEOUTS_MAP, BACKENDS_MAP, CONNTRACK_MAP, CURSORS_MAP, DEFAULT_BACKENDS,
-        DEFAULT_FLOWS, DEFAULT_NAT_BINDINGS, DEFAULT_RING_SLOTS, DEFAULT_SERVICES, FLOOD_MAP, NAT_MAP, RINGS_MAP,
-        SERVICE_KEYS_PER_SERVICE, SERVICE_STATS_MAP, SERVICES_MAP,
+        DEFAULT_FLOWS, DEFAULT_NAT_BINDINGS, DEFAULT_RING_SLOTS, DEFAULT_SERVICES, DNAT_MAP, FLOOD_MAP, NAT_MAP,
+        RINGS_MAP, SERVICE_KEYS_PER_SERVICE, SERVICE_STATS_MAP, SERVICES_MAP,
     },
 };
 
@@ -44,7 +44,7 @@ impl Default for Capacity {
 impl Capacity {
     /// Every table this capacity sizes: its map's name, its entries, and the `[capacity]` key
     /// that sets them.
-    pub fn tables(&self) -> [(&'static str, u32, &'static str); 12] {
+    pub fn tables(&self) -> [(&'static str, u32, &'static str); 13] {
         [
             (SERVICES_MAP, self.services.saturating_mul(SERVICE_KEYS_PER_SERVICE), "capacity.services"),
             (CURSORS_MAP, self.services, "capacity.services"),
@@ -55,6 +55,8 @@ impl Capacity {
             (BACKEND_TIMEOUTS_MAP, self.backends, "capacity.backends"),
             (CONNTRACK_MAP, self.flows, "capacity.flows"),
             (NAT_MAP, self.nat_bindings, "capacity.nat_bindings"),
+            // One DNAT binding per flow at most.
+            (DNAT_MAP, self.flows, "capacity.flows"),
             (DENY_V4_MAP, self.deny_entries, "capacity.deny_entries"),
             (DENY_V6_MAP, self.deny_entries, "capacity.deny_entries"),
             (RINGS_MAP, self.ring_slots, "capacity.ring_slots"),

@@ -18,8 +18,8 @@ use foobar_common::{
     counters::{COUNTER_SLOTS, FAST_KINDS, FAST_STATS_MAP},
     firewall::{MAX_RULES, RULE_HITS_MAP, SYN_TAT_MAP, SYN_TRACKED_SOURCES, SourceKey},
     lb::{
-        BACKEND_STATS_MAP, BACKEND_TIMEOUTS_MAP, CONNTRACK_MAP, CURSORS_MAP, Flow, FlowKey, HANDOFF_MAP, Handoff,
-        NAT_CURSOR_MAP, NAT_MAP, NatKey, NatTarget, SERVICE_STATS_MAP, SYN_KEY_MAP, TrafficStats,
+        BACKEND_STATS_MAP, BACKEND_TIMEOUTS_MAP, CONNTRACK_MAP, CURSORS_MAP, DNAT_MAP, Flow, FlowKey, HANDOFF_MAP,
+        Handoff, NAT_CURSOR_MAP, NAT_MAP, NatKey, NatTarget, SERVICE_STATS_MAP, SYN_KEY_MAP, TrafficStats,
     },
 };
 use tracing::{info, warn};
@@ -63,6 +63,13 @@ const PINNED: &[Pinned] = &[
         entries: Entries::Capacity,
     },
     Pinned { name: NAT_CURSOR_MAP, kind: MapType::Array, key: 4, value: 8, entries: Entries::Fixed(1) },
+    Pinned {
+        name: DNAT_MAP,
+        kind: MapType::LruHash,
+        key: size_of::<FlowKey>(),
+        value: size_of::<NatTarget>(),
+        entries: Entries::Capacity,
+    },
     // Cookies sent before a restart still check after it.
     Pinned { name: SYN_KEY_MAP, kind: MapType::Array, key: 4, value: 16, entries: Entries::Fixed(1) },
     Pinned { name: CURSORS_MAP, kind: MapType::Array, key: 4, value: 8, entries: Entries::Capacity },

@@ -15,9 +15,9 @@ use foobar_common::{
     addr::{FAMILY_V4, FAMILY_V6},
     lb::{
         BACKEND_DEAD, BACKEND_DOWN, BACKEND_DRAINING, BACKEND_STATS_MAP, BACKEND_TIMEOUTS_MAP, BACKEND_UP,
-        BACKENDS_MAP, Backend, MODE_DSR, MODE_NAT, PICK_CURSOR, PICK_HASH, PICK_NETWORK, PICK_SOURCE, PROXY_ALWAYS,
-        PROXY_OFF, PROXY_UNDER_FLOOD, RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP, SERVICES_MAP, ServiceInfo, ServiceKey,
-        TrafficStats,
+        BACKENDS_MAP, Backend, MODE_DNAT, MODE_DSR, MODE_NAT, PICK_CURSOR, PICK_HASH, PICK_NETWORK, PICK_SOURCE,
+        PROXY_ALWAYS, PROXY_OFF, PROXY_UNDER_FLOOD, RING_SIZE, RINGS_MAP, SERVICE_STATS_MAP, SERVICES_MAP, ServiceInfo,
+        ServiceKey, TrafficStats,
     },
 };
 
@@ -35,6 +35,8 @@ pub enum Mode {
     Nat,
     /// Only the MAC is rewritten; backends hold the VIP and answer clients directly.
     Dsr,
+    /// Only the destination rewritten; backends see the client and reply through foobar.
+    Dnat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -588,6 +590,7 @@ fn publish(dp: &mut Dataplane, svc: &mut Service) -> Result<(), DataplaneError> 
         mode: match svc.spec.mode {
             Mode::Nat => MODE_NAT,
             Mode::Dsr => MODE_DSR,
+            Mode::Dnat => MODE_DNAT,
         },
         pick,
         ring_offset: offset,

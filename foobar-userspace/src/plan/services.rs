@@ -31,6 +31,7 @@ fn spec(s: &schema::Service) -> ServiceSpec {
         mode: match s.mode {
             schema::ForwardMode::Nat => Mode::Nat,
             schema::ForwardMode::Dsr => Mode::Dsr,
+            schema::ForwardMode::Dnat => Mode::Dnat,
         },
         scheduler: match s.scheduler {
             schema::Scheduler::RoundRobin => Scheduler::RoundRobin,
@@ -43,7 +44,7 @@ fn spec(s: &schema::Service) -> ServiceSpec {
             (Some(schema::SynProxy::Always), ..) => SynProxy::Always,
             (Some(schema::SynProxy::UnderFlood), ..) => SynProxy::UnderFlood,
             (Some(schema::SynProxy::Off), ..) => SynProxy::Off,
-            (None, _, schema::ForwardMode::Nat) => SynProxy::Always,
+            (None, _, schema::ForwardMode::Nat | schema::ForwardMode::Dnat) => SynProxy::Always,
             (None, _, schema::ForwardMode::Dsr) => SynProxy::UnderFlood,
         },
         backends: s

@@ -84,4 +84,7 @@ fn the_syn_proxy_is_on_where_it_can_be_unless_said_otherwise() {
         SynProxy::UnderFlood,
         "DSR services: under flood, by default"
     );
+    assert_eq!(proxy(r#"mode = "nat""#, r#"mode = "dnat""#), SynProxy::Always, "DNAT ones as NAT ones");
+    let mode = compiled(r#"mode = "nat""#, r#"mode = "dnat""#).expect("plan").services[0].mode;
+    assert_eq!(mode, crate::dataplane::services::Mode::Dnat);
 }

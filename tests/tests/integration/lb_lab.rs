@@ -26,6 +26,7 @@ pub fn trials() -> Vec<Trial> {
     vec![
         gated("lb_lab::nat_round_robin_drain_and_counters", &[Need::Root, Need::Bpf], nat_mode),
         gated("lb_lab::dsr_round_robin_backends_see_the_client", &[Need::Root, Need::Bpf], dsr_mode),
+        gated("lb_lab::dnat_backends_log_the_client_and_reply_through_the_node", &[Need::Root, Need::Bpf], dnat_mode),
         gated("lb_lab::one_arm_nat_on_a_single_interface", &[Need::Root, Need::Bpf], one_arm),
         gated("lb_lab::daemon_adds_missing_vips_and_removes_only_its_own", &[Need::Root, Need::Bpf], vip_addresses),
         gated("lb_lab::https_passes_through_the_vip_untouched", &[Need::Root, Need::Bpf], https),
@@ -141,6 +142,40 @@ fn dsr_mode() {
     let after = daemon.dataplane().counters().expect("counters");
     assert_eq!(after.get(Counter::LbNatReply), 0, "DSR replies must not go through NAT");
     daemon.stop().expect("stop");
+}
+
+/// DNAT, as a user runs it (`foobar run`, the SYN proxy on by default): nginx logs the client's
+/// own address, and the web servers' replies, routed back through the node (their gateway),
+/// reach the client from the VIP, the proxied handshake's and a kept-alive connection's alike.
+fn dnat_mode() {
+    let stack = Stack::build();
+    let web1 = nginx::start_logging(&stack.web1, "web1");
+    let web2 = nginx::start_logging(&stack.web2, "web2");
+    let daemon = RunningDaemon::start(&stack.node, &LAB_CONFIG.replacen(r#"mode = "nat""#, r#"mode = "dnat""#, 1));
+    wait_for_neighbours(&stack.node, "back");
+    let r = daemon.status();
+    assert_eq!(r.services[0].mode, "dnat", "{:#?}", r.services[0]);
+    assert_alternates(&stack.client, CLIENT);
+    let vip: SocketAddr = format!("{VIP}:80").parse().expect("addr");
+    let mut open = KeepAlive::open(&stack.client, vip);
+    for _ in 0..20 {
+        let body = open.get("/");
+        assert!(body.trim_end().ends_with(CLIENT), "a kept-alive request was seen as {body:?}");
+    }
+    for (name, nginx) in [("web1", &web1), ("web2", &web2)] {
+        let log = nginx.access_log();
+        let from_client = log.lines().filter(|l| l.starts_with(&format!("{CLIENT} "))).count();
+        assert!(from_client >= 3, "{name} logged {from_client} requests from {CLIENT}:\n{log}");
+        // The health checks come from the node; every client request from the client.
+        let requests = log.lines().filter(|l| !l.contains("foobar-health-check"));
+        assert!(requests.clone().all(|l| l.starts_with(&format!("{CLIENT} "))), "{name} saw another source:\n{log}");
+        assert_eq!(requests.count(), from_client);
+    }
+    let counters = |r: &StatusReport, name: &str| r.counters.iter().find(|(n, _)| n == name).map_or(0, |c| c.1);
+    let after = daemon.status();
+    assert!(counters(&after, Counter::LbProxiedHandshake.name()) >= 7, "{:?}", after.counters);
+    assert!(counters(&after, Counter::LbNatReply.name()) >= 26, "replies not translated: {:?}", after.counters);
+    assert_eq!(counters(&after, Counter::LbDnatTupleTaken.name()), 0, "{:?}", after.counters);
 }
 
 fn one_arm() {
