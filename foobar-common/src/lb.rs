@@ -96,6 +96,9 @@ pub const VIP_FILTER_BITS: u32 = 12;
 /// a VIP (most traffic that is not balanced) before it pays for a connection-table lookup.
 /// Other addresses may share a VIP's slot; they only pay that lookup.
 pub const VIP_FILTER_SLOTS: u32 = 1 << VIP_FILTER_BITS;
+/// The filter's slot past the VIPs': nonzero while DNAT bindings may exist (a `dnat` service,
+/// or bindings left in the table), so that other replies skip the DNAT table's lookup.
+pub const DNAT_IN_USE_SLOT: u32 = VIP_FILTER_SLOTS;
 
 /// The VIP-filter slot of an address (raw words, as in [`ServiceKey::addr`]).
 #[inline(always)]

@@ -220,6 +220,9 @@ pub fn nat_reply(p: &Parsed, family: u8) -> Option<&'static NatTarget> {
             return Some(target);
         }
     }
+    if !services::dnat_in_use() {
+        return None;
+    }
     dnat_reply(p, family)
 }
 

@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap},
 };
 use foobar_common::lb::{
-    Backend, DEFAULT_BACKENDS, DEFAULT_RING_SLOTS, DEFAULT_SERVICES, SERVICE_KEYS_PER_SERVICE, ServiceInfo, ServiceKey,
-    VIP_FILTER_SLOTS, vip_slot,
+    Backend, DEFAULT_BACKENDS, DEFAULT_RING_SLOTS, DEFAULT_SERVICES, DNAT_IN_USE_SLOT, SERVICE_KEYS_PER_SERVICE,
+    ServiceInfo, ServiceKey, VIP_FILTER_SLOTS, vip_slot,
 };
 
 use crate::atomic;
@@ -24,14 +24,20 @@ static RINGS: Array<u32> = Array::with_max_entries(DEFAULT_RING_SLOTS, 0);
 static CURSORS: Array<u64> = Array::with_max_entries(DEFAULT_SERVICES, 0);
 #[map(name = "LB_BACKENDS")]
 static BACKENDS: Array<Backend> = Array::with_max_entries(DEFAULT_BACKENDS, 0);
-/// Nonzero at the slot of every VIP (see `vip_slot`).
+/// Nonzero at the slot of every VIP (see `vip_slot`), and at [`DNAT_IN_USE_SLOT`].
 #[map(name = "LB_VIP_FILTER")]
-static VIP_FILTER: Array<u32> = Array::with_max_entries(VIP_FILTER_SLOTS, 0);
+static VIP_FILTER: Array<u32> = Array::with_max_entries(VIP_FILTER_SLOTS + 1, 0);
 
 /// Whether `addr`'s VIP-filter slot is set; false proves `addr` is no VIP.
 #[inline(always)]
 pub fn maybe_vip(addr: &[u32; 4]) -> bool {
     VIP_FILTER.get(vip_slot(addr)).is_some_and(|&v| v != 0)
+}
+
+/// Whether DNAT bindings may exist; false proves no packet is a DNAT reply.
+#[inline(always)]
+pub fn dnat_in_use() -> bool {
+    VIP_FILTER.get(DNAT_IN_USE_SLOT).is_some_and(|&v| v != 0)
 }
 
 /// The service published under `key`.

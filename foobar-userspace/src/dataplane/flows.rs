@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use aya::maps::{self, MapData, MapError};
 use foobar_common::lb::{
-    CONNTRACK_MAP, FLOOD_MAP, FLOW_CLOSING, FLOW_EPOCH_DAEMON, FLOW_EPOCH_MAP, FloodWindow, Flow, FlowKey, LbSettings,
-    ServiceKey, flow_expired,
+    CONNTRACK_MAP, DNAT_MAP, FLOOD_MAP, FLOW_CLOSING, FLOW_EPOCH_DAEMON, FLOW_EPOCH_MAP, FloodWindow, Flow, FlowKey,
+    LbSettings, NatTarget, ServiceKey, flow_expired,
 };
 
 use super::{Dataplane, DataplaneError, batch};
@@ -47,6 +47,12 @@ impl Dataplane {
     /// scan: the daemon's event loop reads [`super::census::Census`] instead).
     pub fn active_flows(&self) -> Result<ActiveFlows, DataplaneError> {
         count_active(self.map(CONNTRACK_MAP)?, self.map(foobar_common::lb::SETTINGS_MAP)?)
+    }
+
+    /// Whether the DNAT table holds any binding (one key read, not a scan).
+    pub fn dnat_bindings_exist(&self) -> Result<bool, DataplaneError> {
+        let table: maps::HashMap<&MapData, FlowKey, NatTarget> = maps::HashMap::try_from(self.map(DNAT_MAP)?)?;
+        Ok(table.keys().next().transpose()?.is_some())
     }
 
     /// Whether service `id` is under a flood of new flows now, as any CPU's window saw it (the

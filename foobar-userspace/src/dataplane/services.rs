@@ -397,7 +397,8 @@ impl Services {
     /// never hides a published VIP; a VIP it drops stops being balanced at once, as its
     /// withdrawal, which follows, would have it.
     fn sync_vips(&mut self, dp: &mut Dataplane) -> Result<(), DataplaneError> {
-        self.vip_filter.sync(dp, self.services.iter().map(|s| words(s.spec.vip)))
+        let dnat = self.services.iter().any(|s| s.spec.mode == Mode::Dnat);
+        self.vip_filter.sync(dp, self.services.iter().map(|s| words(s.spec.vip)), dnat)
     }
 
     /// Gives `b` of `service` its id (the one it had, or a free one) and writes its entry; a
