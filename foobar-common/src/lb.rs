@@ -319,6 +319,10 @@ pub struct LbSettings {
     pub flood_new_flows: u32,
     /// CPUs the data plane runs on: each counts its own share of the rate.
     pub cpus: u32,
+    /// The smallest MTU of the namespace's interfaces: a frame that fits it fits any egress
+    /// link and skips the per-packet MTU check (0: every frame is checked).
+    pub link_mtu_floor: u32,
+    pub _pad: u32,
 }
 
 impl LbSettings {
@@ -332,6 +336,8 @@ impl LbSettings {
         opening_ns: 5_000_000_000,
         flood_new_flows: 10_000,
         cpus: 1,
+        link_mtu_floor: 0,
+        _pad: 0,
     };
 }
 

@@ -20,6 +20,7 @@ use foobar_common::{
 };
 
 use crate::{
+    conntrack,
     nexthop::{back_out, hop_back},
     packet::Frame,
     segment::{Ip, headers},
@@ -34,14 +35,12 @@ pub fn expires_here(frame: &Frame, p: &Parsed) -> bool {
     frame.load::<u8>(at).is_some_and(|ttl| ttl <= 1)
 }
 
-/// Frames no longer than this fit every link IPv6 runs on (1280) and every link worth the
-/// name IPv4 does, so the per-packet MTU check is spared them.
-const FITS_ANY_LINK: usize = ETH_HLEN + 1280;
-
 /// The MTU of interface `ifindex` when the frame is too big for it; `None` when it fits.
+/// Frames that fit the smallest link the daemon saw are spared the helper call.
 #[inline(always)]
 pub fn too_big_for(frame: &Frame, ifindex: u32) -> Option<u32> {
-    if frame.frame_len() <= FITS_ANY_LINK {
+    let floor = conntrack::settings().map_or(0, |s| s.link_mtu_floor as usize);
+    if frame.frame_len() <= ETH_HLEN + floor {
         return None;
     }
     let mut mtu = 0u32;

@@ -44,6 +44,9 @@ impl Daemon {
             };
             self.samples.insert(svc.id, Sample { at: now, stats, new_flows_per_sec: flows, bytes_per_sec: bytes });
         }
+        if let Err(e) = self.dataplane.refresh_link_mtu() {
+            tracing::warn!(error = %e, "cannot refresh the link MTU floor; frames up to the last one seen skip the MTU check");
+        }
         self.observe_passive();
         self.rebalance();
     }

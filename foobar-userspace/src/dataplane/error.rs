@@ -38,6 +38,8 @@ pub enum DataplaneError {
     NoAttachMode,
     #[error("cannot count this machine's CPUs: {0}")]
     Cpus(std::io::Error),
+    #[error("cannot read this namespace's link MTUs: {0}")]
+    LinkMtu(std::io::Error),
     #[error("the kernel gave no random bytes for the SYN cookie key: {0}")]
     Random(std::io::Error),
     #[error("cannot start counting flows: {0}")]

@@ -44,13 +44,7 @@ pub fn driver(interface: &str) -> io::Result<String> {
     if interface.len() >= libc::IFNAMSIZ {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
-    // SAFETY: a datagram socket for the ioctl, closed when `sock` drops.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if sock < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `sock` is a fresh descriptor this function owns.
-    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(sock) };
+    let sock = ioctl_socket()?;
     // SAFETY: all-zero is a valid `ethtool_drvinfo` to fill.
     let mut info: DrvInfo = unsafe { std::mem::zeroed() };
     info.cmd = ETHTOOL_GDRVINFO;
@@ -62,6 +56,67 @@ pub fn driver(interface: &str) -> io::Result<String> {
     }
     let end = info.driver.iter().position(|&b| b == 0).unwrap_or(info.driver.len());
     Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// `struct ifreq` with the `ifr_mtu` member.
+#[repr(C)]
+struct IfMtuReq {
+    name: [u8; libc::IFNAMSIZ],
+    mtu: libc::c_int,
+    _pad: [u8; 20],
+}
+
+/// The smallest MTU of the namespace's interfaces (loopback's is never the smallest); 0 when
+/// there is none. An interface that goes away while they are asked is skipped.
+pub fn mtu_floor() -> io::Result<u32> {
+    let sock = ioctl_socket()?;
+    // SAFETY: if_nameindex returns an array ended by an all-zero entry, or null on failure.
+    let list = unsafe { libc::if_nameindex() };
+    if list.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    let mut floor: Option<u32> = None;
+    let mut result = Ok(());
+    let mut at = list;
+    loop {
+        // SAFETY: `at` walks the array no further than its terminating entry.
+        let entry = unsafe { &*at };
+        if entry.if_index == 0 {
+            break;
+        }
+        // SAFETY: each entry's name is a C string the array owns.
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.if_name) }.to_bytes();
+        let n = name.len().min(libc::IFNAMSIZ - 1);
+        let mut req = IfMtuReq { name: [0; libc::IFNAMSIZ], mtu: 0, _pad: [0; 20] };
+        req.name[..n].copy_from_slice(&name[..n]);
+        // SAFETY: SIOCGIFMTU reads the name in `req` and writes its MTU, live for the call.
+        if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &raw mut req) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENODEV) {
+                result = Err(e);
+                break;
+            }
+        } else {
+            let mtu = u32::try_from(req.mtu).unwrap_or(0);
+            floor = Some(floor.map_or(mtu, |f| f.min(mtu)));
+        }
+        // SAFETY: the terminating entry was not reached, so the next one is in the array.
+        at = unsafe { at.add(1) };
+    }
+    // SAFETY: `list` came from if_nameindex and is freed once.
+    unsafe { libc::if_freenameindex(list) };
+    result.map(|()| floor.unwrap_or(0))
+}
+
+/// A datagram socket for interface ioctls, made in the calling thread's namespace.
+fn ioctl_socket() -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: a plain socket call; the descriptor is owned by what it returns.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `sock` is a fresh descriptor nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(sock) })
 }
 
 /// rtnetlink constants (linux/rtnetlink.h, linux/if_link.h).

@@ -378,15 +378,30 @@ impl Dataplane {
         self.ebpf.map_mut(name).ok_or(DataplaneError::MissingMap(name))
     }
 
-    /// Timeouts and the NAT port range the load balancer works with (its `cpus` is this
-    /// machine's, whatever `settings` says).
+    /// Timeouts and the NAT port range the load balancer works with (its `cpus` and
+    /// `link_mtu_floor` are this machine's, whatever `settings` says).
     pub fn set_lb_settings(&mut self, settings: LbSettings) -> Result<(), DataplaneError> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Cpus(e))? as u32;
-        let mut map: aya::maps::Array<&mut aya::maps::MapData, LbSettings> =
-            aya::maps::Array::try_from(self.map_mut(foobar_common::lb::SETTINGS_MAP)?)?;
-        map.set(0, LbSettings { cpus, ..settings }, 0)?;
+        let link_mtu_floor = link::mtu_floor().map_err(DataplaneError::LinkMtu)?;
+        self.lb_settings_map()?.set(0, LbSettings { cpus, link_mtu_floor, ..settings }, 0)?;
         // Cached flows were timed by the old settings.
         self.stale_flow_copies()
+    }
+
+    /// Tells the data plane the namespace's smallest link MTU again, when it changed since it
+    /// was last told (an operator set a link's MTU, an interface came or went); returns it.
+    pub fn refresh_link_mtu(&mut self) -> Result<u32, DataplaneError> {
+        let floor = link::mtu_floor().map_err(DataplaneError::LinkMtu)?;
+        let mut map = self.lb_settings_map()?;
+        let settings = map.get(&0, 0)?;
+        if settings.link_mtu_floor != floor {
+            map.set(0, LbSettings { link_mtu_floor: floor, ..settings }, 0)?;
+        }
+        Ok(floor)
+    }
+
+    fn lb_settings_map(&mut self) -> Result<aya::maps::Array<&mut aya::maps::MapData, LbSettings>, DataplaneError> {
+        Ok(aya::maps::Array::try_from(self.map_mut(foobar_common::lb::SETTINGS_MAP)?)?)
     }
 
     /// Gives a fresh data plane its secrets: a random SYN cookie key, and a random start for

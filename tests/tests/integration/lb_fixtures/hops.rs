@@ -57,6 +57,8 @@ pub fn run() {
     let WwwLab { dp, services, n, .. } = &mut www;
     services.add(dp, service("www6", "2001:db8:1::10", 80, 6, Mode::Nat, vec![backend("web1", WEB1_6)])).expect("www6");
     n.ns.ip(&["link", "set", "dev", "back", "mtu", "1400"]);
+    // What the daemon does every second: frames that fit every link skip the MTU check.
+    assert_eq!(dp.refresh_link_mtu().expect("link MTU"), 1400);
     let (front, back, client) = (n.front_mac, n.back_mac, CLIENT_MAC);
     let (syn, ack) = (TcpFlags::SYN, TcpFlags::ACK);
     let time_exceeded = (11, 0, [0; 4]);
@@ -137,6 +139,35 @@ pub fn run() {
             verdict: XDP_REDIRECT,
             output: time_exceeded6,
             counters: &[Ipv6, Tcp, LbNewFlow, LbTimeExceeded],
+        },
+    ];
+    run_cases(dp, Trust::Trusted, cases);
+
+    // IPv4 links may be narrower than IPv6's 1280: frames below that are checked too.
+    n.ns.ip(&["link", "set", "dev", "back", "mtu", "1000"]);
+    assert_eq!(dp.refresh_link_mtu().expect("link MTU"), 1000);
+    let narrow_df = dont_fragment(macs(
+        Frame::tcp4(CLIENT, 40000, VIP, 80).flags(ack).payload(&vec![0x62; 1100 - 40]),
+        client,
+        front,
+    ));
+    let fits = vec![0x63; 1000 - 40];
+    let cases = vec![
+        Case {
+            name: "a don't-fragment segment of 1100 bytes on a link of MTU 1000: fragmentation needed, MTU 1000",
+            ingress: Some(n.front),
+            frame: narrow_df.clone(),
+            verdict: XDP_REDIRECT,
+            output: error4(VIP, CLIENT, (3, 4, [0, 0, 0x03, 0xe8]), &narrow_df, front, client),
+            counters: &[Ipv4, Tcp, LbEstablished, LbFlowCacheHit, LbTooBig],
+        },
+        Case {
+            name: "a segment of exactly the link's MTU is forwarded",
+            ingress: Some(n.front),
+            frame: macs(Frame::tcp4(CLIENT, 40000, VIP, 80).flags(ack).payload(&fits), client, front),
+            verdict: XDP_REDIRECT,
+            output: Some(fwd(Frame::tcp4(SNAT, 10240, WEB1, 80).flags(ack).payload(&fits), back, mac_of(0x11))),
+            counters: &[Ipv4, Tcp, LbEstablished, LbFlowCacheHit],
         },
     ];
     run_cases(dp, Trust::Trusted, cases);
