@@ -6,7 +6,8 @@
 //! buffer the previous run already rewrote, so NAT paths would measure something else), and the
 //! kernel times that one run; the mean of the middle half of many calls is reported (see
 //! `interquartile_mean`). The timer's fixed cost is in the floor too, so ratios compare like
-//! with like. New flows use a new source port per call.
+//! with like. Each new flow is of a tuple not seen before; another row replays tuples whose
+//! flows expired, which a client reusing its port meets.
 //!
 //! Paths: firewall drop (deny-list hit: a /32 entry, and a source in a denied /24), firewall
 //! pass, new flow, established flow (with the firewall in front, as on the lab's front
@@ -94,6 +95,18 @@ fn bench(dp: &mut Dataplane, trust: Option<Trust>, frames: &[Vec<u8>], ingress: 
         panic!("benchmarked path returned {got:?}, expected {verdict}; counters moved: {moved:?}");
     }
     ns
+}
+
+/// NAT ports 1024-65023 towards each backend: room for every tuple of `new_flows`.
+const WIDE_NAT: LbSettings = LbSettings { nat_port_min: 1024, nat_port_count: 64_000, ..LbSettings::DEFAULT };
+
+/// [`bench`] of SYNs that must each schedule a new flow, which it checks.
+fn new_flow_bench(dp: &mut Dataplane, frames: &[Vec<u8>], ingress: u32) -> f64 {
+    let before = dp.counters().expect("counters").get(Counter::LbNewFlow);
+    let v = bench(dp, Some(Trust::Untrusted), frames, ingress, XDP_REDIRECT);
+    let new = dp.counters().expect("counters").get(Counter::LbNewFlow) - before;
+    assert_eq!(new, CALLS as u64, "every call must schedule a new flow");
+    v
 }
 
 struct Row {
@@ -284,14 +297,18 @@ fn main() -> ExitCode {
     let r = Router::build(&mut lab);
     let _inside = r.ns.enter();
     let (client, front, back) = (CLIENT_MAC, r.front_mac, r.back_mac);
-    let syn_from = |sport: u16| {
-        with_macs(Frame::tcp4([192, 0, 2, 100], sport, [192, 0, 2, 10], 80).flags(TcpFlags::SYN), client, front)
+    let syn_from = |host: u8, sport: u16| {
+        with_macs(Frame::tcp4([192, 0, 2, host], sport, [192, 0, 2, 10], 80).flags(TcpFlags::SYN), client, front)
     };
-    let syn = vec![syn_from(40000)];
-    // One new flow per call: source ports 1024.. (fewer than the NAT ports towards a backend).
-    let new_flows: Vec<Vec<u8>> = (0..20_000u16).map(|i| syn_from(1024 + i)).collect();
+    let syn = vec![syn_from(100, 40000)];
+    // One new flow per call, each of a tuple not seen before: two other clients' ports 1024..
+    // (fewer than the NAT ports towards the backends, with the range widened to `WIDE_NAT`).
+    let new_flows: Vec<Vec<u8>> =
+        (0..CALLS as u32).map(|i| syn_from(101 + (i / 50_000) as u8, 1024 + (i % 50_000) as u16)).collect();
+    // The first of those clients' first 20,000 tuples again.
+    let reused: Vec<Vec<u8>> = (0..20_000u16).map(|i| syn_from(101, 1024 + i)).collect();
     let in_turn: Vec<Vec<u8>> = (0..10_000u16)
-        .map(|i| with_macs(Frame::tcp4([192, 0, 2, 100], 1024 + i, [192, 0, 2, 10], 80), client, front))
+        .map(|i| with_macs(Frame::tcp4([192, 0, 2, 101], 1024 + i, [192, 0, 2, 10], 80), client, front))
         .collect();
     let ack = vec![with_macs(Frame::tcp4([192, 0, 2, 100], 40000, [192, 0, 2, 10], 80), client, front)];
     let syn_to_www_from = |src: [u8; 4]| {
@@ -372,13 +389,16 @@ fn main() -> ExitCode {
             assert_eq!(once(&dp, Trust::Trusted, &data, r.back).0, XDP_REDIRECT, "the backend's first data");
             let v = bench(&mut dp, Some(Trust::Trusted), &reply, r.back, XDP_REDIRECT);
             push(&mut rows, &format!("NAT reply path, {backends} backends"), i, v);
-            // Idle timeout 0: a source port met again counts as a new flow too.
-            dp.set_lb_settings(LbSettings { tcp_idle_ns: 0, opening_ns: 0, ..LbSettings::DEFAULT }).expect("settings");
-            let before = dp.counters().expect("counters").get(Counter::LbNewFlow);
-            let v = bench(&mut dp, Some(Trust::Untrusted), &new_flows, r.front, XDP_REDIRECT);
+            dp.set_lb_settings(WIDE_NAT).expect("settings");
+            let v = new_flow_bench(&mut dp, &new_flows, r.front);
             push(&mut rows, &format!("LB new flow, {backends} backends"), i, v);
-            let new = dp.counters().expect("counters").get(Counter::LbNewFlow) - before;
-            assert_eq!(new, CALLS as u64, "every call must schedule a new flow");
+            if backends == 2 {
+                // Idle timeout 0: a tuple met again is a new flow too, which takes its last
+                // flow's backend and NAT port back (a client reusing its port).
+                dp.set_lb_settings(LbSettings { tcp_idle_ns: 0, opening_ns: 0, ..WIDE_NAT }).expect("settings");
+                let v = new_flow_bench(&mut dp, &reused, r.front);
+                push(&mut rows, "LB new flow on a tuple seen before", i, v);
+            }
             dp.set_lb_settings(LbSettings::DEFAULT).expect("settings");
             if backends == 2 && denies == 1 {
                 // Those flows are tracked now; a packet of each in turn misses the fast path's
@@ -389,6 +409,8 @@ fn main() -> ExitCode {
                 for n in 0..1_000_000u32 {
                     let _ = dp.insert_flow(foobar_tests::table::flow_key(n), foobar_tests::table::live_flow());
                 }
+                // The full table may have evicted the measured flow: its SYN again tracks it anew.
+                assert_eq!(once(&dp, Trust::Untrusted, &syn[0], r.front).0, XDP_REDIRECT, "the flow's SYN again");
                 let v = bench(&mut dp, Some(Trust::Untrusted), &ack, r.front, XDP_REDIRECT);
                 push(&mut rows, "LB established flow, 1M flows tracked", i, v);
             }
