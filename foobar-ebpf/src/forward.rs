@@ -14,7 +14,8 @@ use foobar_common::{
 };
 
 use crate::{
-    conntrack, icmp_error, nat,
+    clock::now_ns,
+    conntrack, hop_cache, icmp_error, nat,
     nexthop::{lookup_hop, redirect_to, send},
     packet::Frame,
     rewrite::{Rewrite, rewrite},
@@ -83,8 +84,12 @@ pub fn to_backend<const INLINE_REWRITE: bool>(
     }
     account(flow.service, flow.backend, frame);
     if flow.mode != MODE_DSR {
-        let r =
-            Rewrite { src: *source(flow, backend, &p.src), dst: backend.addr, sport: flow.nat_port, dport: p.dst_port };
+        let r = Rewrite {
+            src: *source(flow.mode, backend, &p.src),
+            dst: backend.addr,
+            sport: flow.nat_port,
+            dport: p.dst_port,
+        };
         if !rewrite::<INLINE_REWRITE>(frame, p, family, &r) {
             return xdp_action::XDP_DROP;
         }
@@ -122,18 +127,28 @@ pub fn path(frame: &Frame, p: &Parsed, key: &FlowKey, flow: &Flow) -> Option<(&'
     let hop = if flow.hop.ifindex != 0 {
         flow.hop
     } else {
-        let hop = lookup_hop(frame, p, source(flow, backend, &p.src), &backend.addr)?;
+        let src = source(flow.mode, backend, &p.src);
+        let ingress = frame.0.ingress_ifindex() as u32;
+        let now = now_ns();
+        let hop = match hop_cache::known(flow.backend, &backend.addr, src, ingress, now) {
+            Some(hop) => hop,
+            None => {
+                let hop = lookup_hop(frame, p, src, &backend.addr)?;
+                hop_cache::remember(flow.backend, &backend.addr, src, ingress, hop, now);
+                hop
+            }
+        };
         conntrack::set_hop(key, hop);
         hop
     };
     Some((backend, hop))
 }
 
-/// The address `flow`'s packets reach its backend from: the node's NAT address, or the
+/// The address a flow of `mode` reaches its backend from: the node's NAT address, or the
 /// `client`'s own (DSR, DNAT).
 #[inline(always)]
-pub fn source<'a>(flow: &Flow, backend: &'a Backend, client: &'a [u32; 4]) -> &'a [u32; 4] {
-    if flow.mode == MODE_NAT { &backend.snat } else { client }
+pub fn source<'a>(mode: u32, backend: &'a Backend, client: &'a [u32; 4]) -> &'a [u32; 4] {
+    if mode == MODE_NAT { &backend.snat } else { client }
 }
 
 /// A backend's reply in NAT mode, counted: translated back to come from the VIP, to the client.

@@ -40,6 +40,7 @@ mod flood;
 mod flow_cache;
 mod forward;
 mod handoff;
+mod hop_cache;
 mod icmp;
 mod icmp_error;
 mod lb;

@@ -4,15 +4,15 @@
 use foobar_common::{
     counters::Counter,
     lb::{
-        BACKEND_UP, BINDING_DNAT, Flow, FlowKey, MODE_DNAT, MODE_DSR, MODE_NAT, NatTarget, NextHop, PICK_CURSOR,
-        ServiceInfo, pick_hash,
+        BACKEND_UP, BINDING_DNAT, Backend, Flow, FlowKey, MODE_DNAT, MODE_DSR, MODE_NAT, NatTarget, NextHop,
+        PICK_CURSOR, ServiceInfo, pick_hash,
     },
     parse::Parsed,
 };
 
 use crate::{
     clock::now_ns,
-    conntrack, nat,
+    conntrack, forward, hop_cache, nat,
     scratch::NewFlow,
     services,
     stats::{count, count_new_flow},
@@ -72,6 +72,7 @@ fn schedule_inner(
         }
     };
     nf.flow = new_entry(backend_id, svc, nat_port, now, nf);
+    nf.flow.hop = known_hop(key, backend_id, backend, svc, nf, now);
     // Read before the insert frees the old entry for reuse.
     let previous_seen = previous.map(|old| old.last_seen_ns);
     if !conntrack::begin(key, &nf.flow, previous_seen, now) {
@@ -119,6 +120,15 @@ fn new_entry(backend: u32, svc: &ServiceInfo, nat_port: u16, now: u64, nf: &NewF
     }
 }
 
+/// The hop towards the new flow's backend that this CPU found within the last second, if any
+/// (else its first packet asks the FIB): recorded with the flow, it spares that packet a route
+/// lookup and the table's lookup to remember one.
+#[inline(always)]
+fn known_hop(key: &FlowKey, id: u32, backend: &Backend, svc: &ServiceInfo, nf: &NewFlow, now: u64) -> NextHop {
+    let src = forward::source(svc.mode, backend, &key.src);
+    hop_cache::known(id, &backend.addr, src, nf.target.hop.ifindex, now).unwrap_or_default()
+}
+
 /// A client reusing its port while its last flow there is closing gets that flow's backend and
 /// NAT port back, while the backend still takes new flows and nobody took the port since.
 ///
@@ -141,6 +151,7 @@ fn resume(p: &Parsed, key: &FlowKey, old: &Flow, svc: &ServiceInfo, now: u64, nf
         return None;
     }
     nf.flow = new_entry(old.backend, svc, old.nat_port, now, nf);
+    nf.flow.hop = known_hop(key, old.backend, backend, svc, nf, now);
     if !conntrack::reopen(key, &nf.flow) {
         return None;
     }

@@ -197,7 +197,7 @@ fn syn_to_backend(frame: &Frame, p: &Parsed, key: &FlowKey, flow: &Flow) -> u32 
     seg.v4 = p.l3 == L3::Ipv4;
     seg.smac = hop.smac;
     seg.dmac = hop.dmac;
-    seg.src = *forward::source(flow, backend, &p.src);
+    seg.src = *forward::source(flow.mode, backend, &p.src);
     seg.dst = backend.addr;
     seg.sport = flow.nat_port;
     seg.dport = p.dst_port;

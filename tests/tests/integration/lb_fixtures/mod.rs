@@ -1,7 +1,7 @@
 //! The load balancer through `BPF_PROG_TEST_RUN`: input frame → verdict and the exact frame
 //! that leaves, one file per scenario (as Katran's fixture headers are): NAT both ways, DSR,
 //! DNAT, IPv6, ICMP errors, refusals, NAT ports, draining, scheduling, tracked flows behind the
-//! firewall, UDP checksums, the fast path's flow cache, the SYN proxy, and TTL and MTU errors.
+//! firewall, UDP checksums, the fast path's flow cache, the SYN proxy, TTL and MTU errors, and the next hops new flows reuse.
 //!
 //! The runs happen in a [`Router`](foobar_tests::router::Router) namespace, so the kernel's FIB
 //! lookup, and with it every output byte, is fixed.
@@ -12,6 +12,7 @@ mod drain;
 mod dsr;
 mod firewall;
 mod flows;
+mod hop_cache;
 mod hops;
 mod icmp;
 mod ipv6;
@@ -47,5 +48,6 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_fixtures::syn_proxy_reused_port_meets_no_stale_copy", needs, synproxy::reuse_on_another_cpu),
         gated("lb_fixtures::rst_fin_and_icmp_must_be_near_the_flow", needs, validation::run),
         gated("lb_fixtures::expired_ttl_and_too_big_are_answered_with_icmp", needs, hops::run),
+        gated("lb_fixtures::new_flows_see_a_neighbour_change_within_a_second", needs, hop_cache::run),
     ]
 }
