@@ -26,7 +26,7 @@ use foobar::{
         dns::{DnsAnswers, Limits},
         firewall::Settings,
         rules::{AllowRule, compile},
-        services::{BackendSpec, ServiceSpec, Services, SynProxy},
+        services::{BackendSpec, Mode, Scheduler, ServiceSpec, Services, SynProxy},
     },
     dns::{render::Rendering, zone::Live},
     net::Cidr,
@@ -133,7 +133,13 @@ fn dataplane(denies: u32, backends: usize) -> (Dataplane, Services) {
         src: None,
     };
     dp.set_allow_rules(
-        &compile(&[rule(6, "192.0.2.10", 80), rule(6, "192.0.2.10", 443), rule(17, "192.0.2.53", 53)]).expect("rules"),
+        &compile(&[
+            rule(6, "192.0.2.10", 80),
+            rule(6, "192.0.2.10", 443),
+            rule(6, "192.0.2.10", 8080),
+            rule(17, "192.0.2.53", 53),
+        ])
+        .expect("rules"),
     )
     .expect("rules");
     let mut services = Services::new();
@@ -147,8 +153,19 @@ fn dataplane(denies: u32, backends: usize) -> (Dataplane, Services) {
     let spec = ServiceSpec::tcp("www", "192.0.2.10".parse().expect("ip"), 80, backends);
     services.add(&mut dp, spec.clone()).expect("service");
     // The same backends behind the SYN proxy, on port 443.
-    let proxied = ServiceSpec { name: "proxied".to_owned(), ports: vec![443], syn_proxy: SynProxy::Always, ..spec };
+    let proxied =
+        ServiceSpec { name: "proxied".to_owned(), ports: vec![443], syn_proxy: SynProxy::Always, ..spec.clone() };
     services.add(&mut dp, proxied).expect("proxied service");
+    // And in Katran's mode, on port 8080: DSR, Maglev, every new flow tracked.
+    let dsr = ServiceSpec {
+        name: "dsr".to_owned(),
+        ports: vec![8080],
+        mode: Mode::Dsr,
+        scheduler: Scheduler::Maglev,
+        syn_proxy: SynProxy::Off,
+        ..spec
+    };
+    services.add(&mut dp, dsr).expect("DSR service");
     dp.set_syn_key(SYN_KEY).expect("cookie key");
     (dp, services)
 }
@@ -208,9 +225,9 @@ fn proxy_rows(dp: &mut Dataplane, r: &Router) -> Vec<(&'static str, f64)> {
         "SYN proxy: SYN answered with a cookie",
         bench(dp, Some(Trust::Untrusted), &syns, r.front, XDP_REDIRECT),
     )];
-    // A flow per call (the same tuple twice would find its flow): two sources, 50k ports each;
-    // handshakes time out at once, so NAT ports come back as the walk wraps.
-    dp.set_lb_settings(LbSettings { opening_ns: 0, ..LbSettings::DEFAULT }).expect("settings");
+    // A flow per call (the same tuple twice would find its flow): two sources, 50k ports each,
+    // as many NAT ports (the new-flow rows' range).
+    dp.set_lb_settings(WIDE_NAT).expect("settings");
     let echo = foobar_common::cookie::timestamp(0, Some(7), true);
     let acks: Vec<Vec<u8>> = (0..CALLS as u32)
         .map(|i| with_macs(cookie_ack([192, 0, 2, 100 + (i % 2) as u8], 1024 + (i / 2) as u16, echo), client, front))
@@ -297,14 +314,17 @@ fn main() -> ExitCode {
     let r = Router::build(&mut lab);
     let _inside = r.ns.enter();
     let (client, front, back) = (CLIENT_MAC, r.front_mac, r.back_mac);
-    let syn_from = |host: u8, sport: u16| {
-        with_macs(Frame::tcp4([192, 0, 2, host], sport, [192, 0, 2, 10], 80).flags(TcpFlags::SYN), client, front)
+    let syn_to = |host: u8, sport: u16, port: u16| {
+        with_macs(Frame::tcp4([192, 0, 2, host], sport, [192, 0, 2, 10], port).flags(TcpFlags::SYN), client, front)
     };
+    let syn_from = |host: u8, sport: u16| syn_to(host, sport, 80);
     let syn = vec![syn_from(100, 40000)];
     // One new flow per call, each of a tuple not seen before: two other clients' ports 1024..
     // (fewer than the NAT ports towards the backends, with the range widened to `WIDE_NAT`).
     let new_flows: Vec<Vec<u8>> =
         (0..CALLS as u32).map(|i| syn_from(101 + (i / 50_000) as u8, 1024 + (i % 50_000) as u16)).collect();
+    let new_dsr_flows: Vec<Vec<u8>> =
+        (0..CALLS as u32).map(|i| syn_to(101 + (i / 50_000) as u8, 1024 + (i % 50_000) as u16, 8080)).collect();
     // The first of those clients' first 20,000 tuples again.
     let reused: Vec<Vec<u8>> = (0..20_000u16).map(|i| syn_from(101, 1024 + i)).collect();
     let in_turn: Vec<Vec<u8>> = (0..10_000u16)
@@ -398,6 +418,9 @@ fn main() -> ExitCode {
                 dp.set_lb_settings(LbSettings { tcp_idle_ns: 0, opening_ns: 0, ..WIDE_NAT }).expect("settings");
                 let v = new_flow_bench(&mut dp, &reused, r.front);
                 push(&mut rows, "LB new flow on a tuple seen before", i, v);
+                dp.set_lb_settings(LbSettings::DEFAULT).expect("settings");
+                let v = new_flow_bench(&mut dp, &new_dsr_flows, r.front);
+                push(&mut rows, "LB new flow, DSR Maglev (Katran's mode)", i, v);
             }
             dp.set_lb_settings(LbSettings::DEFAULT).expect("settings");
             if backends == 2 && denies == 1 {
