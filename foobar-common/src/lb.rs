@@ -322,7 +322,9 @@ pub struct LbSettings {
     /// The smallest MTU of the namespace's interfaces: a frame that fits it fits any egress
     /// link and skips the per-packet MTU check (0: every frame is checked).
     pub link_mtu_floor: u32,
-    pub _pad: u32,
+    /// 1 while IPv4 routing rules select by source, so a next hop found for one client's flow
+    /// may not suit another's: the next-hop cache then keys on the source too (IPv6 always does).
+    pub hops_by_source: u32,
 }
 
 impl LbSettings {
@@ -337,7 +339,7 @@ impl LbSettings {
         flood_new_flows: 10_000,
         cpus: 1,
         link_mtu_floor: 0,
-        _pad: 0,
+        hops_by_source: 1,
     };
 }
 

@@ -17,7 +17,7 @@ use crate::{
     conntrack, flood, forward,
     handoff::{self, Step},
     icmp, nat,
-    nexthop::redirect_to,
+    nexthop::{redirect_to, send, towards_backend_from_anyone},
     packet::Frame,
     refuse::refuse,
     schedule::schedule,
@@ -202,11 +202,13 @@ fn stateless(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
         return xdp_action::XDP_DROP;
     }
     let slot = pick_hash(svc.pick, &key) % svc.ring_len;
-    let Some(backend) = services::ring_member(svc, slot).and_then(services::backend) else {
-        return xdp_action::XDP_DROP;
-    };
+    let Some(id) = services::ring_member(svc, slot) else { return xdp_action::XDP_DROP };
+    let Some(backend) = services::backend(id) else { return xdp_action::XDP_DROP };
     count(Counter::LbStateless);
-    redirect_to(frame, p, &p.src, &backend.addr)
+    match towards_backend_from_anyone(frame, p, id, &backend.addr) {
+        Some(hop) => send(frame, &hop),
+        None => redirect_to(frame, p, &p.src, &backend.addr),
+    }
 }
 
 /// The NAT binding `p` replies to, if it is a backend's reply: from a backend, to the node's

@@ -11,7 +11,7 @@ use foobar_common::{
     parse::{L3, Parsed},
 };
 
-use crate::{icmp_error, packet::Frame, stats::count};
+use crate::{clock::now_ns, hop_cache, icmp_error, packet::Frame, stats::count};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -44,6 +44,25 @@ pub fn lookup_hop(frame: &Frame, p: &Parsed, src: &[u32; 4], dst: &[u32; 4]) -> 
         return None;
     }
     Some(NextHop { ifindex: params.ifindex, dmac: params.dmac, smac: params.smac })
+}
+
+/// The next hop towards backend `id` at `dst` for an IPv4 frame from any source, while no
+/// routing rule chooses by source (`None` otherwise): one FIB lookup a second per backend and CPU
+/// serves a flood whose every packet comes from another address.
+#[inline(always)]
+pub fn towards_backend_from_anyone(frame: &Frame, p: &Parsed, id: u32, dst: &[u32; 4]) -> Option<NextHop> {
+    if p.l3 != L3::Ipv4 || crate::conntrack::settings().is_none_or(|s| s.hops_by_source != 0) {
+        return None;
+    }
+    let anyone = [0u32; 4];
+    let ingress = frame.0.ingress_ifindex() as u32;
+    let now = now_ns();
+    if let Some(hop) = hop_cache::known(id, dst, &anyone, ingress, now) {
+        return Some(hop);
+    }
+    let hop = lookup_hop(frame, p, &p.src, dst)?;
+    hop_cache::remember(id, dst, &anyone, ingress, hop, now);
+    Some(hop)
 }
 
 /// Gives the frame `hop`'s MACs, takes one from its TTL, and redirects it out of `hop`'s

@@ -1,7 +1,8 @@
 //! Interface addresses over rtnetlink: adding, removing and listing them, with the kernel's
 //! errno as a typed error (where `ip addr` would have been a subprocess and its stderr). The
 //! addresses foobar adds carry its mark in `IFA_PROTO` (Linux 6.1+; older kernels ignore
-//! it), so `foobar cleanup` and the next run can tell them from the operator's.
+//! it), so `foobar cleanup` and the next run can tell them from the operator's. Also whether
+//! IPv4 routing rules look at the source (what the data plane's next-hop cache keys on).
 
 use std::{io, net::IpAddr};
 
@@ -11,6 +12,7 @@ pub const FOOBAR_PROTO: u8 = 0xfb;
 const RTM_NEWADDR: u16 = 20;
 const RTM_DELADDR: u16 = 21;
 const RTM_GETADDR: u16 = 22;
+const RTM_GETRULE: u16 = 34;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -92,6 +94,17 @@ pub fn addresses() -> Result<Vec<Address>, NetlinkError> {
         })?;
     }
     Ok(out)
+}
+
+/// Whether any IPv4 routing rule of this namespace selects by source prefix (`ip rule add
+/// from ...`): only then can the route towards a backend depend on who the packet is from.
+pub fn ipv4_rules_select_by_source() -> Result<bool, NetlinkError> {
+    let socket = Socket::open()?;
+    // A `fib_rule_hdr`: family, dst_len, src_len, tos, table, two reserved, action, flags.
+    let msg = vec![libc::AF_INET as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut by_source = false;
+    socket.dump(RTM_GETRULE, &msg, &mut |body| by_source |= body.get(2).is_some_and(|&src_len| src_len > 0))?;
+    Ok(by_source)
 }
 
 /// The index of `interface` in this namespace.

@@ -44,8 +44,8 @@ impl Daemon {
             };
             self.samples.insert(svc.id, Sample { at: now, stats, new_flows_per_sec: flows, bytes_per_sec: bytes });
         }
-        if let Err(e) = self.dataplane.refresh_link_mtu() {
-            tracing::warn!(error = %e, "cannot refresh the link MTU floor; frames up to the last one seen skip the MTU check");
+        if let Err(e) = self.dataplane.refresh_surroundings() {
+            tracing::warn!(error = %e, "cannot read the link MTUs and routing rules again; the data plane keeps the last ones");
         }
         self.observe_passive();
         self.rebalance();

@@ -27,6 +27,7 @@ pub mod ring;
 pub mod rules;
 pub mod services;
 mod stats;
+pub mod surroundings;
 pub mod vip_filter;
 
 use aya::{
@@ -52,6 +53,7 @@ pub use self::{
     stats::CounterSnapshot,
 };
 use crate::xdp_mode::{XdpMode, kernel_mode_name};
+use surroundings::Surroundings;
 
 /// The kernel's index of `interface` in this thread's network namespace (0: no such interface).
 fn ifindex(interface: &str) -> u32 {
@@ -378,26 +380,29 @@ impl Dataplane {
         self.ebpf.map_mut(name).ok_or(DataplaneError::MissingMap(name))
     }
 
-    /// Timeouts and the NAT port range the load balancer works with (its `cpus` and
-    /// `link_mtu_floor` are this machine's, whatever `settings` says).
+    /// Timeouts and the NAT port range the load balancer works with (its `cpus`,
+    /// `link_mtu_floor` and `hops_by_source` are this machine's, whatever `settings` says).
     pub fn set_lb_settings(&mut self, settings: LbSettings) -> Result<(), DataplaneError> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Cpus(e))? as u32;
-        let link_mtu_floor = link::mtu_floor().map_err(DataplaneError::LinkMtu)?;
-        self.lb_settings_map()?.set(0, LbSettings { cpus, link_mtu_floor, ..settings }, 0)?;
+        let n = Surroundings::read()?;
+        let settings =
+            LbSettings { cpus, link_mtu_floor: n.link_mtu_floor, hops_by_source: n.hops_by_source(), ..settings };
+        self.lb_settings_map()?.set(0, settings, 0)?;
         // Cached flows were timed by the old settings.
         self.stale_flow_copies()
     }
 
-    /// Tells the data plane the namespace's smallest link MTU again, when it changed since it
-    /// was last told (an operator set a link's MTU, an interface came or went); returns it.
-    pub fn refresh_link_mtu(&mut self) -> Result<u32, DataplaneError> {
-        let floor = link::mtu_floor().map_err(DataplaneError::LinkMtu)?;
+    /// Tells the data plane about its namespace again, where it changed since it was last told
+    /// (an operator set a link's MTU or added a routing rule, an interface came or went).
+    pub fn refresh_surroundings(&mut self) -> Result<Surroundings, DataplaneError> {
+        let n = Surroundings::read()?;
         let mut map = self.lb_settings_map()?;
         let settings = map.get(&0, 0)?;
-        if settings.link_mtu_floor != floor {
-            map.set(0, LbSettings { link_mtu_floor: floor, ..settings }, 0)?;
+        let now = LbSettings { link_mtu_floor: n.link_mtu_floor, hops_by_source: n.hops_by_source(), ..settings };
+        if now != settings {
+            map.set(0, now, 0)?;
         }
-        Ok(floor)
+        Ok(n)
     }
 
     fn lb_settings_map(&mut self) -> Result<aya::maps::Array<&mut aya::maps::MapData, LbSettings>, DataplaneError> {

@@ -137,6 +137,7 @@ fn dataplane(denies: u32, backends: usize) -> (Dataplane, Services) {
             rule(6, "192.0.2.10", 80),
             rule(6, "192.0.2.10", 443),
             rule(6, "192.0.2.10", 8080),
+            rule(6, "192.0.2.10", 8443),
             rule(17, "192.0.2.53", 53),
         ])
         .expect("rules"),
@@ -165,7 +166,15 @@ fn dataplane(denies: u32, backends: usize) -> (Dataplane, Services) {
         syn_proxy: SynProxy::Off,
         ..spec
     };
+    // The same under a flood, on port 8443: forwarded by hash, nothing kept.
+    let flooded = ServiceSpec {
+        name: "dsr-flooded".to_owned(),
+        ports: vec![8443],
+        syn_proxy: SynProxy::UnderFlood,
+        ..dsr.clone()
+    };
     services.add(&mut dp, dsr).expect("DSR service");
+    services.add(&mut dp, flooded).expect("flooded DSR service");
     dp.set_syn_key(SYN_KEY).expect("cookie key");
     (dp, services)
 }
@@ -325,6 +334,17 @@ fn main() -> ExitCode {
         (0..CALLS as u32).map(|i| syn_from(101 + (i / 50_000) as u8, 1024 + (i % 50_000) as u16)).collect();
     let new_dsr_flows: Vec<Vec<u8>> =
         (0..CALLS as u32).map(|i| syn_to(101 + (i / 50_000) as u8, 1024 + (i % 50_000) as u16, 8080)).collect();
+    // A spoofed flood: each SYN from the next of 150 sources, 100,000 tuples in all.
+    let flood: Vec<Vec<u8>> = (0..CALLS as u32)
+        .map(|i| {
+            let src = [192, 0, 2, 101 + (i % 150) as u8];
+            with_macs(
+                Frame::tcp4(src, 1024 + (i / 150) as u16, [192, 0, 2, 10], 8443).flags(TcpFlags::SYN),
+                client,
+                front,
+            )
+        })
+        .collect();
     // The first of those clients' first 20,000 tuples again.
     let reused: Vec<Vec<u8>> = (0..20_000u16).map(|i| syn_from(101, 1024 + i)).collect();
     let in_turn: Vec<Vec<u8>> = (0..10_000u16)
@@ -421,6 +441,14 @@ fn main() -> ExitCode {
                 dp.set_lb_settings(LbSettings::DEFAULT).expect("settings");
                 let v = new_flow_bench(&mut dp, &new_dsr_flows, r.front);
                 push(&mut rows, "LB new flow, DSR Maglev (Katran's mode)", i, v);
+                // Flood mode from the first new flow on.
+                dp.set_lb_settings(LbSettings { flood_new_flows: 1, ..LbSettings::DEFAULT }).expect("settings");
+                let before = dp.counters().expect("counters").get(Counter::LbStateless);
+                let v = bench(&mut dp, Some(Trust::Untrusted), &flood, r.front, XDP_REDIRECT);
+                let stateless = dp.counters().expect("counters").get(Counter::LbStateless) - before;
+                assert!(stateless >= CALLS as u64 - 2, "the flood was not forwarded by hash: {stateless}");
+                push(&mut rows, "DSR Maglev under flood: forwarded by hash, no state", i, v);
+                dp.set_lb_settings(LbSettings::DEFAULT).expect("settings");
             }
             dp.set_lb_settings(LbSettings::DEFAULT).expect("settings");
             if backends == 2 && denies == 1 {

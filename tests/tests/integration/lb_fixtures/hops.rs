@@ -58,7 +58,7 @@ pub fn run() {
     services.add(dp, service("www6", "2001:db8:1::10", 80, 6, Mode::Nat, vec![backend("web1", WEB1_6)])).expect("www6");
     n.ns.ip(&["link", "set", "dev", "back", "mtu", "1400"]);
     // What the daemon does every second: frames that fit every link skip the MTU check.
-    assert_eq!(dp.refresh_link_mtu().expect("link MTU"), 1400);
+    assert_eq!(dp.refresh_surroundings().expect("link MTU").link_mtu_floor, 1400);
     let (front, back, client) = (n.front_mac, n.back_mac, CLIENT_MAC);
     let (syn, ack) = (TcpFlags::SYN, TcpFlags::ACK);
     let time_exceeded = (11, 0, [0; 4]);
@@ -145,7 +145,7 @@ pub fn run() {
 
     // IPv4 links may be narrower than IPv6's 1280: frames below that are checked too.
     n.ns.ip(&["link", "set", "dev", "back", "mtu", "1000"]);
-    assert_eq!(dp.refresh_link_mtu().expect("link MTU"), 1000);
+    assert_eq!(dp.refresh_surroundings().expect("link MTU").link_mtu_floor, 1000);
     let narrow_df = dont_fragment(macs(
         Frame::tcp4(CLIENT, 40000, VIP, 80).flags(ack).payload(&vec![0x62; 1100 - 40]),
         client,

@@ -49,5 +49,10 @@ pub fn trials() -> Vec<Trial> {
         gated("lb_fixtures::rst_fin_and_icmp_must_be_near_the_flow", needs, validation::run),
         gated("lb_fixtures::expired_ttl_and_too_big_are_answered_with_icmp", needs, hops::run),
         gated("lb_fixtures::new_flows_see_a_neighbour_change_within_a_second", needs, hop_cache::run),
+        gated(
+            "lb_fixtures::a_flood_to_dsr_keeps_no_state_and_routes_by_source_rules",
+            needs,
+            hop_cache::stateless_flood_hops,
+        ),
     ]
 }
