@@ -40,8 +40,6 @@ pub enum DataplaneError {
     Cpus(std::io::Error),
     #[error("cannot read this namespace's link MTUs: {0}")]
     LinkMtu(std::io::Error),
-    #[error("cannot read this namespace's routing rules: {0}")]
-    RoutingRules(crate::netlink::NetlinkError),
     #[error("the kernel gave no random bytes for the SYN cookie key: {0}")]
     Random(std::io::Error),
     #[error("cannot start counting flows: {0}")]

@@ -13,10 +13,13 @@ pub struct Surroundings {
 
 impl Surroundings {
     pub fn read() -> Result<Surroundings, DataplaneError> {
-        Ok(Surroundings {
-            link_mtu_floor: link::mtu_floor().map_err(DataplaneError::LinkMtu)?,
-            rules_by_source: crate::netlink::ipv4_rules_select_by_source().map_err(DataplaneError::RoutingRules)?,
-        })
+        // Rules that cannot be listed are taken to choose by source: hops then stay per source,
+        // as they are for IPv6, rather than the data plane not loading.
+        let rules_by_source = crate::netlink::ipv4_rules_select_by_source().unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "cannot list the routing rules; next hops stay per source");
+            true
+        });
+        Ok(Surroundings { link_mtu_floor: link::mtu_floor().map_err(DataplaneError::LinkMtu)?, rules_by_source })
     }
 
     /// `LbSettings::hops_by_source`.
