@@ -56,9 +56,11 @@ impl RunningDaemon {
             });
         });
         let d = RunningDaemon { socket, config_file, stop: Some(stop), thread: Some(thread) };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Loading verifies about a million BPF instructions: seconds on a quiet machine, more on a
+        // CI machine whose other tests run three daemons and floods at the same time.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while client::request(&d.socket, &Request::Status).is_err() {
-            assert!(Instant::now() < deadline, "the daemon did not answer on {} within 10 s", d.socket.display());
+            assert!(Instant::now() < deadline, "the daemon did not answer on {} within 30 s", d.socket.display());
             std::thread::sleep(Duration::from_millis(50));
         }
         d
