@@ -27,6 +27,11 @@ pub const BACKEND_STATS_MAP: &str = "LB_BACKEND_STATS";
 pub const BACKEND_TIMEOUTS_MAP: &str = "LB_BACKEND_TIMEOUTS";
 pub const VIP_FILTER_MAP: &str = "LB_VIP_FILTER";
 pub const FLOW_EPOCH_MAP: &str = "LB_FLOW_EPOCH";
+/// The cluster's NAT addresses by node slot ([`Flow::nat_source`]): a flow a peer synced
+/// reaches its backend from the peer's address, which this node takes over when the peer dies.
+pub const NAT_PEERS_MAP: &str = "LB_NAT_PEERS";
+/// Node slots [`NAT_PEERS_MAP`] holds; slot 0 is this node's own (the backend's `snat`).
+pub const NAT_PEER_SLOTS: u32 = 32;
 
 /// The sizes the object declares its tables with. The daemon sets each at load time from the
 /// config's `[capacity]` (whose defaults these are), so none is a limit of the build.
@@ -210,7 +215,9 @@ pub struct Flow {
     /// is the client's ISN, for saying the proxy's SYN again.
     pub client_seq: u32,
     pub client_ack: u32,
-    pub _pad: u32,
+    /// Whose NAT address a NAT flow reaches its backend from: 0, this node's; else the peer
+    /// slot (in [`NAT_PEERS_MAP`]) of the node that began the flow and synced it here.
+    pub nat_source: u32,
 }
 
 /// How far (either way, in bytes) a RST's or FIN's sequence number, or an ICMP error's quoted
@@ -288,8 +295,17 @@ pub struct NatTarget {
 
 /// [`NatTarget::flags`]: the binding is in the DNAT table, keyed by the reply's own tuple.
 pub const BINDING_DNAT: u32 = 1 << 16;
+/// [`NatTarget::flags`]' top byte: the binding's peer slot (as [`Flow::nat_source`]), whose NAT
+/// address its replies come to.
+pub const BINDING_PEER_SHIFT: u32 = 24;
 
 impl NatTarget {
+    /// The peer slot of the node whose NAT address this binding's replies come to (0: this node).
+    #[inline(always)]
+    pub const fn peer(&self) -> u32 {
+        self.flags >> BINDING_PEER_SHIFT
+    }
+
     /// The client's flow this binding belongs to.
     #[inline(always)]
     pub const fn client_flow(&self, protocol: u8, family: u8) -> FlowKey {

@@ -84,12 +84,15 @@ pub fn to_backend<const INLINE_REWRITE: bool>(
     }
     account(flow.service, flow.backend, frame);
     if flow.mode != MODE_DSR {
-        let r = Rewrite {
+        let mut r = Rewrite {
             src: *source(flow.mode, backend, &p.src),
             dst: backend.addr,
             sport: flow.nat_port,
             dport: p.dst_port,
         };
+        if flow.nat_source != 0 {
+            from_peer(&mut r, flow.nat_source);
+        }
         if !rewrite::<INLINE_REWRITE>(frame, p, family, &r) {
             return xdp_action::XDP_DROP;
         }
@@ -149,6 +152,16 @@ pub fn path(frame: &Frame, p: &Parsed, key: &FlowKey, flow: &Flow) -> Option<(&'
 #[inline(always)]
 pub fn source<'a>(mode: u32, backend: &'a Backend, client: &'a [u32; 4]) -> &'a [u32; 4] {
     if mode == MODE_NAT { &backend.snat } else { client }
+}
+
+/// Points `r` at the NAT address of the peer in slot `slot`, for a flow that peer synced here
+/// (this node took its address over). Out of line and by pointer: a branch that left two
+/// kinds of source behind split the verifier's states for the rest of the forward.
+#[inline(never)]
+fn from_peer(r: &mut Rewrite, slot: u32) {
+    if let Some(peer) = nat::peer_address(slot) {
+        r.src = *peer;
+    }
 }
 
 /// A backend's reply in NAT mode, counted: translated back to come from the VIP, to the client.

@@ -218,7 +218,7 @@ fn stateless(frame: &Frame, p: &Parsed, svc: &ServiceInfo, family: u8) -> u32 {
 #[inline(always)]
 pub fn nat_reply(p: &Parsed, family: u8) -> Option<&'static NatTarget> {
     if let Some(target) = nat::binding(&NatKey::new(p.src, p.src_port, p.dst_port, p.protocol, family)) {
-        if services::backend(target.backend).is_some_and(|b| b.snat == p.dst) {
+        if is_nat_address(target, &p.dst) {
             return Some(target);
         }
     }
@@ -226,6 +226,16 @@ pub fn nat_reply(p: &Parsed, family: u8) -> Option<&'static NatTarget> {
         return None;
     }
     dnat_reply(p, family)
+}
+
+/// Whether `dst` is the NAT address `target`'s replies come to: this node's towards its
+/// backend, or that of the peer that synced it.
+#[inline(always)]
+fn is_nat_address(target: &NatTarget, dst: &[u32; 4]) -> bool {
+    match target.peer() {
+        0 => services::backend(target.backend).is_some_and(|b| b.snat == *dst),
+        slot => nat::peer_address(slot).is_some_and(|a| a == dst),
+    }
 }
 
 /// The DNAT binding `p` replies to. Out of line, so that its key is not on the fast path's stack.

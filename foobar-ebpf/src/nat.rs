@@ -9,7 +9,7 @@ use aya_ebpf::{
 use foobar_common::{
     lb::{
         BINDING_DNAT, DEFAULT_FLOWS, DEFAULT_NAT_BINDINGS, FLOW_HANDSHAKE, FLOW_OPENING, Flow, FlowKey, LbSettings,
-        MODE_DNAT, NatKey, NatTarget, Proxied, nat_port_free,
+        MODE_DNAT, NAT_PEER_SLOTS, NatKey, NatTarget, Proxied, nat_port_free,
     },
     parse::Parsed,
 };
@@ -28,6 +28,9 @@ static NAT: HashMap<NatKey, NatTarget> = HashMap::with_max_entries(DEFAULT_NAT_B
 /// evicted before any live one is.
 #[map(name = "LB_DNAT")]
 static DNAT: LruHashMap<FlowKey, NatTarget> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
+/// The cluster's NAT addresses by peer slot (the daemon writes them from `[cluster]`).
+#[map(name = "LB_NAT_PEERS")]
+static NAT_PEERS: Array<[u32; 4]> = Array::with_max_entries(NAT_PEER_SLOTS, 0);
 const BPF_ANY: u64 = 0;
 const BPF_NOEXIST: u64 = 1;
 
@@ -49,6 +52,12 @@ pub struct Keys {
 pub fn binding(key: &NatKey) -> Option<&'static NatTarget> {
     // SAFETY: map lookups return pointers valid for this program run.
     unsafe { NAT.get(key) }
+}
+
+/// The NAT address of the node in peer slot `slot`: where a flow it synced here is NATed from.
+#[inline(always)]
+pub fn peer_address(slot: u32) -> Option<&'static [u32; 4]> {
+    NAT_PEERS.get(slot)
 }
 
 /// The DNAT binding of `reply`, a packet's tuple as a backend sent it to a DNAT flow's client.

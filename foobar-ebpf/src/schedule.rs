@@ -116,7 +116,7 @@ fn new_entry(backend: u32, svc: &ServiceInfo, nat_port: u16, now: u64, nf: &NewF
         proxied: nf.proxied,
         client_seq: nf.client_seq,
         client_ack: nf.client_ack,
-        _pad: 0,
+        nat_source: 0,
     }
 }
 
