@@ -21,6 +21,7 @@
 //! - [`privileges`]: dropping the capabilities serving does not use.
 //! - [`status_page`]: the HTML status page on the metrics listener.
 //! - [`replication`]: the MariaDB/MySQL replication monitor behind `db-write` and `db-read`.
+//! - [`sync`]: NAT flow sync between a cluster's nodes (signed UDP datagrams).
 //! - [`xdp_mode`]: the operator-facing attach mode (`native | generic | auto`).
 
 pub mod addresses;
@@ -42,4 +43,5 @@ pub mod privileges;
 pub mod replication;
 pub mod slots;
 pub mod status_page;
+pub mod sync;
 pub mod xdp_mode;

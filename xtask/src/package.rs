@@ -58,6 +58,7 @@ fn stage_tree(root: &Path, stage: &Path) -> anyhow::Result<()> {
     for (to, from) in [
         ("lab.toml", "lab.toml"),
         ("cluster.toml", "cluster.toml"),
+        ("cluster-nat.toml", "cluster-nat.toml"),
         ("pair/foobar.toml", "pair/foobar.toml"),
         ("pair/keepalived.conf", "pair/keepalived.conf"),
         ("monitoring/foobar.rules.yml", "monitoring/foobar.rules.yml"),

@@ -33,6 +33,8 @@ pub struct Config {
     pub conntrack: Conntrack,
     /// The routing daemon that announces this node's VIPs.
     pub announce: Option<Announce>,
+    /// The foobar nodes that share their NAT flows, so that a dead node's flows go on.
+    pub cluster: Option<Cluster>,
     /// The file and text this config was parsed from.
     #[serde(skip)]
     pub origin: Origin,
@@ -295,6 +297,43 @@ pub struct Announce {
     /// Instead of BIRD (ExaBGP, GoBGP, FRR): a program and its arguments, run without a shell
     /// with `announce NAME` or `withdraw NAME` added.
     pub command: Option<Spanned<Vec<String>>>,
+}
+
+/// The cluster's nodes, the same list on every node: each replicates its NAT flows to the
+/// others (IPVS's sync daemon), which take over its NAT address when it dies.
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// The shared secret the flow messages are signed with (HMAC-SHA256), at least 32 bytes.
+    pub sync_key_file: Spanned<PathBuf>,
+    /// How often a node sends the NAT flows that moved since it last did.
+    #[serde(default = "defaults::sync_interval")]
+    pub sync_interval: Spanned<Span>,
+    #[serde(rename = "node")]
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// One node of the cluster (this one is the entry named `daemon.node_name`).
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterNode {
+    pub name: Spanned<String>,
+    /// Where it listens for its peers' flows, on the private network (UDP).
+    pub sync: Spanned<SocketAddr>,
+    /// Its own NAT source address, routed to it (announced by its BIRD, and by every peer
+    /// with a longer path, so the survivors get the replies of its flows when it dies).
+    pub nat_address: Spanned<IpAddr>,
+    /// Its NAT source ports, first and last: disjoint from every other node's, so a peer's
+    /// bindings never collide with this node's own.
+    pub nat_ports: Spanned<[u16; 2]>,
+}
+
+impl Cluster {
+    /// The entry of node `name` and its slot (1 for the first node: slot 0 means "this node"
+    /// in the data plane).
+    pub fn node(&self, name: &str) -> Option<(u32, &ClusterNode)> {
+        self.nodes.iter().enumerate().find(|(_, n)| n.name.get_ref() == name).map(|(i, n)| (i as u32 + 1, n))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -610,6 +649,10 @@ mod defaults {
     pub fn opening() -> toml::Spanned<Span> {
         span_of(foobar_common::lb::LbSettings::DEFAULT.opening_ns)
     }
+    pub fn sync_interval() -> Spanned<Span> {
+        Spanned::new(0..0, Span(Duration::from_millis(500)))
+    }
+
     pub fn nat_ports() -> toml::Spanned<[u16; 2]> {
         let d = foobar_common::lb::LbSettings::DEFAULT;
         let (first, last) = (d.nat_port_min, d.nat_port_min + d.nat_port_count - 1);

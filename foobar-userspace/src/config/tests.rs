@@ -320,6 +320,73 @@ fn a_command_announces_instead_of_bird() {
     assert!(with(bird, "192.0.2.10/32").expect_err("BIRD").contains("is not a BIRD protocol name"));
 }
 
+const CLUSTER_NAT: &str = include_str!("../../../examples/cluster-nat.toml");
+
+/// `examples/cluster-nat.toml` as node `node` reads it, with `from` replaced by `to`.
+fn cluster_nat(node: &str, from: &str, to: &str) -> Result<super::Config, String> {
+    assert!(CLUSTER_NAT.contains(from), "`{from}`");
+    let text =
+        CLUSTER_NAT.replacen(from, to, 1).replacen("[daemon]\n", &format!("[daemon]\nnode_name = {node:?}\n"), 1);
+    parse(Path::new("cluster-nat.toml"), &text, &lab_interfaces).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_cluster_names_this_node_and_keeps_names_addresses_and_ports_apart() {
+    let cfg = cluster_nat("node2", "", "").expect("examples/cluster-nat.toml must stay valid");
+    let c = cfg.cluster.as_ref().expect("[cluster]");
+    assert_eq!(
+        c.node("node2").map(|(slot, n)| (slot, *n.nat_address.get_ref())),
+        Some((2, "192.0.2.202".parse().unwrap()))
+    );
+    for (node, from, to, error) in [
+        (
+            "node4",
+            "",
+            "",
+            "cluster-nat.toml:49: cluster.node: no [[cluster.node]] is named `node4`, this node (daemon.node_name)",
+        ),
+        (
+            "node1",
+            "name = \"node2\"",
+            "name = \"node1\"",
+            "cluster-nat.toml:55: cluster.node[1].name: the same name as cluster.node[0] (`node1`)",
+        ),
+        (
+            "node1",
+            "192.0.2.202",
+            "192.0.2.201",
+            "cluster-nat.toml:57: cluster.node[1].nat_address: the same address as cluster.node[0] (`node1`)",
+        ),
+        (
+            "node1",
+            "[30000, 39999]",
+            "[29999, 39999]",
+            "cluster-nat.toml:58: cluster.node[1].nat_ports: the same ports as cluster.node[0] (`node1`)",
+        ),
+        (
+            "node1",
+            "[30000, 39999]",
+            "[30000, 1024]",
+            "cluster-nat.toml:58: cluster.node[1].nat_ports: [30000, 1024] must be [first, last] with 1024 <= first <= last",
+        ),
+        (
+            "node1",
+            "sync_interval = \"200ms\"",
+            "sync_interval = \"0ms\"",
+            "cluster-nat.toml:46: cluster.sync_interval: must be above zero",
+        ),
+        (
+            "node1",
+            "[cluster]",
+            "[conntrack]\nnat_ports = [20000, 20999]\n[cluster]",
+            "conntrack.nat_ports: a cluster's nodes each have their own",
+        ),
+    ] {
+        let got = cluster_nat(node, from, to).map(|_| ()).expect_err(error);
+        assert!(got.contains(error), "{from} → {to}: {got}");
+    }
+}
+
 #[test]
 fn the_packaged_config_is_valid_on_a_two_nic_node() {
     let text = include_str!("../../../examples/foobar.toml");
@@ -333,7 +400,7 @@ fn the_packaged_config_is_valid_on_a_two_nic_node() {
 /// in it, set or in a comment, or in the cluster example.
 #[test]
 fn the_lab_config_shows_every_key() {
-    let examples = [LAB, CLUSTER].concat();
+    let examples = [LAB, CLUSTER, CLUSTER_NAT].concat();
     let mut rename = None;
     let mut missing = Vec::new();
     for line in include_str!("schema.rs").lines().map(str::trim) {

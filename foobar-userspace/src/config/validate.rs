@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use super::{
     error::{Origin, Problem},
     schema::{
-        Affinity, Announce, Config, ForwardMode, HealthKind, Proto, RecordType, Scheduler, SynProxy, node_name_ok,
+        Affinity, Announce, ClusterNode, Config, ForwardMode, HealthKind, Proto, RecordType, Scheduler, SynProxy,
+        node_name_ok,
     },
 };
 
@@ -20,6 +21,7 @@ pub fn check(cfg: &Config, interface_exists: &dyn Fn(&str) -> bool) -> Vec<Probl
     dns(cfg, src, &mut out);
     replication(cfg, src, &mut out);
     conntrack(cfg, src, &mut out);
+    cluster(cfg, src, &mut out);
     out
 }
 
@@ -325,6 +327,61 @@ fn conntrack(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
     if *c.flood_new_flows.get_ref() == 0 {
         out.push(src.problem(c.flood_new_flows.span(), "conntrack.flood_new_flows", "must be at least 1"));
     }
+}
+
+fn cluster(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
+    let Some(c) = &cfg.cluster else { return };
+    let me = cfg.daemon.node();
+    if c.node(&me).is_none() {
+        let at = c.nodes.first().map_or(c.sync_key_file.span(), |n| n.name.span());
+        out.push(src.problem(
+            at,
+            "cluster.node",
+            format!("no [[cluster.node]] is named `{me}`, this node (daemon.node_name)"),
+        ));
+    }
+    if c.nodes.len() >= foobar_common::lb::NAT_PEER_SLOTS as usize {
+        let most = foobar_common::lb::NAT_PEER_SLOTS - 1;
+        out.push(src.problem(c.nodes[0].name.span(), "cluster.node", format!("at most {most} nodes")));
+    }
+    if c.sync_interval.get_ref().0.is_zero() {
+        out.push(src.problem(c.sync_interval.span(), "cluster.sync_interval", "must be above zero"));
+    }
+    if !cfg.conntrack.nat_ports.span().is_empty() {
+        out.push(src.problem(
+            cfg.conntrack.nat_ports.span(),
+            "conntrack.nat_ports",
+            "a cluster's nodes each have their own: set nat_ports in [[cluster.node]] instead",
+        ));
+    }
+    for (i, n) in c.nodes.iter().enumerate() {
+        let [first, last] = *n.nat_ports.get_ref();
+        if first < 1024 || first > last {
+            out.push(src.problem(
+                n.nat_ports.span(),
+                format!("cluster.node[{i}].nat_ports"),
+                format!("[{first}, {last}] must be [first, last] with 1024 <= first <= last"),
+            ));
+        }
+        for (j, m) in c.nodes.iter().enumerate().take(i) {
+            let clash = |what: &str| format!("the same {what} as cluster.node[{j}] (`{}`)", m.name.get_ref());
+            if m.name.get_ref() == n.name.get_ref() {
+                out.push(src.problem(n.name.span(), format!("cluster.node[{i}].name"), clash("name")));
+            }
+            if m.nat_address.get_ref() == n.nat_address.get_ref() {
+                out.push(src.problem(n.nat_address.span(), format!("cluster.node[{i}].nat_address"), clash("address")));
+            }
+            if overlap(m, n) {
+                out.push(src.problem(n.nat_ports.span(), format!("cluster.node[{i}].nat_ports"), clash("ports")));
+            }
+        }
+    }
+}
+
+/// Whether two nodes' NAT port ranges share a port.
+fn overlap(a: &ClusterNode, b: &ClusterNode) -> bool {
+    let ([a0, a1], [b0, b1]) = (*a.nat_ports.get_ref(), *b.nat_ports.get_ref());
+    a0 <= b1 && b0 <= a1
 }
 
 fn replication(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {

@@ -24,6 +24,8 @@ pub enum DaemonError {
     State(#[from] super::state::StateError),
     #[error(transparent)]
     FdLimit(#[from] super::fd_limit::FdLimitError),
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
 }
 
 /// Why a reload was refused; the running config is unchanged.

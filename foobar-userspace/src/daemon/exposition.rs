@@ -237,6 +237,49 @@ impl Daemon {
                 m.sample(&format!("{name}_count"), &labels, h.count as f64);
             }
         }
+        if let Some(sync) = &self.sync {
+            flow_sync(&mut m, &sync.counts);
+        }
         m.finish()
+    }
+}
+
+/// The cluster's flow sync: flows sent and taken on, datagrams refused by why.
+fn flow_sync(m: &mut Exposition, c: &crate::sync::Counts) {
+    let singles: [(&str, &str, &str, u64); 6] = [
+        ("foobar_sync_flows_sent_total", "counter", "NAT flows sent to the cluster's peers.", c.flows_sent),
+        ("foobar_sync_datagrams_sent_total", "counter", "Flow-sync datagrams sent, over all peers.", c.datagrams_sent),
+        (
+            "foobar_sync_send_failures_total",
+            "counter",
+            "Flow-sync datagrams the socket would not take.",
+            c.send_failures,
+        ),
+        (
+            "foobar_sync_flows_adopted_total",
+            "counter",
+            "Peers' NAT flows written into this node's tables.",
+            c.flows_adopted,
+        ),
+        (
+            "foobar_sync_flows_ignored_total",
+            "counter",
+            "Peers' flows not taken: held here as this node's own, or of a service, backend or port range this node does not know.",
+            c.flows_kept_own + c.flows_unknown,
+        ),
+        ("foobar_sync_bindings_held", "gauge", "NAT bindings this node holds for its peers' flows.", c.bindings_held),
+    ];
+    for (name, kind, help, value) in singles {
+        m.single(name, kind, help, value as f64);
+    }
+    let name = "foobar_sync_datagrams_refused_total";
+    m.family(name, "counter", "Flow-sync datagrams refused, by why.");
+    for (reason, n) in [
+        ("malformed", c.refused_malformed),
+        ("bad_signature", c.refused_bad_tag),
+        ("replayed", c.refused_replayed),
+        ("stranger", c.refused_stranger),
+    ] {
+        m.sample(name, &[("reason", reason)], n as f64);
     }
 }

@@ -87,6 +87,9 @@ pub struct Daemon {
     announcer: Option<crate::announce::Announcer>,
     /// How the last config load (start or reload) went, for `/metrics`.
     last_config: ConfigLoad,
+    /// `[cluster]`: this node's part, until serving starts the flow sync with it.
+    cluster: Option<crate::sync::Settings>,
+    sync: Option<crate::sync::FlowSync>,
 }
 
 /// Whether the last config load succeeded, and when one last did.
@@ -105,6 +108,7 @@ impl Daemon {
         // Read before anything is loaded or attached: a missing password file or a state
         // file that is not foobar's stops nothing.
         let monitor = databases::settings(&plan)?;
+        let cluster = crate::sync::Settings::of(config)?;
         let dns_tcp = config.dns.as_ref().map_or(0, |d| u64::from(d.tcp_connections));
         fd_limit::raise(dns_tcp + (crate::metrics::SLOTS + crate::control::server::SLOTS) as u64)?;
         let state = State::load(&config.daemon.state_file)?;
@@ -114,6 +118,9 @@ impl Daemon {
         let lock = pins.lock()?;
         let mut dataplane = Dataplane::load_pinned(pins, &plan.capacity)?;
         dataplane.set_lb_settings(plan.lb)?;
+        if let Some(c) = &cluster {
+            dataplane.set_nat_peers(&c.nat_addresses())?;
+        }
         let fw = &plan.firewall;
         dataplane.set_firewall_settings(fw.settings)?;
         let blocked = state.blocks();
@@ -122,7 +129,8 @@ impl Daemon {
         }
         dataplane.set_allow_rules(&fw.compiled)?;
         // Every id as the last run handed it out, so the flows it left keep their backends.
-        let mut services = Services::resuming(plan.capacity, state.ids.clone());
+        let mut services =
+            Services::resuming(plan.capacity, state.ids.clone()).nat_from(cluster.as_ref().map(|c| c.nat_address));
         for spec in &plan.services {
             services.add(&mut dataplane, spec.clone())?;
         }
@@ -155,6 +163,8 @@ impl Daemon {
             node_drained: state.node_drained,
             announcer: None,
             last_config: ConfigLoad { successful: true, succeeded_at: std::time::SystemTime::now() },
+            cluster,
+            sync: None,
             dataplane,
             services,
             backends,
@@ -324,6 +334,20 @@ impl Daemon {
         self.checkers = health::spawn(&self.plan.checks, tx);
     }
 
+    /// Sends the cluster's peers the NAT flows that moved (the flow sync's tick).
+    fn sync_tick(&mut self) {
+        if let Some(sync) = self.sync.as_mut() {
+            sync.tick(&mut self.dataplane);
+        }
+    }
+
+    /// Takes in a peer's flow-sync datagram.
+    fn sync_receive(&mut self, datagram: &[u8], from: std::net::SocketAddr) {
+        if let Some(sync) = self.sync.as_mut() {
+            sync.receive(&mut self.dataplane, &self.services, datagram, from);
+        }
+    }
+
     /// Runs the event loop (control socket, health checks, rate sampling, reloads on
     /// `hangups`) until `shutdown` resolves, then stops.
     pub async fn serve(
@@ -348,6 +372,11 @@ impl Daemon {
             self.announcer = Some(crate::announce::Announcer::start(speaker));
             self.refresh_announcements();
         }
+        if let Some(settings) = self.cluster.take() {
+            self.sync = Some(crate::sync::FlowSync::start(settings, &self.dataplane).await?);
+        }
+        let sync_socket = self.sync.as_ref().map(crate::sync::FlowSync::socket);
+        let mut sync_tick = self.sync.as_ref().map(|s| tokio::time::interval(s.interval()));
         self.restart_checks();
         self.databases.report_to(report_tx);
         if let (Some(zone), Some(dns)) = (&self.plan.zone, &self.plan.config.dns) {
@@ -404,6 +433,26 @@ impl Daemon {
                     });
                 }
                 _ = tick.tick() => self.sample(Instant::now()),
+                () = async {
+                    match sync_tick.as_mut() {
+                        Some(t) => {
+                            t.tick().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                } => self.sync_tick(),
+                Ok((datagram, from)) = async {
+                    match &sync_socket {
+                        Some(s) => {
+                            let mut buf = vec![0u8; 2048];
+                            s.recv_from(&mut buf).await.map(|(n, from)| {
+                                buf.truncate(n);
+                                (buf, from)
+                            })
+                        }
+                        None => std::future::pending().await,
+                    }
+                } => self.sync_receive(&datagram, from),
                 changed = async {
                     match answers.as_mut() {
                         Some(rx) => rx.changed().await,

@@ -203,6 +203,8 @@ fn daemon_change(old: &Plan, new: &Plan) -> Option<&'static str> {
         Some("daemon.vip_interface")
     } else if old.config.announce != new.config.announce {
         Some("announce.bird_socket or announce.command")
+    } else if old.config.cluster != new.config.cluster {
+        Some("cluster")
     } else if old.capacity != new.capacity {
         Some("capacity")
     } else if old_dns.as_ref().map(crate::dns::Settings::from) != new_dns.as_ref().map(crate::dns::Settings::from) {

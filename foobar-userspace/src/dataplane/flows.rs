@@ -110,7 +110,7 @@ impl Dataplane {
 }
 
 /// Now on the clock the data plane stamps with (bpf_ktime_get_ns: CLOCK_MONOTONIC).
-fn monotonic_ns() -> u64 {
+pub(super) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into `ts`.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };

@@ -9,6 +9,7 @@
 //!   `vip_filter`: which addresses are VIPs, for the kernel's established-flow path.
 //! - `flows`: reading the connection table (live flows, forgetting a withdrawn service's);
 //!   `census`: counting its live flows on a thread of its own.
+//! - `peer_flows`: a cluster node's NAT flows read for its peers, and theirs taken on.
 //! - `pins`: stateful maps and XDP links pinned so a restart does not interrupt forwarding.
 
 mod batch;
@@ -22,6 +23,7 @@ pub mod flows;
 pub mod ids;
 pub mod link;
 pub mod object;
+pub mod peer_flows;
 pub mod pins;
 pub mod ring;
 pub mod rules;

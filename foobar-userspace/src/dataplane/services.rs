@@ -186,6 +186,9 @@ pub struct Services {
     /// Within a change ([`Services::begin`]): keys withdrawn so far, whose flows are deleted
     /// only when the change is committed (a rollback then loses none).
     withdrawn: Option<Vec<ServiceKey>>,
+    /// A cluster node's own NAT address: the source of its NAT flows towards backends of its
+    /// family, instead of the address the route towards each backend would pick.
+    nat_address: Option<IpAddr>,
 }
 
 /// The services as they were before a change, to roll back to.
@@ -217,6 +220,22 @@ impl Services {
             rings: RingSpace::new(capacity.ring_slots),
             capacity,
             withdrawn: None,
+            nat_address: None,
+        }
+    }
+
+    /// NATs towards backends of `addr`'s family from `addr` (a cluster node's own NAT address);
+    /// set before any service is added.
+    pub fn nat_from(mut self, addr: Option<IpAddr>) -> Services {
+        self.nat_address = addr;
+        self
+    }
+
+    /// The source NAT flows reach the backend at `addr` from.
+    fn snat_towards(&self, addr: IpAddr) -> std::io::Result<IpAddr> {
+        match self.nat_address {
+            Some(own) if own.is_ipv4() == addr.is_ipv4() => Ok(own),
+            _ => source_towards(addr),
         }
     }
 
@@ -267,7 +286,7 @@ impl Services {
     pub fn restore_retired(&mut self, dp: &mut Dataplane) -> Result<(), DataplaneError> {
         let retired: Vec<(u32, IpAddr)> = self.ids.retired().map(|b| (b.id, b.addr)).collect();
         for (id, addr) in retired {
-            let snat = source_towards(addr).map_err(|source| ServiceError::NoRoute {
+            let snat = self.snat_towards(addr).map_err(|source| ServiceError::NoRoute {
                 name: format!("(retired) {addr}"),
                 addr,
                 source,
@@ -404,7 +423,7 @@ impl Services {
     /// Gives `b` of `service` its id (the one it had, or a free one) and writes its entry; a
     /// new id starts with its traffic counters at zero.
     fn new_backend(&mut self, dp: &mut Dataplane, service: &str, b: &BackendSpec) -> Result<u32, DataplaneError> {
-        let snat = source_towards(b.addr).map_err(|source| ServiceError::NoRoute {
+        let snat = self.snat_towards(b.addr).map_err(|source| ServiceError::NoRoute {
             name: b.name.clone(),
             addr: b.addr,
             source,

@@ -79,7 +79,7 @@ impl Plan {
             zone,
             checks: checks::compile(&config),
             capacity,
-            lb: config.conntrack.settings(),
+            lb: lb_settings(&config),
             node: config.daemon.node(),
             config,
         })
@@ -89,6 +89,17 @@ impl Plan {
     pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
         self.services.iter().find(|s| s.name == name)
     }
+}
+
+/// `[conntrack]` as the data plane takes it, with this node's own NAT ports in a cluster.
+fn lb_settings(config: &Config) -> foobar_common::lb::LbSettings {
+    let mut lb = config.conntrack.settings();
+    if let Some((_, me)) = config.cluster.as_ref().and_then(|c| c.node(&config.daemon.node())) {
+        let [first, last] = *me.nat_ports.get_ref();
+        lb.nat_port_min = u32::from(first);
+        lb.nat_port_count = u32::from(last.saturating_sub(first)) + 1;
+    }
+    lb
 }
 
 /// Each configured interface with its trust.
