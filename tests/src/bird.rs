@@ -66,3 +66,23 @@ pub fn node_conf(node: &str, local_as: u32, router: &str, router_as: u32, protoc
          hold time 3; connect retry time 1; error wait time 1, 3; ipv4 {{ import none; export where proto = \"{protocol}\"; next hop self; }}; }}\n"
     )
 }
+
+/// `conf` (a [`node_conf`]) with the cluster's NAT addresses added (`nat`, by node; `own`
+/// this node's index): its own announced as it is, its peers' with a path two hops longer,
+/// so the router sends each address's replies to its node while it lives, else to the others.
+pub fn with_nat_addresses(conf: &str, protocol: &str, local_as: u32, nat: &[String], own: usize) -> String {
+    let route = |a: &String| format!("route {a}/32 unreachable;");
+    let peers: Vec<String> = nat.iter().enumerate().filter(|(i, _)| *i != own).map(|(_, a)| route(a)).collect();
+    let statics = format!(
+        "protocol static nat_own {{ ipv4; {} }}\nprotocol static nat_peers {{ ipv4; {} }}\n",
+        route(&nat[own]),
+        peers.join(" ")
+    );
+    let filter = format!(
+        "export filter {{ if proto = \"{protocol}\" || proto = \"nat_own\" then accept; \
+         if proto = \"nat_peers\" then {{ bgp_path.prepend({local_as}); bgp_path.prepend({local_as}); accept; }} reject; }};"
+    );
+    let conf = conf.replacen(&format!("export where proto = \"{protocol}\";"), &filter, 1);
+    let at = conf.find("protocol bfd").expect("a node_conf");
+    format!("{}{statics}{}", &conf[..at], &conf[at..])
+}

@@ -43,6 +43,10 @@ pub fn node_back(i: usize) -> String {
 pub fn node_as(i: usize) -> u32 {
     64601 + i as u32
 }
+/// Node `i`'s NAT address in `examples/cluster-nat.toml`.
+pub fn node_nat(i: usize) -> String {
+    format!("192.0.2.{}", 201 + i)
+}
 
 pub struct Cluster {
     pub client: Netns,
@@ -104,7 +108,12 @@ impl Cluster {
 
     /// The router's next hops for the VIP, as its kernel holds them (one per announcing node).
     pub fn vip_next_hops(&self) -> Vec<String> {
-        let out = self.router.ip(&["-4", "route", "show", &format!("{VIP}/32")]);
+        self.next_hops(VIP)
+    }
+
+    /// The router's next hops for `addr`/32.
+    pub fn next_hops(&self, addr: &str) -> Vec<String> {
+        let out = self.router.ip(&["-4", "route", "show", &format!("{addr}/32")]);
         out.split("via ").skip(1).filter_map(|s| s.split_whitespace().next().map(str::to_owned)).collect()
     }
 }
@@ -138,6 +147,17 @@ impl Cluster {
     /// shape), each with its own control socket, pins and BIRD socket; returns once every
     /// foobar serves.
     pub fn start_nodes(&self, bin: &std::path::Path, config: &str) -> (Bird, Vec<Node>) {
+        self.start_nodes_with(bin, config, |_, conf| conf)
+    }
+
+    /// [`Cluster::start_nodes`], each node's BIRD config passed through `bird_conf` (with the
+    /// node's index) first.
+    pub fn start_nodes_with(
+        &self,
+        bin: &std::path::Path,
+        config: &str,
+        bird_conf: impl Fn(usize, String) -> String,
+    ) -> (Bird, Vec<Node>) {
         let peers: Vec<(String, u32)> = (0..self.nodes.len()).map(|i| (node_uplink(i), node_as(i))).collect();
         let router = Bird::start(&self.router, "router", &bird::router_conf(ROUTER_UPLINK, ROUTER_AS, &peers));
         let nodes: Vec<Node> = self
@@ -146,6 +166,7 @@ impl Cluster {
             .enumerate()
             .map(|(i, ns)| {
                 let conf = bird::node_conf(&node_uplink(i), node_as(i), ROUTER_UPLINK, ROUTER_AS, "www_vip", VIP);
+                let conf = bird_conf(i, conf);
                 let bird = Bird::start(ns, "node", &conf);
                 let socket = format!("bird_socket = {:?}", bird.socket.display().to_string());
                 let text = lab_config(ns, config, true)
@@ -168,11 +189,16 @@ impl Cluster {
     /// Waits until the router's next hops for the VIP are exactly `want` (in any order);
     /// how long it took.
     pub fn wait_next_hops(&self, want: &[String], within: Duration) -> Duration {
+        self.wait_routes(VIP, want, within)
+    }
+
+    /// Waits until the router's next hops for `addr` are exactly `want`; how long it took.
+    pub fn wait_routes(&self, addr: &str, want: &[String], within: Duration) -> Duration {
         let mut want = want.to_vec();
         want.sort();
         let started = Instant::now();
         loop {
-            let mut hops = self.vip_next_hops();
+            let mut hops = self.next_hops(addr);
             hops.sort();
             if hops == want {
                 return started.elapsed();
@@ -182,7 +208,7 @@ impl Cluster {
                 let ctl = self.router.scratch("bird-router").join("bird.ctl");
                 let said = self.router.output(&["birdc", "-s", ctl.to_str().unwrap_or(""), "show", "protocols", "all"]);
                 panic!(
-                    "router's next hops {hops:?}, expected {want:?} within {within:?}; the router's BIRD:\n{}",
+                    "router's next hops for {addr} {hops:?}, expected {want:?} within {within:?}; the router's BIRD:\n{}",
                     String::from_utf8_lossy(&said.stdout)
                 );
             }

@@ -67,3 +67,44 @@ pub fn answered(addr: SocketAddr, connect: Duration, read: Duration) -> bool {
     let mut reply = Vec::new();
     s.read_to_end(&mut reply).is_ok() && reply.starts_with(b"HTTP/1.1 200")
 }
+
+/// How one kept-alive connection of [`keep_asking`] fared.
+#[derive(Clone, Debug, Default)]
+pub struct Held {
+    pub requests: u64,
+    /// The longest a request on it took (a takeover's stall shows here).
+    pub longest: Duration,
+    /// Why it ended early (a reset, a 3 s timeout), if it did.
+    pub failed: Option<String>,
+}
+
+/// `connections` kept-alive connections from `ns` to `addr`, each asking `GET /` every 20 ms
+/// for `lasting`, on a thread of its own; joined, how each fared.
+pub fn keep_asking(
+    ns: &Netns,
+    addr: SocketAddr,
+    connections: usize,
+    lasting: Duration,
+) -> Vec<std::thread::JoinHandle<Held>> {
+    (0..connections)
+        .map(|_| {
+            let ns = ns.clone();
+            std::thread::spawn(move || {
+                let mut c = KeepAlive::open(&ns, addr);
+                let started = std::time::Instant::now();
+                let mut held = Held::default();
+                while started.elapsed() < lasting {
+                    let asked = std::time::Instant::now();
+                    if let Err(e) = c.try_get("/") {
+                        held.failed = Some(format!("after {:?}: {e}", started.elapsed()));
+                        break;
+                    }
+                    held.requests += 1;
+                    held.longest = held.longest.max(asked.elapsed());
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                held
+            })
+        })
+        .collect()
+}

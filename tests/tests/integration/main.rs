@@ -6,6 +6,7 @@
 
 mod addresses_lab;
 mod cluster_lab;
+mod cluster_nat_lab;
 mod daemon_lab;
 mod db_lab;
 mod dns_lab;
@@ -83,6 +84,7 @@ fn main() {
     trials.extend(daemon_lab::trials());
     trials.extend(monitoring_lab::trials());
     trials.extend(cluster_lab::trials());
+    trials.extend(cluster_nat_lab::trials());
     trials.extend(pair_lab::trials());
     trials.extend(dns_lab::trials());
     trials.extend(health_lab::trials());

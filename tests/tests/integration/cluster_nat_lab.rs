@@ -1,0 +1,123 @@
+//! Three foobar nodes in NAT mode with flow sync (`examples/cluster-nat.toml`): each NATs
+//! from its own address, announced by its BIRD (and by its peers with a longer path), and
+//! sends its NAT flows to its peers. A node whose uplink is cut, and then a node whose foobar
+//! and BIRD are killed, cost none of the kept-alive connections it was carrying: the
+//! survivors carry them on from its NAT address.
+
+use std::time::Duration;
+
+use foobar_tests::{
+    bird,
+    cluster::*,
+    gate::Need,
+    http::{self, Held},
+    nginx,
+    topology::VIP,
+    wrk::{self, Load},
+};
+use libtest_mimic::Trial;
+
+use crate::gated_alone;
+
+const CONFIG: &str = include_str!("../../../examples/cluster-nat.toml");
+
+pub fn trials() -> Vec<Trial> {
+    vec![gated_alone(
+        "cluster_nat_lab::nat_flows_survive_a_node_cut_off_and_a_node_killed",
+        &[Need::Root, Need::Bpf],
+        drills,
+    )]
+}
+
+fn drills() {
+    let c = Cluster::build(3);
+    let _web1 = nginx::start(&c.web1, "web1");
+    let _web2 = nginx::start(&c.web2, "web2");
+    let key = c.nodes[0].scratch("cluster.key");
+    std::fs::write(&key, [0x5a; 32]).expect("cluster key");
+    let config = CONFIG.replacen("/etc/foobar/cluster.key", &key.display().to_string(), 1);
+    let nat: Vec<String> = (0..3).map(node_nat).collect();
+    let (_router, mut nodes) = c.start_nodes_with(&foobar_tests::daemon::foobar_binary(), &config, |i, conf| {
+        bird::with_nat_addresses(&conf, "www_vip", node_as(i), &nat, i)
+    });
+    let all: Vec<String> = (0..3).map(node_uplink).collect();
+    let took = c.wait_next_hops(&all, Duration::from_secs(20));
+    eprintln!("all three nodes announced after {took:?}");
+    for (i, addr) in nat.iter().enumerate() {
+        c.wait_routes(addr, &[node_uplink(i)], Duration::from_secs(10));
+    }
+    let out = c.client.output(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP}/")]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("web"), "{out:?}");
+
+    // Node 2's uplink cut under load (wrk), with 24 kept-alive connections asking every
+    // 20 ms, about a third of them through node 2: every one of them goes on.
+    let new_flows = |n: &Node| n.status().services[0].new_flows;
+    let before: Vec<u64> = nodes.iter().map(new_flows).collect();
+    let held = drill(&c, || {
+        let carried: Vec<u64> = nodes.iter().zip(&before).map(|(n, b)| new_flows(n) - b).collect();
+        eprintln!("connections per node before the cut: {carried:?}");
+        assert!(carried[1] > 0, "node 2 carried none of the connections: {carried:?}");
+        nodes[1].ns.ip(&["link", "set", "front", "down"]);
+        let detected = c.wait_next_hops(&[all[0].clone(), all[2].clone()], Duration::from_secs(3));
+        let moved = c.wait_routes(&nat[1], &[all[0].clone(), all[2].clone()], Duration::from_secs(3));
+        eprintln!("uplink cut: VIP route gone after {detected:?}, its NAT address moved after {moved:?}");
+    });
+    assert_survived(&held, "the cut node");
+    let adopted = |n: &Node| metric(n, "foobar_sync_flows_adopted_total");
+    assert!(adopted(&nodes[0]) + adopted(&nodes[2]) > 0.0, "no peer took on node 2's flows");
+
+    // Node 3's foobar and BIRD killed: its routes go, node 1 carries its flows on.
+    let before = new_flows(&nodes[2]);
+    let held = drill(&c, || {
+        let carried = new_flows(&nodes[2]) - before;
+        eprintln!("connections on node 3 before it was killed: {carried}");
+        assert!(carried > 0, "node 3 carried none of the connections");
+        nodes[2].foobar.process.kill();
+        nodes[2].bird.process.kill();
+        let detected = c.wait_next_hops(&all[..1], Duration::from_secs(3));
+        let moved = c.wait_routes(&nat[2], &all[..1], Duration::from_secs(3));
+        eprintln!(
+            "kill -9 of foobar and bird: VIP route gone after {detected:?}, its NAT address moved after {moved:?}"
+        );
+    });
+    assert_survived(&held, "the killed node");
+    let text = foobar_tests::daemon::assert_metrics(&nodes[0].ns, &["foobar_sync_datagrams_refused_total"]);
+    eprintln!(
+        "node 1's sync: {}",
+        text.lines().filter(|l| l.starts_with("foobar_sync")).collect::<Vec<_>>().join("; ")
+    );
+}
+
+/// Runs `failure` 2 s into 6 s of wrk (16 kept-alive connections) and of 24 kept-alive
+/// connections of [`http::keep_asking`]; how those fared.
+fn drill(c: &Cluster, failure: impl FnOnce()) -> Vec<Held> {
+    let load = Load { seconds: 6, connections: 16, threads: 2, close: false };
+    let run = wrk::start(&c.client, &format!("http://{VIP}/"), load);
+    let vip = std::net::SocketAddr::from(([192, 0, 2, 10], 80));
+    let asking = http::keep_asking(&c.client, vip, 24, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(2));
+    failure();
+    let held: Vec<Held> = asking.into_iter().map(|t| t.join().expect("asking thread")).collect();
+    let summary = wrk::finish(run, load);
+    eprintln!("wrk meanwhile: {} requests, {} failed", summary.requests, summary.failed());
+    held
+}
+
+/// Every connection went on; prints how long the worst stalled.
+fn assert_survived(held: &[Held], whose: &str) {
+    let failed: Vec<&String> = held.iter().filter_map(|h| h.failed.as_ref()).collect();
+    let longest = held.iter().map(|h| h.longest).max().unwrap_or_default();
+    let requests: u64 = held.iter().map(|h| h.requests).sum();
+    eprintln!(
+        "{} kept-alive connections, {requests} requests: {} failed, the longest request {longest:?}",
+        held.len(),
+        failed.len()
+    );
+    assert!(failed.is_empty(), "connections of {whose} failed: {failed:?}");
+}
+
+/// A metric's value on node `n`'s `/metrics` (0 when absent).
+fn metric(n: &Node, name: &str) -> f64 {
+    let text = n.ns.exec(&["curl", "-sS", "--max-time", "3", "http://127.0.0.1:9469/metrics"]);
+    text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
+}
