@@ -164,6 +164,15 @@ fn from_peer(r: &mut Rewrite, slot: u32) {
     }
 }
 
+/// The peer NAT address `flow` reaches its backend from, if a peer synced it here.
+#[inline(always)]
+pub fn peer_source(flow: &Flow) -> Option<&'static [u32; 4]> {
+    if flow.nat_source == 0 || flow.mode != MODE_NAT {
+        return None;
+    }
+    nat::peer_address(flow.nat_source)
+}
+
 /// A backend's reply in NAT mode, counted: translated back to come from the VIP, to the client.
 #[inline(never)]
 pub fn reply(frame: &Frame, p: &Parsed, t: &NatTarget, family: u8) -> u32 {

@@ -106,7 +106,10 @@ fn unnat(frame: &Frame, p: &Parsed, q: &Quoted, backend: &Backend, flow: &Flow) 
     if p.l3_offset != ETH_HLEN {
         return false;
     }
-    let (nat, nat_port) = (forward::source(flow.mode, backend, &q.dst), flow.nat_port);
+    let (mut nat, nat_port) = (*forward::source(flow.mode, backend, &q.dst), flow.nat_port);
+    if let Some(peer) = forward::peer_source(flow) {
+        nat = *peer;
+    }
     let v4 = p.l3 == L3::Ipv4;
     let words = if v4 { 1 } else { 4 };
     // Changes inside the ICMP message, for the ICMP checksum.

@@ -2,7 +2,7 @@
 //! from its own address, announced by its BIRD (and by its peers with a longer path), and
 //! sends its NAT flows to its peers. A node whose uplink is cut, and then a node whose foobar
 //! and BIRD are killed, cost none of the kept-alive connections it was carrying: the
-//! survivors carry them on from its NAT address.
+//! survivors carry them on from its NAT address; nor does the cut node's return.
 
 use std::time::Duration;
 
@@ -66,7 +66,18 @@ fn drills() {
     let adopted = |n: &Node| metric(n, "foobar_sync_flows_adopted_total");
     assert!(adopted(&nodes[0]) + adopted(&nodes[2]) > 0.0, "no peer took on node 2's flows");
 
-    // Node 3's foobar and BIRD killed: its routes go, node 1 carries its flows on.
+    // Node 2's uplink back: its routes return once BGP is up again, and the connections
+    // ECMP moves to it (opened while it was away: it knows them from the sync) go on.
+    let held = drill(&c, || {
+        nodes[1].ns.ip(&["link", "set", "front", "up"]);
+        nodes[1].ns.ip(&["route", "replace", "default", "via", ROUTER_UPLINK]);
+        let back = c.wait_next_hops(&all, Duration::from_secs(10));
+        c.wait_routes(&nat[1], &all[1..2], Duration::from_secs(3));
+        eprintln!("uplink back: routes back after {back:?}");
+    });
+    assert_survived(&held, "the connections moved to the returning node");
+
+    // Node 3's foobar and BIRD killed: its routes go, nodes 1 and 2 carry its flows on.
     let before = new_flows(&nodes[2]);
     let held = drill(&c, || {
         let carried = new_flows(&nodes[2]) - before;
@@ -74,8 +85,8 @@ fn drills() {
         assert!(carried > 0, "node 3 carried none of the connections");
         nodes[2].foobar.process.kill();
         nodes[2].bird.process.kill();
-        let detected = c.wait_next_hops(&all[..1], Duration::from_secs(3));
-        let moved = c.wait_routes(&nat[2], &all[..1], Duration::from_secs(3));
+        let detected = c.wait_next_hops(&all[..2], Duration::from_secs(3));
+        let moved = c.wait_routes(&nat[2], &all[..2], Duration::from_secs(3));
         eprintln!(
             "kill -9 of foobar and bird: VIP route gone after {detected:?}, its NAT address moved after {moved:?}"
         );
