@@ -48,6 +48,25 @@ pub fn render(r: &StatusReport) -> String {
     let short = r.node.config_sha256.get(..12).unwrap_or_default();
     let drained = if r.node.drained { "DRAINED (foobar node enable)" } else { "in service" };
     let _ = writeln!(out, "node {} {drained}  config sha256 {short}", r.node.name);
+    if let Some(s) = &r.node.sync {
+        let peers: Vec<String> = s
+            .peers
+            .iter()
+            .map(|p| match p.heard_ms_ago {
+                Some(ms) => format!("{} (heard {:.1} s ago)", p.name, ms as f64 / 1000.0),
+                None => format!("{} (never heard)", p.name),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "flow sync  with {}: {} flows sent, {} taken on, {} bindings held for peers, {} datagrams refused",
+            peers.join(", "),
+            s.flows_sent,
+            s.flows_adopted,
+            s.bindings_held,
+            s.refused
+        );
+    }
     for i in &r.interfaces {
         let adopted = if i.adopted { ", taken over" } else { "" };
         let _ = writeln!(out, "xdp {} ({})  {} mode{adopted}: {}", i.name, i.trust, i.mode, i.why);

@@ -97,6 +97,28 @@ pub struct NodeStatus {
     pub drained: bool,
     /// SHA-256 of the config file's text, in hex.
     pub config_sha256: String,
+    /// The NAT flow sync with the cluster's peers (`[cluster]`).
+    #[serde(default)]
+    pub sync: Option<SyncStatus>,
+}
+
+/// What the NAT flow sync has done since the daemon started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    pub peers: Vec<PeerStatus>,
+    pub flows_sent: u64,
+    pub flows_adopted: u64,
+    /// NAT bindings held for peers' flows.
+    pub bindings_held: u64,
+    /// Datagrams refused (malformed, badly signed, replayed, from a stranger).
+    pub refused: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub name: String,
+    /// Milliseconds since a datagram from it was last taken in; `None`: never.
+    pub heard_ms_ago: Option<u64>,
 }
 
 /// A service's route announcement: what this node wants of its route (a BIRD protocol, or a

@@ -222,6 +222,7 @@ impl Daemon {
             name: self.plan.node.clone(),
             drained: self.node_drained,
             config_sha256: self.plan.digest.clone(),
+            sync: self.sync.as_ref().map(crate::sync::FlowSync::status),
         };
         if let Some(c) = counters {
             report.counters = c.nonzero().map(|(c, v)| (c.name().to_owned(), v)).collect();

@@ -61,6 +61,8 @@ pub struct Peer {
     pub nat_address: IpAddr,
     pub nat_ports: [u16; 2],
     replay: Replay,
+    /// When a datagram from it was last taken in.
+    heard: Option<Instant>,
 }
 
 /// This node's part in the cluster, read from the config (and its key file).
@@ -97,6 +99,7 @@ impl Settings {
                 nat_address: *n.nat_address.get_ref(),
                 nat_ports: *n.nat_ports.get_ref(),
                 replay: Replay::default(),
+                heard: None,
             })
             .collect();
         Ok(Some(Settings {
@@ -206,7 +209,11 @@ impl FlowSync {
     fn send(&mut self, flows: &[OwnFlow]) {
         let family = if self.settings.nat_address.is_ipv4() { 4 } else { 6 };
         let entries: Vec<Entry> = flows.iter().filter(|f| f.key.family == family).map(entry).collect();
-        for chunk in entries.chunks(MAX_ENTRIES) {
+        // An empty datagram when nothing moved: peers still hear this node every tick.
+        let empty: [&[Entry]; 1] = [&[]];
+        let chunks: Vec<&[Entry]> =
+            if entries.is_empty() { empty.to_vec() } else { entries.chunks(MAX_ENTRIES).collect() };
+        for chunk in chunks {
             self.seq += 1;
             let header = Header { slot: self.settings.slot, epoch: self.epoch, seq: self.seq, ..Header::default() };
             let datagram = wire::seal(&self.settings.key, header, chunk);
@@ -231,6 +238,7 @@ impl FlowSync {
                 return Ok(None);
             }
             peer.replay.admit(&h)?;
+            peer.heard = Some(Instant::now());
             Ok(Some(entries))
         });
         let entries = match opened {
@@ -264,6 +272,26 @@ impl FlowSync {
                 Ok(false) => self.counts.flows_kept_own += 1,
                 Err(err) => warn!(error = %err, "cannot write a peer's flow"),
             }
+        }
+    }
+
+    /// For `status`.
+    pub fn status(&self) -> crate::control::protocol::SyncStatus {
+        let c = &self.counts;
+        crate::control::protocol::SyncStatus {
+            peers: self
+                .settings
+                .peers
+                .iter()
+                .map(|p| crate::control::protocol::PeerStatus {
+                    name: p.name.clone(),
+                    heard_ms_ago: p.heard.map(|t| t.elapsed().as_millis() as u64),
+                })
+                .collect(),
+            flows_sent: c.flows_sent,
+            flows_adopted: c.flows_adopted,
+            bindings_held: self.held.len() as u64,
+            refused: c.refused_malformed + c.refused_bad_tag + c.refused_replayed + c.refused_stranger,
         }
     }
 

@@ -48,6 +48,17 @@ fn drills() {
     }
     let out = c.client.output(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP}/")]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("web"), "{out:?}");
+    let sync = nodes[0].status().node.sync.expect("flow sync in status");
+    let names: Vec<&str> = sync.peers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["node2", "node3"]);
+    assert!(sync.peers.iter().all(|p| p.heard_ms_ago.is_some_and(|ms| ms < 2000)), "{sync:?}");
+
+    // Forged datagrams to node 2's sync port, from node 1's address: refused, each by why.
+    forge(&c.nodes[0], &node_back(1));
+    let refused = |why: &str| metric(&nodes[1], &format!("foobar_sync_datagrams_refused_total{{reason=\"{why}\"}}"));
+    for why in ["malformed", "bad_signature", "replayed"] {
+        assert_eq!(refused(why), 1.0, "{why}");
+    }
 
     // Node 2's uplink cut under load (wrk), with 24 kept-alive connections asking every
     // 20 ms, about a third of them through node 2: every one of them goes on.
@@ -125,6 +136,24 @@ fn assert_survived(held: &[Held], whose: &str) {
         failed.len()
     );
     assert!(failed.is_empty(), "connections of {whose} failed: {failed:?}");
+}
+
+/// Sends node `to`'s sync port, from `from`, a datagram of garbage, one signed with another
+/// key, and one signed with the cluster's key but older than anything node 1 sent.
+fn forge(from: &foobar_tests::netns::Netns, to: &str) {
+    use foobar::sync::wire::{Entry, Header, Key, seal};
+    let _inside = from.enter();
+    let socket = std::net::UdpSocket::bind((node_back(0).as_str(), 0)).expect("bind");
+    let to = format!("{to}:7470");
+    let old = Header { slot: 1, epoch: 1, seq: 1, ..Header::default() };
+    for datagram in [
+        b"not a flow-sync datagram".to_vec(),
+        seal(&Key::new(&[0x77; 32]), old, &[Entry::default()]),
+        seal(&Key::new(&[0x5a; 32]), old, &[Entry::default()]),
+    ] {
+        socket.send_to(&datagram, &to).expect("send");
+    }
+    std::thread::sleep(Duration::from_millis(200));
 }
 
 /// A metric's value on node `n`'s `/metrics` (0 when absent).
