@@ -238,7 +238,7 @@ impl Daemon {
             }
         }
         if let Some(sync) = &self.sync {
-            flow_sync(&mut m, &sync.counts);
+            flow_sync(&mut m, &sync.counts());
         }
         m.finish()
     }

@@ -5,13 +5,12 @@
 //! length), and `status` and `/metrics` show the latest count and its age.
 
 use std::{
-    os::fd::AsFd,
     sync::{Arc, Condvar, Mutex},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
-use aya::maps::{Map, MapData};
+use aya::maps::Map;
 use foobar_common::lb::{CONNTRACK_MAP, SETTINGS_MAP};
 use tracing::warn;
 
@@ -49,18 +48,9 @@ pub struct Census {
 impl Dataplane {
     /// Starts counting live flows on a thread with its own handle on the connection table.
     pub fn census(&self) -> Result<Census, DataplaneError> {
-        let (Map::HashMap(data) | Map::LruHashMap(data)) = self.map(CONNTRACK_MAP)? else {
-            return Err(DataplaneError::MissingMap(CONNTRACK_MAP));
-        };
-        let fd = data.fd().as_fd().try_clone_to_owned().map_err(DataplaneError::Census)?;
-        let table = Map::LruHashMap(MapData::from_fd(fd)?);
+        let table = Map::LruHashMap(self.map_handle(CONNTRACK_MAP)?);
         // The timeouts the flows are judged by, as the data plane has them (a reload changes them).
-        let settings = self.map(SETTINGS_MAP)?;
-        let (Map::Array(data) | Map::PerCpuArray(data)) = settings else {
-            return Err(DataplaneError::MissingMap(SETTINGS_MAP));
-        };
-        let fd = data.fd().as_fd().try_clone_to_owned().map_err(DataplaneError::Census)?;
-        let settings = Map::Array(MapData::from_fd(fd)?);
+        let settings = Map::Array(self.map_handle(SETTINGS_MAP)?);
         let shared = Arc::new(Shared::default());
         let worker = shared.clone();
         let thread = std::thread::Builder::new()

@@ -44,6 +44,8 @@ pub enum DataplaneError {
     Random(std::io::Error),
     #[error("cannot start counting flows: {0}")]
     Census(std::io::Error),
+    #[error("cannot open a second handle on a map for a thread of its own: {0}")]
+    MapHandle(std::io::Error),
     #[error(
         "foobar is already running with pin directory {} ({}): stop it first, or give this one \
          another daemon.pin_dir",

@@ -374,6 +374,19 @@ impl Dataplane {
         self.stale_flow_copies()
     }
 
+    /// A handle of its own on map `name` (a hash map or an array), for a thread that reads
+    /// it off the event loop.
+    pub(crate) fn map_handle(&self, name: &'static str) -> Result<aya::maps::MapData, DataplaneError> {
+        use aya::maps::Map;
+        let (Map::HashMap(data) | Map::LruHashMap(data) | Map::Array(data) | Map::PerCpuArray(data)) =
+            self.map(name)?
+        else {
+            return Err(DataplaneError::MissingMap(name));
+        };
+        let fd = std::os::fd::AsFd::as_fd(data.fd()).try_clone_to_owned().map_err(DataplaneError::MapHandle)?;
+        Ok(aya::maps::MapData::from_fd(fd)?)
+    }
+
     pub(crate) fn map(&self, name: &'static str) -> Result<&aya::maps::Map, DataplaneError> {
         self.ebpf.map(name).ok_or(DataplaneError::MissingMap(name))
     }

@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
-use aya::maps::{Array, HashMap as BpfHashMap, MapData};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData};
 use foobar_common::lb::{
     BACKENDS_MAP, Backend, CONNTRACK_MAP, FLOW_HANDSHAKE, FLOW_OPENING, Flow, FlowKey, LbSettings, MODE_NAT, NAT_MAP,
     NAT_PEER_SLOTS, NAT_PEERS_MAP, NatKey, NatTarget, SETTINGS_MAP, flow_expired,
@@ -26,26 +26,22 @@ pub struct OwnFlow {
 /// The most connection-table entries one scan reads.
 const SCAN_LIMIT: usize = 2_000_000;
 
-impl Dataplane {
-    /// Tells the data plane the cluster's NAT addresses, by slot (a slot left out reads as
-    /// no address).
-    pub fn set_nat_peers(&mut self, peers: &[(u32, IpAddr)]) -> Result<(), DataplaneError> {
-        let mut map: Array<&mut MapData, [u32; 4]> = Array::try_from(self.map_mut(NAT_PEERS_MAP)?)?;
-        for slot in 1..NAT_PEER_SLOTS {
-            let addr = peers.iter().find(|(s, _)| *s == slot).map_or([0; 4], |(_, a)| words(*a));
-            map.set(slot, addr, 0)?;
-        }
-        Ok(())
-    }
+/// Handles of their own on the connection table and the backends, for the thread that scans
+/// for this node's flows off the event loop.
+pub struct OwnFlows {
+    table: Map,
+    backends: Map,
+}
 
+impl OwnFlows {
     /// This node's own NAT flows (past their handshake, not a peer's) that saw a packet at
     /// or after `since` (monotonic nanoseconds), and the time of the scan.
-    pub fn own_nat_flows_since(&self, since: u64) -> Result<(Vec<OwnFlow>, u64), DataplaneError> {
-        let backends: Array<&MapData, Backend> = Array::try_from(self.map(BACKENDS_MAP)?)?;
+    pub fn since(&self, since: u64) -> Result<(Vec<OwnFlow>, u64), DataplaneError> {
+        let backends: Array<&MapData, Backend> = Array::try_from(&self.backends)?;
         let mut addrs: HashMap<u32, Option<[u32; 4]>> = HashMap::new();
         let now = monotonic_ns();
         let mut out = Vec::new();
-        batch::for_each_entry(self.map(CONNTRACK_MAP)?, SCAN_LIMIT, |key: &FlowKey, flow: &Flow| {
+        batch::for_each_entry(&self.table, SCAN_LIMIT, |key: &FlowKey, flow: &Flow| {
             let own = flow.mode == MODE_NAT && flow.nat_source == 0;
             if !own || flow.flags & (FLOW_OPENING | FLOW_HANDSHAKE) != 0 || flow.last_seen_ns < since {
                 return;
@@ -58,6 +54,27 @@ impl Dataplane {
             }
         })?;
         Ok((out, now))
+    }
+}
+
+impl Dataplane {
+    /// Handles for reading this node's own flows on another thread.
+    pub fn own_flows(&self) -> Result<OwnFlows, DataplaneError> {
+        Ok(OwnFlows {
+            table: Map::LruHashMap(self.map_handle(CONNTRACK_MAP)?),
+            backends: Map::Array(self.map_handle(BACKENDS_MAP)?),
+        })
+    }
+
+    /// Tells the data plane the cluster's NAT addresses, by slot (a slot left out reads as
+    /// no address).
+    pub fn set_nat_peers(&mut self, peers: &[(u32, IpAddr)]) -> Result<(), DataplaneError> {
+        let mut map: Array<&mut MapData, [u32; 4]> = Array::try_from(self.map_mut(NAT_PEERS_MAP)?)?;
+        for slot in 1..NAT_PEER_SLOTS {
+            let addr = peers.iter().find(|(s, _)| *s == slot).map_or([0; 4], |(_, a)| words(*a));
+            map.set(slot, addr, 0)?;
+        }
+        Ok(())
     }
 
     /// Takes on a peer's flow `key` (its entry `flow`, last seen `idle_ns` ago) and its NAT

@@ -6,7 +6,9 @@
 //! path), so the survivors carry its flows on, NATed from its address.
 //!
 //! - `wire`: the datagram, its signature and the replay check.
+//! - `sender`: the thread that scans for this node's flows and sends them.
 
+pub mod sender;
 pub mod wire;
 
 use std::{
@@ -14,6 +16,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::Arc,
+    sync::atomic::Ordering,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -21,12 +24,11 @@ use foobar_common::lb::{BINDING_PEER_SHIFT, Flow, MODE_NAT, NatKey, NatTarget};
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
-use self::wire::{Entry, Header, Key, MAX_ENTRIES, Refused, Replay};
+use self::wire::{Entry, Header, Key, Refused, Replay};
 use crate::{
     config::Config,
     dataplane::{
         Dataplane,
-        peer_flows::OwnFlow,
         services::{Mode, Services},
     },
     net::words,
@@ -50,6 +52,10 @@ pub enum SyncError {
     ShortKey { path: PathBuf, len: usize },
     #[error("cannot listen for the cluster's flows on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("flow sync: {0}")]
+    Dataplane(crate::dataplane::DataplaneError),
+    #[error("cannot start the flow sync's sender: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Another node of the cluster.
@@ -139,38 +145,44 @@ pub struct Counts {
     pub bindings_held: u64,
 }
 
-/// The running sync: its socket, its sequence, and the bindings it holds for peers.
+/// The running sync: its socket, its sender, and the bindings it holds for peers.
 pub struct FlowSync {
     settings: Settings,
     socket: Arc<UdpSocket>,
-    epoch: u64,
-    seq: u64,
-    /// When the last scan was taken (monotonic ns): flows seen since go out next.
-    since: u64,
-    full_at: Instant,
+    sender: sender::Sender,
     swept_at: Instant,
     /// Bindings written for peers, to delete once their flows are over.
     held: HashSet<NatKey>,
-    pub counts: Counts,
+    counts: Counts,
 }
 
 impl FlowSync {
-    /// Listens on this node's sync address and takes up the bindings a previous run held.
+    /// Listens on this node's sync address, starts sending, and takes up the bindings a
+    /// previous run held.
     pub async fn start(settings: Settings, dp: &Dataplane) -> Result<FlowSync, SyncError> {
         let addr = settings.listen;
         let socket = UdpSocket::bind(addr).await.map_err(|source| SyncError::Bind { addr, source })?;
-        let held: HashSet<NatKey> = dp.peer_bindings().unwrap_or_default().into_iter().collect();
+        // From the same address, another port: peers know a node by its address.
+        let from = SocketAddr::new(addr.ip(), 0);
+        let out = std::net::UdpSocket::bind(from).map_err(|source| SyncError::Bind { addr: from, source })?;
         let epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let job = sender::Job {
+            flows: dp.own_flows().map_err(SyncError::Dataplane)?,
+            socket: out,
+            key: settings.key.clone(),
+            header: Header { slot: settings.slot, epoch, ..Header::default() },
+            family: if settings.nat_address.is_ipv4() { 4 } else { 6 },
+            peers: settings.peers.iter().map(|p| p.sync).collect(),
+            interval: settings.interval,
+        };
+        let sender = sender::Sender::start(job).map_err(SyncError::Thread)?;
+        let held: HashSet<NatKey> = dp.peer_bindings().unwrap_or_default().into_iter().collect();
         info!(listen = %addr, peers = settings.peers.len(), held = held.len(), "flow sync running");
-        let now = Instant::now();
         Ok(FlowSync {
             settings,
             socket: Arc::new(socket),
-            epoch,
-            seq: 0,
-            since: 0,
-            full_at: now,
-            swept_at: now,
+            sender,
+            swept_at: Instant::now(),
             held,
             counts: Counts::default(),
         })
@@ -180,50 +192,23 @@ impl FlowSync {
         self.socket.clone()
     }
 
-    pub fn interval(&self) -> Duration {
-        self.settings.interval
+    /// What the sync has done, sending and receiving.
+    pub fn counts(&self) -> Counts {
+        let sent = &self.sender.sent;
+        Counts {
+            flows_sent: sent.flows.load(Ordering::Relaxed),
+            datagrams_sent: sent.datagrams.load(Ordering::Relaxed),
+            send_failures: sent.failures.load(Ordering::Relaxed),
+            bindings_held: self.held.len() as u64,
+            ..self.counts
+        }
     }
 
-    /// Sends the peers this node's NAT flows that moved since the last call (every flow, every
-    /// [`FULL_EVERY`]), and deletes bindings held for peers whose flows are over.
+    /// Deletes the bindings held for peers whose flows are over, every [`SWEEP_EVERY`].
     pub fn tick(&mut self, dp: &mut Dataplane) {
-        let full = self.full_at.elapsed() >= FULL_EVERY;
-        let since = if full { 0 } else { self.since };
-        match dp.own_nat_flows_since(since) {
-            Ok((flows, now)) => {
-                self.since = now;
-                if full {
-                    self.full_at = Instant::now();
-                }
-                self.send(&flows);
-            }
-            Err(e) => warn!(error = %e, "cannot read the connection table for the cluster's peers"),
-        }
         if self.swept_at.elapsed() >= SWEEP_EVERY {
             self.swept_at = Instant::now();
             self.sweep(dp);
-        }
-        self.counts.bindings_held = self.held.len() as u64;
-    }
-
-    fn send(&mut self, flows: &[OwnFlow]) {
-        let family = if self.settings.nat_address.is_ipv4() { 4 } else { 6 };
-        let entries: Vec<Entry> = flows.iter().filter(|f| f.key.family == family).map(entry).collect();
-        // An empty datagram when nothing moved: peers still hear this node every tick.
-        let empty: [&[Entry]; 1] = [&[]];
-        let chunks: Vec<&[Entry]> =
-            if entries.is_empty() { empty.to_vec() } else { entries.chunks(MAX_ENTRIES).collect() };
-        for chunk in chunks {
-            self.seq += 1;
-            let header = Header { slot: self.settings.slot, epoch: self.epoch, seq: self.seq, ..Header::default() };
-            let datagram = wire::seal(&self.settings.key, header, chunk);
-            for peer in &self.settings.peers {
-                match self.socket.try_send_to(&datagram, peer.sync) {
-                    Ok(_) => self.counts.datagrams_sent += 1,
-                    Err(_) => self.counts.send_failures += 1,
-                }
-            }
-            self.counts.flows_sent += chunk.len() as u64;
         }
     }
 
@@ -277,7 +262,7 @@ impl FlowSync {
 
     /// For `status`.
     pub fn status(&self) -> crate::control::protocol::SyncStatus {
-        let c = &self.counts;
+        let c = self.counts();
         crate::control::protocol::SyncStatus {
             peers: self
                 .settings
@@ -290,7 +275,7 @@ impl FlowSync {
                 .collect(),
             flows_sent: c.flows_sent,
             flows_adopted: c.flows_adopted,
-            bindings_held: self.held.len() as u64,
+            bindings_held: c.bindings_held,
             refused: c.refused_malformed + c.refused_bad_tag + c.refused_replayed + c.refused_stranger,
         }
     }
@@ -322,20 +307,6 @@ impl FlowSync {
         for key in done {
             self.held.remove(&key);
         }
-    }
-}
-
-/// One of this node's flows as its peers take it.
-fn entry(f: &OwnFlow) -> Entry {
-    Entry {
-        key: f.key,
-        backend: f.backend,
-        proxied: f.flow.proxied,
-        nat_port: f.flow.nat_port,
-        flags: f.flow.flags,
-        client_seq: f.flow.client_seq,
-        client_ack: f.flow.client_ack,
-        idle_ms: u32::try_from(f.idle_ns / 1_000_000).unwrap_or(u32::MAX),
     }
 }
 

@@ -58,6 +58,7 @@ pub enum Refused {
 }
 
 /// The cluster's shared key.
+#[derive(Clone)]
 pub struct Key(hmac::Key);
 
 impl Key {

@@ -1,0 +1,121 @@
+//! The sending half of the flow sync, on a thread of its own: a scan of a large connection
+//! table takes long enough to stall the event loop (as the census's does).
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    sync::{
+        Arc, Condvar, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use tracing::warn;
+
+use super::{
+    FULL_EVERY,
+    wire::{self, Entry, Header, Key, MAX_ENTRIES},
+};
+use crate::dataplane::peer_flows::{OwnFlow, OwnFlows};
+
+/// What the sender has sent.
+#[derive(Debug, Default)]
+pub struct Sent {
+    pub flows: AtomicU64,
+    pub datagrams: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// What the sending thread works with.
+pub struct Job {
+    pub flows: OwnFlows,
+    pub socket: UdpSocket,
+    pub key: Key,
+    pub header: Header,
+    /// The address family (4 or 6) of this node's NAT address: flows of the other are not sent.
+    pub family: u8,
+    pub peers: Vec<SocketAddr>,
+    pub interval: Duration,
+}
+
+/// The running sender; stopped on drop.
+pub struct Sender {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+    pub sent: Arc<Sent>,
+}
+
+impl Sender {
+    pub fn start(job: Job) -> std::io::Result<Sender> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let sent = Arc::new(Sent::default());
+        let (s, c) = (stop.clone(), sent.clone());
+        let thread = std::thread::Builder::new().name("flow-sync".into()).spawn(move || run(job, &s, &c))?;
+        Ok(Sender { stop, thread: Some(thread), sent })
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        *self.stop.0.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.stop.1.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Every `interval`, the flows that saw traffic since the last scan (every live one every
+/// [`FULL_EVERY`]) to every peer; an empty datagram when none did, so the peers still hear us.
+fn run(mut job: Job, stop: &(Mutex<bool>, Condvar), sent: &Sent) {
+    let (mut since, mut full_at) = (0, Instant::now());
+    loop {
+        {
+            let stopped = stop.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let (stopped, _) = stop.1.wait_timeout(stopped, job.interval).unwrap_or_else(PoisonError::into_inner);
+            if *stopped {
+                return;
+            }
+        }
+        let full = full_at.elapsed() >= FULL_EVERY;
+        match job.flows.since(if full { 0 } else { since }) {
+            Ok((flows, now)) => {
+                since = now;
+                if full {
+                    full_at = Instant::now();
+                }
+                send(&mut job, &flows, sent);
+            }
+            Err(e) => warn!(error = %e, "cannot read the connection table for the cluster's peers"),
+        }
+    }
+}
+
+fn send(job: &mut Job, flows: &[OwnFlow], sent: &Sent) {
+    let entries: Vec<Entry> = flows.iter().filter(|f| f.key.family == job.family).map(entry).collect();
+    let chunks: Vec<&[Entry]> = if entries.is_empty() { vec![&[]] } else { entries.chunks(MAX_ENTRIES).collect() };
+    for chunk in chunks {
+        job.header.seq += 1;
+        let datagram = wire::seal(&job.key, job.header, chunk);
+        for peer in &job.peers {
+            let counter = if job.socket.send_to(&datagram, peer).is_ok() { &sent.datagrams } else { &sent.failures };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        sent.flows.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// One of this node's flows as its peers take it.
+fn entry(f: &OwnFlow) -> Entry {
+    Entry {
+        key: f.key,
+        backend: f.backend,
+        proxied: f.flow.proxied,
+        nat_port: f.flow.nat_port,
+        flags: f.flow.flags,
+        client_seq: f.flow.client_seq,
+        client_ack: f.flow.client_ack,
+        idle_ms: u32::try_from(f.idle_ns / 1_000_000).unwrap_or(u32::MAX),
+    }
+}
