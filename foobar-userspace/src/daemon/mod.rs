@@ -334,13 +334,6 @@ impl Daemon {
         self.checkers = health::spawn(&self.plan.checks, tx);
     }
 
-    /// Looks after the bindings held for the cluster's peers (the flow sync's tick).
-    fn sync_tick(&mut self) {
-        if let Some(sync) = self.sync.as_mut() {
-            sync.tick(&mut self.dataplane);
-        }
-    }
-
     /// Takes in a peer's flow-sync datagram.
     fn sync_receive(&mut self, datagram: &[u8], from: std::net::SocketAddr) {
         if let Some(sync) = self.sync.as_mut() {
@@ -376,7 +369,6 @@ impl Daemon {
             self.sync = Some(crate::sync::FlowSync::start(settings, &self.dataplane).await?);
         }
         let sync_socket = self.sync.as_ref().map(crate::sync::FlowSync::socket);
-        let mut sync_tick = self.sync.as_ref().map(|_| tokio::time::interval(std::time::Duration::from_secs(1)));
         self.restart_checks();
         self.databases.report_to(report_tx);
         if let (Some(zone), Some(dns)) = (&self.plan.zone, &self.plan.config.dns) {
@@ -433,14 +425,6 @@ impl Daemon {
                     });
                 }
                 _ = tick.tick() => self.sample(Instant::now()),
-                () = async {
-                    match sync_tick.as_mut() {
-                        Some(t) => {
-                            t.tick().await;
-                        }
-                        None => std::future::pending().await,
-                    }
-                } => self.sync_tick(),
                 Ok((datagram, from)) = async {
                     match &sync_socket {
                         Some(s) => {

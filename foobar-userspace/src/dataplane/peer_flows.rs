@@ -26,14 +26,17 @@ pub struct OwnFlow {
 /// The most connection-table entries one scan reads.
 const SCAN_LIMIT: usize = 2_000_000;
 
-/// Handles of their own on the connection table and the backends, for the thread that scans
-/// for this node's flows off the event loop.
-pub struct OwnFlows {
+/// Handles of their own on the tables the flow sync's thread reads off the event loop: the
+/// connection table and the backends (for this node's flows), the NAT table and the timeouts
+/// (for the bindings held for peers).
+pub struct SyncTables {
     table: Map,
     backends: Map,
+    nat: Map,
+    settings: Map,
 }
 
-impl OwnFlows {
+impl SyncTables {
     /// This node's own NAT flows (past their handshake, not a peer's) that saw a packet at
     /// or after `since` (monotonic nanoseconds), and the time of the scan.
     pub fn since(&self, since: u64) -> Result<(Vec<OwnFlow>, u64), DataplaneError> {
@@ -55,14 +58,43 @@ impl OwnFlows {
         })?;
         Ok((out, now))
     }
+
+    /// Deletes the NAT bindings held for peers whose flows are over here (gone from the
+    /// connection table, expired, or no longer the peer's); how many are still held.
+    pub fn sweep(&mut self) -> Result<u64, DataplaneError> {
+        let settings: Array<&MapData, LbSettings> = Array::try_from(&self.settings)?;
+        let s = settings.get(&0, 0)?;
+        let table: BpfHashMap<&MapData, FlowKey, Flow> = BpfHashMap::try_from(&self.table)?;
+        let now = monotonic_ns();
+        let (mut held, mut over) = (0, Vec::new());
+        batch::for_each_entry(&self.nat, SCAN_LIMIT, |key: &NatKey, t: &NatTarget| {
+            if t.peer() == 0 {
+                return;
+            }
+            let flow = table.get(&t.client_flow(key.protocol, key.family), 0);
+            if flow.is_ok_and(|f| f.nat_source == t.peer() && !flow_expired(&f, now, key.protocol, &s)) {
+                held += 1;
+            } else {
+                over.push(*key);
+            }
+        })?;
+        let mut nat: BpfHashMap<&mut MapData, NatKey, NatTarget> = BpfHashMap::try_from(&mut self.nat)?;
+        for key in over {
+            // Gone meanwhile is as good as deleted.
+            let _ = nat.remove(&key);
+        }
+        Ok(held)
+    }
 }
 
 impl Dataplane {
-    /// Handles for reading this node's own flows on another thread.
-    pub fn own_flows(&self) -> Result<OwnFlows, DataplaneError> {
-        Ok(OwnFlows {
+    /// Handles for the flow sync's thread.
+    pub fn sync_tables(&self) -> Result<SyncTables, DataplaneError> {
+        Ok(SyncTables {
             table: Map::LruHashMap(self.map_handle(CONNTRACK_MAP)?),
             backends: Map::Array(self.map_handle(BACKENDS_MAP)?),
+            nat: Map::HashMap(self.map_handle(NAT_MAP)?),
+            settings: Map::Array(self.map_handle(SETTINGS_MAP)?),
         })
     }
 
@@ -96,40 +128,5 @@ impl Dataplane {
         let mut nat: BpfHashMap<&mut MapData, NatKey, NatTarget> = BpfHashMap::try_from(self.map_mut(NAT_MAP)?)?;
         nat.insert(binding, target, 0)?;
         Ok(true)
-    }
-
-    /// The NAT bindings held for peers (what a restarted daemon has to look after).
-    pub fn peer_bindings(&self) -> Result<Vec<NatKey>, DataplaneError> {
-        let mut out = Vec::new();
-        batch::for_each_entry(self.map(NAT_MAP)?, SCAN_LIMIT, |key: &NatKey, t: &NatTarget| {
-            if t.peer() != 0 {
-                out.push(*key);
-            }
-        })?;
-        Ok(out)
-    }
-
-    /// Deletes the binding `key` held for a peer once its flow is over here: gone from the
-    /// connection table, expired, or no longer the peer's. `Some(true)`: deleted; `Some(false)`:
-    /// still live; `None`: no such binding for a peer.
-    pub fn release_peer_binding(&mut self, key: &NatKey) -> Result<Option<bool>, DataplaneError> {
-        let nat: BpfHashMap<&MapData, NatKey, NatTarget> = BpfHashMap::try_from(self.map(NAT_MAP)?)?;
-        let Ok(target) = nat.get(key, 0) else { return Ok(None) };
-        if target.peer() == 0 {
-            return Ok(None);
-        }
-        let settings: Array<&MapData, LbSettings> = Array::try_from(self.map(SETTINGS_MAP)?)?;
-        let s = settings.get(&0, 0)?;
-        let table: BpfHashMap<&MapData, FlowKey, Flow> = BpfHashMap::try_from(self.map(CONNTRACK_MAP)?)?;
-        let flow_key = target.client_flow(key.protocol, key.family);
-        let live = table
-            .get(&flow_key, 0)
-            .is_ok_and(|f| f.nat_source == target.peer() && !flow_expired(&f, monotonic_ns(), key.protocol, &s));
-        if live {
-            return Ok(Some(false));
-        }
-        let mut nat: BpfHashMap<&mut MapData, NatKey, NatTarget> = BpfHashMap::try_from(self.map_mut(NAT_MAP)?)?;
-        nat.remove(key)?;
-        Ok(Some(true))
     }
 }

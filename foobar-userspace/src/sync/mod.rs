@@ -12,7 +12,6 @@ pub mod sender;
 pub mod wire;
 
 use std::{
-    collections::HashSet,
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::Arc,
@@ -38,7 +37,7 @@ use crate::{
 /// a datagram, has them all again within this.
 pub const FULL_EVERY: Duration = Duration::from_secs(10);
 /// How often bindings held for peers whose flows are over are deleted.
-const SWEEP_EVERY: Duration = Duration::from_secs(5);
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// The shortest key the cluster's secret may be.
 const MIN_KEY: usize = 32;
 
@@ -145,20 +144,16 @@ pub struct Counts {
     pub bindings_held: u64,
 }
 
-/// The running sync: its socket, its sender, and the bindings it holds for peers.
+/// The running sync: its socket and its thread.
 pub struct FlowSync {
     settings: Settings,
     socket: Arc<UdpSocket>,
     sender: sender::Sender,
-    swept_at: Instant,
-    /// Bindings written for peers, to delete once their flows are over.
-    held: HashSet<NatKey>,
     counts: Counts,
 }
 
 impl FlowSync {
-    /// Listens on this node's sync address, starts sending, and takes up the bindings a
-    /// previous run held.
+    /// Listens on this node's sync address and starts its thread.
     pub async fn start(settings: Settings, dp: &Dataplane) -> Result<FlowSync, SyncError> {
         let addr = settings.listen;
         let socket = UdpSocket::bind(addr).await.map_err(|source| SyncError::Bind { addr, source })?;
@@ -167,7 +162,7 @@ impl FlowSync {
         let out = std::net::UdpSocket::bind(from).map_err(|source| SyncError::Bind { addr: from, source })?;
         let epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let job = sender::Job {
-            flows: dp.own_flows().map_err(SyncError::Dataplane)?,
+            tables: dp.sync_tables().map_err(SyncError::Dataplane)?,
             socket: out,
             key: settings.key.clone(),
             header: Header { slot: settings.slot, epoch, ..Header::default() },
@@ -176,16 +171,8 @@ impl FlowSync {
             interval: settings.interval,
         };
         let sender = sender::Sender::start(job).map_err(SyncError::Thread)?;
-        let held: HashSet<NatKey> = dp.peer_bindings().unwrap_or_default().into_iter().collect();
-        info!(listen = %addr, peers = settings.peers.len(), held = held.len(), "flow sync running");
-        Ok(FlowSync {
-            settings,
-            socket: Arc::new(socket),
-            sender,
-            swept_at: Instant::now(),
-            held,
-            counts: Counts::default(),
-        })
+        info!(listen = %addr, peers = settings.peers.len(), "flow sync running");
+        Ok(FlowSync { settings, socket: Arc::new(socket), sender, counts: Counts::default() })
     }
 
     pub fn socket(&self) -> Arc<UdpSocket> {
@@ -199,16 +186,8 @@ impl FlowSync {
             flows_sent: sent.flows.load(Ordering::Relaxed),
             datagrams_sent: sent.datagrams.load(Ordering::Relaxed),
             send_failures: sent.failures.load(Ordering::Relaxed),
-            bindings_held: self.held.len() as u64,
+            bindings_held: sent.bindings_held.load(Ordering::Relaxed),
             ..self.counts
-        }
-    }
-
-    /// Deletes the bindings held for peers whose flows are over, every [`SWEEP_EVERY`].
-    pub fn tick(&mut self, dp: &mut Dataplane) {
-        if self.swept_at.elapsed() >= SWEEP_EVERY {
-            self.swept_at = Instant::now();
-            self.sweep(dp);
         }
     }
 
@@ -250,10 +229,7 @@ impl FlowSync {
             };
             let (flow, binding, target) = adoption(&e, slot, service, backend);
             match dp.adopt_flow(e.key, flow, u64::from(e.idle_ms) * 1_000_000, binding, target) {
-                Ok(true) => {
-                    self.counts.flows_adopted += 1;
-                    self.held.insert(binding);
-                }
+                Ok(true) => self.counts.flows_adopted += 1,
                 Ok(false) => self.counts.flows_kept_own += 1,
                 Err(err) => warn!(error = %err, "cannot write a peer's flow"),
             }
@@ -289,24 +265,6 @@ impl FlowSync {
         };
         *n += 1;
         *n == 1
-    }
-
-    /// Deletes the bindings held for peers whose flows are over here.
-    fn sweep(&mut self, dp: &mut Dataplane) {
-        let mut done = Vec::new();
-        for key in &self.held {
-            match dp.release_peer_binding(key) {
-                Ok(Some(false)) => {}
-                Ok(_) => done.push(*key),
-                Err(e) => {
-                    warn!(error = %e, "cannot look after the bindings held for peers");
-                    return;
-                }
-            }
-        }
-        for key in done {
-            self.held.remove(&key);
-        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! The sending half of the flow sync, on a thread of its own: a scan of a large connection
-//! table takes long enough to stall the event loop (as the census's does).
+//! The flow sync's thread: sending this node's flows, and deleting the bindings held for
+//! peers whose flows are over. A scan of a large table takes long enough to stall the event
+//! loop (as the census's does).
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -14,10 +15,10 @@ use std::{
 use tracing::warn;
 
 use super::{
-    FULL_EVERY,
+    FULL_EVERY, SWEEP_EVERY,
     wire::{self, Entry, Header, Key, MAX_ENTRIES},
 };
-use crate::dataplane::peer_flows::{OwnFlow, OwnFlows};
+use crate::dataplane::peer_flows::{OwnFlow, SyncTables};
 
 /// What the sender has sent.
 #[derive(Debug, Default)]
@@ -25,11 +26,13 @@ pub struct Sent {
     pub flows: AtomicU64,
     pub datagrams: AtomicU64,
     pub failures: AtomicU64,
+    /// NAT bindings held for peers' live flows, as the last sweep counted them.
+    pub bindings_held: AtomicU64,
 }
 
 /// What the sending thread works with.
 pub struct Job {
-    pub flows: OwnFlows,
+    pub tables: SyncTables,
     pub socket: UdpSocket,
     pub key: Key,
     pub header: Header,
@@ -68,8 +71,9 @@ impl Drop for Sender {
 
 /// Every `interval`, the flows that saw traffic since the last scan (every live one every
 /// [`FULL_EVERY`]) to every peer; an empty datagram when none did, so the peers still hear us.
+/// Every [`SWEEP_EVERY`], the bindings of peers' flows that are over deleted.
 fn run(mut job: Job, stop: &(Mutex<bool>, Condvar), sent: &Sent) {
-    let (mut since, mut full_at) = (0, Instant::now());
+    let (mut since, mut full_at, mut swept_at) = (0, Instant::now(), Instant::now());
     loop {
         {
             let stopped = stop.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -79,7 +83,14 @@ fn run(mut job: Job, stop: &(Mutex<bool>, Condvar), sent: &Sent) {
             }
         }
         let full = full_at.elapsed() >= FULL_EVERY;
-        match job.flows.since(if full { 0 } else { since }) {
+        if swept_at.elapsed() >= SWEEP_EVERY {
+            swept_at = Instant::now();
+            match job.tables.sweep() {
+                Ok(held) => sent.bindings_held.store(held, Ordering::Relaxed),
+                Err(e) => warn!(error = %e, "cannot delete the bindings of peers' flows that are over"),
+            }
+        }
+        match job.tables.since(if full { 0 } else { since }) {
             Ok((flows, now)) => {
                 since = now;
                 if full {
