@@ -186,6 +186,23 @@ impl Cluster {
         (router, nodes)
     }
 
+    /// [`Cluster::start_nodes`] with `config` shaped as `examples/cluster-nat.toml`: NAT with
+    /// flow sync, a shared key written for the nodes, each node's BIRD announcing its own NAT
+    /// address and its peers' (a longer path). Returns once every node's NAT address is routed
+    /// to it.
+    pub fn start_nat_nodes(&self, bin: &std::path::Path, config: &str) -> (Bird, Vec<Node>) {
+        let key = self.nodes[0].scratch("cluster.key");
+        std::fs::write(&key, [0x5a; 32]).expect("cluster key");
+        let config = config.replacen("/etc/foobar/cluster.key", &key.display().to_string(), 1);
+        let nat: Vec<String> = (0..self.nodes.len()).map(node_nat).collect();
+        let started = self
+            .start_nodes_with(bin, &config, |i, conf| bird::with_nat_addresses(&conf, "www_vip", node_as(i), &nat, i));
+        for (i, addr) in nat.iter().enumerate() {
+            self.wait_routes(addr, &[node_uplink(i)], Duration::from_secs(20));
+        }
+        started
+    }
+
     /// Waits until the router's next hops for the VIP are exactly `want` (in any order);
     /// how long it took.
     pub fn wait_next_hops(&self, want: &[String], within: Duration) -> Duration {

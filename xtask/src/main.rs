@@ -50,6 +50,9 @@ enum Task {
         /// The cluster lab instead: this many foobar nodes (2 or 3) behind a router's ECMP.
         #[arg(long)]
         nodes: Option<usize>,
+        /// With --nodes: NAT mode with flow sync between the nodes (examples/cluster-nat.toml).
+        #[arg(long, requires = "nodes")]
+        nat: bool,
     },
     /// Build the Debian package target/foobar_<version>_amd64.deb (release binary, unit, config, man pages).
     Package,
@@ -74,8 +77,8 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => test::run(&args),
         Task::Bench { which } => bench::run(which),
         Task::Package => package::run().map(|_| ()),
-        Task::Lab { action: None, demo, nodes: Some(n) } => cluster_lab::up(n, demo),
-        Task::Lab { action: None, demo, nodes: None } => lab::up(demo),
+        Task::Lab { action: None, demo, nodes: Some(n), nat } => cluster_lab::up(n, demo, nat),
+        Task::Lab { action: None, demo, nodes: None, .. } => lab::up(demo),
         Task::Lab { action: Some(LabAction::Down), .. } => lab::down(),
     }
 }

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use foobar_tests::{
-    bird,
     cluster::*,
     gate::Need,
     http::{self, Held},
@@ -33,19 +32,11 @@ fn drills() {
     let c = Cluster::build(3);
     let _web1 = nginx::start(&c.web1, "web1");
     let _web2 = nginx::start(&c.web2, "web2");
-    let key = c.nodes[0].scratch("cluster.key");
-    std::fs::write(&key, [0x5a; 32]).expect("cluster key");
-    let config = CONFIG.replacen("/etc/foobar/cluster.key", &key.display().to_string(), 1);
+    let (_router, mut nodes) = c.start_nat_nodes(&foobar_tests::daemon::foobar_binary(), CONFIG);
     let nat: Vec<String> = (0..3).map(node_nat).collect();
-    let (_router, mut nodes) = c.start_nodes_with(&foobar_tests::daemon::foobar_binary(), &config, |i, conf| {
-        bird::with_nat_addresses(&conf, "www_vip", node_as(i), &nat, i)
-    });
     let all: Vec<String> = (0..3).map(node_uplink).collect();
     let took = c.wait_next_hops(&all, Duration::from_secs(20));
     eprintln!("all three nodes announced after {took:?}");
-    for (i, addr) in nat.iter().enumerate() {
-        c.wait_routes(addr, &[node_uplink(i)], Duration::from_secs(10));
-    }
     let out = c.client.output(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP}/")]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("web"), "{out:?}");
     // Every peer heard within a second or two of starting, nothing to send or not.
