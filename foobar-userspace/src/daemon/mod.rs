@@ -281,6 +281,8 @@ impl Daemon {
                 (Some(false), "the node is drained (foobar node enable)")
             } else if !settled {
                 (None, "waiting for health checks to settle (BIRD left as it was)")
+            } else if self.sync.as_ref().is_some_and(|s| !s.settled()) {
+                (None, "waiting for the cluster's peers to send their flows (BIRD left as it was)")
             } else if svc.active.is_empty() {
                 (Some(false), "no backend is available")
             } else {
@@ -336,8 +338,12 @@ impl Daemon {
 
     /// Takes in a peer's flow-sync datagram.
     fn sync_receive(&mut self, datagram: &[u8], from: std::net::SocketAddr) {
-        if let Some(sync) = self.sync.as_mut() {
-            sync.receive(&mut self.dataplane, &self.services, datagram, from);
+        let Some(sync) = self.sync.as_mut() else { return };
+        let settled = sync.settled();
+        sync.receive(&mut self.dataplane, &self.services, datagram, from);
+        if !settled && sync.settled() {
+            info!("the cluster's peers have sent their flows");
+            self.refresh_announcements();
         }
     }
 

@@ -49,6 +49,10 @@ impl Daemon {
         }
         self.observe_passive();
         self.rebalance();
+        // The flow sync settles by time too (peers that are down never say they are done).
+        if self.sync.is_some() {
+            self.refresh_announcements();
+        }
     }
 
     /// Passive health: each checked backend's failures since the last sample against its

@@ -37,16 +37,17 @@ pub struct SyncTables {
 }
 
 impl SyncTables {
-    /// This node's own NAT flows (past their handshake, not a peer's) that saw a packet at
-    /// or after `since` (monotonic nanoseconds), and the time of the scan.
-    pub fn since(&self, since: u64) -> Result<(Vec<OwnFlow>, u64), DataplaneError> {
+    /// The NAT flows past their handshake that saw a packet at or after `since` (monotonic
+    /// nanoseconds): this node's own (`nat_source` 0) and, where `peers` is set, those it
+    /// holds for a peer; and the time of the scan.
+    pub fn since(&self, since: u64, peers: bool) -> Result<(Vec<OwnFlow>, u64), DataplaneError> {
         let backends: Array<&MapData, Backend> = Array::try_from(&self.backends)?;
         let mut addrs: HashMap<u32, Option<[u32; 4]>> = HashMap::new();
         let now = monotonic_ns();
         let mut out = Vec::new();
         batch::for_each_entry(&self.table, SCAN_LIMIT, |key: &FlowKey, flow: &Flow| {
-            let own = flow.mode == MODE_NAT && flow.nat_source == 0;
-            if !own || flow.flags & (FLOW_OPENING | FLOW_HANDSHAKE) != 0 || flow.last_seen_ns < since {
+            let wanted = flow.mode == MODE_NAT && (flow.nat_source == 0 || peers);
+            if !wanted || flow.flags & (FLOW_OPENING | FLOW_HANDSHAKE) != 0 || flow.last_seen_ns < since {
                 return;
             }
             let addr =

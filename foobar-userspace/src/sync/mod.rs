@@ -15,7 +15,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::Arc,
-    sync::atomic::Ordering,
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -68,11 +68,15 @@ pub struct Peer {
     replay: Replay,
     /// When a datagram from it was last taken in.
     heard: Option<Instant>,
+    /// Whether it has sent every live flow it has since this node started.
+    full: bool,
 }
 
 /// This node's part in the cluster, read from the config (and its key file).
 pub struct Settings {
     pub slot: u32,
+    /// This node's own NAT ports: the flows a peer sends back must use them.
+    pub nat_ports: [u16; 2],
     pub listen: SocketAddr,
     pub nat_address: IpAddr,
     pub interval: Duration,
@@ -105,10 +109,12 @@ impl Settings {
                 nat_ports: *n.nat_ports.get_ref(),
                 replay: Replay::default(),
                 heard: None,
+                full: false,
             })
             .collect();
         Ok(Some(Settings {
             slot,
+            nat_ports: *me.nat_ports.get_ref(),
             listen: *me.sync.get_ref(),
             nat_address: *me.nat_address.get_ref(),
             interval: c.sync_interval.get_ref().0,
@@ -149,6 +155,9 @@ pub struct FlowSync {
     settings: Settings,
     socket: Arc<UdpSocket>,
     sender: sender::Sender,
+    /// Per peer (as `settings.peers`): it started again, the sender owes it a full resend.
+    restarted: Arc<Vec<AtomicBool>>,
+    started: Instant,
     counts: Counts,
 }
 
@@ -161,18 +170,21 @@ impl FlowSync {
         let from = SocketAddr::new(addr.ip(), 0);
         let out = std::net::UdpSocket::bind(from).map_err(|source| SyncError::Bind { addr: from, source })?;
         let epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let restarted: Arc<Vec<AtomicBool>> = Arc::new(settings.peers.iter().map(|_| AtomicBool::new(false)).collect());
         let job = sender::Job {
             tables: dp.sync_tables().map_err(SyncError::Dataplane)?,
             socket: out,
             key: settings.key.clone(),
             header: Header { slot: settings.slot, epoch, ..Header::default() },
             family: if settings.nat_address.is_ipv4() { 4 } else { 6 },
-            peers: settings.peers.iter().map(|p| p.sync).collect(),
+            peers: settings.peers.iter().map(|p| (p.slot, p.sync)).collect(),
             interval: settings.interval,
+            restarted: restarted.clone(),
         };
         let sender = sender::Sender::start(job).map_err(SyncError::Thread)?;
         info!(listen = %addr, peers = settings.peers.len(), "flow sync running");
-        Ok(FlowSync { settings, socket: Arc::new(socket), sender, counts: Counts::default() })
+        let started = Instant::now();
+        Ok(FlowSync { settings, socket: Arc::new(socket), sender, restarted, started, counts: Counts::default() })
     }
 
     pub fn socket(&self) -> Arc<UdpSocket> {
@@ -191,22 +203,34 @@ impl FlowSync {
         }
     }
 
+    /// Whether this node has every live flow its peers had for it, so it may be announced: each
+    /// peer sent all of its own since this node started (and those it kept for this node),
+    /// or long enough has passed for any that lives to have done so.
+    pub fn settled(&self) -> bool {
+        self.settings.peers.iter().all(|p| p.full) || self.started.elapsed() >= FULL_EVERY + 2 * self.settings.interval
+    }
+
     /// Takes in one datagram from `from`: a peer's flows, written into this node's tables.
     pub fn receive(&mut self, dp: &mut Dataplane, services: &Services, datagram: &[u8], from: SocketAddr) {
-        let Some(peer) = self.settings.peers.iter_mut().find(|p| p.sync.ip() == from.ip()) else {
+        let Some(i) = self.settings.peers.iter().position(|p| p.sync.ip() == from.ip()) else {
             self.counts.refused_stranger += 1;
             return;
         };
+        let peer = &mut self.settings.peers[i];
         let opened = wire::open(&self.settings.key, datagram).and_then(|(h, entries)| {
             if h.slot != peer.slot {
                 return Ok(None);
             }
-            peer.replay.admit(&h)?;
+            if peer.replay.admit(&h)? {
+                // It started again (or is heard first): it gets everything, and its own back.
+                self.restarted[i].store(true, Ordering::Relaxed);
+            }
             peer.heard = Some(Instant::now());
-            Ok(Some(entries))
+            peer.full |= h.flags & wire::FULL_DONE != 0;
+            Ok(Some((h.flags, entries)))
         });
-        let entries = match opened {
-            Ok(Some(entries)) => entries,
+        let (flags, entries) = match opened {
+            Ok(Some(opened)) => opened,
             Ok(None) => {
                 self.counts.refused_stranger += 1;
                 return;
@@ -219,7 +243,12 @@ impl FlowSync {
                 return;
             }
         };
-        let (slot, ports, nat) = (peer.slot, peer.nat_ports, peer.nat_address);
+        // This node's own flows sent back are taken as its own (slot 0), in its own ports.
+        let (slot, ports, nat) = if flags & wire::YOURS != 0 {
+            (0, self.settings.nat_ports, self.settings.nat_address)
+        } else {
+            (peer.slot, peer.nat_ports, peer.nat_address)
+        };
         let family = if nat.is_ipv4() { 4 } else { 6 };
         for e in entries {
             let theirs = e.key.family == family && (ports[0]..=ports[1]).contains(&e.nat_port);

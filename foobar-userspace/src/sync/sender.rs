@@ -6,7 +6,7 @@ use std::{
     net::{SocketAddr, UdpSocket},
     sync::{
         Arc, Condvar, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -38,8 +38,12 @@ pub struct Job {
     pub header: Header,
     /// The address family (4 or 6) of this node's NAT address: flows of the other are not sent.
     pub family: u8,
-    pub peers: Vec<SocketAddr>,
+    /// Each peer's slot and sync address.
+    pub peers: Vec<(u32, SocketAddr)>,
     pub interval: Duration,
+    /// Per peer (as `peers`): it started a new run, so it gets a full resend now and its own
+    /// flows back (set by the receiving side).
+    pub restarted: Arc<Vec<AtomicBool>>,
 }
 
 /// The running sender; stopped on drop.
@@ -69,11 +73,13 @@ impl Drop for Sender {
     }
 }
 
-/// Every `interval`, the flows that saw traffic since the last scan (every live one every
-/// [`FULL_EVERY`]) to every peer; an empty datagram when none did, so the peers still hear us.
-/// Every [`SWEEP_EVERY`], the bindings of peers' flows that are over deleted.
+/// Every `interval`, this node's flows that saw traffic since the last scan to every peer
+/// (an empty datagram when none did, so the peers still hear us). Every [`FULL_EVERY`], and
+/// at once when a peer starts again, every live one, then [`wire::FULL_DONE`]; a peer that
+/// started again also gets back the flows held for it. Every [`SWEEP_EVERY`], the bindings of
+/// peers' flows that are over deleted.
 fn run(mut job: Job, stop: &(Mutex<bool>, Condvar), sent: &Sent) {
-    let (mut since, mut full_at, mut swept_at) = (0, Instant::now(), Instant::now());
+    let (mut since, mut full_at, mut swept_at) = (0, None::<Instant>, Instant::now());
     loop {
         {
             let stopped = stop.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -82,7 +88,6 @@ fn run(mut job: Job, stop: &(Mutex<bool>, Condvar), sent: &Sent) {
                 return;
             }
         }
-        let full = full_at.elapsed() >= FULL_EVERY;
         if swept_at.elapsed() >= SWEEP_EVERY {
             swept_at = Instant::now();
             match job.tables.sweep() {
@@ -90,26 +95,45 @@ fn run(mut job: Job, stop: &(Mutex<bool>, Condvar), sent: &Sent) {
                 Err(e) => warn!(error = %e, "cannot delete the bindings of peers' flows that are over"),
             }
         }
-        match job.tables.since(if full { 0 } else { since }) {
+        let back: Vec<bool> = job.restarted.iter().map(|r| r.swap(false, Ordering::Relaxed)).collect();
+        let full = full_at.is_none_or(|t| t.elapsed() >= FULL_EVERY) || back.contains(&true);
+        let scan = job.tables.since(if full { 0 } else { since }, back.contains(&true));
+        let flows = match scan {
             Ok((flows, now)) => {
                 since = now;
-                if full {
-                    full_at = Instant::now();
-                }
-                send(&mut job, &flows, sent);
+                flows
             }
-            Err(e) => warn!(error = %e, "cannot read the connection table for the cluster's peers"),
+            Err(e) => {
+                warn!(error = %e, "cannot read the connection table for the cluster's peers");
+                continue;
+            }
+        };
+        let everyone: Vec<SocketAddr> = job.peers.iter().map(|(_, a)| *a).collect();
+        let own: Vec<Entry> =
+            flows.iter().filter(|f| f.flow.nat_source == 0).filter_map(|f| entry(f, job.family)).collect();
+        send(&mut job, &own, 0, &everyone, sent);
+        if !full {
+            continue;
         }
+        full_at = Some(Instant::now());
+        for (i, (slot, addr)) in job.peers.clone().into_iter().enumerate() {
+            if back[i] {
+                let theirs: Vec<Entry> =
+                    flows.iter().filter(|f| f.flow.nat_source == slot).filter_map(|f| entry(f, job.family)).collect();
+                send(&mut job, &theirs, wire::YOURS, &[addr], sent);
+            }
+        }
+        send(&mut job, &[], wire::FULL_DONE, &everyone, sent);
     }
 }
 
-fn send(job: &mut Job, flows: &[OwnFlow], sent: &Sent) {
-    let entries: Vec<Entry> = flows.iter().filter(|f| f.key.family == job.family).map(entry).collect();
+/// `entries` to `to` in signed datagrams with `flags` (one empty datagram if there are none).
+fn send(job: &mut Job, entries: &[Entry], flags: u32, to: &[SocketAddr], sent: &Sent) {
     let chunks: Vec<&[Entry]> = if entries.is_empty() { vec![&[]] } else { entries.chunks(MAX_ENTRIES).collect() };
     for chunk in chunks {
         job.header.seq += 1;
-        let datagram = wire::seal(&job.key, job.header, chunk);
-        for peer in &job.peers {
+        let datagram = wire::seal(&job.key, Header { flags, ..job.header }, chunk);
+        for peer in to {
             let counter = if job.socket.send_to(&datagram, peer).is_ok() { &sent.datagrams } else { &sent.failures };
             counter.fetch_add(1, Ordering::Relaxed);
         }
@@ -117,9 +141,9 @@ fn send(job: &mut Job, flows: &[OwnFlow], sent: &Sent) {
     }
 }
 
-/// One of this node's flows as its peers take it.
-fn entry(f: &OwnFlow) -> Entry {
-    Entry {
+/// A flow as its peers take it, if it is of this node's NAT address's `family`.
+fn entry(f: &OwnFlow, family: u8) -> Option<Entry> {
+    (f.key.family == family).then_some(Entry {
         key: f.key,
         backend: f.backend,
         proxied: f.flow.proxied,
@@ -128,5 +152,5 @@ fn entry(f: &OwnFlow) -> Entry {
         client_seq: f.flow.client_seq,
         client_ack: f.flow.client_ack,
         idle_ms: u32::try_from(f.idle_ns / 1_000_000).unwrap_or(u32::MAX),
-    }
+    })
 }

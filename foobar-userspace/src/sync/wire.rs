@@ -25,8 +25,15 @@ pub struct Header {
     /// Counts up by one per datagram within a run.
     pub seq: u64,
     pub count: u32,
-    pub _pad: u32,
+    /// [`FULL_DONE`], [`YOURS`].
+    pub flags: u32,
 }
+
+/// [`Header::flags`]: the sender has sent every live flow it has (its full resend is done).
+pub const FULL_DONE: u32 = 1;
+/// [`Header::flags`]: these are the receiver's own flows, which the sender carried or kept
+/// for it (sent back once to a node that started again, maybe with empty tables).
+pub const YOURS: u32 = 2;
 
 /// One NAT flow as its node holds it; backend and service by address, not by id (ids are
 /// each node's own).
@@ -105,13 +112,15 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// Takes `h` if it comes after everything heard from its sender so far.
-    pub fn admit(&mut self, h: &Header) -> Result<(), Refused> {
+    /// Takes `h` if it comes after everything heard from its sender so far; whether it is
+    /// the first of a run (the sender started, or is heard for the first time).
+    pub fn admit(&mut self, h: &Header) -> Result<bool, Refused> {
         if self.last.is_some_and(|last| (h.epoch, h.seq) <= last) {
             return Err(Refused::Replayed);
         }
+        let new_run = self.last.is_none_or(|(epoch, _)| epoch != h.epoch);
         self.last = Some((h.epoch, h.seq));
-        Ok(())
+        Ok(new_run)
     }
 }
 
@@ -164,12 +173,12 @@ mod tests {
     #[test]
     fn replays_and_older_datagrams_are_refused_and_a_new_run_is_taken() {
         let mut r = Replay::default();
-        assert_eq!(r.admit(&header(5)), Ok(()));
+        assert_eq!(r.admit(&header(5)), Ok(true), "first heard");
         assert_eq!(r.admit(&header(5)), Err(Refused::Replayed));
         assert_eq!(r.admit(&header(4)), Err(Refused::Replayed));
-        assert_eq!(r.admit(&header(6)), Ok(()));
+        assert_eq!(r.admit(&header(6)), Ok(false));
         let restarted = Header { epoch: 8, seq: 0, ..header(0) };
-        assert_eq!(r.admit(&restarted), Ok(()));
+        assert_eq!(r.admit(&restarted), Ok(true), "a new run");
         assert_eq!(r.admit(&header(9)), Err(Refused::Replayed), "the old run is over");
     }
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use foobar_tests::{
     cluster::*,
+    daemon::DaemonProcess,
     gate::Need,
     http::{self, Held},
+    netns::Entry,
     nginx,
     topology::VIP,
     wrk::{self, Load},
@@ -62,7 +64,7 @@ fn drills() {
     // With every node up, node 1 holds bindings for its peers' flows, and lets them go once
     // those are over: closed on their node, synced, `conntrack.closing` (10 s) later, at the
     // next sweep. (A flow that a third node carried to its end is forgotten at `tcp_idle`.)
-    assert_survived(&drill(&c, || {}), "a quiet cluster");
+    assert_survived(&drill(&c, 5, || {}), "a quiet cluster");
     let held = metric(&nodes[0], "foobar_sync_bindings_held");
     assert!(held > 0.0, "node 1 held no binding for its peers' flows");
     let started = std::time::Instant::now();
@@ -76,7 +78,7 @@ fn drills() {
     // 20 ms, about a third of them through node 2: every one of them goes on.
     let new_flows = |n: &Node| n.status().services[0].new_flows;
     let before: Vec<u64> = nodes.iter().map(new_flows).collect();
-    let held = drill(&c, || {
+    let held = drill(&c, 5, || {
         let carried: Vec<u64> = nodes.iter().zip(&before).map(|(n, b)| new_flows(n) - b).collect();
         eprintln!("connections per node before the cut: {carried:?}");
         assert!(carried[1] > 0, "node 2 carried none of the connections: {carried:?}");
@@ -91,7 +93,7 @@ fn drills() {
 
     // Node 2's uplink back: its routes return once BGP is up again, and the connections
     // ECMP moves to it (opened while it was away: it knows them from the sync) go on.
-    let held = drill(&c, || {
+    let held = drill(&c, 5, || {
         nodes[1].ns.ip(&["link", "set", "front", "up"]);
         nodes[1].ns.ip(&["route", "replace", "default", "via", ROUTER_UPLINK]);
         let back = c.wait_next_hops(&all, Duration::from_secs(10));
@@ -100,9 +102,13 @@ fn drills() {
     });
     assert_survived(&held, "the connections moved to the returning node");
 
-    // Node 3's foobar and BIRD killed: its routes go, nodes 1 and 2 carry its flows on.
+    // Node 3's foobar and BIRD killed: its routes go, nodes 1 and 2 carry its flows on. Then
+    // it comes back as after a reboot, with empty tables: its peers send it their flows and
+    // give it back its own, and only then is it announced; the connections that come back to
+    // it go on.
     let before = new_flows(&nodes[2]);
-    let held = drill(&c, || {
+    let bird_conf = std::fs::read_to_string(nodes[2].bird.dir.join("bird.conf")).expect("node 3's bird.conf");
+    let held = drill(&c, 12, || {
         let carried = new_flows(&nodes[2]) - before;
         eprintln!("connections on node 3 before it was killed: {carried}");
         assert!(carried > 0, "node 3 carried none of the connections");
@@ -113,8 +119,20 @@ fn drills() {
         eprintln!(
             "kill -9 of foobar and bird: VIP route gone after {detected:?}, its NAT address moved after {moved:?}"
         );
+        // The reboot: its XDP and every table gone (the pins removed), then BIRD and foobar.
+        std::fs::remove_dir_all(foobar_tests::daemon::pin_dir(&nodes[2].ns)).expect("node 3's pins");
+        std::thread::sleep(Duration::from_millis(500));
+        let restarted = std::time::Instant::now();
+        nodes[2].bird = foobar_tests::bird::Bird::start(&nodes[2].ns, "node", &bird_conf);
+        let file = nodes[2].config.clone();
+        nodes[2].foobar = DaemonProcess::start(&nodes[2].ns, Entry::Nsenter, &file, "foobar-rebooted");
+        c.wait_next_hops(&all, Duration::from_secs(20));
+        c.wait_routes(&nat[2], &all[2..], Duration::from_secs(3));
+        eprintln!("node 3 rebooted: announced again {:?} after its start", restarted.elapsed());
     });
-    assert_survived(&held, "the killed node");
+    assert_survived(&held, "the killed node, and those back on it after its reboot");
+    let said = nodes[2].foobar.logged();
+    assert!(said.contains("the cluster's peers have sent their flows"), "{said}");
 
     let text = foobar_tests::daemon::assert_metrics(&nodes[0].ns, &["foobar_sync_datagrams_refused_total"]);
     eprintln!(
@@ -123,13 +141,13 @@ fn drills() {
     );
 }
 
-/// Runs `failure` 2 s into 6 s of wrk (16 kept-alive connections) and of 24 kept-alive
-/// connections of [`http::keep_asking`]; how those fared.
-fn drill(c: &Cluster, failure: impl FnOnce()) -> Vec<Held> {
-    let load = Load { seconds: 6, connections: 16, threads: 2, close: false };
+/// Runs `failure` 2 s into `seconds` + 1 of wrk (16 kept-alive connections) and `seconds` of
+/// 24 kept-alive connections of [`http::keep_asking`]; how those fared.
+fn drill(c: &Cluster, seconds: u32, failure: impl FnOnce()) -> Vec<Held> {
+    let load = Load { seconds: seconds + 1, connections: 16, threads: 2, close: false };
     let run = wrk::start(&c.client, &format!("http://{VIP}/"), load);
     let vip = std::net::SocketAddr::from(([192, 0, 2, 10], 80));
-    let asking = http::keep_asking(&c.client, vip, 24, Duration::from_secs(5));
+    let asking = http::keep_asking(&c.client, vip, 24, Duration::from_secs(u64::from(seconds)));
     std::thread::sleep(Duration::from_secs(2));
     failure();
     let held: Vec<Held> = asking.into_iter().map(|t| t.join().expect("asking thread")).collect();
