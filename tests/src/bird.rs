@@ -74,7 +74,7 @@ pub fn with_nat_addresses(conf: &str, protocol: &str, local_as: u32, nat: &[Stri
     let route = |a: &String| format!("route {a}/32 unreachable;");
     let peers: Vec<String> = nat.iter().enumerate().filter(|(i, _)| *i != own).map(|(_, a)| route(a)).collect();
     let statics = format!(
-        "protocol static nat_own {{ ipv4; {} }}\nprotocol static nat_peers {{ ipv4; {} }}\n",
+        "protocol static nat_own {{ ipv4; {} disabled yes; }}\nprotocol static nat_peers {{ ipv4; {} }}\n",
         route(&nat[own]),
         peers.join(" ")
     );

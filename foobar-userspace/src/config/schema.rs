@@ -309,6 +309,10 @@ pub struct Cluster {
     /// How often a node sends the NAT flows that moved since it last did.
     #[serde(default = "defaults::sync_interval")]
     pub sync_interval: Spanned<Span>,
+    /// The BIRD protocol (or `announce.command` name) that carries this node's own NAT
+    /// address: enabled only once its peers have sent it their flows, so that a node that
+    /// starts again gets no replies before it can translate them.
+    pub announce: Option<Spanned<String>>,
     #[serde(rename = "node")]
     pub nodes: Vec<ClusterNode>,
 }

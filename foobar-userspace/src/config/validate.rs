@@ -344,6 +344,16 @@ fn cluster(cfg: &Config, src: &Origin, out: &mut Vec<Problem>) {
         let most = foobar_common::lb::NAT_PEER_SLOTS - 1;
         out.push(src.problem(c.nodes[0].name.span(), "cluster.node", format!("at most {most} nodes")));
     }
+    if let Some(a) = &c.announce
+        && !bird_symbol(a.get_ref())
+        && !route_name(a.get_ref())
+    {
+        out.push(src.problem(
+            a.span(),
+            "cluster.announce",
+            format!("`{}` is not a protocol or route name", a.get_ref()),
+        ));
+    }
     if c.sync_interval.get_ref().0.is_zero() {
         out.push(src.problem(c.sync_interval.span(), "cluster.sync_interval", "must be above zero"));
     }

@@ -290,6 +290,15 @@ impl Daemon {
             };
             out.push(crate::announce::Wanted { protocol: protocol.to_owned(), announce, why: why.into() });
         }
+        // This node's own NAT address: once its peers have sent their flows (a drain keeps it:
+        // the node's flows still need their replies).
+        if let Some(a) = self.plan.config.cluster.as_ref().and_then(|c| c.announce.as_ref()) {
+            let (announce, why) = match &self.sync {
+                Some(s) if s.settled() => (Some(true), "the cluster's peers have sent their flows"),
+                _ => (None, "waiting for the cluster's peers to send their flows (BIRD left as it was)"),
+            };
+            out.push(crate::announce::Wanted { protocol: a.get_ref().clone(), announce, why: why.into() });
+        }
         out
     }
 

@@ -3,10 +3,12 @@
 //! did (all of them every [`FULL_EVERY`]), signed with the cluster's key; each peer writes
 //! them into its own tables marked with the sender's slot. When a node dies, ECMP moves its
 //! clients to the survivors and BIRD its NAT address (each peer announces it with a longer
-//! path), so the survivors carry its flows on, NATed from its address.
+//! path), so the survivors carry its flows on, NATed from its address. A node that starts
+//! again is sent everything at once, and the flows kept for it back, before it is announced.
 //!
 //! - `wire`: the datagram, its signature and the replay check.
-//! - `sender`: the thread that scans for this node's flows and sends them.
+//! - `sender`: the thread that scans for this node's flows and sends them, and deletes the
+//!   bindings of peers' flows that are over.
 
 pub mod sender;
 pub mod wire;
@@ -14,8 +16,10 @@ pub mod wire;
 use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
-    sync::Arc,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 

@@ -41,17 +41,20 @@ fn drills() {
     eprintln!("all three nodes announced after {took:?}");
     let out = c.client.output(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP}/")]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("web"), "{out:?}");
-    // Every peer heard within a second or two of starting, nothing to send or not.
-    let heard = || {
-        let sync = nodes[0].status().node.sync.expect("flow sync in status");
-        let names: Vec<&str> = sync.peers.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["node2", "node3"]);
-        sync.peers.iter().all(|p| p.heard_ms_ago.is_some_and(|ms| ms < 1000)).then_some(()).ok_or(sync)
-    };
-    let started = std::time::Instant::now();
-    while let Err(sync) = heard() {
-        assert!(started.elapsed() < Duration::from_secs(3), "{sync:?}");
-        std::thread::sleep(Duration::from_millis(50));
+    // Every node hears both its peers within seconds of starting, nothing to send or not.
+    for (i, n) in nodes.iter().enumerate() {
+        let heard = || {
+            let sync = n.status().node.sync.expect("flow sync in status");
+            let names: Vec<String> = sync.peers.iter().map(|p| p.name.clone()).collect();
+            let want: Vec<String> = (0..3).filter(|j| *j != i).map(|j| format!("node{}", j + 1)).collect();
+            assert_eq!(names, want);
+            sync.peers.iter().all(|p| p.heard_ms_ago.is_some_and(|ms| ms < 1000)).then_some(()).ok_or(sync)
+        };
+        let started = std::time::Instant::now();
+        while let Err(sync) = heard() {
+            assert!(started.elapsed() < Duration::from_secs(5), "node{}: {sync:?}", i + 1);
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     // Forged datagrams to node 2's sync port, from node 1's address: refused, each by why.
@@ -126,6 +129,8 @@ fn drills() {
         nodes[2].bird = foobar_tests::bird::Bird::start(&nodes[2].ns, "node", &bird_conf);
         let file = nodes[2].config.clone();
         nodes[2].foobar = DaemonProcess::start(&nodes[2].ns, Entry::Nsenter, &file, "foobar-rebooted");
+        nodes[2].foobar.wait_for_log("serving", Duration::from_secs(30));
+        eprintln!("node 3 rebooted: serving {:?} after its start", restarted.elapsed());
         c.wait_next_hops(&all, Duration::from_secs(20));
         c.wait_routes(&nat[2], &all[2..], Duration::from_secs(3));
         eprintln!("node 3 rebooted: announced again {:?} after its start", restarted.elapsed());
