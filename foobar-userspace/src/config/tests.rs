@@ -336,7 +336,7 @@ fn a_cluster_names_this_node_and_keeps_names_addresses_and_ports_apart() {
     let c = cfg.cluster.as_ref().expect("[cluster]");
     assert_eq!(
         c.node("node2").map(|(slot, n)| (slot, *n.nat_address.get_ref())),
-        Some((2, "192.0.2.202".parse().unwrap()))
+        Some((2, "192.0.2.202".parse().expect("address")))
     );
     for (node, from, to, error) in [
         (
