@@ -34,6 +34,10 @@ pub const MAX_ANSWERS: u32 = 4096;
 pub const RRL_BUCKETS: u32 = 65_536;
 /// The RRL bucket every NXDOMAIN shares, as random names must.
 pub const KIND_NXDOMAIN: u32 = u32::MAX;
+/// The type an owned name's marker is keyed by among the answers: a name the zone owns is
+/// never answered from the NXDOMAIN template, whatever type is asked of it. Queries of this
+/// type (0, reserved) are never answered from the map.
+pub const QTYPE_OWNED: u16 = 0;
 
 /// Header flag bits (the header's second 16-bit word).
 pub const FLAG_QR: u16 = 0x8000;
@@ -314,7 +318,7 @@ pub fn read_query(msg: &[u8; QUERY_MAX], len: usize, key: &mut AnswerKey) -> Opt
     }
     key.name_len = name_len as u16;
     key.qtype = word(msg, end + 1);
-    if word(msg, end + 3) != CLASS_IN {
+    if key.qtype == QTYPE_OWNED || word(msg, end + 3) != CLASS_IN {
         return None;
     }
     let question_len = name_len + 4;
@@ -338,6 +342,44 @@ pub fn read_query(msg: &[u8; QUERY_MAX], len: usize, key: &mut AnswerKey) -> Opt
         (false, 0)
     };
     Some(Query { flags, question_len, edns, edns_size })
+}
+
+/// How the answer to a query goes out: its header words and what follows the question.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub flags: u16,
+    /// Answer, authority and additional counts (the OPT among the additionals).
+    pub counts: [u16; 3],
+    /// Bytes of the answer's sections written after the question.
+    pub body_len: usize,
+    /// Whether it ends with an OPT record ([`opt_record`]).
+    pub opt: bool,
+    /// Bytes of the whole DNS message.
+    pub len: usize,
+}
+
+/// The reply to `q` (its question `question_len` bytes) from `a`, or, `slip`ped, empty with
+/// TC; `None` when it does not fit what the client takes (the server then truncates it). XDP
+/// and the userspace server's fast path both write by this.
+#[inline(always)]
+pub fn reply(a: &Answer, q: &Query, question_len: usize, slip: bool) -> Option<Reply> {
+    let body_len = if slip { 0 } else { a.len as usize };
+    let opt = q.edns && !slip;
+    let len = 12 + question_len + body_len + if opt { OPT_LEN } else { 0 };
+    let room = if opt && q.edns_size > 512 { q.edns_size as usize } else { 512 };
+    if len > room {
+        return None;
+    }
+    let flags = a.flags | FLAG_QR | (q.flags & FLAG_RD) | if slip { FLAG_TC } else { 0 };
+    let counts = if slip { [0; 3] } else { [a.answers, a.authorities, a.additionals + u16::from(opt)] };
+    Some(Reply { flags, counts, body_len, opt, len })
+}
+
+/// A compression pointer of the NXDOMAIN template moved `by` bytes (the asked name is that
+/// much longer than the probe).
+#[inline(always)]
+pub fn moved_pointer(old: u16, by: i32) -> u16 {
+    0xc000 | ((i32::from(old & 0x3fff) + by) as u16 & 0x3fff)
 }
 
 /// The OPT record an answer to an EDNS query ends with, as the userspace server writes it:
@@ -439,6 +481,7 @@ mod tests {
             ("a 64-byte label", long_label),
             ("a trailing byte", trailing),
             ("class CH", chaos),
+            ("type 0", query(0, WWW, 0, None)),
             ("a header alone", query(0, b"", 1, None)[..12].to_vec()),
         ] {
             let (m, len) = message(&bytes);

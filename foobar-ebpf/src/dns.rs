@@ -15,9 +15,9 @@ use foobar_common::{
     counters::Counter,
     csum::CsumDelta,
     dns::{
-        Answer, AnswerKey, FLAG_QR, FLAG_RD, FLAG_TC, ListenKey, MAX_ANSWERS, MAX_POINTERS, NAME_MAX, NxTemplate,
-        OPT_LEN, QUERY_MAX, RRL_BUCKETS, RrlBucket, RrlKey, Settings, Verdict, opt_record, opt_sum, read_query,
-        under_apex,
+        Answer, AnswerKey, ListenKey, MAX_ANSWERS, MAX_POINTERS, NAME_MAX, NxTemplate, QTYPE_OWNED, QUERY_MAX,
+        RRL_BUCKETS, Reply, RrlBucket, RrlKey, Settings, Verdict, moved_pointer, opt_record, opt_sum, read_query,
+        reply, under_apex,
     },
     parse::{ETH_HLEN, Fragment, IPPROTO_UDP, Parsed},
 };
@@ -137,7 +137,7 @@ fn answer_or_pass(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
     // with its pointers moved.
     // SAFETY: a map lookup returns a pointer valid for this program run.
     let owned = unsafe { ANSWERS.get(&w.key) };
-    let moved = if owned.is_none() { Some(nxdomain(&w.key, settings.generation)?) } else { None };
+    let moved = if owned.is_none() { Some(nxdomain(&mut w.key, settings.generation)?) } else { None };
     let a = match (owned, moved) {
         (Some(a), _) => a,
         (None, Some((t, _))) => &t.answer,
@@ -151,16 +151,8 @@ fn answer_or_pass(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
         return Some(xdp_action::XDP_DROP);
     }
     let slip = verdict == Verdict::Slip;
-    let body_len = if slip { 0 } else { a.len as usize };
-    let opt = q.edns && !slip;
-    let dns_len = 12 + question_len + body_len + if opt { OPT_LEN } else { 0 };
-    let room = if opt && q.edns_size > 512 { q.edns_size as usize } else { 512 };
-    if dns_len > room {
-        return None;
-    }
+    let Reply { flags, counts, body_len, opt, len: dns_len } = reply(a, &q, question_len, slip)?;
     let id = [msg[0], msg[1]];
-    let flags = a.flags | FLAG_QR | (q.flags & FLAG_RD) | if slip { FLAG_TC } else { 0 };
-    let counts = if slip { [0; 3] } else { [a.answers, a.authorities, a.additionals + u16::from(opt)] };
     // Every length the copies take, checked while the query can still be passed on: once the
     // frame is rewritten, a failure can only drop it.
     let question = copy_length(question_len, NAME_MAX + 4)?;
@@ -243,9 +235,15 @@ fn answer_or_pass(frame: &Frame, p: &Parsed, family: u8) -> Option<u32> {
 }
 
 /// For a name under the apex that the zone does not own: the NXDOMAIN template of generation
-/// `generation`, and how much longer the name is than the template's probe.
+/// `generation`, and how much longer the name is than the template's probe. A name it owns
+/// (asked a type with no rendered answer) is the server's.
 #[inline(never)]
-fn nxdomain(key: &AnswerKey, generation: u32) -> Option<(&'static NxTemplate, i32)> {
+fn nxdomain(key: &mut AnswerKey, generation: u32) -> Option<(&'static NxTemplate, i32)> {
+    key.qtype = QTYPE_OWNED;
+    // SAFETY: a map lookup; the value is not kept.
+    if unsafe { ANSWERS.get(&*key) }.is_some() {
+        return None;
+    }
     let t = NXDOMAIN.get(generation & 1)?;
     if t.generation != generation {
         return None;
@@ -267,7 +265,7 @@ fn move_pointers(frame: &Frame, t: &NxTemplate, by: i32, body_at: usize, sum: &m
             return None;
         }
         let old = u16::from_be_bytes([t.answer.body[pos], t.answer.body[pos + 1]]);
-        let new = 0xc000 | ((i32::from(old & 0x3fff) + by) as u16 & 0x3fff);
+        let new = moved_pointer(old, by);
         let at = body_at + pos;
         if !frame.store(at, new.to_be_bytes()) {
             return None;

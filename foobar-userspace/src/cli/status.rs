@@ -173,7 +173,7 @@ pub fn render(r: &StatusReport) -> String {
     if let Some(d) = &r.dns {
         let _ = writeln!(
             out,
-            "dns {}  serial {}  on {}  answering for: {}  queries {} (in XDP {}, rate-limited {}, slipped {})  \
+            "dns {}  serial {}  on {}  answering for: {}  queries {} (in XDP {}, rendered in userspace {}, rate-limited {}, slipped {})  \
              tcp {}/{} open, {} refused\n",
             d.zone,
             d.serial,
@@ -181,6 +181,7 @@ pub fn render(r: &StatusReport) -> String {
             if d.answering.is_empty() { "(no service is up)".to_owned() } else { d.answering.join(", ") },
             d.queries,
             d.answered_in_xdp,
+            d.answered_rendered,
             d.rate_limited,
             d.slipped,
             d.tcp_open,

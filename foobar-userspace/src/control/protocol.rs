@@ -255,6 +255,9 @@ pub struct DnsStatus {
     /// Of `queries`, those answered in XDP from the rendered zone.
     #[serde(default)]
     pub answered_in_xdp: u64,
+    /// Of `queries`, those the userspace server answered from the rendered zone.
+    #[serde(default)]
+    pub answered_rendered: u64,
     /// DNS-over-TCP connections open now, the most allowed, and those closed on accept.
     #[serde(default)]
     pub tcp_open: u64,

@@ -183,13 +183,19 @@ impl Daemon {
             }
         }
         if let Some(d) = &report.dns {
-            let dns: [(&str, &str, &str, u64); 6] = [
+            let dns: [(&str, &str, &str, u64); 7] = [
                 ("foobar_dns_queries_total", "counter", "DNS queries received.", d.queries),
                 (
                     "foobar_dns_answered_in_xdp_total",
                     "counter",
                     "DNS queries answered in XDP from the rendered zone.",
                     d.answered_in_xdp,
+                ),
+                (
+                    "foobar_dns_answered_rendered_total",
+                    "counter",
+                    "DNS queries the userspace server answered from the rendered zone.",
+                    d.answered_rendered,
                 ),
                 (
                     "foobar_dns_rate_limited_total",

@@ -215,6 +215,7 @@ impl Daemon {
                 rate_limited: user(&dns.stats.rate_limited) + xdp(Counter::DnsXdpRateLimited),
                 slipped: user(&dns.stats.slipped) + xdp(Counter::DnsXdpSlipped),
                 answered_in_xdp: xdp(Counter::DnsXdpAnswered),
+                answered_rendered: user(&dns.stats.answered_rendered),
                 tcp_open: dns.tcp.in_use() as u64,
                 tcp_limit: dns.tcp.limit() as u64,
                 tcp_refused: dns.tcp.refused(),

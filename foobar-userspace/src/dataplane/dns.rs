@@ -84,7 +84,9 @@ impl DnsAnswers {
             }
         }
         {
-            let template = NxTemplate { generation: next, ..rendering.nxdomain.unwrap_or_default() };
+            // Not all owned names' markers fit: no NXDOMAIN from XDP, which could deny one of them.
+            let nxdomain = rendering.nxdomain.filter(|_| rendered.len() <= room);
+            let template = NxTemplate { generation: next, ..nxdomain.unwrap_or_default() };
             let mut array: Array<&mut MapData, NxTemplate> = Array::try_from(dp.map_mut(NXDOMAIN_MAP)?)?;
             array.set(next % 2, template, 0)?;
         }

@@ -21,7 +21,10 @@ use hickory_server::{
     zone_handler::{Catalog, MessageResponse, MessageResponseBuilder, Queries},
 };
 
-use super::rrl::{Kind, Rrl, Verdict};
+use super::{
+    fast::Fast,
+    rrl::{Kind, Rrl, Verdict},
+};
 
 /// DNS counters, shared with the metrics endpoint.
 #[derive(Debug, Default)]
@@ -35,6 +38,8 @@ pub struct DnsStats {
     pub refused: AtomicU64,
     pub formerr: AtomicU64,
     pub other: AtomicU64,
+    /// Of `queries`, those answered from the rendered answers without the zone's catalog.
+    pub answered_rendered: AtomicU64,
 }
 
 impl DnsStats {
@@ -68,6 +73,53 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// `rendering`'s answers for [`Guard::answer_rendered`], in this guard's RRL buckets.
+    pub fn fast(&self, rendering: &super::render::Rendering) -> Fast {
+        match &self.rrl {
+            Some(rrl) => Fast::new(rendering, rrl.lock().ok().as_deref()),
+            None => Fast::new(rendering, None),
+        }
+    }
+
+    /// Answers a UDP `query` from `client` out of `fast` into `out` as XDP would, counted and
+    /// rate limited as the catalog's answers are: `Some(true)` to send `out`, `Some(false)`
+    /// when RRL holds it back, `None` to leave the query to [`Guard::handle_request`].
+    pub fn answer_rendered(&self, fast: &Fast, query: &[u8], client: IpAddr, out: &mut Vec<u8>) -> Option<bool> {
+        let taken = fast.take(query)?;
+        self.counted(ResponseCode::from_low((taken.answer.flags & 0xf) as u8));
+        let verdict = self.rrl.as_ref().and_then(|r| r.lock().ok().map(|mut r| r.decide(client, taken.kind)));
+        let verdict = verdict.unwrap_or(Verdict::Answer);
+        if verdict != Verdict::Answer {
+            self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        match verdict {
+            Verdict::Drop => return Some(false),
+            Verdict::Slip => self.stats.slipped.fetch_add(1, Ordering::Relaxed),
+            Verdict::Answer => self.stats.answered_rendered.fetch_add(1, Ordering::Relaxed),
+        };
+        fast.write(&taken, query, verdict == Verdict::Slip, out)?;
+        Some(true)
+    }
+
+    /// Counts a query answered with `rcode` without the catalog.
+    pub fn counted(&self, rcode: ResponseCode) {
+        self.stats.queries.fetch_add(1, Ordering::Relaxed);
+        self.count(rcode);
+    }
+
+    fn count(&self, rcode: ResponseCode) {
+        let counter = match rcode {
+            ResponseCode::NoError => &self.stats.noerror,
+            ResponseCode::NXDomain => &self.stats.nxdomain,
+            ResponseCode::Refused => &self.stats.refused,
+            ResponseCode::FormErr => &self.stats.formerr,
+            _ => &self.stats.other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Guard {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response: R) -> ResponseInfo {
@@ -91,14 +143,7 @@ impl RequestHandler for Guard {
             }
             _ => self.catalog.handle_request::<R, T>(request, response).await,
         };
-        let counter = match info.response_code {
-            ResponseCode::NoError => &self.stats.noerror,
-            ResponseCode::NXDomain => &self.stats.nxdomain,
-            ResponseCode::Refused => &self.stats.refused,
-            ResponseCode::FormErr => &self.stats.formerr,
-            _ => &self.stats.other,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.count(info.response_code);
         info
     }
 }

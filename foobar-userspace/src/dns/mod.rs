@@ -10,17 +10,20 @@
 //! - `rrl`: the rate limiter's buckets and slip.
 //! - `tcp`: DNS over TCP, with a connection cap and timeouts.
 //! - `render`: the zone's answers rendered for XDP to answer from, after each rebuild.
+//! - `fast`: those answers answered by the UDP server too, ahead of the catalog.
+//! - `udp`: DNS over UDP, a loop per socket.
 
+pub mod fast;
 pub mod guard;
 pub mod render;
 pub mod rrl;
 pub mod tcp;
+pub mod udp;
 pub mod zone;
 
 use std::sync::Arc;
 
 use hickory_server::{
-    Server,
     net::runtime::TokioRuntimeProvider,
     proto::rr::LowerName,
     store::in_memory::InMemoryZoneHandler,
@@ -31,7 +34,7 @@ use tokio::{
     sync::watch,
     task::JoinHandle,
 };
-use tracing::{info, warn};
+use tracing::info;
 
 use self::zone::{Live, ZoneSpec};
 
@@ -74,7 +77,7 @@ pub struct Dns {
     live: watch::Sender<(Arc<ZoneSpec>, Live)>,
     answers: watch::Receiver<Arc<render::Rendering>>,
     serial: watch::Receiver<u32>,
-    server: JoinHandle<()>,
+    udp_servers: Vec<JoinHandle<()>>,
     updater: JoinHandle<()>,
     pub zone: String,
     pub listen: Vec<std::net::SocketAddr>,
@@ -108,16 +111,17 @@ impl Dns {
         let catalog = Arc::new(catalog);
         let stats = Arc::new(guard::DnsStats::default());
         let guard = guard::Guard::new(catalog.clone(), config.responses_per_second, config.slip, stats.clone());
-        let mut server = Server::new(guard.clone());
+        let rendered = render::render(&catalog, spec).await;
+        let (fast_tx, fast_rx) = watch::channel(Arc::new(guard.fast(&rendered)));
         let tcp = crate::slots::Slots::new("dns-tcp", config.tcp_connections as usize);
-        let mut tcp_servers = Vec::new();
+        let (mut udp_servers, mut tcp_servers) = (Vec::new(), Vec::new());
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         for addr in listen {
             // One UDP socket per core on the same address (SO_REUSEPORT): the kernel spreads
             // queries over them, so no single socket's queue is the bottleneck.
             for _ in 0..cores {
                 let udp = reuseport_udp(*addr).map_err(|source| DnsError { addr: *addr, transport: "udp", source })?;
-                server.register_socket(udp);
+                udp_servers.push(tokio::spawn(udp::serve(udp, guard.clone(), fast_rx.clone())));
             }
             let listener =
                 TcpListener::bind(addr).await.map_err(|source| DnsError { addr: *addr, transport: "tcp", source })?;
@@ -128,27 +132,23 @@ impl Dns {
         info!(zone, listen = ?listen, serial = spec.serial, "DNS answering");
         let (live_tx, mut live_rx) = watch::channel((Arc::new(spec.clone()), live));
         let (serial_tx, serial_rx) = watch::channel(spec.serial);
-        let rendered = render::render(&catalog, spec).await;
         let (answers_tx, answers_rx) = watch::channel(Arc::new(rendered));
         let updater = tokio::spawn(async move {
             while live_rx.changed().await.is_ok() {
                 let (spec, live) = live_rx.borrow_and_update().clone();
                 *handler.records_mut().await = spec.build(&live);
-                let _ = answers_tx.send(Arc::new(render::render(&catalog, &spec).await));
+                let rendered = render::render(&catalog, &spec).await;
+                let _ = fast_tx.send(Arc::new(guard.fast(&rendered)));
+                let _ = answers_tx.send(Arc::new(rendered));
                 let _ = serial_tx.send(spec.serial);
                 info!(serial = spec.serial, live = ?live.services, "DNS zone updated");
-            }
-        });
-        let server = tokio::spawn(async move {
-            if let Err(e) = server.block_until_done().await {
-                warn!(error = %e, "DNS server stopped");
             }
         });
         Ok(Dns {
             live: live_tx,
             answers: answers_rx,
             serial: serial_rx,
-            server,
+            udp_servers,
             updater,
             zone,
             listen: listen.to_vec(),
@@ -210,9 +210,8 @@ fn reuseport_udp(addr: std::net::SocketAddr) -> std::io::Result<UdpSocket> {
 
 impl Drop for Dns {
     fn drop(&mut self) {
-        self.server.abort();
         self.updater.abort();
-        for t in &self.tcp_servers {
+        for t in self.udp_servers.iter().chain(&self.tcp_servers) {
             t.abort();
         }
     }

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use foobar_common::dns::{Answer, BODY_MAX, KIND_NXDOMAIN, MAX_POINTERS, NAME_MAX, NxTemplate, sum};
+use foobar_common::dns::{Answer, BODY_MAX, KIND_NXDOMAIN, MAX_POINTERS, NAME_MAX, NxTemplate, QTYPE_OWNED, sum};
 use hickory_server::{
     net::{NetError, runtime::TokioTime, xfer::Protocol},
     proto::{
@@ -77,9 +77,11 @@ const PROBE: &[u8] = b"\x0anxdomain=0";
 pub async fn render(catalog: &Catalog, spec: &ZoneSpec) -> Rendering {
     let names = names(spec);
     let answers = answers(catalog, &names).await;
+    // A wildcard below the apex answers names the probe's NXDOMAIN would deny: none then.
+    let wildcard = spec.records.iter().any(|r| r.name.is_wildcard());
     let nxdomain = match spec.origin.to_lowercase().to_bytes() {
-        Ok(apex) => nxdomain(catalog, &apex).await,
-        Err(_) => None,
+        Ok(apex) if !wildcard => nxdomain(catalog, &apex).await,
+        _ => None,
     };
     Rendering { answers, nxdomain }
 }
@@ -162,7 +164,8 @@ fn pointers(message: &[u8], start: usize) -> Option<Vec<usize>> {
 }
 
 /// Renders the answer to each of `names` × [`TYPES`] that a plain UDP answer holds; the rest
-/// (errors, truncated or too long answers) are left to the server.
+/// (errors, truncated or too long answers) are left to the server. Each name also gets its
+/// [`QTYPE_OWNED`] marker, which keeps the other types asked of it from the NXDOMAIN template.
 pub async fn answers(catalog: &Catalog, names: &[Name]) -> Vec<Rendered> {
     let mut out = Vec::new();
     for name in names {
@@ -170,6 +173,7 @@ pub async fn answers(catalog: &Catalog, names: &[Name]) -> Vec<Rendered> {
         if wire.len() > NAME_MAX {
             continue;
         }
+        out.push(Rendered { name: wire.clone(), qtype: QTYPE_OWNED, answer: Answer::default() });
         for qtype in TYPES {
             let query = query(&wire, u16::from(qtype));
             let Some(response) = ask(catalog, query).await else { continue };

@@ -137,7 +137,8 @@ fn raw_query(id: u16, name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
 
 /// Every name of the zone, every type asked, with and without EDNS, over IPv4 and IPv6: the
 /// answer XDP gives a client is the one the server gives a query from the node itself (which
-/// never meets XDP), byte for byte. A name in another case is answered with its case kept;
+/// never meets XDP, and which the server answers from the same rendering: a unit test holds
+/// that to the catalog's answers), byte for byte. A name in another case is answered with its case kept;
 /// what XDP does not answer (DNSSEC's DO bit) reaches the server; and the answers still
 /// follow health.
 fn xdp_alike() {
@@ -171,9 +172,12 @@ fn xdp_alike() {
         "x.www.foobar.com",
         "even.foobar.com",
     ];
-    // A, NS, CNAME, SOA, MX, TXT, AAAA, HTTPS.
-    let types = [1u16, 2, 5, 6, 15, 16, 28, 65];
-    let before = xdp_answered();
+    // A, NS, CNAME, SOA, MX, TXT, AAAA, HTTPS, and SPF, which is not rendered: an owned
+    // name asked it gets the server's NODATA, not the template's NXDOMAIN.
+    let types = [1u16, 2, 5, 6, 15, 16, 28, 65, 99];
+    let owned = 7;
+    let rendered_answered = || daemon.status().dns.map_or(0, |d| d.answered_rendered);
+    let (before, rendered_before) = (xdp_answered(), rendered_answered());
     let mut asked = 0;
     for to in ["192.0.2.53:53", "[2001:db8:1::53]:53"] {
         for name in names {
@@ -191,8 +195,14 @@ fn xdp_alike() {
         }
     }
     let answered = xdp_answered() - before;
-    eprintln!("{asked} questions: {answered} answered in XDP, every answer the server's byte for byte");
-    assert_eq!(answered, u64::from(asked), "some questions were not answered in XDP");
+    let rendered = rendered_answered() - rendered_before;
+    eprintln!(
+        "{asked} questions: {answered} answered in XDP, {rendered} by the server from the same \
+         rendering, every answer the server's byte for byte"
+    );
+    let unrendered = 2 * owned * 4;
+    assert_eq!(answered, u64::from(asked) - unrendered, "some questions were not answered in XDP");
+    assert_eq!(rendered, answered, "the server's own answers did not come from the rendering");
 
     // The case of the question is kept; the records are the lowercase question's.
     let mixed = ask(&stack.client, "192.0.2.53:53", &raw_query(7, "WwW.FooBar.CoM", 1, None));
