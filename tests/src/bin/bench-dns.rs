@@ -194,7 +194,7 @@ fn main() -> ExitCode {
     println!("  {:<34} {:>10}  {:>14}  {:>10}", "server", "q/s", "dnsperf cores", "/ fastest");
     let rows = [
         ("foobar, answered in XDP", foobar[0]),
-        ("foobar, XDP off (hickory-server)", foobar[1]),
+        ("foobar, XDP off (userspace)", foobar[1]),
         (&*format!("NSD, reuseport, {cores} servers"), nsd_run),
         (&*format!("Knot DNS, {cores} UDP workers"), knot_run),
     ];
