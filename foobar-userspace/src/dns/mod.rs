@@ -11,8 +11,9 @@
 //! - `tcp`: DNS over TCP, with a connection cap and timeouts.
 //! - `render`: the zone's answers rendered for XDP to answer from, after each rebuild.
 //! - `fast`: those answers answered by the UDP server too, ahead of the catalog.
-//! - `udp`: DNS over UDP, a loop per socket.
+//! - `udp`: DNS over UDP, a loop per socket; `batch`: its datagrams moved by the batch.
 
+pub mod batch;
 pub mod fast;
 pub mod guard;
 pub mod render;

@@ -15,51 +15,62 @@ use hickory_server::{
     server::{Request, RequestHandler, ResponseHandle, ResponseHandler},
     zone_handler::{MessageResponseBuilder, Queries},
 };
-use tokio::{net::UdpSocket, sync::watch};
+use tokio::{io::Interest, net::UdpSocket, sync::watch};
 use tracing::debug;
 
-use super::{fast::Fast, guard::Guard};
+use super::{batch, fast::Fast, guard::Guard};
 
 /// The longest datagram read; longer ones are cut to this, as hickory's server reads them.
 const DATAGRAM_MAX: usize = 4096;
 
-/// Serves `socket` until the task is dropped, answering from the latest of `fast`.
+/// Serves `socket` until the task is dropped, answering from the latest of `fast`: a batch
+/// of queries read at once, the rendered answers among them sent at once.
 pub async fn serve(socket: UdpSocket, guard: Guard, mut fast: watch::Receiver<Arc<Fast>>) {
     let Ok(local) = socket.local_addr() else { return };
     // The catalog's replies come back through this channel, addressed by `by_catalog`.
     let (handle, mut replies) = BufDnsStreamHandle::with_buffer_size(local, 16);
-    let mut buf = vec![0u8; DATAGRAM_MAX];
-    let mut out = Vec::with_capacity(512);
+    let mut received = batch::Received::new(DATAGRAM_MAX);
+    let mut answers = vec![Vec::with_capacity(512); batch::BATCH];
+    let mut ready = Vec::with_capacity(batch::BATCH);
     let mut current = fast.borrow_and_update().clone();
     loop {
-        let (n, src) = match socket.recv_from(&mut buf).await {
-            Ok(received) => received,
+        let n = match socket.try_io(Interest::READABLE, || received.recv(&socket)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if socket.readable().await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Err(error) => {
                 // An ICMP error for an earlier reply, reported on this socket: nothing to do.
                 debug!(%error, "DNS UDP receive");
                 continue;
             }
         };
-        if !answerable(src) {
-            continue;
-        }
         if fast.has_changed().unwrap_or(false) {
             current = fast.borrow_and_update().clone();
         }
-        let query = &buf[..n];
-        match guard.answer_rendered(&current, query, src.ip(), &mut out) {
-            Some(true) => {
-                let _ = socket.send_to(&out, src).await;
+        ready.clear();
+        for (i, answer) in answers.iter_mut().enumerate().take(n) {
+            let Some((query, src)) = received.get(i) else { continue };
+            if !answerable(src) {
+                continue;
             }
-            Some(false) => {}
-            None => {
-                by_catalog(&guard, query, src, &handle).await;
-                while let Some(Some(reply)) = replies.next().now_or_never() {
-                    let (bytes, to) = reply.into_parts();
-                    let _ = socket.send_to(&bytes, to).await;
+            match guard.answer_rendered(&current, query, src.ip(), answer) {
+                Some(true) => ready.push((i, src)),
+                Some(false) => {}
+                None => {
+                    by_catalog(&guard, query, src, &handle).await;
+                    while let Some(Some(reply)) = replies.next().now_or_never() {
+                        let (bytes, to) = reply.into_parts();
+                        let _ = socket.send_to(&bytes, to).await;
+                    }
                 }
             }
         }
+        let out: Vec<(&[u8], SocketAddr)> = ready.iter().map(|&(i, to)| (&answers[i][..], to)).collect();
+        batch::send(&socket, &out);
     }
 }
 
