@@ -30,7 +30,7 @@ pub async fn serve(socket: UdpSocket, guard: Guard, mut fast: watch::Receiver<Ar
     // The catalog's replies come back through this channel, addressed by `by_catalog`.
     let (handle, mut replies) = BufDnsStreamHandle::with_buffer_size(local, 16);
     let mut received = batch::Received::new(DATAGRAM_MAX);
-    let mut answers = vec![Vec::with_capacity(512); batch::BATCH];
+    let mut answers: Vec<Vec<u8>> = (0..batch::BATCH).map(|_| Vec::with_capacity(512)).collect();
     let mut ready = Vec::with_capacity(batch::BATCH);
     let mut current = fast.borrow_and_update().clone();
     loop {
