@@ -24,14 +24,14 @@ pub struct Fast {
     nxdomain: Option<NxTemplate>,
 }
 
-/// A query the fast path took: its reply (written out) and the bucket RRL judges it by.
+/// A query the fast path took: the answer its reply is written from and the bucket RRL
+/// judges it by.
 pub struct Taken<'a> {
     pub kind: Kind,
     pub answer: &'a Answer,
     query: foobar_common::dns::Query,
     /// For an NXDOMAIN from the template: how far its pointers move.
     moved: Option<i32>,
-    question_len: usize,
 }
 
 impl Fast {
@@ -80,12 +80,13 @@ impl Fast {
         };
         // One that would not fit is the server's to truncate, before RRL counts it.
         reply(answer, &q, q.question_len, false)?;
-        Some(Taken { kind, answer, query: q, moved, question_len: q.question_len })
+        Some(Taken { kind, answer, query: q, moved })
     }
 
     /// Writes the reply to `query` (as [`Fast::take`] took it) into `out`, `slip`ped or not.
     pub fn write(&self, taken: &Taken<'_>, query: &[u8], slip: bool, out: &mut Vec<u8>) -> Option<()> {
-        let Reply { flags, counts, body_len, opt, .. } = reply(taken.answer, &taken.query, taken.question_len, slip)?;
+        let Reply { flags, counts, body_len, opt, .. } =
+            reply(taken.answer, &taken.query, taken.query.question_len, slip)?;
         out.clear();
         out.extend_from_slice(&query[..2]);
         out.extend_from_slice(&flags.to_be_bytes());
@@ -94,7 +95,7 @@ impl Fast {
             out.extend_from_slice(&c.to_be_bytes());
         }
         // The question as the client wrote it (its name's case kept).
-        out.extend_from_slice(query.get(12..12 + taken.question_len)?);
+        out.extend_from_slice(query.get(12..12 + taken.query.question_len)?);
         let body_at = out.len();
         out.extend_from_slice(&taken.answer.body[..body_len]);
         if let (Some(by), Some(t), false) = (taken.moved, &self.nxdomain, slip) {
