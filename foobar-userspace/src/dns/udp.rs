@@ -182,6 +182,47 @@ mod tests {
         assert_eq!(stats.answered_rendered.load(std::sync::atomic::Ordering::Relaxed), fast_answered as u64);
     }
 
+    /// Over the RRL limit, the rendered path slips and drops as the catalog's path does: the
+    /// same truncated empty answer, and the same ones held back.
+    #[tokio::test]
+    async fn rate_limited_answers_slip_as_the_catalogs_do() {
+        let text = include_str!("../../../examples/lab.toml");
+        let cfg = crate::config::parse(std::path::Path::new("lab.toml"), text, &|_| true).expect("lab config");
+        let spec = crate::plan::Plan::compile(cfg).expect("plan").zone.expect("dns section");
+        let live = Live { services: ["www".to_owned()].into(), databases: None };
+        let (_, catalog) = crate::dns::catalog(&spec, &live, false).await;
+        let catalog = Arc::new(catalog);
+        // One answer a second per bucket, every second limited one slipped.
+        let by_rendering = Guard::new(catalog.clone(), 1, 2, Arc::new(DnsStats::default()));
+        let by_catalog = Guard::new(catalog.clone(), 1, 2, Arc::new(DnsStats::default()));
+        let fast = by_rendering.fast(&render::render(&catalog, &spec).await);
+        for (name, qtype) in
+            [("www.foobar.com", 1), ("WWW.foobar.com", 1), ("nothere.foobar.com", 1), ("foobar.com", 6)]
+        {
+            for (i, edns) in [None, Some(1232), None, Some(1232), None].into_iter().enumerate() {
+                let q = query(0x1000 + i as u16, name, qtype, edns);
+                let mut out = Vec::new();
+                let rendered = match by_rendering.answer_rendered(&fast, &q, [203, 0, 113, 9].into(), &mut out) {
+                    Some(true) => Some(out),
+                    Some(false) => None,
+                    None => panic!("{name} {qtype} passed on"),
+                };
+                let src = SocketAddr::from(([203, 0, 113, 9], 5353));
+                let (handle, mut replies) = BufDnsStreamHandle::with_buffer_size(src, 4);
+                super::by_catalog(&by_catalog, &q, src, &handle).await;
+                let catalogs = replies.next().now_or_never().flatten().map(|r| r.into_parts().0);
+                assert_eq!(rendered, catalogs, "{name} type {qtype}, query {i}");
+            }
+        }
+        let count = |g: &Guard| {
+            let l = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            (l(&g.stats.queries), l(&g.stats.rate_limited), l(&g.stats.slipped))
+        };
+        assert_eq!(count(&by_rendering), count(&by_catalog));
+        let (queries, limited, slipped) = count(&by_rendering);
+        assert!(limited > 0 && slipped > 0 && slipped < limited, "{queries} {limited} {slipped}");
+    }
+
     #[tokio::test]
     async fn junk_and_responses_get_what_the_server_gave_them() {
         let text = include_str!("../../../examples/lab.toml");
