@@ -376,15 +376,17 @@ impl Daemon {
         let exporter = tokio::spawn(exporter::serve(metrics_listener, scrape_tx));
         self.probes = Some(probe_tx);
         self.census = Some(self.dataplane.census()?);
-        if let Some(speaker) = self.plan.config.announce.as_ref().and_then(crate::announce::Speaker::of) {
-            self.announcer = Some(crate::announce::Announcer::start(speaker));
-            self.refresh_announcements();
-        }
         if let Some(settings) = self.cluster.take() {
             self.sync = Some(crate::sync::FlowSync::start(settings, &self.dataplane).await?);
         }
         let sync_socket = self.sync.as_ref().map(crate::sync::FlowSync::socket);
         self.restart_checks();
+        // Only now, with the checks and the flow sync under way, can the first announcement
+        // wait for them: earlier, a backend not yet checked and a sync not yet started look settled.
+        if let Some(speaker) = self.plan.config.announce.as_ref().and_then(crate::announce::Speaker::of) {
+            self.announcer = Some(crate::announce::Announcer::start(speaker));
+            self.refresh_announcements();
+        }
         self.databases.report_to(report_tx);
         if let (Some(zone), Some(dns)) = (&self.plan.zone, &self.plan.config.dns) {
             let live = self.live();

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use foobar_tests::{
+    bird::Bird,
     cluster::*,
     daemon::DaemonProcess,
     gate::Need,
@@ -34,7 +35,7 @@ fn drills() {
     let c = Cluster::build(3);
     let _web1 = nginx::start(&c.web1, "web1");
     let _web2 = nginx::start(&c.web2, "web2");
-    let (_router, mut nodes) = c.start_nat_nodes(&foobar_tests::daemon::foobar_binary(), CONFIG);
+    let (router, mut nodes) = c.start_nat_nodes(&foobar_tests::daemon::foobar_binary(), CONFIG);
     let nat: Vec<String> = (0..3).map(node_nat).collect();
     let all: Vec<String> = (0..3).map(node_uplink).collect();
     let took = c.wait_next_hops(&all, Duration::from_secs(20));
@@ -67,7 +68,7 @@ fn drills() {
     // With every node up, node 1 holds bindings for its peers' flows, and lets them go once
     // those are over: closed on their node, synced, `conntrack.closing` (10 s) later, at the
     // next sweep. (A flow that a third node carried to its end is forgotten at `tcp_idle`.)
-    assert_survived(&drill(&c, 5, || {}), "a quiet cluster");
+    assert_survived(&drill(&c, 5, || {}), "a quiet cluster", &router);
     let held = metric(&nodes[0], "foobar_sync_bindings_held");
     assert!(held > 0.0, "node 1 held no binding for its peers' flows");
     let started = std::time::Instant::now();
@@ -90,7 +91,7 @@ fn drills() {
         let moved = c.wait_routes(&nat[1], &[all[0].clone(), all[2].clone()], Duration::from_secs(3));
         eprintln!("uplink cut: VIP route gone after {detected:?}, its NAT address moved after {moved:?}");
     });
-    assert_survived(&held, "the cut node");
+    assert_survived(&held, "the cut node", &router);
     let adopted = |n: &Node| metric(n, "foobar_sync_flows_adopted_total");
     assert!(adopted(&nodes[0]) + adopted(&nodes[2]) > 0.0, "no peer took on node 2's flows");
 
@@ -103,7 +104,7 @@ fn drills() {
         c.wait_routes(&nat[1], &all[1..2], Duration::from_secs(3));
         eprintln!("uplink back: routes back after {back:?}");
     });
-    assert_survived(&held, "the connections moved to the returning node");
+    assert_survived(&held, "the connections moved to the returning node", &router);
 
     // Node 3's foobar and BIRD killed: its routes go, nodes 1 and 2 carry its flows on. Then
     // it comes back as after a reboot, with empty tables: its peers send it their flows and
@@ -135,9 +136,11 @@ fn drills() {
         c.wait_routes(&nat[2], &all[2..], Duration::from_secs(3));
         eprintln!("node 3 rebooted: announced again {:?} after its start", restarted.elapsed());
     });
-    assert_survived(&held, "the killed node, and those back on it after its reboot");
+    assert_survived(&held, "the killed node, and those back on it after its reboot", &router);
     let said = nodes[2].foobar.logged();
-    assert!(said.contains("the cluster's peers have sent their flows"), "{said}");
+    let settled = said.find("the cluster's peers have sent their flows").unwrap_or_else(|| panic!("{said}"));
+    let announced = said.find("protocol=\"www_vip\" announce=true").unwrap_or_else(|| panic!("{said}"));
+    assert!(settled < announced, "node 3's VIP was announced before its peers sent their flows:\n{said}");
 
     let text = foobar_tests::daemon::assert_metrics(&nodes[0].ns, &["foobar_sync_datagrams_refused_total"]);
     eprintln!(
@@ -161,17 +164,24 @@ fn drill(c: &Cluster, seconds: u32, failure: impl FnOnce()) -> Vec<Held> {
     held
 }
 
-/// Every connection went on; prints how long the worst stalled.
-fn assert_survived(held: &[Held], whose: &str) {
+/// Every connection went on; prints how long the worst stalled, and when. A failure shows
+/// the router's BGP sessions coming and going, to tell a lost session from a lost flow.
+fn assert_survived(held: &[Held], whose: &str, router: &Bird) {
     let failed: Vec<&String> = held.iter().filter_map(|h| h.failed.as_ref()).collect();
-    let longest = held.iter().map(|h| h.longest).max().unwrap_or_default();
+    let worst = held.iter().max_by_key(|h| h.longest).cloned().unwrap_or_default();
     let requests: u64 = held.iter().map(|h| h.requests).sum();
     eprintln!(
-        "{} kept-alive connections, {requests} requests: {} failed, the longest request {longest:?}",
+        "{} kept-alive connections, {requests} requests: {} failed, the longest request {:?}, {:?} in",
         held.len(),
-        failed.len()
+        failed.len(),
+        worst.longest,
+        worst.longest_at
     );
-    assert!(failed.is_empty(), "connections of {whose} failed: {failed:?}");
+    let sessions = || {
+        let log = std::fs::read_to_string(router.dir.join("bird.log")).unwrap_or_default();
+        log.lines().filter(|l| l.contains("State changed")).collect::<Vec<_>>().join("\n")
+    };
+    assert!(failed.is_empty(), "connections of {whose} failed: {failed:?}\nthe router's BGP sessions:\n{}", sessions());
 }
 
 /// Sends node `to`'s sync port, from `from`, a datagram of garbage, one signed with another
