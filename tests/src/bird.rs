@@ -40,6 +40,8 @@ impl Bird {
 pub fn router_conf(router_id: &str, local_as: u32, nodes: &[(String, u32)]) -> String {
     let mut conf = format!(
         "router id {router_id};\n\
+         log stderr all;\n\
+         debug protocols {{ states }};\n\
          protocol device {{ scan time 1; }}\n\
          protocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}\n\
          protocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\n"

@@ -74,6 +74,8 @@ pub struct Held {
     pub requests: u64,
     /// The longest a request on it took (a takeover's stall shows here).
     pub longest: Duration,
+    /// When that request was sent, after the connection opened.
+    pub longest_at: Duration,
     /// Why it ended early (a reset, a 3 s timeout), if it did.
     pub failed: Option<String>,
 }
@@ -96,11 +98,15 @@ pub fn keep_asking(
                 while started.elapsed() < lasting {
                     let asked = std::time::Instant::now();
                     if let Err(e) = c.try_get("/") {
-                        held.failed = Some(format!("after {:?}: {e}", started.elapsed()));
+                        let sent = asked - started;
+                        held.failed = Some(format!("asked {sent:?} in, {e} after {:?}", asked.elapsed()));
                         break;
                     }
                     held.requests += 1;
-                    held.longest = held.longest.max(asked.elapsed());
+                    if asked.elapsed() > held.longest {
+                        held.longest = asked.elapsed();
+                        held.longest_at = asked - started;
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 held
