@@ -18,6 +18,7 @@ pub mod fast;
 pub mod guard;
 pub mod render;
 pub mod rrl;
+pub mod steer;
 pub mod tcp;
 pub mod udp;
 pub mod zone;
@@ -35,7 +36,7 @@ use tokio::{
     sync::watch,
     task::JoinHandle,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use self::zone::{Live, ZoneSpec};
 
@@ -118,10 +119,16 @@ impl Dns {
         let (mut udp_servers, mut tcp_servers) = (Vec::new(), Vec::new());
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         for addr in listen {
-            // One UDP socket per core on the same address (SO_REUSEPORT): the kernel spreads
-            // queries over them, so no single socket's queue is the bottleneck.
-            for _ in 0..cores {
-                let udp = reuseport_udp(*addr).map_err(|source| DnsError { addr: *addr, transport: "udp", source })?;
+            // One UDP socket per core on the same address (SO_REUSEPORT), each taking the
+            // queries of its CPU, so no single socket's queue is the bottleneck.
+            for n in 0..cores {
+                let error = |source| DnsError { addr: *addr, transport: "udp", source };
+                let udp = reuseport_udp(*addr).map_err(error)?;
+                if n == 0
+                    && let Err(e) = steer::by_cpu(&udp, cores as u32)
+                {
+                    warn!(addr = %addr, error = %e, "cannot steer queries by CPU: the kernel's hash spreads them");
+                }
                 udp_servers.push(tokio::spawn(udp::serve(udp, guard.clone(), fast_rx.clone())));
             }
             let listener =
