@@ -45,8 +45,8 @@ pub fn gated(name: &str, needs: &'static [Need], body: fn()) -> Trial {
 }
 
 /// Labs whose checks hang on sub-second timers (BFD, VRRP) run with no other lab at all: on
-/// two cores another lab's daemons loading their programs starve them (in CI, beside a DNS
-/// lab, every kept-alive connection of the NAT cluster lab stalled past its 3 s timeout).
+/// two cores another lab's daemons loading their programs starve them, and a drill that
+/// passes alone fails beside it.
 static TIMERS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// [`gated`], while no other gated test runs.
