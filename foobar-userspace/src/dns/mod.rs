@@ -121,14 +121,14 @@ impl Dns {
         for addr in listen {
             // One UDP socket per core on the same address (SO_REUSEPORT), each taking the
             // queries of its CPU, so no single socket's queue is the bottleneck.
-            for n in 0..cores {
-                let error = |source| DnsError { addr: *addr, transport: "udp", source };
-                let udp = reuseport_udp(*addr).map_err(error)?;
-                if n == 0
-                    && let Err(e) = steer::by_cpu(&udp, cores as u32)
-                {
-                    warn!(addr = %addr, error = %e, "cannot steer queries by CPU: the kernel's hash spreads them");
-                }
+            let group = (0..cores)
+                .map(|_| reuseport_udp(*addr))
+                .collect::<std::io::Result<Vec<UdpSocket>>>()
+                .map_err(|source| DnsError { addr: *addr, transport: "udp", source })?;
+            if let Err(e) = steer::by_cpu(&group[0], cores as u32) {
+                warn!(addr = %addr, error = %e, "cannot steer queries by CPU: the kernel's hash spreads them");
+            }
+            for udp in group {
                 udp_servers.push(tokio::spawn(udp::serve(udp, guard.clone(), fast_rx.clone())));
             }
             let listener =

@@ -4,8 +4,8 @@
 
 use std::{io, os::fd::AsRawFd};
 
-/// Attaches the steering program to the reuseport group of `socket` (bound already), for a
-/// group that will hold `sockets` sockets, joined in order: the n-th gets CPU n's queries.
+/// Attaches the steering program to the reuseport group of `socket` (bound already), a group
+/// of `sockets` sockets: the n-th to have joined gets CPU n's queries.
 pub fn by_cpu(socket: &impl AsRawFd, sockets: u32) -> io::Result<()> {
     // The classic BPF program: A = the CPU; A %= sockets; return A (the socket's index).
     let mut program = [
