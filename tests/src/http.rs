@@ -103,9 +103,9 @@ pub fn keep_asking(
                         break;
                     }
                     held.requests += 1;
-                    if asked.elapsed() > held.longest {
-                        held.longest = asked.elapsed();
-                        held.longest_at = asked - started;
+                    let took = asked.elapsed();
+                    if took > held.longest {
+                        (held.longest, held.longest_at) = (took, asked - started);
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
